@@ -1,0 +1,462 @@
+"""The HDF5 embedding cache: crash-safe writing, reading, verifying.
+
+Layout of a complete cache (N views, one row each, in plan order):
+
+    embeddings      N x 256 x 64 x 64 float16, one chunk per view, fletcher32 checksums
+    lowres_mask     N x 256 x 256 uint8 {0,1}, training target in the decoder's padded frame
+    mask_png        N vlen uint8, the view's full-resolution binary mask as PNG (for metrics)
+    image_jpeg      N vlen uint8, the view's image as JPEG, longest side <= 512 (for galleries)
+    image_id, split, image_file, mask_file   N str
+    view            N int32 (0 = un-augmented)
+    original_size   N x 2 int32 (H, W) of the view;  input_size  N x 2 int32 (h, w) after resize
+    water_fraction  N float32
+    view_sha256     N str, sha256 of the view's embedding, lowres_mask and mask_png bytes
+    sam/prompt_encoder/*, sam/mask_decoder/*   the pretrained weights of SAM's prompt side
+    attrs: schema_version, model_type, checkpoint_sha256, config (JSON), fingerprint, complete
+
+Crash safety: while `embed` runs, finished batches go to `<cache>.parts/part-*.h5`, each written
+to a temporary name, fsynced and renamed, so a part is either whole or absent. The final file is
+assembled into `<cache>.tmp` and renamed into place, so `<cache>` is either absent or complete.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from contextlib import suppress
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from floodcache.views import SPLITS, ViewKey
+
+SCHEMA_VERSION = 1
+EMBEDDING_SHAPE = (256, 64, 64)
+STR = h5py.string_dtype()
+BYTES = h5py.vlen_dtype(np.uint8)
+
+# Per-view fields: name -> (shape of one row, dtype). One table drives parts and final file.
+FIELDS: dict[str, tuple[tuple[int, ...], object]] = {
+    "embeddings": (EMBEDDING_SHAPE, np.float16),
+    "lowres_mask": ((256, 256), np.uint8),
+    "mask_png": ((), BYTES),
+    "image_jpeg": ((), BYTES),
+    "image_id": ((), STR),
+    "split": ((), STR),
+    "image_file": ((), STR),
+    "mask_file": ((), STR),
+    "view": ((), np.int32),
+    "original_size": ((2,), np.int32),
+    "input_size": ((2,), np.int32),
+    "water_fraction": ((), np.float32),
+    "view_sha256": ((), STR),
+}
+
+
+class CacheError(RuntimeError):
+    """A cache that cannot be used as asked; the message says what to run instead."""
+
+
+def view_digest(record: dict) -> str:
+    """sha256 of what a view's numbers are: embedding, low-res target and full mask bytes."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(record["embeddings"], np.float16).tobytes())
+    digest.update(np.ascontiguousarray(record["lowres_mask"], np.uint8).tobytes())
+    digest.update(np.asarray(record["mask_png"], np.uint8).tobytes())
+    return digest.hexdigest()
+
+
+def fingerprint(identity: dict, digests: list[str]) -> str:
+    """sha256 of what produced the cache (identity config) and of every view's digest, in order."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+    for view_sha in digests:
+        digest.update(view_sha.encode())
+    return digest.hexdigest()
+
+
+def config_difference(old: dict, new: dict) -> list[str]:
+    """Human-readable lines naming each identity key whose value differs."""
+    keys = sorted(set(old) | set(new))
+    return [f"{k}: cache has {old.get(k)!r}, asked {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+
+
+def _write_rows(group: h5py.Group, records: list[dict]) -> None:
+    """Write records (dicts holding every FIELDS key) as datasets of `group`."""
+    for name, (shape, dtype) in FIELDS.items():
+        if dtype in (STR, BYTES):
+            data = np.empty(len(records), dtype=object)
+            data[:] = [np.asarray(r[name], np.uint8) if dtype is BYTES else r[name] for r in records]
+            group.create_dataset(name, data=data, dtype=dtype)
+        else:
+            rows = np.stack([np.asarray(r[name], dtype) for r in records]).reshape(-1, *shape)
+            group.create_dataset(name, data=rows)
+
+
+def _fsync_replace(tmp: Path, final: Path) -> None:
+    """fsync `tmp`, then atomically rename it to `final` and fsync the folder."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, final)
+    dir_fd = os.open(final.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def _remove_quietly(path: Path) -> None:
+    with suppress(FileNotFoundError):
+        path.unlink()
+
+
+class CacheWriter:
+    """Writes one cache crash-safely; resumes from finished parts of an earlier run.
+
+    `identity` holds everything that makes two caches different (checkpoint, model type, seed,
+    augmentation, data...); `config` is the full JSON-able config recorded in the cache,
+    including `identity` and the command that produced it.
+    """
+
+    def __init__(self, path: Path, identity: dict, config: dict, overwrite: bool = False):
+        self.path = Path(path)
+        self.parts = self.path.with_name(self.path.name + ".parts")
+        self.identity, self.config = identity, config
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = self._acquire_lock()
+        self.already_complete = self._check_existing(overwrite)
+        if not self.already_complete:
+            self._prepare_parts(overwrite)
+
+    def _acquire_lock(self):
+        lock = open(self.path.with_name(self.path.name + ".lock"), "w")  # noqa: SIM115
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.close()
+            raise CacheError(
+                f"another process is writing {self.path} (lock {lock.name} is held); wait for "
+                "it to finish, or choose another --cache"
+            ) from None
+        return lock
+
+    def _check_existing(self, overwrite: bool) -> bool:
+        if not self.path.exists():
+            return False
+        if overwrite:
+            self.path.unlink()
+            return False
+        with h5py.File(self.path, "r") as f:
+            old = json.loads(f.attrs["config"])["identity"]
+        diff = config_difference(old, self.identity)
+        if diff:
+            raise CacheError(
+                f"{self.path} already exists and was built differently:\n  "
+                + "\n  ".join(diff)
+                + "\nchoose a new --cache FILE, or pass --overwrite to replace it"
+            )
+        return True
+
+    def _prepare_parts(self, overwrite: bool) -> None:
+        config_file = self.parts / "config.json"
+        if self.parts.exists() and config_file.exists() and not overwrite:
+            old = json.loads(config_file.read_text())["identity"]
+            diff = config_difference(old, self.identity)
+            if diff:
+                raise CacheError(
+                    f"an unfinished embed run for {self.path} ({self.parts}) used other "
+                    "settings:\n  " + "\n  ".join(diff) + "\nrerun it with its own settings to "
+                    "finish it, choose a new --cache FILE, or pass --overwrite to start over"
+                )
+            return
+        shutil.rmtree(self.parts, ignore_errors=True)
+        self.parts.mkdir(parents=True)
+        tmp = self.parts / "config.json.tmp"
+        tmp.write_text(json.dumps(self.config, sort_keys=True, indent=1))
+        _fsync_replace(tmp, config_file)
+
+    def part_files(self) -> list[Path]:
+        return sorted(self.parts.glob("part-*.h5"))
+
+    def done(self) -> set[tuple[str, int]]:
+        """(image_id, view) of every view already in a finished part."""
+        keys = set()
+        for part in self.part_files():
+            with h5py.File(part, "r") as f:
+                ids = f["image_id"].asstr()[:]
+                keys.update(zip(ids, f["view"][:].tolist(), strict=True))
+        return keys
+
+    def write_part(self, records: list[dict], name: str) -> None:
+        """Write finished views as one part, atomically. `name` is unique per batch and rank."""
+        for record in records:
+            record["view_sha256"] = view_digest(record)
+        final = self.parts / f"part-{name}.h5"
+        tmp = final.with_suffix(".tmp")
+        try:
+            with h5py.File(tmp, "w") as f:
+                _write_rows(f, records)
+            _fsync_replace(tmp, final)
+        except OSError as err:
+            _remove_quietly(tmp)
+            raise CacheError(
+                f"could not write {final} ({err}); the {len(self.part_files())} finished "
+                "parts are kept: free some space and rerun the same command to resume"
+            ) from err
+
+    def finalize(self, plan: list[ViewKey], sam_state: dict[str, np.ndarray]) -> None:
+        """Assemble all parts in plan order into the final cache, then remove the parts."""
+        row_of = {(key.image_id, key.view): row for row, key in enumerate(plan)}
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        try:
+            with h5py.File(tmp, "w") as out:
+                self._assemble(out, row_of)
+                for name, array in sam_state.items():
+                    out.create_dataset(f"sam/{name}", data=array)
+                digests = out["view_sha256"].asstr()[:].tolist()
+                out.attrs["schema_version"] = SCHEMA_VERSION
+                out.attrs["model_type"] = self.identity["model_type"]
+                out.attrs["checkpoint_sha256"] = self.identity["checkpoint_sha256"]
+                out.attrs["config"] = json.dumps(self.config, sort_keys=True)
+                out.attrs["fingerprint"] = fingerprint(self.identity, digests)
+                out.attrs["complete"] = True
+            _fsync_replace(tmp, self.path)
+        except OSError as err:
+            _remove_quietly(tmp)
+            raise CacheError(
+                f"could not write {self.path} ({err}); the finished parts in {self.parts} are "
+                "kept: free some space and rerun the same command to finish"
+            ) from err
+        shutil.rmtree(self.parts)
+
+    def _assemble(self, out: h5py.File, row_of: dict[tuple[str, int], int]) -> None:
+        n = len(row_of)
+        for name, (shape, dtype) in FIELDS.items():
+            chunks = (1, *shape) if name == "embeddings" else None
+            out.create_dataset(
+                name, shape=(n, *shape), dtype=dtype, chunks=chunks,
+                fletcher32=name == "embeddings",
+            )
+        filled = np.zeros(n, bool)
+        for part in self.part_files():
+            with h5py.File(part, "r") as f:
+                keys = zip(f["image_id"].asstr()[:], f["view"][:].tolist(), strict=True)
+                rows = [row_of[key] for key in keys]
+                for name in FIELDS:
+                    data = f[name][:]
+                    for i, row in enumerate(rows):
+                        out[name][row] = data[i]
+                filled[rows] = True
+        if not filled.all():
+            missing = int((~filled).sum())
+            raise CacheError(f"{missing} planned views are missing from {self.parts}")
+
+    def close(self) -> None:
+        """Release the lock (and remove the lock file) so another embed may start."""
+        lock_path = Path(self._lock.name)
+        _remove_quietly(lock_path)
+        self._lock.close()
+
+    def __enter__(self) -> CacheWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class Cache:
+    """A complete cache opened for reading (the HDF5 file stays open while this lives)."""
+
+    path: Path
+    file: h5py.File
+
+    @classmethod
+    def open(cls, path: Path) -> Cache:
+        """Open a complete cache; CacheError naming the fix for a missing or unfinished one."""
+        path = Path(path)
+        if not path.exists():
+            parts = path.with_name(path.name + ".parts")
+            if (parts / "config.json").exists():
+                command = json.loads((parts / "config.json").read_text()).get("command", "")
+                raise CacheError(
+                    f"{path} is not finished: an embed run stopped part way ({parts}). "
+                    f"Run the same command again to complete it:\n  {command}"
+                )
+            raise CacheError(f"{path} does not exist: build it with `python cli.py embed`")
+        try:
+            file = h5py.File(path, "r")
+        except OSError as err:
+            raise CacheError(
+                f"{path} is not a readable HDF5 file ({err}); it is damaged or truncated: "
+                "rebuild it with `python cli.py embed --overwrite ...`"
+            ) from err
+        cache = cls(path, file)
+        cache._check_header()
+        return cache
+
+    def _check_header(self) -> None:
+        attrs = self.file.attrs
+        if not attrs.get("complete", False) or "config" not in attrs:
+            raise CacheError(f"{self.path} is not a complete floodcache cache; rebuild it")
+        if int(attrs["schema_version"]) != SCHEMA_VERSION:
+            raise CacheError(
+                f"{self.path} has schema {attrs['schema_version']}, this floodcache reads "
+                f"{SCHEMA_VERSION}: rebuild it with `python cli.py embed --overwrite ...`"
+            )
+
+    @property
+    def config(self) -> dict:
+        return json.loads(self.file.attrs["config"])
+
+    @property
+    def model_type(self) -> str:
+        return str(self.file.attrs["model_type"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.file.attrs["fingerprint"])
+
+    def __len__(self) -> int:
+        return int(self.file["view"].shape[0])
+
+    def column(self, name: str) -> np.ndarray:
+        """A whole per-view column (not `embeddings`): strings decoded to str."""
+        data = self.file[name]
+        return data.asstr()[:] if data.dtype == STR else data[:]
+
+    def rows(self, split: str | None = None, view0_only: bool = False) -> np.ndarray:
+        """Row indices of a split (all splits when None), optionally only un-augmented views."""
+        keep = np.ones(len(self), bool)
+        if split is not None:
+            keep &= self.column("split") == split
+        if view0_only:
+            keep &= self.column("view") == 0
+        return np.flatnonzero(keep)
+
+    def embeddings(self, rows: np.ndarray) -> np.ndarray:
+        """len(rows) x 256 x 64 x 64 float16 (rows sorted ascending is fastest)."""
+        return self.file["embeddings"][np.asarray(rows)]
+
+    def full_mask(self, row: int) -> np.ndarray:
+        """HxW uint8 {0,1}: the view's full-resolution mask."""
+        import cv2
+
+        png = self.file["mask_png"][row]
+        return cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
+
+    def image_preview(self, row: int) -> np.ndarray:
+        """hxwx3 uint8 RGB: the view's image, longest side <= 512."""
+        import cv2
+
+        bgr = cv2.imdecode(self.file["image_jpeg"][row], cv2.IMREAD_COLOR)
+        return bgr[..., ::-1].copy()
+
+    def sam_state(self, module: str) -> dict[str, np.ndarray]:
+        """The pretrained state dict of `prompt_encoder` or `mask_decoder`."""
+        group = self.file["sam"][module]
+        state: dict[str, np.ndarray] = {}
+        group.visititems(
+            lambda name, item: state.__setitem__(name.replace("/", "."), item[()])
+            if isinstance(item, h5py.Dataset)
+            else None
+        )
+        return state
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """split -> (images, views)."""
+        split, image_id = self.column("split"), self.column("image_id")
+        return {s: (len(set(image_id[split == s])), int((split == s).sum())) for s in SPLITS}
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+@dataclass
+class VerifyReport:
+    """What `verify` found: an empty `problems` list means the cache is sound."""
+
+    path: Path
+    problems: list[str]
+    counts: dict[str, tuple[int, int]]
+    fingerprint: str
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        lines = [f"cache {self.path}: {'OK' if self.ok else 'DAMAGED'}"]
+        lines += [f"  {split:5s} {imgs:5d} images {views:6d} views"
+                  for split, (imgs, views) in self.counts.items()]
+        lines.append(f"  fingerprint {self.fingerprint}")
+        lines += [f"  problem: {p}" for p in self.problems]
+        return "\n".join(lines)
+
+
+def verify(path: Path, block: int = 64) -> VerifyReport:
+    """Check structure, per-view checksums, finite values and the fingerprint of a cache.
+
+    Raises CacheError when the file cannot be opened as a cache at all.
+    """
+    with Cache.open(path) as cache:
+        problems = _structure_problems(cache)
+        if problems:
+            return VerifyReport(Path(path), problems, {}, cache.fingerprint)
+        ids, views = cache.column("image_id"), cache.column("view")
+        stored = cache.column("view_sha256")
+        digests = []
+        for start in range(0, len(cache), block):
+            rows = range(start, min(start + block, len(cache)))
+            for row, record in zip(rows, _read_records(cache, rows, problems), strict=True):
+                name = f"view {row} (image {ids[row]}, view {views[row]})"
+                if record is None:
+                    digests.append("")
+                    continue
+                if not np.isfinite(record["embeddings"]).all():
+                    problems.append(f"{name}: embedding has NaN or infinite values")
+                digests.append(view_digest(record))
+                if digests[-1] != stored[row]:
+                    problems.append(f"{name}: content does not match its sha256 (damaged)")
+        identity = cache.config["identity"]
+        if fingerprint(identity, stored.tolist()) != cache.fingerprint:
+            problems.append("fingerprint does not match the config and view checksums")
+        return VerifyReport(Path(path), problems, cache.counts(), cache.fingerprint)
+
+
+def _structure_problems(cache: Cache) -> list[str]:
+    n = len(cache)
+    problems = []
+    for name, (shape, _) in FIELDS.items():
+        if name not in cache.file:
+            problems.append(f"dataset {name!r} is missing")
+        elif cache.file[name].shape != (n, *shape):
+            problems.append(f"dataset {name!r} has shape {cache.file[name].shape}, "
+                            f"expected {(n, *shape)}")
+    for module in ("prompt_encoder", "mask_decoder"):
+        if f"sam/{module}" not in cache.file:
+            problems.append(f"the pretrained {module} weights (sam/{module}) are missing")
+    return problems
+
+
+def _read_records(cache: Cache, rows: range, problems: list[str]) -> list[dict | None]:
+    """Rows as dicts of the digest fields; None (and a problem) where HDF5 reports damage."""
+    records: list[dict | None] = []
+    for row in rows:
+        try:
+            records.append({name: cache.file[name][row]
+                            for name in ("embeddings", "lowres_mask", "mask_png")})
+        except OSError as err:  # fletcher32 or HDF5 structure error on a damaged chunk
+            problems.append(f"view {row}: cannot be read ({err})")
+            records.append(None)
+    return records

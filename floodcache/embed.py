@@ -1,0 +1,212 @@
+"""`embed`: audited pairs -> augmented views -> SAM image encoder -> HDF5 cache.
+
+Reading, augmenting and preprocessing run in DataLoader worker processes; the encoder runs in
+batches on the GPU when there is one; each finished batch is written as a crash-safe part, so a
+killed run resumes where it stopped and ends with the same cache as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from floodcache import data, encoder
+from floodcache.cache import CacheWriter
+from floodcache.views import DEFAULT_FRACTIONS, ViewKey, assign_splits, augmentation_recipe
+from floodcache.views import make_view, plan_views
+
+log = logging.getLogger(__name__)
+PREVIEW_SIDE = 512  # longest side of the JPEG kept per view for report galleries
+
+
+@dataclass
+class EmbedConfig:
+    """Everything `embed` needs; the fields marked identity decide whether two caches differ."""
+
+    cache: Path
+    data_dir: Path | None = None
+    images: Path | None = None  # alternative to data_dir: a folder of images ...
+    masks: Path | None = None  # ... and one of masks, paired by file stem
+    checkpoint: Path | None = None
+    random_weights: bool = False  # explicit opt-in to an untrained SAM (smoke tests only)
+    model_type: str = "vit_b"
+    augment: int = 0  # extra augmented views per training image
+    seed: int = 0  # split and augmentation seed
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS  # train/val/test
+    precision: str = "fp32"  # encoder precision; the cache stores float16 either way
+    on_mismatch: str = "exclude"  # or "resize": resize a mask to its image
+    limit: int | None = None  # embed only the first N usable images (quick trials)
+    batch_size: int = 4  # views per encoder call; does not change the result
+    workers: int = 2  # DataLoader processes reading and augmenting images
+    device: str | None = None  # default: cuda when available
+    overwrite: bool = False  # replace an existing cache built differently
+    progress: bool = True
+    command: str = field(default_factory=lambda: " ".join(["python", *sys.argv]))
+
+
+@dataclass
+class EmbedResult:
+    cache: Path
+    views: int  # views in the cache
+    embedded: int  # views encoded by this run (0 when the cache was complete already)
+    seconds: float
+    excluded: dict[str, list[str]]
+
+    @property
+    def views_per_second(self) -> float:
+        return self.embedded / self.seconds if self.seconds else 0.0
+
+
+class ViewDataset(Dataset):
+    """Pending views -> dicts holding a view's resized image and every cache field but its embedding."""
+
+    def __init__(self, views: list[ViewKey], pairs: dict[str, data.Pair], config: EmbedConfig):
+        self.views, self.pairs = views, pairs
+        self.seed, self.on_mismatch = config.seed, config.on_mismatch
+
+    def __len__(self) -> int:
+        return len(self.views)
+
+    def __getitem__(self, index: int) -> dict:
+        key = self.views[index]
+        pair = self.pairs[key.image_id]
+        image, mask = data.load_pair(pair, self.on_mismatch)
+        image, mask = make_view(image, mask, self.seed, key.image_id, key.view)
+        return prepare_view(image, mask) | {
+            "image_id": key.image_id,
+            "view": key.view,
+            "split": key.split,
+            "image_file": str(pair.image_path),
+            "mask_file": str(pair.mask_path),
+        }
+
+
+def prepare_view(image: np.ndarray, mask: np.ndarray) -> dict:
+    """A view's SAM input and metric fields from its HxWx3 uint8 image and HxW {0,1} mask."""
+    resized = encoder.resize_to_input(image)
+    scale = PREVIEW_SIDE / max(image.shape[:2])
+    preview = image if scale >= 1 else cv2.resize(image, None, fx=scale, fy=scale,
+                                                   interpolation=cv2.INTER_AREA)
+    ok_mask, png = cv2.imencode(".png", mask.astype(np.uint8))
+    ok_jpeg, jpeg = cv2.imencode(".jpg", preview[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert ok_mask and ok_jpeg, "OpenCV failed to encode an in-memory image"
+    return {
+        "resized": resized,
+        "lowres_mask": encoder.lowres_target(mask),
+        "mask_png": png.ravel(),
+        "image_jpeg": jpeg.ravel(),
+        "original_size": np.array(image.shape[:2], np.int32),
+        "input_size": np.array(resized.shape[:2], np.int32),
+        "water_fraction": np.float32(mask.mean()),
+    }
+
+
+def _as_list(batch: list[dict]) -> list[dict]:
+    return batch
+
+
+def identity_of(config: EmbedConfig, checkpoint_sha256: str, plan: list[ViewKey]) -> dict:
+    """What makes a cache what it is: two runs with equal identity give the same cache."""
+    return {
+        "model_type": config.model_type,
+        "checkpoint_sha256": checkpoint_sha256,
+        "augment": config.augment,
+        "seed": config.seed,
+        "fractions": list(config.fractions),
+        "precision": config.precision,
+        "on_mismatch": config.on_mismatch,
+        "limit": config.limit,
+        "augmentation_recipe": augmentation_recipe() if config.augment else None,
+        "resize_method": encoder.RESIZE_METHOD,
+        "views": [[k.image_id, k.view, k.split] for k in plan],
+    }
+
+
+def sam_prompt_state(sam) -> dict[str, np.ndarray]:
+    """Pretrained prompt encoder and mask decoder weights, keyed `module/param/path` for HDF5."""
+    return {
+        f"{module}/{name.replace('.', '/')}": tensor.detach().cpu().numpy()
+        for module in ("prompt_encoder", "mask_decoder")
+        for name, tensor in getattr(sam, module).state_dict().items()
+    }
+
+
+def run_embed(config: EmbedConfig) -> EmbedResult:
+    """Audit the data, plan the views, encode what is not cached yet, and finish the cache."""
+    start = time.perf_counter()
+    report = data.audit_folder(
+        config.data_dir, config.images, config.masks, config.on_mismatch, config.progress
+    )
+    if report.excluded:
+        log.warning(
+            "excluding %d unusable pairs: %s", len(report.excluded),
+            ", ".join(f"{k} ({'/'.join(v)})" for k, v in report.excluded.items()),
+        )
+    usable = report.usable[: config.limit] if config.limit else report.usable
+    if not usable:
+        raise ValueError("no usable image/mask pair found: run `python cli.py audit` to see why")
+    pairs = {pair.image_id: pair for pair in usable}
+    ids = list(pairs)
+    plan = plan_views(ids, assign_splits(ids, config.seed, config.fractions), config.augment)
+
+    sam, checkpoint_sha = encoder.load_or_random_sam(
+        config.model_type, config.checkpoint, config.random_weights
+    )
+    identity = identity_of(config, checkpoint_sha, plan)
+    full_config = {"identity": identity, "run": _run_fields(config), "command": config.command}
+    with CacheWriter(config.cache, identity, full_config, config.overwrite) as writer:
+        if writer.already_complete:
+            log.info("%s is complete already; nothing to do", config.cache)
+            return EmbedResult(config.cache, len(plan), 0, time.perf_counter() - start,
+                               report.excluded)
+        done = writer.done()
+        pending = [key for key in plan if (key.image_id, key.view) not in done]
+        embedded = _encode_views(sam, pending, pairs, config, writer, len(plan) - len(pending))
+        writer.finalize(plan, sam_prompt_state(sam))
+    return EmbedResult(config.cache, len(plan), embedded, time.perf_counter() - start,
+                       report.excluded)
+
+
+def _run_fields(config: EmbedConfig) -> dict:
+    fields = asdict(config)
+    return json.loads(json.dumps(fields, default=str))
+
+
+def _encode_views(sam, pending, pairs, config: EmbedConfig, writer: CacheWriter, done: int) -> int:
+    """Encode `pending` views batch by batch, writing each batch as a part; returns views done."""
+    device = encoder.pick_device(config.device)
+    sam.image_encoder.to(device)
+    loader = DataLoader(
+        ViewDataset(pending, pairs, config),
+        batch_size=config.batch_size,
+        num_workers=config.workers,
+        collate_fn=_as_list,
+        persistent_workers=False,
+    )
+    bar = tqdm(total=done + len(pending), initial=done, unit="view", desc="embed",
+               disable=not config.progress, dynamic_ncols=True)
+    encoded = 0
+    try:
+        for batch in loader:
+            embeddings = encoder.encode(sam, [v.pop("resized") for v in batch], device,
+                                        config.precision)
+            for view, embedding in zip(batch, embeddings.half().cpu().numpy(), strict=True):
+                view["embeddings"] = embedding
+            first = batch[0]
+            writer.write_part(batch, f"{first['image_id']}-{first['view']:04d}")
+            encoded += len(batch)
+            bar.update(len(batch))
+    finally:
+        bar.close()
+    return encoded
+

@@ -1,0 +1,96 @@
+"""SAM building, checkpoint checks and SAM-exact preprocessing."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor
+
+from floodcache import encoder
+from floodcache.encoder import CheckpointError, load_sam
+
+
+def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm())
+
+
+def test_load_sam_roundtrip(tiny_checkpoint):
+    sam = load_sam("vit_tiny", tiny_checkpoint)
+    saved = torch.load(tiny_checkpoint, weights_only=True)
+    for name, tensor in sam.state_dict().items():
+        assert torch.equal(tensor, saved[name]), name
+
+
+def test_missing_checkpoint_says_how_to_get_one(tmp_path):
+    with pytest.raises(CheckpointError, match="python cli.py download --model-type vit_b"):
+        load_sam("vit_b", tmp_path / "nope.pth")
+
+
+def test_truncated_checkpoint_is_refused(tiny_checkpoint, tmp_path):
+    broken = tmp_path / "broken.pth"
+    broken.write_bytes(tiny_checkpoint.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="truncated"):
+        load_sam("vit_tiny", broken)
+
+
+def test_non_sam_file_is_refused(tmp_path):
+    other = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(3)}, other)
+    with pytest.raises(CheckpointError, match="not a SAM checkpoint"):
+        load_sam("vit_tiny", other)
+
+
+def test_wrong_model_type_names_the_right_one(tiny_checkpoint):
+    with pytest.raises(CheckpointError, match="--model-type vit_tiny"):
+        load_sam("vit_b", tiny_checkpoint)
+
+
+def test_no_checkpoint_needs_explicit_random_weights():
+    with pytest.raises(CheckpointError, match="--random-weights"):
+        encoder.load_or_random_sam("vit_tiny", None, random_weights=False)
+    with pytest.warns(UserWarning, match="RANDOM WEIGHTS"):
+        _, sha = encoder.load_or_random_sam("vit_tiny", None, random_weights=True)
+    assert sha == "random-weights"
+
+
+@pytest.mark.parametrize("shape", [(300, 500), (500, 300), (1024, 1024), (77, 2000)])
+def test_input_size_matches_resize(shape):
+    resized = encoder.resize_to_input(np.zeros((*shape, 3), np.uint8))
+    assert encoder.input_size(shape) == resized.shape[:2]
+    assert max(resized.shape[:2]) == 1024
+
+
+def test_lowres_target_follows_the_padded_frame():
+    """A 400x800 mask whose bottom half is water: 1024x512 input, 256x128 valid low-res area."""
+    mask = np.zeros((400, 800), np.uint8)
+    mask[200:] = 1
+    target = encoder.lowres_target(mask)
+    assert target.shape == (256, 256)
+    assert target[:64].sum() == 0  # top half of the valid area, rows 0..63
+    assert target[64:128].all()  # bottom half of the image, rows 64..127, all columns
+    assert target[128:].sum() == 0  # padding below the image is never water
+
+
+def test_batched_encode_matches_predictor_tiny(tiny_checkpoint):
+    """Several sizes in one batch give each image's SamPredictor embedding (fp32)."""
+    sam = load_sam("vit_tiny", tiny_checkpoint)
+    rng = np.random.default_rng(1)
+    images = [rng.integers(0, 255, shape, dtype=np.uint8)
+              for shape in [(120, 200, 3), (300, 100, 3), (64, 64, 3)]]
+    batch = encoder.encode(sam, [encoder.resize_to_input(im) for im in images],
+                           torch.device("cpu"))
+    predictor = SamPredictor(sam)
+    for image, ours in zip(images, batch, strict=True):
+        predictor.set_image(image)
+        assert relative_error(ours, predictor.features[0]) < 1e-5
+
+
+@pytest.mark.parametrize("precision,tolerance", [("bf16", 5e-2), ("fp16", 1e-2)])
+def test_autocast_precisions_stay_close(tiny_checkpoint, precision, tolerance):
+    sam = load_sam("vit_tiny", tiny_checkpoint)
+    image = [encoder.resize_to_input(np.full((100, 150, 3), 120, np.uint8))]
+    reference = encoder.encode(sam, image, torch.device("cpu"))
+    low = encoder.encode(sam, image, torch.device("cpu"), precision)
+    assert low.dtype == torch.float32
+    assert relative_error(low, reference) < tolerance
