@@ -82,7 +82,11 @@ def fingerprint(identity: dict, digests: list[str]) -> str:
 def config_difference(old: dict, new: dict) -> list[str]:
     """Human-readable lines naming each identity key whose value differs."""
     keys = sorted(set(old) | set(new))
-    return [f"{k}: cache has {old.get(k)!r}, asked {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
+    return [
+        f"{k}: cache has {old.get(k)!r}, asked {new.get(k)!r}"
+        for k in keys
+        if old.get(k) != new.get(k)
+    ]
 
 
 def _write_rows(group: h5py.Group, records: list[dict]) -> None:
@@ -90,7 +94,9 @@ def _write_rows(group: h5py.Group, records: list[dict]) -> None:
     for name, (shape, dtype) in FIELDS.items():
         if dtype in (STR, BYTES):
             data = np.empty(len(records), dtype=object)
-            data[:] = [np.asarray(r[name], np.uint8) if dtype is BYTES else r[name] for r in records]
+            data[:] = [
+                np.asarray(r[name], np.uint8) if dtype is BYTES else r[name] for r in records
+            ]
             group.create_dataset(name, data=data, dtype=dtype)
         else:
             rows = np.stack([np.asarray(r[name], dtype) for r in records]).reshape(-1, *shape)
@@ -238,7 +244,10 @@ class CacheWriter:
         for name, (shape, dtype) in FIELDS.items():
             chunks = (1, *shape) if name == "embeddings" else None
             out.create_dataset(
-                name, shape=(n, *shape), dtype=dtype, chunks=chunks,
+                name,
+                shape=(n, *shape),
+                dtype=dtype,
+                chunks=chunks,
                 fletcher32=name == "embeddings",
             )
         filled = np.zeros(n, bool)
@@ -361,9 +370,11 @@ class Cache:
         group = self.file["sam"][module]
         state: dict[str, np.ndarray] = {}
         group.visititems(
-            lambda name, item: state.__setitem__(name.replace("/", "."), item[()])
-            if isinstance(item, h5py.Dataset)
-            else None
+            lambda name, item: (
+                state.__setitem__(name.replace("/", "."), item[()])
+                if isinstance(item, h5py.Dataset)
+                else None
+            )
         )
         return state
 
@@ -397,8 +408,10 @@ class VerifyReport:
 
     def summary(self) -> str:
         lines = [f"cache {self.path}: {'OK' if self.ok else 'DAMAGED'}"]
-        lines += [f"  {split:5s} {imgs:5d} images {views:6d} views"
-                  for split, (imgs, views) in self.counts.items()]
+        lines += [
+            f"  {split:5s} {imgs:5d} images {views:6d} views"
+            for split, (imgs, views) in self.counts.items()
+        ]
         lines.append(f"  fingerprint {self.fingerprint}")
         lines += [f"  problem: {p}" for p in self.problems]
         return "\n".join(lines)
@@ -441,8 +454,9 @@ def _structure_problems(cache: Cache) -> list[str]:
         if name not in cache.file:
             problems.append(f"dataset {name!r} is missing")
         elif cache.file[name].shape != (n, *shape):
-            problems.append(f"dataset {name!r} has shape {cache.file[name].shape}, "
-                            f"expected {(n, *shape)}")
+            problems.append(
+                f"dataset {name!r} has shape {cache.file[name].shape}, expected {(n, *shape)}"
+            )
     for module in ("prompt_encoder", "mask_decoder"):
         if f"sam/{module}" not in cache.file:
             problems.append(f"the pretrained {module} weights (sam/{module}) are missing")
@@ -454,8 +468,9 @@ def _read_records(cache: Cache, rows: range, problems: list[str]) -> list[dict |
     records: list[dict | None] = []
     for row in rows:
         try:
-            records.append({name: cache.file[name][row]
-                            for name in ("embeddings", "lowres_mask", "mask_png")})
+            records.append(
+                {name: cache.file[name][row] for name in ("embeddings", "lowres_mask", "mask_png")}
+            )
         except OSError as err:  # fletcher32 or HDF5 structure error on a damaged chunk
             problems.append(f"view {row}: cannot be read ({err})")
             records.append(None)

@@ -16,14 +16,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from floodcache import data, encoder
 from floodcache.cache import CacheWriter
-from floodcache.views import DEFAULT_FRACTIONS, ViewKey, assign_splits, augmentation_recipe
-from floodcache.views import make_view, plan_views
+from floodcache.views import (
+    DEFAULT_FRACTIONS,
+    ViewKey,
+    assign_splits,
+    augmentation_recipe,
+    make_view,
+    plan_views,
+)
 
 log = logging.getLogger(__name__)
 PREVIEW_SIDE = 512  # longest side of the JPEG kept per view for report galleries
@@ -68,7 +73,7 @@ class EmbedResult:
 
 
 class ViewDataset(Dataset):
-    """Pending views -> dicts holding a view's resized image and every cache field but its embedding."""
+    """Pending views -> dicts of a view's resized image and every cache field but the embedding."""
 
     def __init__(self, views: list[ViewKey], pairs: dict[str, data.Pair], config: EmbedConfig):
         self.views, self.pairs = views, pairs
@@ -95,8 +100,11 @@ def prepare_view(image: np.ndarray, mask: np.ndarray) -> dict:
     """A view's SAM input and metric fields from its HxWx3 uint8 image and HxW {0,1} mask."""
     resized = encoder.resize_to_input(image)
     scale = PREVIEW_SIDE / max(image.shape[:2])
-    preview = image if scale >= 1 else cv2.resize(image, None, fx=scale, fy=scale,
-                                                   interpolation=cv2.INTER_AREA)
+    preview = (
+        image
+        if scale >= 1
+        else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    )
     ok_mask, png = cv2.imencode(".png", mask.astype(np.uint8))
     ok_jpeg, jpeg = cv2.imencode(".jpg", preview[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok_mask and ok_jpeg, "OpenCV failed to encode an in-memory image"
@@ -149,7 +157,8 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
     )
     if report.excluded:
         log.warning(
-            "excluding %d unusable pairs: %s", len(report.excluded),
+            "excluding %d unusable pairs: %s",
+            len(report.excluded),
             ", ".join(f"{k} ({'/'.join(v)})" for k, v in report.excluded.items()),
         )
     usable = report.usable[: config.limit] if config.limit else report.usable
@@ -157,7 +166,8 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
         raise ValueError("no usable image/mask pair found: run `python cli.py audit` to see why")
     pairs = {pair.image_id: pair for pair in usable}
     ids = list(pairs)
-    plan = plan_views(ids, assign_splits(ids, config.seed, config.fractions), config.augment)
+    splits = assign_splits(ids, config.seed, config.fractions, report.image_hashes)
+    plan = plan_views(ids, splits, config.augment)
 
     sam, checkpoint_sha = encoder.load_or_random_sam(
         config.model_type, config.checkpoint, config.random_weights
@@ -167,14 +177,16 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
     with CacheWriter(config.cache, identity, full_config, config.overwrite) as writer:
         if writer.already_complete:
             log.info("%s is complete already; nothing to do", config.cache)
-            return EmbedResult(config.cache, len(plan), 0, time.perf_counter() - start,
-                               report.excluded)
+            return EmbedResult(
+                config.cache, len(plan), 0, time.perf_counter() - start, report.excluded
+            )
         done = writer.done()
         pending = [key for key in plan if (key.image_id, key.view) not in done]
         embedded = _encode_views(sam, pending, pairs, config, writer, len(plan) - len(pending))
         writer.finalize(plan, sam_prompt_state(sam))
-    return EmbedResult(config.cache, len(plan), embedded, time.perf_counter() - start,
-                       report.excluded)
+    return EmbedResult(
+        config.cache, len(plan), embedded, time.perf_counter() - start, report.excluded
+    )
 
 
 def _run_fields(config: EmbedConfig) -> dict:
@@ -193,13 +205,20 @@ def _encode_views(sam, pending, pairs, config: EmbedConfig, writer: CacheWriter,
         collate_fn=_as_list,
         persistent_workers=False,
     )
-    bar = tqdm(total=done + len(pending), initial=done, unit="view", desc="embed",
-               disable=not config.progress, dynamic_ncols=True)
+    bar = tqdm(
+        total=done + len(pending),
+        initial=done,
+        unit="view",
+        desc="embed",
+        disable=not config.progress,
+        dynamic_ncols=True,
+    )
     encoded = 0
     try:
         for batch in loader:
-            embeddings = encoder.encode(sam, [v.pop("resized") for v in batch], device,
-                                        config.precision)
+            embeddings = encoder.encode(
+                sam, [v.pop("resized") for v in batch], device, config.precision
+            )
             for view, embedding in zip(batch, embeddings.half().cpu().numpy(), strict=True):
                 view["embeddings"] = embedding
             first = batch[0]
@@ -209,4 +228,3 @@ def _encode_views(sam, pending, pairs, config: EmbedConfig, writer: CacheWriter,
     finally:
         bar.close()
     return encoded
-

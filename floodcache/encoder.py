@@ -7,7 +7,6 @@ Preprocessing follows `SamPredictor.set_image` for numpy input exactly: segment-
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,8 @@ import torch
 from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
+
+from floodcache.download import CHECKPOINTS, find_checkpoint, sha256_file
 
 IMAGE_SIZE = 1024  # SAM's encoder input side
 EMBEDDING_SHAPE = (256, 64, 64)  # one view's image embedding
@@ -41,8 +42,9 @@ MODEL_TYPES: dict[str, EncoderSpec] = {
     "vit_b": EncoderSpec(768, 12, 12, (2, 5, 8, 11)),
     "vit_l": EncoderSpec(1024, 24, 16, (5, 11, 17, 23)),
     "vit_h": EncoderSpec(1280, 32, 16, (7, 15, 23, 31)),
-    # Same SAM modules, two shallow encoder blocks: lets tests embed images in milliseconds.
-    "vit_tiny": EncoderSpec(64, 2, 2, (1,), test_only=True),
+    # Same SAM modules, two narrow windowed blocks (global attention over 4096 tokens is what
+    # costs most on a CPU): lets tests embed a view in a fraction of a second.
+    "vit_tiny": EncoderSpec(64, 2, 2, (), test_only=True),
 }
 
 
@@ -64,15 +66,6 @@ def build_sam(model_type: str = "vit_b") -> Sam:
         encoder_global_attn_indexes=list(spec.global_attn_indexes),
         checkpoint=None,
     )
-
-
-def sha256_of(path: Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def load_sam(model_type: str, checkpoint: Path) -> Sam:
@@ -134,17 +127,23 @@ def load_or_random_sam(
 ) -> tuple[Sam, str]:
     """SAM and the sha256 of its checkpoint, or random weights when explicitly asked for.
 
+    Without `checkpoint`, the official file is looked for in the default checkpoint folder
+    (CheckpointNotFound says how to download it).
+
     Random weights (seeded, so smoke runs repeat) record the marker "random-weights" instead of
     a sha256, and warn loudly: every number computed with them is meaningless.
     """
-    if checkpoint is not None:
-        return load_sam(model_type, checkpoint), sha256_of(Path(checkpoint))
+    if random_weights and checkpoint is not None:
+        raise CheckpointError("pass either --checkpoint or --random-weights, not both")
     if not random_weights:
-        raise CheckpointError(
-            "no SAM checkpoint given: pass --checkpoint FILE (fetch one with "
-            f"`python cli.py download --model-type {model_type}`), or --random-weights for a "
-            "smoke test whose numbers mean nothing"
-        )
+        if model_type in CHECKPOINTS:  # official weights exist: look in the default place
+            checkpoint = find_checkpoint(model_type, checkpoint)
+        elif checkpoint is None:
+            raise CheckpointError(
+                f"{model_type} has no official checkpoint: pass --checkpoint FILE, or "
+                "--random-weights for a smoke test whose numbers mean nothing"
+            )
+        return load_sam(model_type, checkpoint), sha256_file(Path(checkpoint))
     warn_random_weights()
     torch.manual_seed(0)  # the same random SAM every time, so smoke runs are reproducible
     return build_sam(model_type), "random-weights"
@@ -183,10 +182,8 @@ def lowres_target(mask: np.ndarray) -> np.ndarray:
     return (area >= 0.5).astype(np.uint8)
 
 
-def batch_to_tensor(
-    sam: Sam, resized: list[np.ndarray], device: torch.device
-) -> torch.Tensor:
-    """Resized hxwx3 uint8 views -> Bx3x1024x1024 float32, normalised then padded (Sam.preprocess)."""
+def batch_to_tensor(sam: Sam, resized: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """Resized hxwx3 uint8 views -> Bx3x1024x1024 float32, normalised, then padded."""
     batch = torch.zeros((len(resized), 3, IMAGE_SIZE, IMAGE_SIZE), device=device)
     for i, image in enumerate(resized):
         pixels = torch.as_tensor(image, device=device).permute(2, 0, 1)[None].float()

@@ -35,25 +35,40 @@ def stable_seed(seed: int, *parts: str | int) -> int:
 
 
 def assign_splits(
-    image_ids: list[str], seed: int, fractions: tuple[float, float, float] = DEFAULT_FRACTIONS
+    image_ids: list[str],
+    seed: int,
+    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS,
+    groups: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """image_id -> "train" | "val" | "test", deterministic in (seed, set of ids).
 
     Images are ordered by a per-image hash of (seed, image_id), so an image keeps its split when
     other images are added or excluded, and cut at exact counts; with three or more images val
-    and test get at least one each.
+    and test get at least one each. Images with the same `groups` value (e.g. the same pixels)
+    are kept together in the split of the first of them, so duplicates cannot leak from
+    training into evaluation.
     """
     if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
-    order = sorted(image_ids, key=lambda image_id: (stable_seed(seed, image_id), image_id))
+    group_of = {i: (groups or {}).get(i, i) for i in image_ids}
+    leader = {}
+    for image_id in sorted(image_ids):
+        leader.setdefault(group_of[image_id], image_id)
+    order = sorted(
+        image_ids,
+        key=lambda i: (stable_seed(seed, leader[group_of[i]]), leader[group_of[i]], i),
+    )
     n = len(order)
     n_val = round(n * fractions[1])
     n_test = round(n * fractions[2])
     if n >= 3:
         n_val, n_test = max(n_val, 1 if fractions[1] else 0), max(n_test, 1 if fractions[2] else 0)
     n_train = n - n_val - n_test
-    splits = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
-    return dict(zip(order, splits, strict=True))
+    cut = ["train"] * n_train + ["val"] * n_val + ["test"] * n_test
+    split_of_group: dict[str, str] = {}
+    for image_id, split in zip(order, cut, strict=True):
+        split_of_group.setdefault(group_of[image_id], split)
+    return {image_id: split_of_group[group_of[image_id]] for image_id in image_ids}
 
 
 def plan_views(image_ids: list[str], splits: dict[str, str], augment: int) -> list[ViewKey]:
@@ -88,7 +103,9 @@ def augmentation() -> A.Compose:
             ),
             A.RandomBrightnessContrast(brightness_limit=0.25, contrast_limit=0.25, p=0.6),
             A.HueSaturationValue(hue_shift_limit=10, sat_shift_limit=20, val_shift_limit=15, p=0.5),
-            A.OneOf([A.GaussianBlur(sigma_limit=(0.5, 2.0)), A.MotionBlur(blur_limit=(3, 7))], p=0.3),
+            A.OneOf(
+                [A.GaussianBlur(sigma_limit=(0.5, 2.0)), A.MotionBlur(blur_limit=(3, 7))], p=0.3
+            ),
             A.OneOf(
                 [A.RandomFog(fog_coef_range=(0.1, 0.3)), A.RandomShadow(shadow_roi=(0, 0, 1, 1))],
                 p=0.3,

@@ -9,6 +9,7 @@ import pytest
 import torch
 from PIL import Image
 
+from floodcache.embed import EmbedConfig, run_embed
 from floodcache.encoder import build_sam
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "flood_dataset"
@@ -37,7 +38,7 @@ def make_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.nd
 
 
 def write_dataset(root: Path, sizes: list[tuple[int, int]], seed: int = 0) -> Path:
-    """A Kaggle-layout data set (Image/<id>.jpg, Mask/<id>.png, metadata.csv) of generated scenes."""
+    """A Kaggle-layout data set (Image/<id>.jpg, Mask/<id>.png, metadata.csv), generated."""
     rng = np.random.default_rng(seed)
     (root / "Image").mkdir(parents=True)
     (root / "Mask").mkdir()
@@ -70,3 +71,34 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def vit_b_checkpoint(tmp_path_factory) -> Path:
     """A random-weight checkpoint with the real ViT-B architecture (375 MB on disk)."""
     return save_checkpoint("vit_b", tmp_path_factory.mktemp("ckpt_b") / "sam_vit_b.pth")
+
+
+def embed_config(data_dir: Path, checkpoint: Path, cache: Path, **overrides) -> EmbedConfig:
+    """A quick embed of the test-only vit_tiny SAM, one augmented view per training image."""
+    settings = dict(
+        cache=cache,
+        data_dir=data_dir,
+        checkpoint=checkpoint,
+        model_type="vit_tiny",
+        augment=1,
+        batch_size=3,
+        workers=0,
+        progress=False,
+    )
+    return EmbedConfig(**(settings | overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_cache(tiny_data, tiny_checkpoint, tmp_path_factory) -> Path:
+    """A complete cache of tiny_data: 5 train images x 2 views, 1 val, 1 test."""
+    cache = tmp_path_factory.mktemp("cache") / "tiny.h5"
+    run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
+    return cache
+
+
+@pytest.fixture(scope="session")
+def train_cache(tiny_data, tiny_checkpoint, tmp_path_factory) -> Path:
+    """tiny_data split for training tests: 4 train images x 2 views, 3 val images, no test."""
+    cache = tmp_path_factory.mktemp("cache") / "train.h5"
+    run_embed(embed_config(tiny_data, tiny_checkpoint, cache, fractions=(0.55, 0.45, 0.0)))
+    return cache

@@ -46,6 +46,12 @@ def test_wrong_model_type_names_the_right_one(tiny_checkpoint):
         load_sam("vit_b", tiny_checkpoint)
 
 
+def test_no_checkpoint_looks_in_the_default_place(tmp_path, monkeypatch):
+    monkeypatch.setenv("FLOODCACHE_CHECKPOINT_DIR", str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="python cli.py download --model-type vit_b"):
+        encoder.load_or_random_sam("vit_b", None, random_weights=False)
+
+
 def test_no_checkpoint_needs_explicit_random_weights():
     with pytest.raises(CheckpointError, match="--random-weights"):
         encoder.load_or_random_sam("vit_tiny", None, random_weights=False)
@@ -76,10 +82,11 @@ def test_batched_encode_matches_predictor_tiny(tiny_checkpoint):
     """Several sizes in one batch give each image's SamPredictor embedding (fp32)."""
     sam = load_sam("vit_tiny", tiny_checkpoint)
     rng = np.random.default_rng(1)
-    images = [rng.integers(0, 255, shape, dtype=np.uint8)
-              for shape in [(120, 200, 3), (300, 100, 3), (64, 64, 3)]]
-    batch = encoder.encode(sam, [encoder.resize_to_input(im) for im in images],
-                           torch.device("cpu"))
+    images = [
+        rng.integers(0, 255, shape, dtype=np.uint8)
+        for shape in [(120, 200, 3), (300, 100, 3), (64, 64, 3)]
+    ]
+    batch = encoder.encode(sam, [encoder.resize_to_input(im) for im in images], torch.device("cpu"))
     predictor = SamPredictor(sam)
     for image, ours in zip(images, batch, strict=True):
         predictor.set_image(image)

@@ -24,6 +24,14 @@ def test_split_is_seeded_exact_and_stable():
     assert len(moved) <= 2
 
 
+def test_duplicate_images_share_a_split():
+    ids = [str(i) for i in range(40)]
+    groups = {"3": "same-pixels", "17": "same-pixels", "25": "same-pixels"}
+    for seed in range(10):
+        splits = assign_splits(ids, seed, groups=groups)
+        assert len({splits["3"], splits["17"], splits["25"]}) == 1
+
+
 def test_small_sets_still_get_val_and_test():
     splits = assign_splits(["a", "b", "c", "d"], seed=0)
     assert sorted(splits.values()).count("val") == 1
@@ -34,7 +42,11 @@ def test_plan_gives_augmented_views_to_training_images_only():
     splits = {"a": "train", "b": "val", "c": "test"}
     plan = plan_views(["a", "b", "c"], splits, augment=2)
     assert [(k.image_id, k.view, k.split) for k in plan] == [
-        ("a", 0, "train"), ("a", 1, "train"), ("a", 2, "train"), ("b", 0, "val"), ("c", 0, "test")
+        ("a", 0, "train"),
+        ("a", 1, "train"),
+        ("a", 2, "train"),
+        ("b", 0, "val"),
+        ("c", 0, "test"),
     ]
 
 
@@ -71,8 +83,12 @@ def test_views_are_reproducible_across_processes():
         "v = make_view(im, m, 5, 'x', 3); print(hashlib.sha256(v[0].tobytes() + v[1].tobytes())"
         ".hexdigest())"
     )
-    out = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          check=True).stdout for _ in range(2)}
+    out = {
+        subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, check=True
+        ).stdout
+        for _ in range(2)
+    }
     image, mask = scene()
     import hashlib
 

@@ -1,0 +1,218 @@
+"""`embed` end to end: the cache it writes, its equivalence to SamPredictor, crash and resume."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor
+
+from floodcache import data
+from floodcache.cache import Cache, CacheError, verify
+from floodcache.embed import run_embed
+from floodcache.encoder import load_sam
+from tests.conftest import PROJECT, REAL_DATA, embed_config, write_dataset
+
+
+def relative_error(a, b) -> float:
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_cache_layout_and_counts(tiny_cache):
+    report = verify(tiny_cache)
+    assert report.ok, report.problems
+    with Cache.open(tiny_cache) as cache:
+        n = len(cache)
+        assert cache.file["embeddings"].shape == (n, 256, 64, 64)
+        assert cache.file["embeddings"].dtype == np.float16
+        assert cache.file["embeddings"].chunks == (1, 256, 64, 64)
+        assert cache.file["lowres_mask"].shape == (n, 256, 256)
+        attrs = cache.file.attrs
+        for key in ("schema_version", "model_type", "checkpoint_sha256", "config", "fingerprint"):
+            assert key in attrs
+        counts = cache.counts()
+        # 7 images: 5 train (views 0 and 1), 1 val, 1 test (view 0 only).
+        assert counts == {"train": (5, 10), "val": (1, 1), "test": (1, 1)}
+        assert set(cache.column("view")[cache.rows("val")]) == {0}
+        assert cache.sam_state("mask_decoder")  # the pretrained decoder travels with the cache
+
+
+def test_view_zero_matches_the_image_and_sam_predictor(tiny_cache, tiny_checkpoint):
+    sam = load_sam("vit_tiny", tiny_checkpoint)
+    predictor = SamPredictor(sam)
+    with Cache.open(tiny_cache) as cache:
+        for row in cache.rows(view0_only=True)[:3]:
+            pair = data.Pair(
+                str(cache.column("image_id")[row]),
+                Path(cache.column("image_file")[row]),
+                Path(cache.column("mask_file")[row]),
+            )
+            image, mask = data.load_pair(pair)
+            assert np.array_equal(cache.full_mask(row), mask)
+            assert tuple(cache.column("original_size")[row]) == mask.shape
+            predictor.set_image(image)
+            assert relative_error(cache.embeddings([row])[0], predictor.features[0]) < 1e-3
+
+
+def test_vit_b_cached_embedding_equals_sam_predictor(vit_b_checkpoint, tmp_path):
+    """The issue's acceptance test: real ViT-B architecture, fp32, relative error < 1e-3."""
+    data_dir = write_dataset(tmp_path / "data", [(180, 240)])
+    cache = tmp_path / "b.h5"
+    run_embed(
+        embed_config(
+            data_dir,
+            vit_b_checkpoint,
+            cache,
+            model_type="vit_b",
+            augment=0,
+            fractions=(1.0, 0.0, 0.0),
+        )
+    )
+    image, _ = data.load_pair(data.find_pairs(data_dir)[0][0])
+    predictor = SamPredictor(load_sam("vit_b", vit_b_checkpoint))
+    predictor.set_image(image)
+    with Cache.open(cache) as opened:
+        error = relative_error(opened.embeddings([0])[0], predictor.features[0])
+    assert error < 1e-3
+
+
+def test_rerun_of_complete_cache_does_nothing(tiny_cache, tiny_data, tiny_checkpoint):
+    before = tiny_cache.stat().st_mtime_ns
+    result = run_embed(embed_config(tiny_data, tiny_checkpoint, tiny_cache))
+    assert result.embedded == 0 and tiny_cache.stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("change", [{"seed": 1}, {"augment": 2}, {"precision": "bf16"}])
+def test_other_settings_never_reuse_a_cache(tiny_cache, tiny_data, tiny_checkpoint, change):
+    key = next(iter(change))
+    with pytest.raises(CacheError, match=f"{key}: cache has"):
+        run_embed(embed_config(tiny_data, tiny_checkpoint, tiny_cache, **change))
+
+
+def test_other_checkpoint_is_refused_then_overwrite(tiny_data, tiny_checkpoint, tmp_path):
+    cache = tmp_path / "c.h5"
+    run_embed(embed_config(tiny_data, tiny_checkpoint, cache, limit=3))
+    other = tmp_path / "other.pth"
+    torch.manual_seed(1)
+    torch.save({k: v + 1 for k, v in torch.load(tiny_checkpoint).items()}, other)
+    with pytest.raises(CacheError, match="checkpoint_sha256"):
+        run_embed(embed_config(tiny_data, other, cache, limit=3))
+    run_embed(embed_config(tiny_data, other, cache, limit=3, overwrite=True))
+    with Cache.open(cache) as opened:
+        assert opened.file.attrs["checkpoint_sha256"] != "" and verify(cache).ok
+
+
+def embed_command(data_dir: Path, checkpoint: Path, cache: Path) -> list[str]:
+    return [
+        sys.executable,
+        str(PROJECT / "cli.py"),
+        "embed",
+        "--data",
+        str(data_dir),
+        "--checkpoint",
+        str(checkpoint),
+        "--model-type",
+        "vit_tiny",
+        "--cache",
+        str(cache),
+        "--augment",
+        "2",
+        "--batch-size",
+        "1",
+        "--workers",
+        "0",
+    ]
+
+
+def kill_after_parts(command: list[str], parts: Path, count: int) -> None:
+    """Start `command`, SIGKILL it once `parts` holds `count` finished parts."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while len(list(parts.glob("part-*.h5"))) < count:
+        assert process.poll() is None, "embed finished before it could be killed"
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+
+
+def read_everything(path: Path) -> dict:
+    with h5py.File(path, "r") as f:
+        content = {f"attr:{k}": v for k, v in f.attrs.items()}
+        f.visititems(
+            lambda name, item: (
+                content.__setitem__(name, item[()]) if isinstance(item, h5py.Dataset) else None
+            )
+        )
+    return content
+
+
+def assert_same_cache(a: Path, b: Path) -> None:
+    first, second = read_everything(a), read_everything(b)
+    assert first.keys() == second.keys()
+    for key in first:
+        x, y = first[key], second[key]
+        if isinstance(x, str) and key == "attr:config":
+            continue  # records the command line, which names the cache path
+        if isinstance(x, np.ndarray) and x.dtype == object:
+            assert all(np.array_equal(u, v) for u, v in zip(x, y, strict=True)), key
+        else:
+            assert np.array_equal(x, y), key
+
+
+def test_killed_embed_resumes_to_an_identical_cache(tiny_data, tiny_checkpoint, tmp_path):
+    reference = tmp_path / "reference.h5"
+    subprocess.run(
+        embed_command(tiny_data, tiny_checkpoint, reference), check=True, capture_output=True
+    )
+    cache = tmp_path / "resumed.h5"
+    parts = tmp_path / "resumed.h5.parts"
+    kill_after_parts(embed_command(tiny_data, tiny_checkpoint, cache), parts, 3)
+    assert not cache.exists()
+    with pytest.raises(CacheError, match="Run the same command again"):
+        Cache.open(cache)
+    done = len(list(parts.glob("part-*.h5")))
+    kill_after_parts(embed_command(tiny_data, tiny_checkpoint, cache), parts, done + 4)
+    done = len(list(parts.glob("part-*.h5")))
+    finish = subprocess.run(
+        embed_command(tiny_data, tiny_checkpoint, cache), check=True, capture_output=True, text=True
+    )
+    total = len(Cache.open(reference))
+    assert f"embedded {total - done} views" in finish.stdout  # finished views not redone
+    assert not parts.exists()
+    assert verify(cache).ok
+    assert_same_cache(reference, cache)
+
+
+def test_second_writer_is_locked_out(tiny_data, tiny_checkpoint, tmp_path):
+    from floodcache.cache import CacheWriter
+
+    cache = tmp_path / "locked.h5"
+    with CacheWriter(cache, {"model_type": "x"}, {"identity": {"model_type": "x"}}):
+        with pytest.raises(CacheError, match="another process is writing"):
+            run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
+
+
+@pytest.mark.skipif(not REAL_DATA.exists(), reason="real data set not present")
+def test_embed_real_images(tiny_checkpoint, tmp_path):
+    cache = tmp_path / "real.h5"
+    result = run_embed(embed_config(REAL_DATA, tiny_checkpoint, cache, limit=4, augment=1))
+    report = verify(cache)
+    assert report.ok, report.problems
+    assert result.views == sum(views for _, views in report.counts.values())
+    with Cache.open(cache) as opened:
+        ids = set(opened.column("image_id"))
+        assert not ids & {"1024", "1084", "2021", "3074"}  # listed, but their images are missing
+        for row in range(len(opened)):
+            height, width = opened.column("original_size")[row]
+            assert opened.full_mask(row).shape == (height, width)
+            assert 0.0 <= opened.column("water_fraction")[row] <= 1.0
