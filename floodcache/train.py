@@ -1,0 +1,350 @@
+"""`train`: fine-tune SAM's mask decoder from the cache; image and prompt encoders stay frozen.
+
+No image is encoded again: each step decodes a batch of cached embeddings, one prompt each,
+against the cached 256x256 targets. Loss: BCE + Dice on the low-res logits (over the image part
+of the padded frame), plus the mean squared error of SAM's IoU head against the real IoU of
+each mask, so that picking a mask by the IoU head stays meaningful after fine-tuning.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from floodcache import decoder as sam_decoder
+from floodcache.cache import Cache, CacheError
+from floodcache.encoder import IMAGE_SIZE, LOWRES_SIZE, pick_device
+from floodcache.prompts import PromptOptions, PromptStrategy, make_prompt, parse_prompts
+
+log = logging.getLogger(__name__)
+LOWRES_TO_INPUT = IMAGE_SIZE / LOWRES_SIZE  # one low-res pixel spans 4x4 input pixels
+LOWRES_CENTER = (LOWRES_TO_INPUT - 1) / 2  # SAM adds 0.5 itself, so 1.5 reaches the centre
+
+
+@dataclass
+class TrainConfig:
+    """Everything `train` needs; saved beside the decoder it produces."""
+
+    cache: Path
+    out: Path
+    prompt: str = "point"  # one strategy or several, comma-separated (trains on a mix)
+    epochs: int = 15
+    lr: float = 1e-4  # Adam
+    step_size: int = 5  # StepLR: epochs between learning-rate drops
+    gamma: float = 0.5  # StepLR: factor at each drop
+    batch_size: int = 16  # views per decoder step
+    seed: int = 0  # shuffling and random prompts
+    points: int = 3  # k positive and k negative points for the `points` strategy
+    box_jitter: float = 0.1  # training-time box noise (fraction of the box side)
+    device: str | None = None
+    overwrite: bool = False
+    progress: bool = True
+    memory_fraction: float = 0.5  # load the embeddings in RAM when they fit in this much
+
+
+@dataclass
+class EpochStats:
+    epoch: int
+    train_loss: float
+    train_iou: float
+    val_loss: float
+    val_iou: float
+    lr: float
+    seconds: float
+    views: int
+    skipped: int = 0  # views with no water, for which an oracle prompt cannot exist
+
+
+@dataclass
+class TrainResult:
+    out: Path
+    best_epoch: int
+    history: list[EpochStats] = field(default_factory=list)
+
+    @property
+    def views_per_second(self) -> float:
+        views = sum(h.views for h in self.history)
+        return views / max(sum(h.seconds for h in self.history), 1e-9)
+
+
+class Views:
+    """The cached embeddings and targets of one split, in RAM when they fit, else read per batch."""
+
+    def __init__(self, cache: Cache, split: str, in_memory: bool):
+        self.rows = cache.rows(split)
+        self.cache = cache
+        self.image_id = cache.column("image_id")[self.rows]
+        self.view = cache.column("view")[self.rows]
+        self.input_size = cache.column("input_size")[self.rows]
+        self.targets = cache.file["lowres_mask"][self.rows] if len(self.rows) else None
+        self.embeddings = cache.embeddings(self.rows) if in_memory and len(self.rows) else None
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def embedding_batch(self, index: np.ndarray) -> np.ndarray:
+        if self.embeddings is not None:
+            return self.embeddings[index]
+        order = np.argsort(index)  # HDF5 wants ascending rows
+        data = self.cache.embeddings(self.rows[index[order]])
+        return data[np.argsort(order)]
+
+
+def fits_in_memory(cache: Cache, fraction: float) -> bool:
+    """Whether all embeddings take less than `fraction` of the RAM that is free now."""
+    needed = cache.file["embeddings"].size * 2
+    try:
+        free = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+    except (ValueError, OSError):
+        return False
+    return needed < fraction * free
+
+
+def lowres_prompt(strategy, views: Views, i: int, seed: int, epoch: int, options: PromptOptions):
+    """The prompt for view i, made from its low-res target and moved to the 1024 input frame."""
+    rows, cols = sam_decoder.valid_lowres(views.input_size[i])
+    mask = views.targets[i][:rows, :cols]
+    prompt = make_prompt(
+        strategy, mask, seed, str(views.image_id[i]), int(views.view[i]), epoch, options
+    )
+    return (
+        None if prompt is None else prompt.scaled(LOWRES_TO_INPUT, LOWRES_TO_INPUT, LOWRES_CENTER)
+    )
+
+
+def losses(logits, iou_pred, target, valid) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Per-sample, per-mask BCE + Dice, IoU-head MSE and real IoU.
+
+    logits: BxCx256x256; iou_pred: BxC; target, valid: Bx1x256x256 float {0,1}.
+    Returns (BxC segmentation loss, BxC IoU-head loss, BxC IoU), all over valid pixels only.
+    """
+    target = target.expand_as(logits)
+    valid = valid.expand_as(logits)
+    area = valid.sum(dim=(2, 3)).clamp(min=1)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none") * valid
+    bce = bce.sum(dim=(2, 3)) / area
+    prob = torch.sigmoid(logits) * valid
+    dice = 1 - (2 * (prob * target).sum(dim=(2, 3)) + 1) / (
+        prob.sum(dim=(2, 3)) + (target * valid).sum(dim=(2, 3)) + 1
+    )
+    hard = (logits > 0).float() * valid
+    inter = (hard * target).sum(dim=(2, 3))
+    union = (hard + target * valid).clamp(max=1).sum(dim=(2, 3))
+    iou = torch.where(union > 0, inter / union.clamp(min=1), torch.ones_like(union))
+    return bce + dice, (iou_pred - iou.detach()) ** 2, iou
+
+
+def make_batches(
+    strategies, views: Views, seed: int, epoch: int, options, batch_size: int, shuffle: bool
+):
+    """Yield (strategy, view indices, prompts) batches; each batch has a single strategy.
+
+    Each view gets one strategy of the mix per epoch (cycling, offset by a seeded shuffle), so
+    a mix trains every strategy on every view over the epochs. Views with no water get no
+    oracle prompt: they are counted in `skipped` and left out.
+    """
+    rng = np.random.default_rng([seed, epoch])
+    order = rng.permutation(len(views)) if shuffle else np.arange(len(views))
+    groups: dict[str, list] = {s.name: [] for s in strategies}
+    skipped = 0
+    for position, i in enumerate(order):
+        strategy = strategies[(position + epoch) % len(strategies)]
+        prompt = lowres_prompt(strategy, views, int(i), seed, epoch, options)
+        if prompt is None:
+            skipped += 1
+            continue
+        groups[strategy.name].append((int(i), prompt))
+    batches = []
+    for strategy in strategies:
+        items = groups[strategy.name]
+        for start in range(0, len(items), batch_size):
+            chunk = items[start : start + batch_size]
+            batches.append((strategy, np.array([i for i, _ in chunk]), [p for _, p in chunk]))
+    if shuffle:
+        batches = [batches[j] for j in rng.permutation(len(batches))]
+    return batches, skipped
+
+
+class DecoderTrainer:
+    """The frozen prompt encoder, the trainable mask decoder and one step over a batch."""
+
+    def __init__(self, cache: Cache, config: TrainConfig):
+        self.device = pick_device(config.device)
+        torch.manual_seed(config.seed)
+        self.prompt_encoder = (
+            sam_decoder.load_module(
+                sam_decoder.build_prompt_encoder(), cache.sam_state("prompt_encoder")
+            )
+            .to(self.device)
+            .eval()
+        )
+        self.prompt_encoder.requires_grad_(False)
+        self.mask_decoder = sam_decoder.load_module(
+            sam_decoder.build_mask_decoder(), cache.sam_state("mask_decoder")
+        ).to(self.device)
+        self.optimizer = torch.optim.Adam(self.mask_decoder.parameters(), lr=config.lr)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=config.step_size, gamma=config.gamma
+        )
+
+    def step(
+        self, strategy: PromptStrategy, views: Views, index: np.ndarray, prompts, train: bool
+    ) -> tuple[float, float]:
+        """One batch: returns (summed loss, summed IoU) over its views; updates when `train`."""
+        embeddings = torch.from_numpy(views.embedding_batch(index)).to(self.device).float()
+        target = torch.from_numpy(views.targets[index]).to(self.device).float()[:, None]
+        valid = torch.zeros_like(target)
+        for b, i in enumerate(index):
+            rows, cols = sam_decoder.valid_lowres(views.input_size[i])
+            valid[b, :, :rows, :cols] = 1
+        self.mask_decoder.train(train)
+        with torch.set_grad_enabled(train):
+            logits, iou_pred = sam_decoder.decode(
+                self.prompt_encoder, self.mask_decoder, embeddings, prompts, strategy.multimask
+            )
+            seg, iou_loss, iou = losses(logits, iou_pred, target, valid)
+            # Ambiguous prompts: learn from the best of SAM's three masks (as SAM was trained).
+            best = seg.argmin(dim=1)
+            rows = torch.arange(len(index), device=self.device)
+            loss = seg[rows, best].mean() + iou_loss.mean()
+            if train:
+                self.optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                self.optimizer.step()
+        picked = iou_pred.argmax(dim=1)  # what inference would return: the IoU head's pick
+        return loss.item() * len(index), iou[rows, picked].sum().item()
+
+    def run_epoch(
+        self, strategies, views: Views, config: TrainConfig, epoch: int, train: bool, bar=None
+    ) -> tuple[float, float, int, int]:
+        """Mean loss, mean IoU, views used and views skipped over one pass."""
+        options = PromptOptions(
+            points=config.points, box_jitter=config.box_jitter if train else 0.0
+        )
+        # Validation prompts are the same every epoch (epoch 0), so epochs compare fairly.
+        batches, skipped = make_batches(
+            strategies,
+            views,
+            config.seed,
+            epoch if train else 0,
+            options,
+            config.batch_size,
+            shuffle=train,
+        )
+        total_loss = total_iou = 0.0
+        count = 0
+        for strategy, index, prompts in batches:
+            loss, iou = self.step(strategy, views, index, prompts, train)
+            total_loss, total_iou, count = total_loss + loss, total_iou + iou, count + len(index)
+            if bar is not None:
+                bar.update(len(index))
+        return total_loss / max(count, 1), total_iou / max(count, 1), count, skipped
+
+
+def check_out_dir(out: Path, overwrite: bool) -> None:
+    if (out / "decoder.pt").exists() and not overwrite:
+        raise FileExistsError(
+            f"{out} already holds a trained decoder; choose another --out, or pass --overwrite"
+        )
+
+
+def run_train(config: TrainConfig) -> TrainResult:
+    """Train the mask decoder from the cache and write it, its config and its history."""
+    check_out_dir(config.out, config.overwrite)
+    strategies = parse_prompts(config.prompt)
+    with Cache.open(config.cache) as cache:
+        in_memory = fits_in_memory(cache, config.memory_fraction)
+        train_views = Views(cache, "train", in_memory)
+        val_views = Views(cache, "val", in_memory)
+        if not len(train_views) or not len(val_views):
+            raise CacheError(
+                f"{config.cache} needs train and val views to train; it has "
+                f"{len(train_views)} and {len(val_views)}"
+            )
+        trainer = DecoderTrainer(cache, config)
+        history, best = _fit(trainer, strategies, train_views, val_views, config)
+        _save_run(config, cache, trainer, history, best, strategies)
+    return TrainResult(config.out, best[0], history)
+
+
+def _fit(trainer, strategies, train_views, val_views, config):
+    history: list[EpochStats] = []
+    best = (0, -1.0, None)  # epoch, val IoU, decoder state
+    bar = tqdm(
+        total=config.epochs * len(train_views),
+        unit="view",
+        desc="train",
+        disable=not config.progress,
+        dynamic_ncols=True,
+    )
+    try:
+        for epoch in range(1, config.epochs + 1):
+            start = time.perf_counter()
+            lr = trainer.optimizer.param_groups[0]["lr"]
+            train_loss, train_iou, seen, skipped = trainer.run_epoch(
+                strategies, train_views, config, epoch, train=True, bar=bar
+            )
+            trainer.scheduler.step()
+            val_loss, val_iou, _, _ = trainer.run_epoch(
+                strategies, val_views, config, epoch, train=False
+            )
+            history.append(
+                EpochStats(
+                    epoch,
+                    train_loss,
+                    train_iou,
+                    val_loss,
+                    val_iou,
+                    lr,
+                    time.perf_counter() - start,
+                    seen,
+                    skipped,
+                )
+            )
+            bar.write(
+                f"epoch {epoch:3d}  train loss {train_loss:.4f} IoU {train_iou:.3f}  "
+                f"val loss {val_loss:.4f} IoU {val_iou:.3f}  lr {lr:.2e}"
+            )
+            if val_iou > best[1]:
+                best = (epoch, val_iou, copy.deepcopy(trainer.mask_decoder.state_dict()))
+    finally:
+        bar.close()
+    return history, best
+
+
+def _save_run(config, cache: Cache, trainer, history, best, strategies) -> None:
+    """Write decoder.pt, config.json and history.csv into a fresh folder, then move it in."""
+    out = Path(config.out)
+    tmp = out.with_name(out.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save({k: v.cpu() for k, v in best[2].items()}, tmp / "decoder.pt")
+    record = {
+        "config": json.loads(json.dumps(asdict(config), default=str)),
+        "prompts": {s.name: {"oracle": s.oracle, "multimask": s.multimask} for s in strategies},
+        "cache_fingerprint": cache.fingerprint,
+        "model_type": cache.model_type,
+        "checkpoint_sha256": str(cache.file.attrs["checkpoint_sha256"]),
+        "best_epoch": best[0],
+        "best_val_iou": best[1],
+    }
+    (tmp / "config.json").write_text(json.dumps(record, indent=1))
+    with open(tmp / "history.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(asdict(history[0])))
+        writer.writeheader()
+        writer.writerows(asdict(h) for h in history)
+    if out.exists():
+        shutil.rmtree(out)
+    os.replace(tmp, out)

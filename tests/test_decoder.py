@@ -1,0 +1,78 @@
+"""The batched decoder gives what segment-anything's own decoder gives, image by image."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from floodcache import decoder
+from floodcache.prompts import PROMPTS, PromptOptions, make_prompt, to_sam_inputs
+
+
+@pytest.fixture(scope="module")
+def prompt_side():
+    torch.manual_seed(0)
+    return decoder.build_prompt_encoder().eval(), decoder.build_mask_decoder().eval()
+
+
+def masks_1024(count: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(0)
+    masks = []
+    for _ in range(count):
+        mask = np.zeros((1024, 1024), np.uint8)
+        top, left = rng.integers(100, 600, 2)
+        mask[top : top + rng.integers(50, 400), left : left + rng.integers(50, 400)] = 1
+        masks.append(mask)
+    return masks
+
+
+@pytest.mark.parametrize("name", sorted(PROMPTS))
+def test_batched_decode_equals_sam_decoder(prompt_side, name):
+    prompt_encoder, mask_decoder = prompt_side
+    strategy = PROMPTS[name]
+    embeddings = torch.randn(4, 256, 64, 64)
+    prompts = [
+        make_prompt(strategy, mask, 0, str(i), 0, 0, PromptOptions())
+        for i, mask in enumerate(masks_1024(4))
+    ]
+    with torch.no_grad():
+        ours, ours_iou = decoder.decode(
+            prompt_encoder, mask_decoder, embeddings, prompts, strategy.multimask
+        )
+        for i, prompt in enumerate(prompts):
+            points, boxes = to_sam_inputs([prompt])
+            sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=None)
+            theirs, theirs_iou = mask_decoder(
+                image_embeddings=embeddings[i : i + 1],
+                image_pe=prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=strategy.multimask,
+            )
+            assert ours[i].shape == theirs[0].shape
+            torch.testing.assert_close(ours[i], theirs[0], rtol=1e-4, atol=1e-4)
+            torch.testing.assert_close(ours_iou[i], theirs_iou[0], rtol=1e-4, atol=1e-4)
+    assert ours.shape == (4, 3 if strategy.multimask else 1, 256, 256)
+
+
+def test_pick_by_iou_takes_the_highest_score():
+    masks = torch.arange(2 * 3 * 4, dtype=torch.float32).reshape(2, 3, 2, 2)
+    iou = torch.tensor([[0.1, 0.9, 0.2], [0.7, 0.1, 0.3]])
+    best, score = decoder.pick_by_iou(masks, iou)
+    assert torch.equal(best[0, 0], masks[0, 1]) and torch.equal(best[1, 0], masks[1, 0])
+    assert score.flatten().tolist() == pytest.approx([0.9, 0.7])
+
+
+def test_postprocess_crops_padding_before_resizing():
+    """Logits positive only over the image part of the padded frame fill the whole image."""
+    lowres = torch.full((1, 1, 256, 256), -5.0)
+    lowres[..., :128, :] = 5.0  # a 2:1 landscape image covers the top half of the square
+    full = decoder.postprocess(lowres, (512, 1024), (300, 600))
+    assert full.shape == (1, 1, 300, 600)
+    assert (full > 0).float().mean() > 0.99
+
+
+def test_valid_lowres_rounds_up():
+    assert decoder.valid_lowres((512, 1024)) == (128, 256)
+    assert decoder.valid_lowres((683, 1024)) == (171, 256)

@@ -1,0 +1,103 @@
+"""Decoder training from the cache: it learns, it is reproducible, its output loads into SAM."""
+
+from __future__ import annotations
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from floodcache import decoder
+from floodcache.cache import Cache
+from floodcache.prompts import PROMPTS, PromptOptions
+from floodcache.train import TrainConfig, make_batches, run_train
+
+
+def train(cache, out, prompt, **overrides):
+    settings = dict(
+        cache=cache, out=out, prompt=prompt, epochs=4, lr=3e-4, batch_size=8, progress=False
+    )
+    return run_train(TrainConfig(**(settings | overrides)))
+
+
+@pytest.mark.parametrize("prompt", ["box", "point", "none"])
+def test_loss_goes_down_and_val_iou_goes_up(train_cache, tmp_path, prompt):
+    result = train(train_cache, tmp_path / prompt, prompt)
+    first, last = result.history[0], result.history[-1]
+    assert last.train_loss < first.train_loss
+    assert last.val_iou > first.val_iou
+    assert result.best_epoch > 1
+    with open(tmp_path / prompt / "history.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
+    assert {"train_loss", "train_iou", "val_loss", "val_iou"} <= rows[0].keys()
+
+
+def test_saved_decoder_loads_into_segment_anything(train_cache, tmp_path):
+    result = train(train_cache, tmp_path / "run", "box+point", epochs=1)
+    state = torch.load(result.out / "decoder.pt", weights_only=True)
+    mask_decoder = decoder.build_mask_decoder()
+    mask_decoder.load_state_dict(state)  # strict: every key and shape of SAM's MaskDecoder
+    record = json.loads((result.out / "config.json").read_text())
+    with Cache.open(train_cache) as cache:
+        assert record["cache_fingerprint"] == cache.fingerprint
+        pretrained = cache.sam_state("mask_decoder")
+    assert record["config"]["prompt"] == "box+point" and record["prompts"]["box+point"]["oracle"]
+    changed = [k for k in state if not np.array_equal(state[k].numpy(), pretrained[k])]
+    assert changed  # it was trained, not copied
+
+
+def test_training_is_reproducible_from_the_seed(train_cache, tmp_path):
+    runs = [
+        train(train_cache, tmp_path / f"run{i}", "point,box", epochs=2, seed=7) for i in range(2)
+    ]
+    other = train(train_cache, tmp_path / "other", "point,box", epochs=2, seed=8)
+    states = [torch.load(r.out / "decoder.pt", weights_only=True) for r in (*runs, other)]
+    assert all(torch.equal(states[0][k], states[1][k]) for k in states[0])
+    assert [h.train_loss for h in runs[0].history] == [h.train_loss for h in runs[1].history]
+    assert not all(torch.equal(states[0][k], states[2][k]) for k in states[0])
+
+
+def test_an_earlier_run_is_never_overwritten(train_cache, tmp_path):
+    train(train_cache, tmp_path / "run", "none", epochs=1)
+    before = (tmp_path / "run" / "decoder.pt").read_bytes()
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        train(train_cache, tmp_path / "run", "none", epochs=1)
+    assert (tmp_path / "run" / "decoder.pt").read_bytes() == before
+    train(train_cache, tmp_path / "run", "none", epochs=1, overwrite=True, seed=3)
+    assert (tmp_path / "run" / "decoder.pt").read_bytes() != before
+
+
+class FakeViews:
+    """What make_batches reads of a split: low-res targets, ids, views and input sizes."""
+
+    def __init__(self, targets: np.ndarray):
+        self.targets = targets
+        self.image_id = np.array([str(i) for i in range(len(targets))])
+        self.view = np.zeros(len(targets), int)
+        self.input_size = np.full((len(targets), 2), 1024)
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+
+def test_views_without_water_are_skipped_for_oracle_prompts_only():
+    targets = np.zeros((3, 256, 256), np.uint8)
+    targets[0, 10:50, 20:80] = 1  # only view 0 has water
+    for name, expected_skips in (("box", 2), ("point", 2), ("none", 0)):
+        batches, skipped = make_batches(
+            [PROMPTS[name]], FakeViews(targets), 0, 1, PromptOptions(), 8, True
+        )
+        assert skipped == expected_skips
+        assert sum(len(index) for _, index, _ in batches) == 3 - expected_skips
+
+
+def test_prompts_land_on_the_water_in_the_input_frame():
+    """A low-res water pixel (row 10, col 20) maps to input pixels 40..43 x 80..83."""
+    targets = np.zeros((1, 256, 256), np.uint8)
+    targets[0, 10, 20] = 1
+    batches, _ = make_batches([PROMPTS["box"]], FakeViews(targets), 0, 1, PromptOptions(), 8, False)
+    x0, y0, x1, y1 = batches[0][2][0].box
+    assert 80 <= x0 <= x1 <= 83 and 40 <= y0 <= y1 <= 43
