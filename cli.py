@@ -254,6 +254,8 @@ def embed(
         overwrite=overwrite,
     )
     result = run_embed(config)
+    if result.rank != 0:  # under torchrun, rank 0 speaks for the run
+        return
     if result.embedded:
         click.echo(
             f"embedded {result.embedded} views in {result.seconds:.1f} s "

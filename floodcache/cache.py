@@ -138,6 +138,17 @@ class CacheWriter:
         if not self.already_complete:
             self._prepare_parts(overwrite)
 
+    @classmethod
+    def attach(cls, path: Path, identity: dict, already_complete: bool) -> CacheWriter:
+        """A writer of parts for a run whose leader (torchrun rank 0) opened and locked it."""
+        writer = cls.__new__(cls)
+        writer.path = Path(path)
+        writer.parts = writer.path.with_name(writer.path.name + ".parts")
+        writer.identity, writer.config = identity, None
+        writer._lock = None
+        writer.already_complete = already_complete
+        return writer
+
     def _acquire_lock(self):
         lock = open(self.path.with_name(self.path.name + ".lock"), "w")  # noqa: SIM115
         try:
@@ -242,13 +253,13 @@ class CacheWriter:
     def _assemble(self, out: h5py.File, row_of: dict[tuple[str, int], int]) -> None:
         n = len(row_of)
         for name, (shape, dtype) in FIELDS.items():
-            chunks = (1, *shape) if name == "embeddings" else None
+            chunks = (1, *shape) if name in ("embeddings", "lowres_mask") else None
             out.create_dataset(
                 name,
                 shape=(n, *shape),
                 dtype=dtype,
                 chunks=chunks,
-                fletcher32=name == "embeddings",
+                fletcher32=name in ("embeddings", "lowres_mask"),
             )
         filled = np.zeros(n, bool)
         for part in self.part_files():
@@ -266,6 +277,8 @@ class CacheWriter:
 
     def close(self) -> None:
         """Release the lock (and remove the lock file) so another embed may start."""
+        if self._lock is None:
+            return
         lock_path = Path(self._lock.name)
         _remove_quietly(lock_path)
         self._lock.close()
@@ -348,8 +361,28 @@ class Cache:
         return np.flatnonzero(keep)
 
     def embeddings(self, rows: np.ndarray) -> np.ndarray:
-        """len(rows) x 256 x 64 x 64 float16 (rows sorted ascending is fastest)."""
-        return self.file["embeddings"][np.asarray(rows)]
+        """len(rows) x 256 x 64 x 64 float16 (rows sorted ascending is fastest).
+
+        Raises CacheError when HDF5's checksum finds a damaged chunk, or values are not finite:
+        nothing gets trained or evaluated on garbage.
+        """
+        values = self.read("embeddings", rows)
+        if not np.isfinite(values).all():
+            raise self._damaged("embeddings", "NaN or infinite values")
+        return values
+
+    def read(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Rows of a per-view dataset, CacheError naming the fix when the file is damaged."""
+        try:
+            return self.file[name][np.asarray(rows)]
+        except OSError as err:  # fletcher32 mismatch or a broken HDF5 structure
+            raise self._damaged(name, str(err)) from err
+
+    def _damaged(self, name: str, detail: str) -> CacheError:
+        return CacheError(
+            f"{self.path} is damaged ({name}: {detail}); `python cli.py verify --cache "
+            f"{self.path}` names the views, and `python cli.py embed ... --overwrite` rebuilds it"
+        )
 
     def full_mask(self, row: int) -> np.ndarray:
         """HxW uint8 {0,1}: the view's full-resolution mask."""

@@ -19,8 +19,8 @@ import numpy as np
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
-from floodcache import data, encoder
-from floodcache.cache import CacheWriter
+from floodcache import data, distributed, encoder
+from floodcache.cache import CacheError, CacheWriter
 from floodcache.views import (
     DEFAULT_FRACTIONS,
     ViewKey,
@@ -66,6 +66,7 @@ class EmbedResult:
     embedded: int  # views encoded by this run (0 when the cache was complete already)
     seconds: float
     excluded: dict[str, list[str]]
+    rank: int = 0  # under torchrun, which process this result is from
 
     @property
     def views_per_second(self) -> float:
@@ -150,8 +151,39 @@ def sam_prompt_state(sam) -> dict[str, np.ndarray]:
 
 
 def run_embed(config: EmbedConfig) -> EmbedResult:
-    """Audit the data, plan the views, encode what is not cached yet, and finish the cache."""
+    """Audit the data, plan the views, encode what is not cached yet, and finish the cache.
+
+    Under torchrun every process runs this: each encodes its share of the pending batches on
+    its own device, and rank 0 checks the existing cache first and assembles it at the end.
+    """
     start = time.perf_counter()
+    group = distributed.join()
+    try:
+        plan, pairs, excluded = _plan(config)
+        sam, checkpoint_sha = encoder.load_or_random_sam(
+            config.model_type, config.checkpoint, config.random_weights
+        )
+        identity = identity_of(config, checkpoint_sha, plan)
+        full_config = {"identity": identity, "run": _run_fields(config), "command": config.command}
+        writer = _open_writer(group, config, identity, full_config)
+        with writer:
+            embedded = 0
+            if not writer.already_complete:
+                embedded = _encode_pending(sam, plan, pairs, config, writer, group)
+                group.barrier()  # every share is written
+                if group.leader:
+                    writer.finalize(plan, sam_prompt_state(sam))
+                group.barrier()  # the cache is in place before anyone reports success
+            else:
+                log.info("%s is complete already; nothing to do", config.cache)
+    finally:
+        distributed.leave(group)
+    seconds = time.perf_counter() - start
+    return EmbedResult(config.cache, len(plan), embedded, seconds, excluded, group.rank)
+
+
+def _plan(config: EmbedConfig) -> tuple[list[ViewKey], dict[str, data.Pair], dict]:
+    """Audit the data and plan every view: (plan, usable pairs by id, excluded pairs)."""
     report = data.audit_folder(
         config.data_dir, config.images, config.masks, config.on_mismatch, config.progress
     )
@@ -167,26 +199,22 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
     pairs = {pair.image_id: pair for pair in usable}
     ids = list(pairs)
     splits = assign_splits(ids, config.seed, config.fractions, report.image_hashes)
-    plan = plan_views(ids, splits, config.augment)
+    return plan_views(ids, splits, config.augment), pairs, report.excluded
 
-    sam, checkpoint_sha = encoder.load_or_random_sam(
-        config.model_type, config.checkpoint, config.random_weights
-    )
-    identity = identity_of(config, checkpoint_sha, plan)
-    full_config = {"identity": identity, "run": _run_fields(config), "command": config.command}
-    with CacheWriter(config.cache, identity, full_config, config.overwrite) as writer:
-        if writer.already_complete:
-            log.info("%s is complete already; nothing to do", config.cache)
-            return EmbedResult(
-                config.cache, len(plan), 0, time.perf_counter() - start, report.excluded
-            )
-        done = writer.done()
-        pending = [key for key in plan if (key.image_id, key.view) not in done]
-        embedded = _encode_views(sam, pending, pairs, config, writer, len(plan) - len(pending))
-        writer.finalize(plan, sam_prompt_state(sam))
-    return EmbedResult(
-        config.cache, len(plan), embedded, time.perf_counter() - start, report.excluded
-    )
+
+def _open_writer(group, config: EmbedConfig, identity: dict, full_config: dict) -> CacheWriter:
+    """The leader opens (locks, checks) the cache; the others attach once it said yes."""
+    problem = None
+    writer = None
+    if group.leader:
+        try:
+            writer = CacheWriter(config.cache, identity, full_config, config.overwrite)
+        except CacheError as err:
+            problem = str(err)
+    verdict = group.from_leader((problem, writer.already_complete if writer else False))
+    if verdict[0] is not None:
+        raise CacheError(verdict[0])
+    return writer or CacheWriter.attach(config.cache, identity, already_complete=verdict[1])
 
 
 def _run_fields(config: EmbedConfig) -> dict:
@@ -194,22 +222,40 @@ def _run_fields(config: EmbedConfig) -> dict:
     return json.loads(json.dumps(fields, default=str))
 
 
-def _encode_views(sam, pending, pairs, config: EmbedConfig, writer: CacheWriter, done: int) -> int:
-    """Encode `pending` views batch by batch, writing each batch as a part; returns views done."""
-    device = encoder.pick_device(config.device)
+def pending_batches(plan: list[ViewKey], done: set, batch_size: int) -> list[list[ViewKey]]:
+    """The plan cut into batches of `batch_size`, less the views already done.
+
+    The cut is made on the whole plan, so a resumed or multi-process run encodes the same
+    views together as a single uninterrupted run does.
+    """
+    batches = [plan[i : i + batch_size] for i in range(0, len(plan), batch_size)]
+    pending = [[key for key in batch if (key.image_id, key.view) not in done] for batch in batches]
+    return [batch for batch in pending if batch]
+
+
+def _encode_pending(sam, plan, pairs, config: EmbedConfig, writer: CacheWriter, group) -> int:
+    """Encode this process's share of the pending batches, one part per batch."""
+    done = writer.done()
+    mine = group.share(pending_batches(plan, done, config.batch_size))
+    views = [key for batch in mine for key in batch]
+    starts = np.cumsum([0] + [len(batch) for batch in mine])
+    sampler = [list(range(starts[i], starts[i + 1])) for i in range(len(mine))]
+    device = encoder.pick_device(group.device(config.device))
     sam.image_encoder.to(device)
     loader = DataLoader(
-        ViewDataset(pending, pairs, config),
-        batch_size=config.batch_size,
+        ViewDataset(views, pairs, config),
+        batch_sampler=sampler,
         num_workers=config.workers,
         collate_fn=_as_list,
-        persistent_workers=False,
+        pin_memory=device.type == "cuda",
     )
+    # One process shows the whole cache's progress; under torchrun each shows its own share.
+    total, initial = (len(plan), len(done)) if group.world == 1 else (len(views), 0)
     bar = tqdm(
-        total=done + len(pending),
-        initial=done,
+        total=total,
+        initial=initial,
         unit="view",
-        desc="embed",
+        desc="embed" if group.world == 1 else f"embed rank {group.rank}",
         disable=not config.progress,
         dynamic_ncols=True,
     )

@@ -1,0 +1,73 @@
+"""Several `embed` processes started by torchrun: who am I, and agreeing with the others.
+
+Under `torchrun --nproc-per-node N cli.py embed ...` every process runs the same command; the
+environment (RANK, WORLD_SIZE, LOCAL_RANK) says which share is its own. Without torchrun this
+is a group of one and nothing here talks to anybody.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+
+@dataclass(frozen=True)
+class Group:
+    """This process's place among the embed processes."""
+
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def leader(self) -> bool:
+        """Rank 0 takes the lock, checks the existing cache and assembles the final file."""
+        return self.rank == 0
+
+    def device(self, asked: str | None) -> str | None:
+        """One GPU per process on a multi-GPU machine: cuda:<local rank> unless told otherwise."""
+        if asked or self.world == 1 or not torch.cuda.is_available():
+            return asked
+        return f"cuda:{self.local_rank}"
+
+    def share(self, batches: list) -> list:
+        """This process's batches: every world-th one, starting at its rank."""
+        return batches[self.rank :: self.world]
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            dist.barrier()
+
+    def from_leader(self, value):
+        """The leader's `value`, on every process (pickled through the process group)."""
+        if self.world == 1:
+            return value
+        box = [value]
+        dist.broadcast_object_list(box, src=0)
+        return box[0]
+
+
+def join() -> Group:
+    """The group this process belongs to; starts torch.distributed under torchrun.
+
+    The gloo backend serves CPU runs (and the tests), NCCL serves GPUs.
+    """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return Group()
+    group = Group(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        if backend == "nccl":
+            torch.cuda.set_device(group.local_rank)
+        dist.init_process_group(backend)
+    return group
+
+
+def leave(group: Group) -> None:
+    """Shut the process group down cleanly at the end of the command."""
+    if group.world > 1 and dist.is_initialized():
+        dist.destroy_process_group()

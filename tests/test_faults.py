@@ -1,0 +1,271 @@
+"""Faults: kills, Ctrl-C, locks, damaged caches, a full disk, bad files, torchrun ranks."""
+
+from __future__ import annotations
+
+import errno
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+from floodcache import cache as cache_module
+from floodcache.cache import Cache, CacheError, verify
+from floodcache.embed import run_embed
+from floodcache.train import TrainConfig, run_train
+from tests.conftest import PROJECT, embed_config
+from tests.test_embed import assert_same_cache, embed_command, kill_after_parts
+
+PARTS = "part-*.h5"
+
+
+@pytest.fixture(scope="module")
+def reference(tiny_data, tiny_checkpoint, tmp_path_factory) -> Path:
+    """An uninterrupted single-process run of `embed_command`."""
+    path = tmp_path_factory.mktemp("reference") / "reference.h5"
+    subprocess.run(embed_command(tiny_data, tiny_checkpoint, path), check=True, capture_output=True)
+    return path
+
+
+def test_sigkill_at_random_moments_then_resume(tiny_data, tiny_checkpoint, reference, tmp_path):
+    cache = tmp_path / "killed.h5"
+    command = embed_command(tiny_data, tiny_checkpoint, cache)
+    rng = random.Random(1234)
+    for _ in range(4):  # killed during start-up, encoding, part writing or assembly
+        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(1.0, 7.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        assert cache.exists() == verify_ok(cache)  # present means complete and sound
+    subprocess.run(command, check=True, capture_output=True)
+    assert verify(cache).ok
+    assert_same_cache(reference, cache)
+
+
+def verify_ok(path: Path) -> bool:
+    try:
+        return verify(path).ok
+    except CacheError:
+        return False
+
+
+def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(
+    tiny_data, tiny_checkpoint, reference, tmp_path
+):
+    cache = tmp_path / "interrupted.h5"
+    parts = tmp_path / "interrupted.h5.parts"
+    command = embed_command(tiny_data, tiny_checkpoint, cache)
+    # A shell's background jobs inherit an ignored SIGINT; a user's terminal delivers it.
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    while len(list(parts.glob(PARTS))) < 3:
+        assert process.poll() is None
+        time.sleep(0.02)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "run the same command again to resume" in stderr
+    assert "Traceback" not in stderr
+    kept = len(list(parts.glob(PARTS)))
+    assert kept >= 3 and not cache.exists()
+    finish = subprocess.run(command, check=True, capture_output=True, text=True)
+    assert f"embedded {len(Cache.open(reference)) - kept} views" in finish.stdout
+    assert_same_cache(reference, cache)
+
+
+def test_two_embed_processes_on_one_cache(tiny_data, tiny_checkpoint, tmp_path):
+    cache = tmp_path / "shared.h5"
+    command = embed_command(tiny_data, tiny_checkpoint, cache)
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while not (tmp_path / "shared.h5.parts" / "config.json").exists():
+        time.sleep(0.02)
+    second = subprocess.run(command, capture_output=True, text=True)
+    assert second.returncode == 1
+    assert "another process is writing" in second.stderr
+    assert first.wait() == 0 and verify(cache).ok
+
+
+@pytest.fixture
+def cache_copy(tiny_cache, tmp_path) -> Path:
+    copy = tmp_path / "copy.h5"
+    shutil.copy(tiny_cache, copy)
+    return copy
+
+
+def test_truncated_cache_is_refused(cache_copy, tmp_path):
+    with open(cache_copy, "r+b") as f:
+        f.truncate(cache_copy.stat().st_size // 2)
+    with pytest.raises(CacheError, match="damaged or truncated"):
+        verify(cache_copy)
+    with pytest.raises(CacheError, match="damaged or truncated"):
+        run_train(TrainConfig(cache=cache_copy, out=tmp_path / "run", epochs=1, progress=False))
+    cli = subprocess.run(
+        [sys.executable, str(PROJECT / "cli.py"), "verify", "--cache", str(cache_copy)],
+        capture_output=True,
+        text=True,
+    )
+    assert cli.returncode == 1 and "damaged or truncated" in cli.stderr
+
+
+def flip_embedding_bytes(path: Path, row: int) -> None:
+    with h5py.File(path, "r") as f:
+        offset = f["embeddings"].id.get_chunk_info(row).byte_offset
+    with open(path, "r+b") as f:
+        f.seek(offset + 1000)
+        byte = f.read(1)
+        f.seek(offset + 1000)
+        f.write(bytes([byte[0] ^ 0xFF]))
+
+
+def test_flipped_bytes_are_named_and_never_trained_on(cache_copy, tmp_path):
+    with Cache.open(cache_copy) as opened:
+        row = int(opened.rows("train")[2])
+        image_id, view = opened.column("image_id")[row], opened.column("view")[row]
+    flip_embedding_bytes(cache_copy, row)
+    report = verify(cache_copy)
+    assert not report.ok
+    assert any(
+        f"image {image_id}, view {view}" in p or f"view {row}:" in p for p in report.problems
+    ), report.problems
+    with pytest.raises(CacheError, match="is damaged"):
+        run_train(TrainConfig(cache=cache_copy, out=tmp_path / "run", epochs=1, progress=False))
+    assert not (tmp_path / "run").exists()
+
+
+def test_incomplete_cache_is_refused_by_train(tiny_data, tiny_checkpoint, tmp_path):
+    cache = tmp_path / "half.h5"
+    kill_after_parts(
+        embed_command(tiny_data, tiny_checkpoint, cache), cache.with_name("half.h5.parts"), 2
+    )
+    with pytest.raises(CacheError, match="Run the same command again"):
+        run_train(TrainConfig(cache=cache, out=tmp_path / "run", epochs=1, progress=False))
+
+
+def test_disk_full_keeps_the_finished_parts(tiny_data, tiny_checkpoint, tmp_path, monkeypatch):
+    cache = tmp_path / "full.h5"
+    real_file = cache_module.h5py.File
+    writes = {"parts": 0}
+
+    def failing_file(name, mode="r", *args, **kwargs):
+        if mode == "w" and str(name).endswith(".tmp"):
+            writes["parts"] += 1
+            if writes["parts"] > 2:
+                raise OSError(errno.ENOSPC, "No space left on device", str(name))
+        return real_file(name, mode, *args, **kwargs)
+
+    monkeypatch.setattr(cache_module.h5py, "File", failing_file)
+    with pytest.raises(CacheError, match="free some space and rerun the same command"):
+        run_embed(embed_config(tiny_data, tiny_checkpoint, cache, batch_size=2))
+    parts = list((tmp_path / "full.h5.parts").glob(PARTS))
+    assert len(parts) == 2 and not cache.exists()
+    assert not list((tmp_path / "full.h5.parts").glob("*.tmp"))
+    monkeypatch.setattr(cache_module.h5py, "File", real_file)
+    result = run_embed(embed_config(tiny_data, tiny_checkpoint, cache, batch_size=2))
+    assert result.embedded == result.views - 4 and verify(cache).ok
+
+
+def test_disk_full_while_assembling(tiny_data, tiny_checkpoint, tmp_path, monkeypatch):
+    cache = tmp_path / "full.h5"
+    real_assemble = cache_module.CacheWriter._assemble
+
+    def full_disk(self, out, row_of):
+        real_assemble(self, out, row_of)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_module.CacheWriter, "_assemble", full_disk)
+    with pytest.raises(CacheError, match="finished parts .* are kept"):
+        run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
+    assert not cache.exists() and not cache.with_name("full.h5.tmp").exists()
+    monkeypatch.setattr(cache_module.CacheWriter, "_assemble", real_assemble)
+    result = run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
+    assert result.embedded == 0 and verify(cache).ok  # every view came from the kept parts
+
+
+def test_bad_files_in_the_middle_are_reported_and_skipped(
+    tiny_data, tiny_checkpoint, tmp_path, caplog
+):
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_data, data_dir)
+    good = (data_dir / "Image" / "0.jpg").read_bytes()
+    (data_dir / "Image" / "2.jpg").write_bytes(good[: len(good) // 3])  # truncated JPEG
+    (data_dir / "Mask" / "4.png").write_bytes(b"")  # zero-byte PNG
+    (data_dir / "Image" / "5.jpg").write_text("not a picture at all\n")  # text named .jpg
+    cache = tmp_path / "bad.h5"
+    result = run_embed(embed_config(data_dir, tiny_checkpoint, cache, augment=0))
+    assert set(result.excluded) == {"2", "4", "5"}
+    assert result.excluded["4"] == ["unreadable_mask"]
+    assert "excluding 3 unusable pairs" in caplog.text
+    with Cache.open(cache) as opened:
+        assert set(opened.column("image_id")) == {"0", "1", "3", "6"}
+    assert verify(cache).ok
+
+
+def torchrun(args: list[str], port: int) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(port),
+        *args[1:],
+    ]
+
+
+def rank_pids(cache: Path, rank: int) -> list[int]:
+    """Processes whose command line names `cache` and whose environment says RANK=rank."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            environ = (entry / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if str(cache).encode() in cmdline and f"RANK={rank}".encode() in environ:
+            found.append(int(entry.name))
+    return found
+
+
+def test_torchrun_two_processes_give_the_single_process_cache(
+    tiny_data, tiny_checkpoint, reference, tmp_path
+):
+    cache = tmp_path / "ranks.h5"
+    parts = tmp_path / "ranks.h5.parts"
+    command = torchrun(embed_command(tiny_data, tiny_checkpoint, cache), 29611)
+    launcher = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while len(list(parts.glob(PARTS))) < 4:
+        assert launcher.poll() is None, "torchrun finished before a rank could be killed"
+        time.sleep(0.02)
+    for pid in rank_pids(cache, 1):  # one rank crashes; torchrun stops the other
+        os.kill(pid, signal.SIGKILL)
+    assert launcher.wait(timeout=120) != 0
+    assert not cache.exists()
+    kept = len(list(parts.glob(PARTS)))
+    resumed = subprocess.run(
+        torchrun(embed_command(tiny_data, tiny_checkpoint, cache), 29612),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert kept >= 4 and verify(cache).ok
+    assert_same_cache(reference, cache)
+    with Cache.open(cache) as opened:
+        assert np.array_equal(
+            opened.column("view_sha256"), Cache.open(reference).column("view_sha256")
+        )
