@@ -259,7 +259,7 @@ def embed(
     if result.embedded:
         click.echo(
             f"embedded {result.embedded} views in {result.seconds:.1f} s "
-            f"({result.views_per_second:.2f} views/s)"
+            f"({result.views_per_second:.3g} views/s, {1 / result.views_per_second:.3g} s/view)"
         )
     click.echo(verify(result.cache).summary())
 

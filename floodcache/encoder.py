@@ -7,7 +7,7 @@ Preprocessing follows `SamPredictor.set_image` for numpy input exactly: segment-
 
 from __future__ import annotations
 
-import warnings
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,6 +24,7 @@ from floodcache.download import CHECKPOINTS, find_checkpoint, sha256_file
 IMAGE_SIZE = 1024  # SAM's encoder input side
 EMBEDDING_SHAPE = (256, 64, 64)  # one view's image embedding
 LOWRES_SIZE = 256  # the mask decoder's low-res logits side, covering the padded 1024 square
+log = logging.getLogger(__name__)
 RESIZE_METHOD = "segment_anything.ResizeLongestSide.apply_image (PIL, uint8)"
 
 
@@ -151,10 +152,11 @@ def load_or_random_sam(
 
 def warn_random_weights() -> None:
     """Say loudly that a run uses an untrained SAM."""
-    warnings.warn(
-        "RANDOM WEIGHTS: this SAM was never trained. Embeddings, masks and metrics computed "
-        "with it are meaningless; use it only to test the pipeline.",
-        stacklevel=3,
+    log.warning(
+        "\n%s\nRANDOM WEIGHTS: this SAM was never trained. Embeddings, masks and metrics "
+        "computed with it are MEANINGLESS; use it only to test the pipeline.\n%s",
+        "!" * 78,
+        "!" * 78,
     )
 
 

@@ -88,7 +88,7 @@ class Views:
         self.image_id = cache.column("image_id")[self.rows]
         self.view = cache.column("view")[self.rows]
         self.input_size = cache.column("input_size")[self.rows]
-        self.targets = cache.file["lowres_mask"][self.rows] if len(self.rows) else None
+        self.targets = cache.read("lowres_mask", self.rows) if len(self.rows) else None
         self.embeddings = cache.embeddings(self.rows) if in_memory and len(self.rows) else None
 
     def __len__(self) -> int:
