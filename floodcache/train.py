@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from floodcache import decoder as sam_decoder
-from floodcache.cache import Cache, CacheError
+from floodcache.cache import Cache, CacheError, config_difference
 from floodcache.encoder import IMAGE_SIZE, LOWRES_SIZE, pick_device
 from floodcache.prompts import PromptOptions, PromptStrategy, make_prompt, parse_prompts
 
@@ -261,7 +261,11 @@ def check_out_dir(out: Path, overwrite: bool) -> None:
 
 
 def run_train(config: TrainConfig) -> TrainResult:
-    """Train the mask decoder from the cache and write it, its config and its history."""
+    """Train the mask decoder from the cache and write it, its config and its history.
+
+    After every epoch the training state goes to `<out>.partial/`: a run stopped by Ctrl-C or
+    a crash resumes from there when the same command runs again, and ends as it would have.
+    """
     check_out_dir(config.out, config.overwrite)
     strategies = parse_prompts(config.prompt)
     with Cache.open(config.cache) as cache:
@@ -274,23 +278,90 @@ def run_train(config: TrainConfig) -> TrainResult:
                 f"{len(train_views)} and {len(val_views)}"
             )
         trainer = DecoderTrainer(cache, config)
-        history, best = _fit(trainer, strategies, train_views, val_views, config)
+        progress = Progress(config, cache)
+        history, best = progress.resume(trainer)
+        history, best = _fit(
+            trainer, strategies, train_views, val_views, config, progress, history, best
+        )
         _save_run(config, cache, trainer, history, best, strategies)
+        progress.remove()
     return TrainResult(config.out, best[0], history)
 
 
-def _fit(trainer, strategies, train_views, val_views, config):
-    history: list[EpochStats] = []
-    best = (0, -1.0, None)  # epoch, val IoU, decoder state
+class Progress:
+    """The state after the last finished epoch, in `<out>.partial/state.pt`, for resuming."""
+
+    # The settings a resumed run must share with the run it continues.
+    SAME = (
+        "prompt",
+        "epochs",
+        "lr",
+        "step_size",
+        "gamma",
+        "batch_size",
+        "seed",
+        "points",
+        "box_jitter",
+    )
+
+    def __init__(self, config: TrainConfig, cache: Cache):
+        out = Path(config.out)
+        self.folder = out.with_name(out.name + ".partial")
+        self.identity = {k: getattr(config, k) for k in self.SAME}
+        self.identity["cache_fingerprint"] = cache.fingerprint
+        self.overwrite = config.overwrite
+
+    def resume(self, trainer: DecoderTrainer) -> tuple[list[EpochStats], tuple]:
+        """Load the saved epochs into `trainer`; ([], no best) when starting afresh."""
+        state_file = self.folder / "state.pt"
+        if not state_file.exists() or self.overwrite:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            return [], (0, -1.0, None)
+        state = torch.load(state_file, weights_only=True)
+        if state["identity"] != self.identity:
+            diff = config_difference(state["identity"], self.identity)
+            raise CacheError(
+                f"{self.folder} holds an unfinished run with other settings:\n  "
+                + "\n  ".join(diff)
+                + "\nrerun it with its own settings to finish it, or pass --overwrite"
+            )
+        trainer.mask_decoder.load_state_dict(state["decoder"])
+        trainer.optimizer.load_state_dict(state["optimizer"])
+        trainer.scheduler.load_state_dict(state["scheduler"])
+        history = [EpochStats(**h) for h in state["history"]]
+        log.info("resuming %s after epoch %d", self.folder, len(history))
+        return history, state["best"]
+
+    def save(self, trainer: DecoderTrainer, history: list[EpochStats], best: tuple) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        state = {
+            "identity": self.identity,
+            "decoder": trainer.mask_decoder.state_dict(),
+            "optimizer": trainer.optimizer.state_dict(),
+            "scheduler": trainer.scheduler.state_dict(),
+            "history": [asdict(h) for h in history],
+            "best": best,
+        }
+        tmp = self.folder / "state.pt.tmp"
+        torch.save(state, tmp)
+        os.replace(tmp, self.folder / "state.pt")
+
+    def remove(self) -> None:
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _fit(trainer, strategies, train_views, val_views, config, progress, history, best):
+    """Epochs len(history)+1 .. config.epochs; returns the history and (epoch, IoU, state)."""
     bar = tqdm(
         total=config.epochs * len(train_views),
+        initial=len(history) * len(train_views),
         unit="view",
         desc="train",
         disable=not config.progress,
         dynamic_ncols=True,
     )
     try:
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(len(history) + 1, config.epochs + 1):
             start = time.perf_counter()
             lr = trainer.optimizer.param_groups[0]["lr"]
             train_loss, train_iou, seen, skipped = trainer.run_epoch(
@@ -300,17 +371,10 @@ def _fit(trainer, strategies, train_views, val_views, config):
             val_loss, val_iou, _, _ = trainer.run_epoch(
                 strategies, val_views, config, epoch, train=False
             )
+            seconds = time.perf_counter() - start
             history.append(
                 EpochStats(
-                    epoch,
-                    train_loss,
-                    train_iou,
-                    val_loss,
-                    val_iou,
-                    lr,
-                    time.perf_counter() - start,
-                    seen,
-                    skipped,
+                    epoch, train_loss, train_iou, val_loss, val_iou, lr, seconds, seen, skipped
                 )
             )
             bar.write(
@@ -319,6 +383,7 @@ def _fit(trainer, strategies, train_views, val_views, config):
             )
             if val_iou > best[1]:
                 best = (epoch, val_iou, copy.deepcopy(trainer.mask_decoder.state_dict()))
+            progress.save(trainer, history, best)
     finally:
         bar.close()
     return history, best

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import csv
 import json
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
 import torch
 
 from floodcache import decoder
-from floodcache.cache import Cache
+from floodcache.cache import Cache, CacheError
 from floodcache.prompts import PROMPTS, PromptOptions
-from floodcache.train import TrainConfig, make_batches, run_train
+from floodcache.train import DecoderTrainer, TrainConfig, make_batches, run_train
+from tests.conftest import PROJECT
 
 
 def train(cache, out, prompt, **overrides):
@@ -101,3 +106,64 @@ def test_prompts_land_on_the_water_in_the_input_frame():
     batches, _ = make_batches([PROMPTS["box"]], FakeViews(targets), 0, 1, PromptOptions(), 8, False)
     x0, y0, x1, y1 = batches[0][2][0].box
     assert 80 <= x0 <= x1 <= 83 and 40 <= y0 <= y1 <= 43
+
+
+def test_interrupted_training_resumes_to_the_same_decoder(train_cache, tmp_path, monkeypatch):
+    reference = train(train_cache, tmp_path / "reference", "box", epochs=3)
+    real_epoch = DecoderTrainer.run_epoch
+
+    def interrupted(self, strategies, views, config, epoch, train, bar=None):
+        if epoch == 3 and train:
+            raise KeyboardInterrupt
+        return real_epoch(self, strategies, views, config, epoch, train, bar)
+
+    monkeypatch.setattr(DecoderTrainer, "run_epoch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        train(train_cache, tmp_path / "run", "box", epochs=3)
+    assert (tmp_path / "run.partial" / "state.pt").exists() and not (tmp_path / "run").exists()
+    monkeypatch.undo()
+    with pytest.raises(CacheError, match="other settings"):
+        train(train_cache, tmp_path / "run", "box", epochs=3, lr=1e-3)
+    resumed = train(train_cache, tmp_path / "run", "box", epochs=3)
+    assert [h.train_loss for h in resumed.history] == [h.train_loss for h in reference.history]
+    ours = torch.load(resumed.out / "decoder.pt", weights_only=True)
+    theirs = torch.load(reference.out / "decoder.pt", weights_only=True)
+    assert all(torch.equal(ours[k], theirs[k]) for k in ours)
+    assert not (tmp_path / "run.partial").exists()
+
+
+def test_ctrl_c_during_train_says_how_to_resume(train_cache, tmp_path):
+    out = tmp_path / "run"
+    command = [
+        sys.executable,
+        str(PROJECT / "cli.py"),
+        "train",
+        "--cache",
+        str(train_cache),
+        "--prompt",
+        "none",
+        "--epochs",
+        "4",
+        "--batch-size",
+        "8",
+        "--out",
+        str(out),
+    ]
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
+    while not (tmp_path / "run.partial" / "state.pt").exists():
+        assert process.poll() is None, "training finished before it could be interrupted"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "run the same command again to resume" in stderr
+    finish = subprocess.run(command, capture_output=True, text=True, check=True)
+    assert "resuming" in finish.stderr and (out / "decoder.pt").exists()
+    with open(out / "history.csv") as f:
+        assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2, 3, 4]
