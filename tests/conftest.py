@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +104,17 @@ def train_cache(tiny_data, tiny_checkpoint, tmp_path_factory) -> Path:
     cache = tmp_path_factory.mktemp("cache") / "train.h5"
     run_embed(embed_config(tiny_data, tiny_checkpoint, cache, fractions=(0.55, 0.45, 0.0)))
     return cache
+
+
+def start_interruptible(command: list[str]) -> subprocess.Popen:
+    """Start `command` so that SIGINT reaches it as Ctrl-C in a terminal would.
+
+    A shell's background jobs (CI runners among them) inherit an ignored SIGINT; restore it.
+    """
+    return subprocess.Popen(
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )

@@ -20,7 +20,7 @@ from floodcache import cache as cache_module
 from floodcache.cache import Cache, CacheError, verify
 from floodcache.embed import run_embed
 from floodcache.train import TrainConfig, run_train
-from tests.conftest import PROJECT, embed_config
+from tests.conftest import PROJECT, embed_config, start_interruptible
 from tests.test_embed import assert_same_cache, embed_command, kill_after_parts
 
 PARTS = "part-*.h5"
@@ -62,14 +62,7 @@ def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(
     cache = tmp_path / "interrupted.h5"
     parts = tmp_path / "interrupted.h5.parts"
     command = embed_command(tiny_data, tiny_checkpoint, cache)
-    # A shell's background jobs inherit an ignored SIGINT; a user's terminal delivers it.
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    process = start_interruptible(command)
     while len(list(parts.glob(PARTS))) < 3:
         assert process.poll() is None
         time.sleep(0.02)

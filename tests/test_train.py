@@ -17,7 +17,7 @@ from floodcache import decoder
 from floodcache.cache import Cache, CacheError
 from floodcache.prompts import PROMPTS, PromptOptions
 from floodcache.train import DecoderTrainer, TrainConfig, make_batches, run_train
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, start_interruptible
 
 
 def train(cache, out, prompt, **overrides):
@@ -149,13 +149,7 @@ def test_ctrl_c_during_train_says_how_to_resume(train_cache, tmp_path):
         "--out",
         str(out),
     ]
-    process = subprocess.Popen(
-        command,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
-    )
+    process = start_interruptible(command)
     while not (tmp_path / "run.partial" / "state.pt").exists():
         assert process.poll() is None, "training finished before it could be interrupted"
         time.sleep(0.05)
