@@ -2,7 +2,9 @@
 
 segment-anything's `MaskDecoder.predict_masks` repeats ONE image embedding for all prompts
 (`repeat_interleave`). Training from a cache wants B different embeddings with one prompt
-each, so `decode` runs the same modules with the same maths, one image per prompt.
+each, so `decode` runs the same modules with the same maths, one image per prompt, in an
+order that trains fast: only the returned masks are made, the transposed convolutions are
+matmuls over channels-last pixels, and attention is one fused call.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
 from torch.nn import functional as F
 
 from floodcache.encoder import IMAGE_SIZE, LOWRES_SIZE
@@ -60,11 +63,10 @@ def decode(
     `multimask` (SAM's tokens 1..3), else 1 (token 0), exactly as `MaskDecoder.forward`.
     """
     sparse, dense = encode_prompts(prompt_encoder, prompts, pad_points=True)
-    masks, iou = _predict_masks(
-        mask_decoder, embeddings, prompt_encoder.get_dense_pe(), sparse, dense
+    tokens = range(1, mask_decoder.num_mask_tokens) if multimask else range(0, 1)
+    return _predict_masks(
+        mask_decoder, embeddings, prompt_encoder.get_dense_pe(), sparse, dense, tokens
     )
-    chosen = slice(1, None) if multimask else slice(0, 1)
-    return masks[:, chosen], iou[:, chosen]
 
 
 def _predict_masks(
@@ -73,25 +75,137 @@ def _predict_masks(
     image_pe: torch.Tensor,
     sparse: torch.Tensor,
     dense: torch.Tensor,
+    mask_tokens: range,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """MaskDecoder.predict_masks with embeddings[i] paired to prompt i (no repeat_interleave)."""
+    """MaskDecoder.predict_masks with embeddings[i] paired to prompt i (no repeat_interleave).
+
+    Only the masks of `mask_tokens` are made: the others' hypernetworks would feed nothing
+    that is returned, so no output changes, and their weights get no gradient (None) where
+    SAM's forward gives them zeros.
+    Returns (B x len(mask_tokens) x 256 x 256 logits, B x len(mask_tokens) predicted IoU).
+    """
     batch = embeddings.shape[0]
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
     tokens = torch.cat((output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse), dim=1)
-    src = embeddings + dense
-    pos_src = image_pe.expand(batch, -1, -1, -1)
-    b, c, h, w = src.shape
-    hs, src = decoder.transformer(src, pos_src, tokens)
-    iou_token_out = hs[:, 0, :]
-    mask_tokens_out = hs[:, 1 : 1 + decoder.num_mask_tokens, :]
-    upscaled = decoder.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+    image = (embeddings + dense).flatten(2).transpose(1, 2).contiguous()
+    hs, src = two_way_transformer(decoder.transformer, image, image_pe.flatten(2).mT, tokens)
     hyper_in = torch.stack(
-        [mlp(mask_tokens_out[:, i, :]) for i, mlp in enumerate(decoder.output_hypernetworks_mlps)],
-        dim=1,
+        [decoder.output_hypernetworks_mlps[i](hs[:, 1 + i, :]) for i in mask_tokens], dim=1
     )
-    b, c, h, w = upscaled.shape
-    masks = (hyper_in @ upscaled.reshape(b, c, h * w)).reshape(b, -1, h, w)
-    return masks, decoder.iou_prediction_head(iou_token_out)
+    masks = upscaled_masks(decoder.output_upscaling, src, embeddings.shape[2:], hyper_in)
+    iou = decoder.iou_prediction_head(hs[:, 0, :])
+    return masks, iou[:, mask_tokens.start : mask_tokens.stop]
+
+
+def two_way_transformer(
+    transformer: TwoWayTransformer,
+    image: torch.Tensor,
+    image_pe: torch.Tensor,
+    tokens: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`TwoWayTransformer.forward` with the same maths and less memory traffic.
+
+    image: B x N x 256 image tokens (row-major), image_pe: 1 x N x 256 (one for the batch),
+    tokens: B x T x 256 -> (B x T x 256 tokens, B x N x 256 image tokens). The image tokens
+    plus PE are formed once per block and feed both cross attentions through one matmul, and
+    attention runs through F.scaled_dot_product_attention.
+    """
+    queries, keys = tokens, image
+    for layer in transformer.layers:
+        queries, keys = _two_way_block(layer, queries, keys, tokens, image_pe)
+    final = transformer.final_attn_token_to_image
+    attn_out = _attend(
+        final,
+        final.q_proj(queries + tokens),
+        final.k_proj(keys + image_pe),
+        final.v_proj(keys),
+    )
+    return transformer.norm_final_attn(queries + attn_out), keys
+
+
+def _two_way_block(
+    layer: TwoWayAttentionBlock,
+    queries: torch.Tensor,
+    keys: torch.Tensor,
+    query_pe: torch.Tensor,
+    key_pe: torch.Tensor,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`TwoWayAttentionBlock.forward`, same maths (shapes as `two_way_transformer`)."""
+    if layer.skip_first_layer_pe:
+        queries = layer.self_attn(q=queries, k=queries, v=queries)
+    else:
+        q = queries + query_pe
+        queries = queries + layer.self_attn(q=q, k=q, v=queries)
+    queries = layer.norm1(queries)
+    to_image, to_token = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
+    # keys + PE enter the token->image keys and the image->token queries: one matmul for both
+    both = F.linear(
+        keys + key_pe,
+        torch.cat([to_image.k_proj.weight, to_token.q_proj.weight]),
+        torch.cat([to_image.k_proj.bias, to_token.q_proj.bias]),
+    )
+    image_keys, image_queries = both.split(to_image.internal_dim, dim=-1)
+    attn_out = _attend(
+        to_image, to_image.q_proj(queries + query_pe), image_keys, to_image.v_proj(keys)
+    )
+    queries = layer.norm2(queries + attn_out)
+    queries = layer.norm3(queries + layer.mlp(queries))
+    q = queries + query_pe
+    attn_out = _attend(to_token, image_queries, to_token.k_proj(q), to_token.v_proj(queries))
+    return queries, layer.norm4(keys + attn_out)
+
+
+def _attend(
+    attention: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
+    """segment-anything's decoder `Attention.forward` after the q/k/v projections.
+
+    q: B x Nq x D, k and v: B x Nk x D (D = the internal width) -> B x Nq x 256.
+    softmax(q k^T / sqrt(D / heads)) v per head, as SAM's, in one fused call.
+    """
+    heads = attention.num_heads
+    q, k, v = (x.unflatten(-1, (heads, -1)).transpose(1, 2) for x in (q, k, v))
+    out = F.scaled_dot_product_attention(q, k, v)
+    return attention.out_proj(out.transpose(1, 2).flatten(2))
+
+
+def upscaled_masks(
+    upscaling: torch.nn.Sequential,
+    src: torch.Tensor,
+    size: tuple[int, int],
+    hyper_in: torch.Tensor,
+) -> torch.Tensor:
+    """`hyper_in @ output_upscaling(src)`, as SAM's decoder, with no pixel shuffled on the way.
+
+    src: B x (h*w) x 256 image tokens (row-major), hyper_in: B x M x 32 -> B x M x 4h x 4w.
+    Both transposed convolutions have kernel 2 and stride 2, so each input pixel owns its 2x2
+    output block: each is one matmul over channels-last pixels, LayerNorm2d is a layer norm
+    over the last dim, and GELU is elementwise. The blocks are put in place once, at the end,
+    on the M mask channels instead of 32 feature channels.
+    """
+    conv1, norm, act1, conv2, act2 = upscaling
+    h, w = size
+    x = act1(
+        F.layer_norm(_deconv_2x2(src, conv1), norm.weight.shape, norm.weight, norm.bias, norm.eps)
+    )
+    x = act2(_deconv_2x2(x, conv2))  # B x (h*w*16) x 32, pixel order (y, x, i1, j1, i2, j2)
+    masks = x @ hyper_in.transpose(1, 2)
+    b, m = hyper_in.shape[:2]
+    # output row 4y + 2 i1 + i2, column 4x + 2 j1 + j2
+    masks = masks.view(b, h, w, 2, 2, 2, 2, m).permute(0, 7, 1, 3, 5, 2, 4, 6)
+    return masks.reshape(b, m, 4 * h, 4 * w)
+
+
+def _deconv_2x2(x: torch.Tensor, conv: torch.nn.ConvTranspose2d) -> torch.Tensor:
+    """ConvTranspose2d(kernel 2, stride 2) on channels-last pixels: B x P x Cin -> B x 4P x Cout.
+
+    Output pixel (p, i, j), row i and column j of pixel p's 2x2 block, is
+    x[p] @ weight[:, :, i, j] + bias.
+    """
+    cin, cout = conv.weight.shape[:2]
+    weight = conv.weight.permute(2, 3, 1, 0).reshape(4 * cout, cin)  # rows (i, j, cout)
+    out = F.linear(x, weight, conv.bias.repeat(4))
+    return out.unflatten(-1, (4, cout)).flatten(-3, -2)
 
 
 def pick_by_iou(masks: torch.Tensor, iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,7 +8,9 @@ Preprocessing follows `SamPredictor.set_image` for numpy input exactly: segment-
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import math
+import os
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +22,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from floodcache.download import CHECKPOINTS, find_checkpoint, sha256_file
+from floodcache.fast_encoder import compile_wanted, fast_image_encoder
 
 IMAGE_SIZE = 1024  # SAM's encoder input side
 EMBEDDING_SHAPE = (256, 64, 64)  # one view's image embedding
@@ -185,11 +188,23 @@ def lowres_target(mask: np.ndarray) -> np.ndarray:
 
 
 def batch_to_tensor(sam: Sam, resized: list[np.ndarray], device: torch.device) -> torch.Tensor:
-    """Resized hxwx3 uint8 views -> Bx3x1024x1024 float32, normalised, then padded."""
-    batch = torch.zeros((len(resized), 3, IMAGE_SIZE, IMAGE_SIZE), device=device)
+    """Resized hxwx3 uint8 views -> Bx3x1024x1024 float32 on `device`, normalised, then padded.
+
+    The uint8 pixels go to the device in one copy (on CUDA from pinned memory, without making
+    the host wait for the GPU); there they are normalised and the padding zeroed, which is
+    `Sam.preprocess` element for element.
+    """
+    cuda = device.type == "cuda"
+    shape = (len(resized), IMAGE_SIZE, IMAGE_SIZE, 3)
+    staged = torch.zeros(shape, dtype=torch.uint8, pin_memory=cuda)
     for i, image in enumerate(resized):
-        pixels = torch.as_tensor(image, device=device).permute(2, 0, 1)[None].float()
-        batch[i : i + 1] = sam.preprocess(pixels)
+        staged[i, : image.shape[0], : image.shape[1]] = torch.from_numpy(np.asarray(image))
+    pixels = staged.to(device, non_blocking=cuda).permute(0, 3, 1, 2).float()
+    mean = sam.pixel_mean.to(device, non_blocking=cuda)  # no wait for the GPU, even pageable
+    batch = (pixels - mean) / sam.pixel_std.to(device, non_blocking=cuda)
+    for i, image in enumerate(resized):
+        batch[i, :, image.shape[0] :] = 0
+        batch[i, :, :, image.shape[1] :] = 0
     return batch
 
 
@@ -215,12 +230,26 @@ def autocast(device: torch.device, precision: str) -> Iterator[None]:
 
 @torch.inference_mode()
 def encode(
-    sam: Sam, resized: list[np.ndarray], device: torch.device, precision: str = "fp32"
+    sam: Sam,
+    resized: list[np.ndarray],
+    device: torch.device,
+    precision: str = "fp32",
+    fast: bool = False,
+    compile: bool | None = None,
 ) -> torch.Tensor:
-    """Image embeddings of resized views: Bx256x64x64 float32 on `device`."""
+    """Image embeddings of resized views: Bx256x64x64 float32 on `device`.
+
+    `fast` runs the same weights and maths through `fast_image_encoder` (fused attention),
+    compiled when `compile` (default: `compile_wanted(device)`, so on CUDA); without it,
+    segment-anything's own `ImageEncoderViT.forward`.
+    """
     pixels = batch_to_tensor(sam, resized, device)
+    forward = sam.image_encoder
+    if fast:
+        compile = compile_wanted(device) if compile is None else compile
+        forward = fast_image_encoder(sam.image_encoder, compile)
     with autocast(device, precision):
-        return sam.image_encoder(pixels).float()
+        return forward(pixels).float()
 
 
 def pick_device(device: str | None) -> torch.device:
@@ -228,3 +257,136 @@ def pick_device(device: str | None) -> torch.device:
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+# --- Batches that fit: size from free memory, halve on out-of-memory -------------------------
+
+MAX_BATCH = 32  # more views per call buys no speed on an H100/H200
+MEMORY_FRACTION = 0.75  # of the free memory; an 8 GB laptop GPU then peaks under 6 GB
+
+
+def view_memory(model_type: str, precision: str, fast: bool) -> int:
+    """Bytes one view adds to the encoder's peak memory: an estimate with headroom.
+
+    Attention dominates. SAM's own attention holds float32 scores, the scores plus the
+    relative-position term, and the softmax (three heads x T x T tensors, T = 4096 tokens in
+    a global block); the fast path holds the relative-position mask once (counted twice, for
+    a kernel that pads it). Activations: ~24 T x width float32 tensors (residual, qkv, MLP).
+    """
+    spec = MODEL_TYPES[model_type]
+    side = IMAGE_SIZE // 16
+    windows = math.ceil(side / 14) ** 2  # 14x14-token windows cover the padded 70x70 grid
+    pairs = side**4 if spec.global_attn_indexes else windows * 14**4
+    itemsize = 4 if PRECISIONS[precision] is None else 2
+    scores = spec.num_heads * pairs * (2 * itemsize if fast else 12)
+    return scores + 24 * side * side * spec.embed_dim * 4
+
+
+def free_memory(device: torch.device) -> int:
+    """Bytes free on `device`: CUDA's free memory (with what PyTorch holds cached but unused),
+    or the RAM Linux says is available."""
+    if device.type == "cuda":
+        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
+        return torch.cuda.mem_get_info(device)[0] + cached
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def pick_batch_size(
+    device: torch.device, model_type: str, precision: str = "fp32", fast: bool = True
+) -> int:
+    """The most views per encoder call that fit MEMORY_FRACTION of the free memory (1..32).
+
+    Call it with the encoder already on `device`, so that its weights count as used.
+    """
+    fits = int(MEMORY_FRACTION * free_memory(device) // view_memory(model_type, precision, fast))
+    return max(1, min(MAX_BATCH, fits))
+
+
+class BatchEncoder:
+    """Encodes views in batches that fit the device: sized from free memory, halved on OOM.
+
+    Each call splits its views into batches of at most `batch_size` (default:
+    `pick_batch_size`). When CUDA runs out of memory the batch size is halved and the same
+    views go again, down to one view at a time; the smaller size is kept for later calls.
+    `views`, the number the run will encode, decides whether compiling pays (`compile_wanted`).
+    """
+
+    def __init__(
+        self,
+        sam: Sam,
+        device: torch.device,
+        model_type: str,
+        precision: str = "fp32",
+        fast: bool = True,
+        batch_size: int | None = None,
+        views: int | None = None,
+    ):
+        self.sam, self.device, self.precision, self.fast = sam, device, precision, fast
+        self.compile = fast and compile_wanted(device, views)
+        sam.image_encoder.to(device)
+        self.batch_size = batch_size or pick_batch_size(device, model_type, precision, fast)
+        self.largest = 0  # largest batch run so far: compiled code pads short ones up to it
+
+    def __call__(self, resized: list[np.ndarray]) -> torch.Tensor:
+        """Resized hxwx3 uint8 views -> Bx256x64x64 float32 embeddings on the device."""
+        parts: list[torch.Tensor] = []
+        start = 0
+        while start < len(resized):
+            views = resized[start : start + self.batch_size]
+            try:
+                parts.append(self._encode(views))
+            except torch.cuda.OutOfMemoryError:
+                if self.batch_size == 1:
+                    raise
+                self.batch_size //= 2
+                log.warning("out of GPU memory: going on with batches of %d", self.batch_size)
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+                continue
+            start += len(views)
+        return torch.cat(parts)
+
+    def _encode(self, views: list[np.ndarray]) -> torch.Tensor:
+        padding = 0
+        if self.compile and fast_image_encoder(self.sam.image_encoder, True).compiled:
+            self.largest = min(max(self.largest, len(views)), self.batch_size)
+            padding = self.largest - len(views)  # one compiled shape for the whole run
+        views = views + [np.zeros((1, 1, 3), np.uint8)] * padding
+        embeddings = encode(self.sam, views, self.device, self.precision, self.fast, self.compile)
+        return embeddings[: len(views) - padding]
+
+    def stream(self, batches: Iterable[list[dict]]) -> Iterator[tuple[list[dict], np.ndarray]]:
+        """(batch, Bx256x64x64 float16 embeddings) for batches of view dicts.
+
+        Takes each dict's "resized" image (hxwx3 uint8) out and encodes it. On CUDA the results
+        come back one batch late: the next batch is already on the GPU while the caller writes
+        the one it got, and embeddings reach the host through pinned memory.
+        """
+        cuda = self.device.type == "cuda"
+        waiting = None
+        for batch in batches:
+            embeddings = self([view.pop("resized") for view in batch])
+            if not cuda:
+                yield batch, embeddings.half().numpy()
+                continue
+            host = torch.empty(embeddings.shape, dtype=torch.float16, pin_memory=True)
+            host.copy_(embeddings.half(), non_blocking=True)
+            copied = torch.cuda.Event()
+            copied.record()
+            if waiting is not None:
+                yield _arrived(*waiting)
+            waiting = (batch, host, copied)
+        if waiting is not None:
+            yield _arrived(*waiting)
+
+
+def _arrived(batch: list[dict], host: torch.Tensor, copied) -> tuple[list[dict], np.ndarray]:
+    copied.synchronize()
+    return batch, host.numpy()

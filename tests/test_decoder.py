@@ -76,3 +76,43 @@ def test_postprocess_crops_padding_before_resizing():
 def test_valid_lowres_rounds_up():
     assert decoder.valid_lowres((512, 1024)) == (128, 256)
     assert decoder.valid_lowres((683, 1024)) == (171, 256)
+
+
+@pytest.mark.parametrize("name", ["box", "point"])
+def test_batched_decode_trains_like_sam_decoder(name):
+    """The same loss gives the same gradient for every decoder weight as SAM's own forward."""
+    torch.manual_seed(1)
+    prompt_encoder, mask_decoder = decoder.build_prompt_encoder(), decoder.build_mask_decoder()
+    with torch.no_grad():  # trained-like weights: nothing zero, so every path carries gradient
+        for parameter in mask_decoder.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.02)
+    strategy = PROMPTS[name]
+    embeddings = torch.randn(2, 256, 64, 64)
+    prompts = [
+        make_prompt(strategy, mask, 0, str(i), 0, 0, PromptOptions())
+        for i, mask in enumerate(masks_1024(2))
+    ]
+    ours = decoder.decode(prompt_encoder, mask_decoder, embeddings, prompts, strategy.multimask)
+    (ours[0].square().mean() + ours[1].sum()).backward()
+    # masks that are not returned are not made: their hypernetworks get no gradient, SAM's zeros
+    our_grads = {
+        k: torch.zeros_like(p) if p.grad is None else p.grad.clone()
+        for k, p in mask_decoder.named_parameters()
+    }
+    mask_decoder.zero_grad()
+    total = 0
+    for i, prompt in enumerate(prompts):
+        points, boxes = to_sam_inputs([prompt])
+        sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=None)
+        masks, iou = mask_decoder(
+            image_embeddings=embeddings[i : i + 1],
+            image_pe=prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse.detach(),
+            dense_prompt_embeddings=dense.detach(),
+            multimask_output=strategy.multimask,
+        )
+        total = total + masks.square().mean() / 2 + iou.sum()
+    total.backward()
+    for key, parameter in mask_decoder.named_parameters():
+        theirs = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
+        torch.testing.assert_close(our_grads[key], theirs, rtol=1e-3, atol=1e-6, msg=key)

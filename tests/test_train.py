@@ -161,3 +161,12 @@ def test_ctrl_c_during_train_says_how_to_resume(train_cache, tmp_path):
     assert "resuming" in finish.stderr and (out / "decoder.pt").exists()
     with open(out / "history.csv") as f:
         assert [int(row["epoch"]) for row in csv.DictReader(f)] == [1, 2, 3, 4]
+
+
+def test_bf16_training_learns_and_fp16_is_refused(train_cache, tmp_path):
+    result = train(train_cache, tmp_path / "bf16", "box", epochs=3, precision="bf16")
+    assert result.history[-1].val_iou > result.history[0].val_iou
+    record = json.loads((result.out / "config.json").read_text())
+    assert record["config"]["precision"] == "bf16"
+    with pytest.raises(ValueError, match="fp32 or bf16"):
+        train(train_cache, tmp_path / "fp16", "box", epochs=1, precision="fp16")

@@ -1,0 +1,168 @@
+"""SAM's image encoder, fast: the same weights and maths, attention through one fused call.
+
+segment-anything's `Attention` materialises the (H*W)^2 attention scores per head, adds the
+decomposed relative-position term to them and takes the softmax; for a global-attention block
+that is 4096 x 4096 scores per head and view. Here the relative-position term becomes the
+additive `attn_mask` of `F.scaled_dot_product_attention`, so fused kernels (CUDA, and the
+CPU's flash kernel) compute softmax(q k^T * scale + bias) v without the scores. On CUDA the
+whole encoder is also compiled with torch.compile, with a clean fallback where that fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from weakref import WeakKeyDictionary
+
+import torch
+from segment_anything.modeling import ImageEncoderViT
+from segment_anything.modeling.image_encoder import (
+    Attention,
+    Block,
+    get_rel_pos,
+    window_partition,
+    window_unpartition,
+)
+from torch.nn import functional as F
+
+log = logging.getLogger(__name__)
+
+
+def rel_pos_table(size: int, rel_pos: torch.Tensor) -> torch.Tensor:
+    """size x size x C relative-position embeddings, as segment-anything's `get_rel_pos`.
+
+    For SAM's own sizes (64 global, 14 per window) the table is indexed directly, on the
+    embeddings' device (no host-to-device index copy); other sizes go through `get_rel_pos`.
+    """
+    if rel_pos.shape[0] != 2 * size - 1:
+        return get_rel_pos(size, size, rel_pos)
+    coords = torch.arange(size, device=rel_pos.device)
+    return rel_pos[coords[:, None] - coords[None, :] + (size - 1)]
+
+
+def rel_pos_bias(attn: Attention, q: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """SAM's decomposed relative-position term as an additive attention mask.
+
+    q: B x heads x (H*W) x C, unscaled (as `add_decomposed_rel_pos` uses it). Returns
+    B x heads x (H*W) x (H*W) in q's dtype: bias[(y, x), (ky, kx)] = q.Rh[y, ky] + q.Rw[x, kx].
+    """
+    h, w = size
+    grid = q.unflatten(2, (h, w))
+    rel_h = torch.einsum("bnyxc,ykc->bnyxk", grid, rel_pos_table(h, attn.rel_pos_h).to(q.dtype))
+    rel_w = torch.einsum("bnyxc,xkc->bnyxk", grid, rel_pos_table(w, attn.rel_pos_w).to(q.dtype))
+    return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(*q.shape[:2], h * w, h * w)
+
+
+def sdpa_attention(attn: Attention, x: torch.Tensor) -> torch.Tensor:
+    """`Attention.forward` of segment-anything with one fused attention call.
+
+    x: B x H x W x C tokens -> B x H x W x C. softmax(q k^T * scale + rel-pos) v, as SAM's;
+    the kernel never holds the (H*W)^2 scores when the device has a fused kernel for it.
+    """
+    b, h, w, _ = x.shape
+    qkv = attn.qkv(x).reshape(b, h * w, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
+    q, k, v = qkv.unbind(0)
+    bias = rel_pos_bias(attn, q, (h, w)) if attn.use_rel_pos else None
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scale)
+    return attn.proj(out.transpose(1, 2).reshape(b, h, w, -1))
+
+
+def fast_block(block: Block, x: torch.Tensor) -> torch.Tensor:
+    """`Block.forward` of segment-anything with `sdpa_attention`: B x H x W x C -> same."""
+    shortcut = x
+    x = block.norm1(x)
+    if block.window_size > 0:
+        h, w = x.shape[1], x.shape[2]
+        x, padded = window_partition(x, block.window_size)
+    x = sdpa_attention(block.attn, x)
+    if block.window_size > 0:
+        x = window_unpartition(x, block.window_size, padded, (h, w))
+    x = shortcut + x
+    return x + block.mlp(block.norm2(x))
+
+
+class FastImageEncoder(torch.nn.Module):
+    """`ImageEncoderViT.forward` with every block's attention fused (`fast_block`).
+
+    Wraps (does not copy) the encoder: same weights, same function, another summation order.
+    Bx3x1024x1024 normalised pixels -> Bx256x64x64 embeddings.
+    """
+
+    def __init__(self, image_encoder: ImageEncoderViT):
+        super().__init__()
+        self.image_encoder = image_encoder
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        encoder = self.image_encoder
+        x = encoder.patch_embed(pixels)
+        if encoder.pos_embed is not None:
+            x = x + encoder.pos_embed
+        for block in encoder.blocks:
+            x = fast_block(block, x)
+        return encoder.neck(x.permute(0, 3, 1, 2))
+
+
+def is_out_of_memory(err: BaseException | None) -> bool:
+    """Whether `err`, or an error it was raised from (torch.compile wraps them), is a CUDA OOM."""
+    while err is not None:
+        if isinstance(err, torch.cuda.OutOfMemoryError):
+            return True
+        err = err.__cause__ or err.__context__
+    return False
+
+
+class CompiledForward:
+    """A `FastImageEncoder`, compiled when asked; falls back to running it eagerly.
+
+    torch.compile needs Triton and a working compiler; anything failing while compiling (or in
+    compiled code, other than running out of memory) is logged once and the eager module,
+    same maths, takes over for good.
+    """
+
+    def __init__(self, image_encoder: ImageEncoderViT, compile: bool):
+        self.eager = FastImageEncoder(image_encoder)
+        # Static shapes: BatchEncoder pads a short last batch, so one graph serves a run.
+        self.compiled = torch.compile(self.eager, dynamic=False) if compile else None
+
+    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.compiled is not None:
+            try:
+                return self.compiled(pixels)
+            except Exception as err:
+                if is_out_of_memory(err):
+                    raise torch.cuda.OutOfMemoryError(str(err)) from err
+                log.warning(
+                    "torch.compile failed (%s: %s); the fast encoder runs without it",
+                    type(err).__name__,
+                    str(err).splitlines()[0] if str(err) else "",
+                )
+                self.compiled = None
+        return self.eager(pixels)
+
+
+_FAST: WeakKeyDictionary = WeakKeyDictionary()  # image encoder -> {compile?: CompiledForward}
+
+
+# Compiling costs ~30 s once; at ~250 instead of ~100 views/s (ViT-B fp16, H200) that pays
+# back after about 4000 views.
+COMPILE_MIN_VIEWS = 4000
+
+
+def compile_wanted(device: torch.device, views: int | None = None) -> bool:
+    """Whether to torch.compile the fast encoder: on CUDA only, for runs of `views` views.
+
+    FLOODCACHE_COMPILE=1 always compiles (on CUDA), =0 never; unset, a run compiles when it
+    has COMPILE_MIN_VIEWS views or more to encode, or does not say how many.
+    """
+    setting = os.environ.get("FLOODCACHE_COMPILE", "auto")
+    if device.type != "cuda" or setting == "0":
+        return False
+    return setting == "1" or views is None or views >= COMPILE_MIN_VIEWS
+
+
+def fast_image_encoder(image_encoder: ImageEncoderViT, compile: bool) -> CompiledForward:
+    """The fast forward of `image_encoder`, built once (per `compile`) and kept while it lives."""
+    forwards = _FAST.setdefault(image_encoder, {})
+    if compile not in forwards:
+        forwards[compile] = CompiledForward(image_encoder, compile)
+    return forwards[compile]

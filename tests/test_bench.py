@@ -1,0 +1,85 @@
+"""`bench` runs every stage on a CPU and reports what it measured."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+import cli
+from floodcache import bench
+from floodcache.bench import BenchConfig, run_bench
+
+
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    json_path = tmp_path_factory.mktemp("bench") / "bench.json"
+    config = BenchConfig(
+        device="cpu",
+        views=2,
+        model_type="vit_tiny",
+        train_batch_size=2,
+        train_steps=1,
+        workers=0,
+        json_path=json_path,
+    )
+    return run_bench(config), json_path
+
+
+def test_every_stage_is_measured(tiny_bench):
+    result, _ = tiny_bench
+    stages = [row.stage for row in result.rows]
+    assert stages[:2] == ["reference SamPredictor", "reference train step"]
+    expected = {"encoder SAM attention", "encoder fast", "embed (end to end)", "train from cache"}
+    assert expected <= set(stages)
+    encoders = [row for row in result.rows if row.stage.startswith("encoder")]
+    assert {row.precision for row in encoders} == {"fp32", "bf16"}  # no fp16 on a CPU
+    for row in result.rows:
+        assert row.views > 0 and row.seconds > 0 and row.peak_mb > 0, row
+    assert result.rows[0].ratio == pytest.approx(1.0)
+    train = next(row for row in result.rows if row.stage == "train from cache")
+    assert train.ratio == pytest.approx(train.views_per_second / result.rows[1].views_per_second)
+
+
+def test_fast_fp32_encoder_matches_the_reference(tiny_bench):
+    result, _ = tiny_bench
+    fast = next(r for r in result.rows if r.stage == "encoder fast" and r.precision == "fp32")
+    assert fast.rel_error < 1e-5 and fast.mask_iou == pytest.approx(1.0)
+
+
+def test_compression_is_measured_not_guessed(tiny_bench):
+    result, _ = tiny_bench
+    sizes = {c["filter"]: c["bytes_per_view"] for c in result.compression}
+    assert set(sizes) == set(bench.COMPRESSIONS)
+    assert sizes["none"] >= 256 * 64 * 64 * 2  # float16, uncompressed
+    assert sizes["shuffle+gzip-4"] < sizes["none"]
+
+
+def test_table_and_json_say_what_was_run(tiny_bench):
+    result, json_path = tiny_bench
+    table = result.table()
+    assert "RANDOM WEIGHTS" in table and "views/s" in table and "train from cache" in table
+    saved = json.loads(json_path.read_text())
+    assert saved["model_type"] == "vit_tiny" and saved["device"] == "cpu"
+    assert [row["stage"] for row in saved["rows"]] == [row.stage for row in result.rows]
+    assert all(row["views_per_second"] > 0 for row in saved["rows"])
+
+
+def test_cli_builds_the_config_and_prints_the_table(monkeypatch, tmp_path):
+    seen = {}
+
+    def fake_run_bench(config):
+        seen["config"] = config
+        return bench.Bench("cpu", config.model_type, "RANDOM WEIGHTS (speed only)", 0)
+
+    monkeypatch.setattr(bench, "run_bench", fake_run_bench)
+    args = ["bench", "--device", "cpu", "--views", "3", "--model-type", "vit_tiny"]
+    result = CliRunner().invoke(cli.main, [*args, "--json", str(tmp_path / "b.json")])
+    assert result.exit_code == 0, result.output
+    config = seen["config"]
+    assert (config.device, config.views, config.model_type) == ("cpu", 3, "vit_tiny")
+    assert config.json_path == tmp_path / "b.json"
+    assert "bench: SAM vit_tiny on cpu" in result.output
+    help_text = CliRunner().invoke(cli.main, ["bench", "--help"]).output
+    assert "Example: python cli.py bench" in help_text
