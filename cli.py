@@ -16,7 +16,12 @@ from floodcache import data, download
 from floodcache.cache import CacheError, verify
 from floodcache.embed import EmbedConfig, run_embed
 from floodcache.encoder import MODEL_TYPES, PRECISIONS, CheckpointError
+from floodcache.evaluate import EvaluateConfig, run_evaluate
+from floodcache.metrics import summarize
+from floodcache.pipeline import PipelineConfig, run_pipeline
+from floodcache.predict import ExportConfig, PredictConfig, run_export, run_predict
 from floodcache.prompts import PROMPTS
+from floodcache.report import ReportConfig, run_report
 from floodcache.train import TrainConfig, run_train
 
 USER_ERRORS = (
@@ -383,6 +388,404 @@ def verify_command(cache) -> None:
         raise click.ClickException(
             f"{cache} is damaged: rebuild it with `python cli.py embed --overwrite ...`"
         )
+
+
+def split_option(command):
+    return click.option(
+        "--split",
+        type=click.Choice(["train", "val", "test"]),
+        default="test",
+        show_default=True,
+        help="Which views to evaluate.",
+    )(command)
+
+
+def evaluation_options(command):
+    """--decoder / --prompts / --split / --device / --overwrite, shared by evaluate and report."""
+    options = [
+        click.option(
+            "--decoder",
+            "decoders",
+            multiple=True,
+            type=click.Path(path_type=Path),
+            help="A fine-tuned run folder (from `train`); repeat for several.",
+        ),
+        click.option(
+            "--prompts",
+            default=",".join(PROMPTS),
+            show_default=True,
+            help="Comma-separated prompt strategies to evaluate.",
+        ),
+        split_option,
+        click.option("--device", help="torch device [default: cuda if available]"),
+        click.option(
+            "--overwrite",
+            is_flag=True,
+            help="Replace a finished evaluation made with other settings (a matching one is "
+            "always reused).",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+@main.command()
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    default=Path("cache/flood.h5"),
+    show_default=True,
+    help="The cache written by `embed`.",
+)
+@evaluation_options
+@click.option("--seed", type=int, default=0, show_default=True, help="Prompt seed.")
+@click.option(
+    "--points",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="k positive and k negative points for the `points` strategy.",
+)
+@click.option(
+    "--batch-size", type=click.IntRange(1), default=16, show_default=True, help="Views per call."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), help="Folder [default: reports/<cache name>]."
+)
+@user_errors
+def evaluate(
+    cache, decoders, prompts, split, device, overwrite, seed, points, batch_size, out
+) -> None:
+    """Evaluate the pretrained decoder and each --decoder on every view of a split.
+
+    Writes metrics.parquet and metrics.csv (one row per model, prompt and view, with the
+    exact prompt in original-image pixels) and evaluation.json to --out.
+
+    Example: python cli.py evaluate --cache cache/flood.h5 --decoder runs/point+box+none
+    """
+    config = EvaluateConfig(
+        cache=cache,
+        out=out or Path("reports") / cache.stem,
+        decoders=decoders,
+        prompts=prompts,
+        split=split,
+        seed=seed,
+        points=points,
+        batch_size=batch_size,
+        device=device,
+        overwrite=overwrite,
+    )
+    result = run_evaluate(config)
+    means = summarize(result.table).pivot("model", index="prompt", values="iou_mean")
+    click.echo(f"mean IoU per prompt (rows) and model (columns):\n{means}")
+    kept = "kept (it matches)" if result.reused else "written"
+    click.echo(f"evaluation {kept}: {result.out}/metrics.parquet, metrics.csv, evaluation.json")
+
+
+@main.command()
+@click.option(
+    "--cache",
+    type=click.Path(path_type=Path),
+    help="Evaluate this cache first (a complete, matching evaluation in --metrics is reused).",
+)
+@evaluation_options
+@click.option(
+    "--metrics",
+    type=click.Path(path_type=Path),
+    help="Evaluation folder to read or write [default: --out].",
+)
+@click.option(
+    "--gallery",
+    type=click.IntRange(1),
+    default=4,
+    show_default=True,
+    help="Worst views shown per model and prompt.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    help="Report folder [default: reports/<cache name>, or --metrics].",
+)
+@user_errors
+def report(cache, decoders, prompts, split, device, overwrite, metrics, gallery, out) -> None:
+    """Write report.md and its figures: pretrained vs fine-tuned, per prompt, with failures.
+
+    With --cache (and --decoder runs) it evaluates first; without, it reads --metrics.
+
+    Example: python cli.py report --cache cache/flood.h5 --decoder runs/point+box+none
+    """
+    if cache is None and metrics is None:
+        raise click.UsageError("pass --cache (to evaluate) or --metrics (an evaluation folder)")
+    config = ReportConfig(
+        out=out or (Path("reports") / cache.stem if cache else metrics),
+        metrics=metrics,
+        cache=cache,
+        decoders=decoders,
+        prompts=prompts,
+        split=split,
+        gallery=gallery,
+        device=device,
+        overwrite=overwrite,
+    )
+    result = run_report(config)
+    click.echo(f"report {result.report} ({len(result.figures)} figures)")
+
+
+@main.command(name="run")
+@data_options
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="SAM checkpoint file.")
+@click.option(
+    "--random-weights", is_flag=True, help="Untrained SAM: smoke tests only, numbers mean nothing."
+)
+@click.option(
+    "--model-type", type=click.Choice(list(MODEL_TYPES)), default="vit_b", show_default=True
+)
+@click.option(
+    "--augment",
+    type=click.IntRange(0),
+    default=3,
+    show_default=True,
+    help="Extra views per training image.",
+)
+@click.option("--epochs", type=click.IntRange(1), default=15, show_default=True)
+@click.option(
+    "--prompts",
+    default="point,box,none",
+    show_default=True,
+    help="Prompt mix the one fine-tuned decoder is trained on.",
+)
+@click.option(
+    "--eval-prompts",
+    default=",".join(PROMPTS),
+    show_default=True,
+    help="Prompt strategies evaluated and reported.",
+)
+@click.option("--limit", type=click.IntRange(1), help="Only the first N usable images.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", help="torch device [default: cuda if available]")
+@click.option(
+    "--out-dir",
+    type=click.Path(path_type=Path),
+    default=Path("."),
+    show_default=True,
+    help="Root of cache/, runs/ and reports/.",
+)
+@click.option("--name", default="flood", show_default=True, help="Names the cache, run and report.")
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Retrain and re-evaluate where settings changed (the cache is never replaced).",
+)
+@user_errors
+def run_command(
+    data_dir,
+    images,
+    masks,
+    on_mismatch,
+    checkpoint,
+    random_weights,
+    model_type,
+    augment,
+    epochs,
+    prompts,
+    eval_prompts,
+    limit,
+    seed,
+    device,
+    out_dir,
+    name,
+    overwrite,
+) -> None:
+    """audit -> embed -> train -> evaluate -> report, skipping steps already complete.
+
+    Example: python cli.py run --data ../shared/flood_dataset
+    --checkpoint checkpoints/sam_vit_b_01ec64.pth
+    """
+    config = PipelineConfig(
+        data_dir=data_dir,
+        images=images,
+        masks=masks,
+        on_mismatch=on_mismatch,
+        checkpoint=checkpoint,
+        random_weights=random_weights,
+        model_type=model_type,
+        augment=augment,
+        epochs=epochs,
+        prompts=prompts,
+        eval_prompts=eval_prompts,
+        limit=limit,
+        seed=seed,
+        device=device,
+        out_dir=out_dir,
+        name=name,
+        overwrite=overwrite,
+    )
+    result = run_pipeline(config)
+    for step, what in result.steps.items():
+        click.echo(f"{step:18s} {what}")
+
+
+def _numbers(text: str) -> tuple[float, ...]:
+    """'X,Y' or 'X0,Y0,X1,Y1' -> floats (click callback helper)."""
+    try:
+        return tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not comma-separated numbers") from None
+
+
+def _coordinates(count: int):
+    def parse(ctx, param, value):
+        texts = value if param.multiple else [value] if value else []
+        values = [_numbers(text) for text in texts]
+        for v in values:
+            if len(v) != count:
+                raise click.BadParameter(f"needs {count} comma-separated numbers, got {v}")
+        return tuple(values) if param.multiple else (values[0] if values else None)
+
+    return parse
+
+
+@main.command()
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The SAM checkpoint the run's cache was embedded with.",
+)
+@click.option(
+    "--decoder", type=click.Path(path_type=Path), required=True, help="Fine-tuned run folder."
+)
+@click.option("--image", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--point",
+    "points",
+    multiple=True,
+    callback=_coordinates(2),
+    help="A water click X,Y in image pixels; repeat for several.",
+)
+@click.option(
+    "--background",
+    multiple=True,
+    callback=_coordinates(2),
+    help="A not-water click X,Y; repeat for several.",
+)
+@click.option("--box", callback=_coordinates(4), help="Water box X0,Y0,X1,Y1 in image pixels.")
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="Mask PNG (255 = water)."
+)
+@click.option("--device", help="torch device [default: cuda if available]")
+@user_errors
+def predict(checkpoint, decoder, image, points, background, box, out, device) -> None:
+    """Segment the water in a new image with a fine-tuned decoder (no prompt: prompt-free).
+
+    Example: python cli.py predict --checkpoint checkpoints/sam_vit_b_01ec64.pth
+    --decoder runs/point+box+none --image photo.jpg --out photo_water.png
+    """
+    config = PredictConfig(
+        checkpoint=checkpoint,
+        decoder=decoder,
+        image=image,
+        out=out,
+        points=points,
+        background=background,
+        box=box,
+        device=device,
+    )
+    result = run_predict(config)
+    click.echo(
+        f"{result.out}: {result.mask.mean():.1%} water, SAM's predicted IoU {result.score:.3f}"
+    )
+
+
+@main.command()
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="The SAM checkpoint the run's cache was embedded with.",
+)
+@click.option(
+    "--decoder", type=click.Path(path_type=Path), required=True, help="Fine-tuned run folder."
+)
+@click.option(
+    "--out", type=click.Path(path_type=Path), required=True, help="The merged checkpoint (.pth)."
+)
+@click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
+@user_errors
+def export(checkpoint, decoder, out, overwrite) -> None:
+    """Write a full SAM checkpoint with the fine-tuned mask decoder merged in.
+
+    segment-anything loads it: sam_model_registry["vit_b"](checkpoint=OUT).
+
+    Example: python cli.py export --checkpoint checkpoints/sam_vit_b_01ec64.pth
+    --decoder runs/point+box+none --out checkpoints/sam_vit_b_flood.pth
+    """
+    path = run_export(
+        ExportConfig(checkpoint=checkpoint, decoder=decoder, out=out, overwrite=overwrite)
+    )
+    click.echo(f"fine-tuned SAM checkpoint {path}")
+
+
+@main.command()
+@click.option("--device", help="torch device [default: cuda if available]")
+@click.option(
+    "--views",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    help="Views per stage: 2 on a CPU (ViT-B takes ~14 s a view), ~500 on a GPU.",
+)
+@click.option(
+    "--model-type",
+    type=click.Choice(list(MODEL_TYPES)),
+    default="vit_b",
+    show_default=True,
+    help="SAM variant (vit_tiny: a quick smoke run).",
+)
+@click.option(
+    "--checkpoint",
+    type=click.Path(path_type=Path),
+    help="SAM weights [default: random weights; speed does not depend on them].",
+)
+@click.option(
+    "--data",
+    "data_dir",
+    type=click.Path(path_type=Path),
+    help="Real images (Kaggle layout) instead of generated flood scenes.",
+)
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1),
+    help="Encoder views per call [default: what fits in free memory, at most 32].",
+)
+@click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write JSON here.")
+@user_errors
+def bench(device, views, model_type, checkpoint, data_dir, batch_size, json_path) -> None:
+    """Time the reference SAM workflow against floodcache's, on the same views.
+
+    Stages: SamPredictor (fp32, one image at a time) and the reference training step (that
+    encoder forward plus one decoder step per view); the encoder alone in each precision,
+    with SAM's attention and the fast path; the embed command end to end; decoder training
+    from the cache; the cache's size and I/O with and without compression. Prints views/s,
+    peak memory and the ratio to the reference.
+
+    Example: python cli.py bench --device cpu --views 2 --json reports/bench-cpu.json
+    """
+    from floodcache.bench import BenchConfig, run_bench
+
+    config = BenchConfig(
+        device=device,
+        views=views,
+        model_type=model_type,
+        checkpoint=checkpoint,
+        data_dir=data_dir,
+        batch_size=batch_size,
+        json_path=json_path,
+    )
+    click.echo(run_bench(config).table())
+    if json_path:
+        click.echo(f"results written to {json_path}")
 
 
 if __name__ == "__main__":

@@ -79,11 +79,13 @@ def fingerprint(identity: dict, digests: list[str]) -> str:
     return digest.hexdigest()
 
 
-def config_difference(old: dict, new: dict) -> list[str]:
+def config_difference(
+    old: dict, new: dict, old_name: str = "cache has", new_name: str = "asked"
+) -> list[str]:
     """Human-readable lines naming each identity key whose value differs."""
     keys = sorted(set(old) | set(new))
     return [
-        f"{k}: cache has {old.get(k)!r}, asked {new.get(k)!r}"
+        f"{k}: {old_name} {old.get(k)!r}, {new_name} {new.get(k)!r}"
         for k in keys
         if old.get(k) != new.get(k)
     ]

@@ -106,6 +106,29 @@ def train_cache(tiny_data, tiny_checkpoint, tmp_path_factory) -> Path:
     return cache
 
 
+@pytest.fixture(scope="session")
+def finetuned_run(train_cache, tmp_path_factory) -> Path:
+    """A decoder fine-tuned from train_cache for one epoch on the mix point,box,none."""
+    from floodcache.train import TrainConfig, run_train
+
+    out = tmp_path_factory.mktemp("runs") / "mix"
+    config = TrainConfig(train_cache, out, prompt="point,box,none", epochs=1, progress=False)
+    run_train(config)
+    return out
+
+
+@pytest.fixture(scope="session")
+def finetuned_evaluation(train_cache, finetuned_run, tmp_path_factory):
+    """(config, result) of evaluating pretrained and finetuned_run on train_cache's val split."""
+    from floodcache.evaluate import EvaluateConfig, run_evaluate
+
+    out = tmp_path_factory.mktemp("evaluation")
+    config = EvaluateConfig(
+        train_cache, out, (finetuned_run,), prompts="point,box,none", split="val", progress=False
+    )
+    return config, run_evaluate(config)
+
+
 def start_interruptible(command: list[str]) -> subprocess.Popen:
     """Start `command` so that SIGINT reaches it as Ctrl-C in a terminal would.
 

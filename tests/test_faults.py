@@ -79,15 +79,18 @@ def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(
 
 
 def test_two_embed_processes_on_one_cache(tiny_data, tiny_checkpoint, tmp_path):
+    """While one process holds the cache (this test, through CacheWriter), another embed stops."""
+    from floodcache.cache import CacheWriter
+
     cache = tmp_path / "shared.h5"
-    command = embed_command(tiny_data, tiny_checkpoint, cache)
-    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    while not (tmp_path / "shared.h5.parts" / "config.json").exists():
-        time.sleep(0.02)
-    second = subprocess.run(command, capture_output=True, text=True)
+    identity = {"model_type": "vit_tiny"}
+    with CacheWriter(cache, identity, {"identity": identity}):
+        second = subprocess.run(
+            embed_command(tiny_data, tiny_checkpoint, cache), capture_output=True, text=True
+        )
     assert second.returncode == 1
     assert "another process is writing" in second.stderr
-    assert first.wait() == 0 and verify(cache).ok
+    assert not cache.exists()
 
 
 @pytest.fixture

@@ -1,0 +1,373 @@
+"""`evaluate`: pretrained vs fine-tuned mask decoders -> one Polars table of per-view metrics.
+
+For every view of a split, every prompt strategy and every model (`pretrained`, the decoder
+stored in the cache, and each fine-tuned run) the table holds one row: the metrics of SAM's
+mask against the view's full-resolution ground truth, and the exact prompt used, in
+original-image pixels, so that
+
+    SamPredictor(sam).set_image(image)
+    masks, scores, _ = predictor.predict(points, labels, box, multimask_output=multimask)
+    mask = masks[scores.argmax()]
+
+on the view's image gives the same mask (up to the cache's float16 storage of the embedding).
+
+Prompts are made from the full-resolution mask with the strategy's seeded stream at epoch 0
+(`EVAL_EPOCH`), so every model sees the same prompts and a rerun gives the same table.
+
+Metrics (iou, dice, precision, recall, with their empty-denominator rule): `floodcache.metrics`.
+
+Skipped views: an oracle strategy (one that reads the ground truth) has no prompt for a view
+without water. Such a (model, prompt, view) gets a row with `skipped` true and null metrics; it
+is left out of every mean and counted in the report.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import torch
+from segment_anything.utils.transforms import ResizeLongestSide
+from tqdm import tqdm
+
+from floodcache import decoder as sam_decoder
+from floodcache.cache import Cache, CacheError, config_difference
+from floodcache.encoder import EMBEDDING_SHAPE, IMAGE_SIZE, pick_device
+from floodcache.metrics import METRICS, mask_metrics
+from floodcache.prompts import (
+    PROMPTS,
+    Prompt,
+    PromptOptions,
+    PromptStrategy,
+    make_prompt,
+    parse_prompts,
+)
+from floodcache.runs import PRETRAINED, DecoderModel, checkpoint_sha256, decoder_models
+
+log = logging.getLogger(__name__)
+EVAL_VERSION = 1  # bump when a metric or the table changes, so old evaluations are redone
+EVAL_EPOCH = 0  # the prompt stream's epoch at evaluation: the same prompts for every model
+TABLE, CSV, METADATA = "metrics.parquet", "metrics.csv", "evaluation.json"
+
+SCHEMA = {
+    "model": pl.String,
+    "prompt": pl.String,
+    "oracle": pl.Boolean,
+    "multimask": pl.Boolean,
+    "skipped": pl.Boolean,
+    "image_id": pl.String,
+    "view": pl.Int32,
+    "split": pl.String,
+    "row": pl.Int64,
+    "image_file": pl.String,
+    "height": pl.Int32,
+    "width": pl.Int32,
+    **{name: pl.Float64 for name in METRICS},
+    "water_fraction": pl.Float64,
+    "predicted_fraction": pl.Float64,
+    "predicted_iou": pl.Float64,
+    "points": pl.String,  # JSON [[x, y], ...] original-image pixels, or null
+    "labels": pl.String,  # JSON [1, 0, ...] (1 = water), or null
+    "box": pl.String,  # JSON [x0, y0, x1, y1] original-image pixels, or null
+}
+
+
+@dataclass
+class EvaluateConfig:
+    """Everything `evaluate` needs; its identity is stored beside the table it produces."""
+
+    cache: Path
+    out: Path  # folder for metrics.parquet, metrics.csv and evaluation.json
+    decoders: tuple[Path, ...] = ()  # run folders written by `train`
+    prompts: str = ",".join(PROMPTS)  # every strategy: point vs box vs the rest, side by side
+    split: str = "test"
+    seed: int = 0  # the prompt stream's seed
+    points: int = 3  # k for the `points` strategy
+    batch_size: int = 16  # views per decoder call
+    device: str | None = None
+    overwrite: bool = False  # replace a finished evaluation made with other settings
+    progress: bool = True
+
+
+@dataclass
+class EvaluateResult:
+    out: Path
+    table: pl.DataFrame
+    metadata: dict
+    reused: bool  # a complete, matching evaluation was found in `out`
+
+
+def input_prompt(prompt: Prompt, original_size: tuple[int, int]) -> Prompt:
+    """A prompt in original-image pixels -> SAM's 1024 input frame, exactly as SamPredictor.
+
+    Uses segment-anything's ResizeLongestSide.apply_coords / apply_boxes, as
+    `SamPredictor.predict` does with the coordinates it is given.
+    """
+    transform = ResizeLongestSide(IMAGE_SIZE)
+    size = tuple(int(s) for s in original_size)
+    points = None if prompt.points is None else transform.apply_coords(prompt.points, size)
+    box = None if prompt.box is None else transform.apply_boxes(prompt.box[None], size)[0]
+    return Prompt(points=points, labels=prompt.labels, box=box)
+
+
+def prompt_from_row(row: dict) -> Prompt:
+    """The recorded prompt of a table row (original-image pixels)."""
+    parts = {k: None if row[k] is None else json.loads(row[k]) for k in ("points", "labels", "box")}
+    return Prompt(**parts)
+
+
+def identity_of(config: EvaluateConfig, cache: Cache, models: list[DecoderModel]) -> dict:
+    """What makes an evaluation what it is: equal identities give equal tables."""
+    return {
+        "version": EVAL_VERSION,
+        "cache_fingerprint": cache.fingerprint,
+        "split": config.split,
+        "prompts": [s.name for s in parse_prompts(config.prompts)],
+        "seed": config.seed,
+        "points": config.points,
+        "epoch": EVAL_EPOCH,
+        "models": {m.name: m.sha256 for m in models},
+    }
+
+
+def run_evaluate(config: EvaluateConfig) -> EvaluateResult:
+    """Evaluate every model on every view of the split with every prompt strategy.
+
+    Reuses a complete evaluation in `config.out` made with the same identity; refuses to
+    replace one made differently unless `config.overwrite`.
+    """
+    out = Path(config.out)
+    strategies = parse_prompts(config.prompts)
+    with Cache.open(config.cache) as cache:
+        models = decoder_models(cache, tuple(map(Path, config.decoders)))
+        identity = identity_of(config, cache, models)
+        if _earlier_evaluation(out, identity, config.overwrite) is not None:
+            log.info("%s holds this evaluation already; reusing it", out)
+            return EvaluateResult(out, *load_evaluation(out), reused=True)
+        rows = cache.rows(config.split)
+        if not len(rows):
+            raise CacheError(
+                f"{config.cache} has no {config.split!r} views; counts per split (images, "
+                f"views): {cache.counts()}; choose another --split"
+            )
+        start = time.perf_counter()
+        records, seconds = _evaluate_views(cache, models, strategies, rows, config)
+        table = pl.DataFrame(records, schema=SCHEMA, orient="row")
+        metadata = _metadata(config, cache, models, identity, table, seconds)
+        metadata["seconds"]["total"] = time.perf_counter() - start
+    _write(out, table, metadata)
+    return EvaluateResult(out, table, metadata, reused=False)
+
+
+def _earlier_evaluation(out: Path, identity: dict, overwrite: bool) -> dict | None:
+    """The metadata of a finished evaluation in `out` with this identity, else None.
+
+    One made with another identity raises FileExistsError, unless `overwrite`.
+    """
+    if not (out / METADATA).is_file():
+        return None  # nothing there, or an evaluation that never finished
+    earlier = json.loads((out / METADATA).read_text())
+    diff = config_difference(earlier.get("identity", {}), identity, "earlier", "now")
+    if not diff:
+        return earlier
+    if overwrite:
+        return None
+    raise FileExistsError(
+        f"{out} holds an evaluation made differently:\n  "
+        + "\n  ".join(diff)
+        + "\nchoose another --out, or pass --overwrite to replace it"
+    )
+
+
+def load_evaluation(out: Path) -> tuple[pl.DataFrame, dict]:
+    """(table, metadata) of a finished evaluation folder."""
+    out = Path(out)
+    if not (out / METADATA).is_file() or not (out / TABLE).is_file():
+        raise FileNotFoundError(
+            f"{out} holds no finished evaluation ({METADATA} and {TABLE}): make one with "
+            f"`python cli.py evaluate --cache FILE.h5 --out {out}`"
+        )
+    return pl.read_parquet(out / TABLE), json.loads((out / METADATA).read_text())
+
+
+class Decoders:
+    """SAM's prompt encoder (from the cache) and each model's mask decoder, on one device."""
+
+    def __init__(self, cache: Cache, models: list[DecoderModel], device: str | None = None):
+        self.device = pick_device(device)
+        self.prompt_encoder = self._ready(
+            sam_decoder.build_prompt_encoder(), cache.sam_state("prompt_encoder")
+        )
+        self.mask_decoders = {
+            m.name: self._ready(sam_decoder.build_mask_decoder(), m.state) for m in models
+        }
+
+    def _ready(self, module: torch.nn.Module, state: dict) -> torch.nn.Module:
+        return sam_decoder.load_module(module, state).eval().to(self.device)
+
+    def predict(self, model: str, embeddings, views: dict, prompts, multimask: bool) -> list:
+        """`predict_views` with this model's decoder; embeddings: Bx256x64x64 (any device)."""
+        embeddings = torch.as_tensor(embeddings).to(self.device).float()
+        return predict_views(
+            self.prompt_encoder, self.mask_decoders[model], embeddings, views, prompts, multimask
+        )
+
+
+def _evaluate_views(cache: Cache, models, strategies, rows, config: EvaluateConfig):
+    """Table rows (dicts, SCHEMA order) and decoding seconds per model."""
+    decoders = Decoders(cache, models, config.device)
+    options = PromptOptions(points=config.points)
+    seconds = {m.name: 0.0 for m in models}
+    records: list[dict] = []
+    bar = tqdm(total=len(rows), unit="view", desc="evaluate", disable=not config.progress)
+    for start in range(0, len(rows), config.batch_size):
+        views = _views(cache, rows[start : start + config.batch_size])
+        embeddings = torch.from_numpy(cache.embeddings(views["row"])).to(decoders.device)
+        for strategy in strategies:
+            prompts = [
+                make_prompt(strategy, mask, config.seed, image_id, view, EVAL_EPOCH, options)
+                for mask, image_id, view in zip(
+                    views["mask"], views["image_id"], views["view"], strict=True
+                )
+            ]
+            for model in models:
+                tic = time.perf_counter()
+                predictions = decoders.predict(
+                    model.name, embeddings, views, prompts, strategy.multimask
+                )
+                seconds[model.name] += time.perf_counter() - tic
+                records += _records(model, strategy, views, prompts, predictions)
+        bar.update(len(views["row"]))
+    bar.close()
+    return records, seconds
+
+
+def _views(cache: Cache, rows: np.ndarray) -> dict:
+    """Per-view columns of `rows` as lists, plus each full-resolution HxW {0,1} mask."""
+    rows = np.sort(rows)
+    view = {"row": rows, "mask": [cache.full_mask(int(r)) for r in rows]}
+    for name in ("image_id", "view", "split", "image_file", "original_size", "input_size"):
+        view[name] = cache.column(name)[rows].tolist()
+    return view
+
+
+@torch.inference_mode()
+def predict_views(
+    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
+) -> list[tuple[np.ndarray, float] | None]:
+    """SAM's mask for each view whose prompt is not None: (HxW bool, predicted IoU), else None.
+
+    embeddings: Bx256x64x64; views: `input_size`, `original_size` lists of (h, w); prompts: B
+    prompts in original-image pixels (None = skipped). Decoding is batched over the views;
+    postprocessing runs per view, since original sizes differ. With `multimask` the mask with
+    the highest predicted IoU of SAM's three is kept, as at inference.
+    """
+    kept = [i for i, prompt in enumerate(prompts) if prompt is not None]
+    results: list[tuple[np.ndarray, float] | None] = [None] * len(prompts)
+    if not kept:
+        return results
+    inputs = [input_prompt(prompts[i], views["original_size"][i]) for i in kept]
+    logits, iou = sam_decoder.decode(
+        prompt_encoder, mask_decoder, embeddings[kept], inputs, multimask
+    )
+    best, score = sam_decoder.pick_by_iou(logits, iou)
+    for j, i in enumerate(kept):
+        full = sam_decoder.postprocess(
+            best[j : j + 1], views["input_size"][i], views["original_size"][i]
+        )
+        results[i] = ((full[0, 0] > 0).cpu().numpy(), float(score[j, 0]))
+    return results
+
+
+def recorded_masks(cache: Cache, decoders: Decoders, model: str, records: list[dict]) -> list:
+    """Rerun `model` on table rows with their recorded prompts: HxW bool masks (original size).
+
+    records: rows of the evaluation table (dicts, not skipped) of one prompt strategy and
+    distinct views; decoded in one batch.
+    """
+    rows = np.array([r["row"] for r in records])
+    order = np.argsort(rows)  # HDF5 reads ascending rows
+    embeddings = np.empty((len(rows), *EMBEDDING_SHAPE), np.float16)
+    embeddings[order] = cache.embeddings(rows[order])
+    views = {name: cache.read(name, rows[order])[np.argsort(order)].tolist()
+             for name in ("input_size", "original_size")}  # fmt: skip
+    prompts = [prompt_from_row(r) for r in records]
+    predictions = decoders.predict(model, embeddings, views, prompts, records[0]["multimask"])
+    return [mask for mask, _ in predictions]
+
+
+def _records(model: DecoderModel, strategy: PromptStrategy, views, prompts, predictions) -> list:
+    """One table row (dict) per view of the batch."""
+    records = []
+    for i, (prompt, predicted) in enumerate(zip(prompts, predictions, strict=True)):
+        height, width = views["original_size"][i]
+        record = {
+            "model": model.name,
+            "prompt": strategy.name,
+            "oracle": strategy.oracle,
+            "multimask": strategy.multimask,
+            "skipped": predicted is None,
+            "image_id": views["image_id"][i],
+            "view": views["view"][i],
+            "split": views["split"][i],
+            "row": int(views["row"][i]),
+            "image_file": views["image_file"][i],
+            "height": height,
+            "width": width,
+        }
+        if predicted is None:
+            metrics = {"water_fraction": float(views["mask"][i].mean())}
+        else:
+            metrics = mask_metrics(predicted[0], views["mask"][i])
+            metrics["predicted_iou"] = predicted[1]
+        prompt_json = {} if prompt is None else prompt.to_dict()
+        prompt_json = {k: None if v is None else json.dumps(v) for k, v in prompt_json.items()}
+        records.append({name: (record | metrics | prompt_json).get(name) for name in SCHEMA})
+    return records
+
+
+def _metadata(config, cache: Cache, models, identity, table: pl.DataFrame, seconds) -> dict:
+    return {
+        "identity": identity,
+        "cache": str(Path(config.cache).resolve()),
+        "model_type": cache.model_type,
+        "checkpoint_sha256": checkpoint_sha256(cache),
+        "models": {
+            m.name: {
+                "run": None if m.run is None else str(m.run.resolve()),
+                "decoder_sha256": m.sha256,
+                "trained_prompts": m.trained_prompts,
+                "cache_fingerprint": m.record.get("cache_fingerprint", cache.fingerprint),
+            }
+            for m in models
+        },
+        "views": int(table.filter(pl.col("model") == PRETRAINED)["row"].n_unique()),
+        "skipped": int(table["skipped"].sum()),
+        "seconds": {"per_model": seconds},
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+
+
+def _write(out: Path, table: pl.DataFrame, metadata: dict) -> None:
+    """Write the table (Parquet, CSV) and then the metadata, each to a temporary name first.
+
+    The metadata goes last and an older one is removed first, so a folder with evaluation.json
+    always holds the table it describes.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    (out / METADATA).unlink(missing_ok=True)
+    writers = {
+        TABLE: table.write_parquet,
+        CSV: table.write_csv,
+        METADATA: lambda path: Path(path).write_text(json.dumps(metadata, indent=1)),
+    }
+    for name, write in writers.items():
+        tmp = out / f".{name}.tmp"
+        write(tmp)
+        os.replace(tmp, out / name)
