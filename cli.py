@@ -54,6 +54,13 @@ def user_errors(command):
     return wrapper
 
 
+def with_options(command, options: list):
+    """Apply click options to `command`, the first of the list shown first in --help."""
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
 def data_options(command):
     """--data / --images / --masks / --on-mismatch, shared by audit and embed."""
     options = [
@@ -78,9 +85,7 @@ def data_options(command):
             "resize the mask to the image (explicit opt-in).",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(command, options)
 
 
 @click.group()
@@ -425,9 +430,7 @@ def evaluation_options(command):
             "always reused).",
         ),
     ]
-    for option in reversed(options):
-        command = option(command)
-    return command
+    return with_options(command, options)
 
 
 @main.command()
