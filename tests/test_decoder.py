@@ -27,6 +27,22 @@ def masks_1024(count: int) -> list[np.ndarray]:
     return masks
 
 
+def sam_decode(prompt_encoder, mask_decoder, embedding, prompt, multimask: bool):
+    """segment-anything's own decoder on one 1x256x64x64 embedding and one prompt.
+
+    The prompt embeddings are detached: the prompt encoder is frozen, as in training.
+    """
+    points, boxes = to_sam_inputs([prompt])
+    sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=None)
+    return mask_decoder(
+        image_embeddings=embedding,
+        image_pe=prompt_encoder.get_dense_pe(),
+        sparse_prompt_embeddings=sparse.detach(),
+        dense_prompt_embeddings=dense.detach(),
+        multimask_output=multimask,
+    )
+
+
 @pytest.mark.parametrize("name", sorted(PROMPTS))
 def test_batched_decode_equals_sam_decoder(prompt_side, name):
     prompt_encoder, mask_decoder = prompt_side
@@ -41,14 +57,8 @@ def test_batched_decode_equals_sam_decoder(prompt_side, name):
             prompt_encoder, mask_decoder, embeddings, prompts, strategy.multimask
         )
         for i, prompt in enumerate(prompts):
-            points, boxes = to_sam_inputs([prompt])
-            sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=None)
-            theirs, theirs_iou = mask_decoder(
-                image_embeddings=embeddings[i : i + 1],
-                image_pe=prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=strategy.multimask,
+            theirs, theirs_iou = sam_decode(
+                prompt_encoder, mask_decoder, embeddings[i : i + 1], prompt, strategy.multimask
             )
             assert ours[i].shape == theirs[0].shape
             torch.testing.assert_close(ours[i], theirs[0], rtol=1e-4, atol=1e-4)
@@ -102,14 +112,8 @@ def test_batched_decode_trains_like_sam_decoder(name):
     mask_decoder.zero_grad()
     total = 0
     for i, prompt in enumerate(prompts):
-        points, boxes = to_sam_inputs([prompt])
-        sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=None)
-        masks, iou = mask_decoder(
-            image_embeddings=embeddings[i : i + 1],
-            image_pe=prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse.detach(),
-            dense_prompt_embeddings=dense.detach(),
-            multimask_output=strategy.multimask,
+        masks, iou = sam_decode(
+            prompt_encoder, mask_decoder, embeddings[i : i + 1], prompt, strategy.multimask
         )
         total = total + masks.square().mean() / 2 + iou.sum()
     total.backward()
