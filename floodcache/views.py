@@ -107,7 +107,9 @@ def augmentation() -> A.Compose:
                 [A.GaussianBlur(sigma_limit=(0.5, 2.0)), A.MotionBlur(blur_limit=(3, 7))], p=0.3
             ),
             A.OneOf(
-                [A.RandomFog(fog_coef_range=(0.1, 0.3)), A.RandomShadow(shadow_roi=(0, 0, 1, 1))],
+                # Weather. Not RandomFog: it blends thousands of circles, 1.6 s per 1080p
+                # view against ~10 ms here, and capped embed's readers at ~20 views/s.
+                [A.RandomRain(), A.RandomShadow(shadow_roi=(0, 0, 1, 1))],
                 p=0.3,
             ),
         ]
