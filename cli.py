@@ -15,13 +15,8 @@ import click
 from floodcache import data, download
 from floodcache.cache import CacheError, verify
 from floodcache.embed import EmbedConfig, run_embed
-from floodcache.encoder import MODEL_TYPES, PRECISIONS, CheckpointError
-from floodcache.evaluate import EvaluateConfig, run_evaluate
-from floodcache.metrics import summarize
-from floodcache.pipeline import PipelineConfig, run_pipeline
-from floodcache.predict import ExportConfig, PredictConfig, run_export, run_predict
+from floodcache.encoder import AUTO_PRECISION, MODEL_TYPES, PRECISIONS, CheckpointError
 from floodcache.prompts import PROMPTS
-from floodcache.report import ReportConfig, run_report
 from floodcache.train import TrainConfig, run_train
 
 USER_ERRORS = (
@@ -194,25 +189,21 @@ def audit(data_dir, images, masks, on_mismatch, out) -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(1),
-    default=4,
-    show_default=True,
-    help="Views per encoder call.",
+    help="Views per encoder call [default: what fits in GPU memory, at most 32; 4 on a CPU].",
 )
 @click.option(
     "--precision",
-    type=click.Choice(list(PRECISIONS)),
-    default="fp32",
+    type=click.Choice([AUTO_PRECISION, *PRECISIONS]),
+    default=AUTO_PRECISION,
     show_default=True,
-    help="Encoder precision (the cache stores float16 anyway).",
+    help="Encoder precision: auto is fp16 on a GPU, fp32 on a CPU (the cache stores float16).",
 )
 @click.option("--device", help="torch device, e.g. cuda:0 or cpu [default: cuda if available]")
 @click.option("--limit", type=click.IntRange(1), help="Embed only the first N usable images.")
 @click.option(
     "--workers",
     type=click.IntRange(0),
-    default=2,
-    show_default=True,
-    help="Processes that read and augment images.",
+    help="Processes that read and augment images [default: CPU cores - 1, at most 16].",
 )
 @click.option(
     "--overwrite",
@@ -467,6 +458,9 @@ def evaluate(
 
     Example: python cli.py evaluate --cache cache/flood.h5 --decoder runs/point+box+none
     """
+    from floodcache.evaluate import EvaluateConfig, run_evaluate
+    from floodcache.metrics import summarize
+
     config = EvaluateConfig(
         cache=cache,
         out=out or Path("reports") / cache.stem,
@@ -518,6 +512,8 @@ def report(cache, decoders, prompts, split, device, overwrite, metrics, gallery,
 
     Example: python cli.py report --cache cache/flood.h5 --decoder runs/point+box+none
     """
+    from floodcache.report import ReportConfig, run_report
+
     if cache is None and metrics is None:
         raise click.UsageError("pass --cache (to evaluate) or --metrics (an evaluation folder)")
     config = ReportConfig(
@@ -605,6 +601,8 @@ def run_command(
     Example: python cli.py run --data ../shared/flood_dataset
     --checkpoint checkpoints/sam_vit_b_01ec64.pth
     """
+    from floodcache.pipeline import PipelineConfig, run_pipeline
+
     config = PipelineConfig(
         data_dir=data_dir,
         images=images,
@@ -685,6 +683,8 @@ def predict(checkpoint, decoder, image, points, background, box, out, device) ->
     Example: python cli.py predict --checkpoint checkpoints/sam_vit_b_01ec64.pth
     --decoder runs/point+box+none --image photo.jpg --out photo_water.png
     """
+    from floodcache.predict import PredictConfig, run_predict
+
     config = PredictConfig(
         checkpoint=checkpoint,
         decoder=decoder,
@@ -724,6 +724,8 @@ def export(checkpoint, decoder, out, overwrite) -> None:
     Example: python cli.py export --checkpoint checkpoints/sam_vit_b_01ec64.pth
     --decoder runs/point+box+none --out checkpoints/sam_vit_b_flood.pth
     """
+    from floodcache.predict import ExportConfig, run_export
+
     path = run_export(
         ExportConfig(checkpoint=checkpoint, decoder=decoder, out=out, overwrite=overwrite)
     )
@@ -762,9 +764,31 @@ def export(checkpoint, decoder, out, overwrite) -> None:
     type=click.IntRange(1),
     help="Encoder views per call [default: what fits in free memory, at most 32].",
 )
+@click.option(
+    "--reference-views",
+    type=click.IntRange(1),
+    default=64,
+    show_default=True,
+    help="The slow reference runs on the first N of the views.",
+)
+@click.option(
+    "--free-gpu-memory",
+    type=click.FloatRange(0.5),
+    help="GiB: hold the rest of the GPU's memory, to act as a smaller card (7.5: 8 GB laptop).",
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write JSON here.")
 @user_errors
-def bench(device, views, model_type, checkpoint, data_dir, batch_size, json_path) -> None:
+def bench(
+    device,
+    views,
+    model_type,
+    checkpoint,
+    data_dir,
+    batch_size,
+    reference_views,
+    free_gpu_memory,
+    json_path,
+) -> None:
     """Time the reference SAM workflow against floodcache's, on the same views.
 
     Stages: SamPredictor (fp32, one image at a time) and the reference training step (that
@@ -784,6 +808,8 @@ def bench(device, views, model_type, checkpoint, data_dir, batch_size, json_path
         checkpoint=checkpoint,
         data_dir=data_dir,
         batch_size=batch_size,
+        reference_views=reference_views,
+        free_gpu_memory=free_gpu_memory,
         json_path=json_path,
     )
     click.echo(run_bench(config).table())

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import os
 import resource
@@ -37,18 +38,21 @@ import h5py
 import numpy as np
 import torch
 from segment_anything import SamPredictor
+from torch.utils.data import DataLoader
 
 from floodcache import data, encoder
 from floodcache import decoder as sam_decoder
 from floodcache.cache import Cache
-from floodcache.embed import EmbedConfig, run_embed
+from floodcache.embed import EmbedConfig, ViewDataset, plan_embed, run_embed
 from floodcache.fast_encoder import compile_wanted, fast_image_encoder
 from floodcache.prompts import PROMPTS, Prompt, PromptOptions, make_prompt
 from floodcache.train import DecoderTrainer, TrainConfig, Views, losses, lowres_prompt
 from floodcache.views import make_view
 
+log = logging.getLogger(__name__)
 SCENE_SIZES = [(480, 640), (720, 1280), (600, 800), (1080, 1920), (768, 1024), (512, 512)]
 ACCURACY_VIEWS = 16  # views whose embeddings are kept for errors and mask IoU
+COMPRESSION_VIEWS = 64  # views written with each filter: enough for bytes and ms per view
 COMPRESSIONS = {  # name -> h5py create_dataset keywords for the float16 embeddings
     "none": {},
     "lzf": {"compression": "lzf"},
@@ -69,8 +73,10 @@ class BenchConfig:
     batch_size: int | None = None  # encoder views per call; default: from free memory
     train_batch_size: int | None = None  # decoder views per step; default 16 CPU, 64 GPU
     train_steps: int = 8  # timed decoder steps
-    # embed's reader processes: every core but the main process's (~30-100 ms CPU a view)
-    workers: int = field(default_factory=lambda: max(1, min(16, (os.cpu_count() or 2) - 1)))
+    workers: int | None = None  # embed's reader processes (default: embed's, cores - 1)
+    reference_views: int = 64  # the reference runs on the first N views (it is slow)
+    # On a GPU: hold all but this many GiB before starting, to act as a smaller card
+    free_gpu_memory: float | None = None
     json_path: Path | None = None
 
 
@@ -91,6 +97,14 @@ class Row:
     def views_per_second(self) -> float:
         return self.views / self.seconds if self.seconds else 0.0
 
+    def line(self) -> str:
+        err = f"{self.rel_error:8.1e}" if self.rel_error is not None else " " * 8
+        iou = f"{self.mask_iou:6.3f}" if self.mask_iou is not None else " " * 6
+        return (
+            f"{self.stage:26s} {self.precision:5s} {self.batch:5d} {self.views_per_second:9.3f} "
+            f"{self.peak_mb:8.0f} {self.ratio:8.2f} {err} {iou}  {self.note}"
+        )
+
 
 @dataclass
 class Bench:
@@ -103,19 +117,24 @@ class Bench:
     rows: list[Row] = field(default_factory=list)
     compression: list[dict] = field(default_factory=list)
 
+    def add(self, *rows: Row) -> None:
+        """Keep measured rows (the reference's two come first), with their ratio to the
+        reference's views/s, and log each at once: a run cut short still shows them."""
+        self.rows += rows
+        reference, training = self.rows[0], self.rows[min(1, len(self.rows) - 1)]
+        for row in rows:
+            if row.stage != "embed readers alone":  # no encoder: nothing to compare
+                base = training if row.stage.startswith("train") else reference
+                row.ratio = row.views_per_second / base.views_per_second
+            log.info("measured: %s", row.line())
+
     def table(self) -> str:
         lines = [
             f"bench: SAM {self.model_type} on {self.device}, {self.views} views, {self.weights}",
             f"{'stage':26s} {'prec':5s} {'batch':>5s} {'views/s':>9s} {'peak MB':>8s} "
             f"{'x ref':>8s} {'rel err':>8s} {'IoU':>6s}  note",
         ]
-        for r in self.rows:
-            err = f"{r.rel_error:8.1e}" if r.rel_error is not None else " " * 8
-            iou = f"{r.mask_iou:6.3f}" if r.mask_iou is not None else " " * 6
-            lines.append(
-                f"{r.stage:26s} {r.precision:5s} {r.batch:5d} {r.views_per_second:9.3f} "
-                f"{r.peak_mb:8.0f} {r.ratio:8.2f} {err} {iou}  {r.note}"
-            )
+        lines += [row.line() for row in self.rows]
         lines.append("cache: float16 embeddings, one HDF5 chunk per view")
         for c in self.compression:
             lines.append(
@@ -138,6 +157,8 @@ class PeakMemory:
     since the process started (resource.getrusage).
     """
 
+    held = 0  # bytes `hold_gpu_memory` keeps allocated: not the stage's, not counted
+
     def __init__(self, device: torch.device):
         self.device = device
 
@@ -158,7 +179,7 @@ class PeakMemory:
 
     def megabytes(self) -> float:
         if self.device.type == "cuda":
-            return torch.cuda.max_memory_allocated(self.device) / 2**20
+            return (torch.cuda.max_memory_allocated(self.device) - self.held) / 2**20
         try:
             for line in Path("/proc/self/status").read_text().splitlines():
                 if line.startswith("VmHWM:"):
@@ -181,33 +202,54 @@ class View:
 def run_bench(config: BenchConfig) -> Bench:
     """Measure every stage on the same views; return the results (and write JSON if asked)."""
     device = encoder.pick_device(config.device)
-    sam, sha = encoder.load_or_random_sam(
-        config.model_type, config.checkpoint, config.checkpoint is None
-    )
-    weights = "RANDOM WEIGHTS (speed only)" if sha == "random-weights" else f"checkpoint {sha}"
-    sam.to(device).eval()
-    with tempfile.TemporaryDirectory(prefix="floodcache-bench-") as tmp:
-        data_dir, augment = _dataset(config, Path(tmp))
-        views = _views(data_dir, augment, config.views)
-        bench = Bench(str(device), config.model_type, weights, len(views))
-        reference, ref_train, features = _reference(sam, views, device)
-        bench.rows += [reference, ref_train, *_encoders(sam, views, features, device, config)]
-        cache = Path(tmp) / "bench.h5"
-        bench.rows += [_embed(config, data_dir, augment, cache, device)]
-        bench.rows += [_train(config, cache, device, precision) for precision in ("fp32", "bf16")]
-        bench.compression = _compression(cache, Path(tmp) / "compression.h5")
-    for row in bench.rows:
-        base = ref_train if row.stage.startswith("train") else reference
-        row.ratio = row.views_per_second / base.views_per_second
-    embed = next(r for r in bench.rows if r.stage.startswith("embed"))
-    alone = "encoder fast" + " compiled" * compile_wanted(device, embed.views)
-    same = next(r for r in bench.rows if (r.stage, r.precision) == (alone, embed.precision))
-    share = embed.views_per_second / same.views_per_second
-    embed.note += f"; {share:.0%} of {alone} {embed.precision}"
+    with hold_gpu_memory(device, config.free_gpu_memory) as card:
+        sam, sha = encoder.load_or_random_sam(
+            config.model_type, config.checkpoint, config.checkpoint is None
+        )
+        weights = "RANDOM WEIGHTS (speed only)" if sha == "random-weights" else f"checkpoint {sha}"
+        sam.to(device).eval()
+        with tempfile.TemporaryDirectory(prefix="floodcache-bench-") as tmp:
+            data_dir, augment = _dataset(config, Path(tmp))
+            views = _views(data_dir, augment, config.views)
+            bench = Bench(f"{device}{card}", config.model_type, weights, len(views))
+            reference, ref_train, features = _reference(
+                sam, views[: config.reference_views], device
+            )
+            bench.add(reference, ref_train)
+            _encoders(bench, sam, views, features, device, config)
+            cache = Path(tmp) / "bench.h5"
+            bench.add(*_embed(config, data_dir, augment, cache, device))
+            bench.add(*[_train(config, cache, device, p) for p in ("fp32", "bf16")])
+            bench.compression = _compression(cache, Path(tmp) / "compression.h5")
+    _compare_embed(bench, device)
     if config.json_path:
         Path(config.json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(config.json_path).write_text(json.dumps(bench.to_json(), indent=1))
     return bench
+
+
+@contextmanager
+def hold_gpu_memory(device: torch.device, free_gib: float | None) -> Iterator[str]:
+    """Allocate all of a GPU's free memory but `free_gib` GiB, so that the run inside sees a
+    smaller card (an 8 GB laptop GPU has ~7.5 GiB free): batch sizes come from that, and
+    running out of it is a real out-of-memory error. Yields words for the table's title."""
+    if free_gib is None or device.type != "cuda":
+        yield ""
+        return
+    torch.cuda.empty_cache()  # memory cached from earlier work would count as free
+    free = torch.cuda.mem_get_info(device)[0]
+    keep = int(free_gib * 2**30)
+    if free <= keep:
+        yield f" ({free / 2**30:.1f} GiB free, less than the {free_gib:g} GiB asked)"
+        return
+    held = torch.empty(free - keep, dtype=torch.uint8, device=device)
+    PeakMemory.held = held.numel()
+    try:
+        yield f" (acting as a card with {free_gib:g} GiB free)"
+    finally:
+        PeakMemory.held = 0
+        del held
+        torch.cuda.empty_cache()
 
 
 def _fast_precision(device: torch.device) -> str:
@@ -317,17 +359,15 @@ def _reference_step(sam, mask_decoder, optimizer, features: torch.Tensor, view: 
     return step
 
 
-def _encoders(sam, views, reference: torch.Tensor, device, config: BenchConfig) -> list[Row]:
+def _encoders(bench: Bench, sam, views, reference: torch.Tensor, device, config) -> None:
     """The encoder alone, batched: SAM's attention, then the fast path, in each precision."""
     precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
     variants = [(p, fast, False) for fast in (False, True) for p in precisions]
     if compile_wanted(device):
         variants.append((_fast_precision(device), True, True))
-    rows = []
     for precision, fast, compiled in variants:
         with _compile(compiled):
-            rows.append(_encoder_row(sam, views, reference, device, config, precision, fast))
-    return rows
+            bench.add(_encoder_row(sam, views, reference, device, config, precision, fast))
 
 
 @contextmanager
@@ -367,7 +407,7 @@ def _encoder_row(sam, views, reference, device, config, precision: str, fast: bo
 
     with PeakMemory(device) as peak:
         seconds = _timed(device, run)[1]
-    embeddings = torch.cat(kept)
+    embeddings = torch.cat(kept)[: len(reference)]  # the views the reference encoded
     stage = ("encoder fast" + " compiled" * compiled) if fast else "encoder SAM attention"
     return Row(
         stage,
@@ -400,8 +440,10 @@ def _mask_iou(sam, views: list[View], embeddings, reference) -> float:
     return float(np.mean(ious))
 
 
-def _embed(config: BenchConfig, data_dir: Path, augment: int, cache: Path, device) -> Row:
-    """`embed` end to end, in this process (its reader processes are its own)."""
+def _embed(config: BenchConfig, data_dir: Path, augment: int, cache: Path, device) -> list[Row]:
+    """`embed` end to end, in this process (its reader processes are its own), with the
+    settings a user gets by default; on a GPU compiled, as a long run is. Then its readers
+    alone over the same views: the rate the GPU can be fed at."""
     settings = EmbedConfig(
         cache=cache,
         data_dir=data_dir,
@@ -410,26 +452,58 @@ def _embed(config: BenchConfig, data_dir: Path, augment: int, cache: Path, devic
         model_type=config.model_type,
         augment=augment,
         fractions=(1.0, 0.0, 0.0),
-        precision=_fast_precision(device),
         limit=math.ceil(config.views / (augment + 1)),
-        batch_size=config.batch_size or encoder.MAX_BATCH,
+        batch_size=config.batch_size,
         workers=config.workers,
         device=str(device),
         progress=False,
         command="python cli.py bench",
     )
-    with PeakMemory(device) as peak:
+    with _compile(compile_wanted(device)), PeakMemory(device) as peak:
         result = run_embed(settings)
-    note = f"{config.workers} readers; audit, model load and writes included"
-    return Row(
-        "embed (end to end)",
-        settings.precision,
-        settings.batch_size,
-        result.embedded,
-        result.seconds,
+    note = (
+        f"{result.workers} readers; {result.views_per_second:.3g} views/s over the whole run, "
+        f"{result.warmup_seconds:.1f} s to the first batch (audit, model load, compiling), "
+        f"{result.finalize_seconds:.1f} s assembling the cache"
+    )
+    # After the first batch, as a long run goes on; a run of one batch has only the whole.
+    steady = result.embedded > result.warmup_views
+    embed = Row(
+        "embed (after 1st batch)" if steady else "embed (whole run)",
+        encoder.resolve_precision(settings.precision, device),
+        result.batch_size,
+        result.embedded - result.warmup_views if steady else result.embedded,
+        result.seconds - result.warmup_seconds if steady else result.seconds,
         peak.megabytes(),
         note=note,
     )
+    return [embed, _readers(settings, result.batch_size, result.workers)]
+
+
+def _readers(settings: EmbedConfig, batch_size: int, workers: int) -> Row:
+    """embed's reader processes alone (read, decode, augment, resize, encode previews)."""
+    plan, pairs, _ = plan_embed(settings)
+    loader = DataLoader(
+        ViewDataset(plan, pairs, settings),
+        batch_size=batch_size,
+        num_workers=workers,
+        collate_fn=list,
+    )
+    start = time.perf_counter()
+    views = sum(len(batch) for batch in loader)
+    seconds = time.perf_counter() - start
+    note = f"{workers} reader processes, no encoder: the rate they can feed it"
+    return Row("embed readers alone", "-", batch_size, views, seconds, 0.0, note=note)
+
+
+def _compare_embed(bench: Bench, device: torch.device) -> None:
+    """Add to embed's note its rate as a share of the encoder alone, as embed ran it."""
+    embed = next(r for r in bench.rows if r.stage.startswith("embed ("))
+    alone = "encoder fast" + " compiled" * compile_wanted(device)
+    same = [r for r in bench.rows if (r.stage, r.precision) == (alone, embed.precision)]
+    if same:
+        share = embed.views_per_second / same[0].views_per_second
+        embed.note = f"{share:.0%} of {alone} {embed.precision}; {embed.note}"
 
 
 def _train(config: BenchConfig, cache: Path, device: torch.device, precision: str) -> Row:
@@ -467,7 +541,7 @@ def _train(config: BenchConfig, cache: Path, device: torch.device, precision: st
 def _compression(cache: Path, path: Path) -> list[dict]:
     """Write and read the cache's float16 embeddings with each filter: bytes and times."""
     with Cache.open(cache) as opened:
-        embeddings = opened.embeddings(np.arange(len(opened)))
+        embeddings = opened.embeddings(np.arange(min(len(opened), COMPRESSION_VIEWS)))
     n, results = len(embeddings), []
     for name, options in COMPRESSIONS.items():
         start = time.perf_counter()

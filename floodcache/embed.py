@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -31,6 +32,14 @@ from floodcache.views import (
 )
 
 log = logging.getLogger(__name__)
+MAX_WORKERS = 16  # ~30-100 ms of CPU per view: 16 readers feed ~250 views/s
+
+
+def default_workers() -> int:
+    """Reader processes when not told: one per CPU core but the main process's, at most 16."""
+    return max(1, min(MAX_WORKERS, (os.cpu_count() or 2) - 1))
+
+
 PREVIEW_SIDE = 512  # longest side of the JPEG kept per view for report galleries
 
 
@@ -48,11 +57,12 @@ class EmbedConfig:
     augment: int = 0  # extra augmented views per training image
     seed: int = 0  # split and augmentation seed
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS  # train/val/test
-    precision: str = "fp32"  # encoder precision; the cache stores float16 either way
+    precision: str = encoder.AUTO_PRECISION  # fp16 on CUDA, fp32 on a CPU; cache: float16
     on_mismatch: str = "exclude"  # or "resize": resize a mask to its image
     limit: int | None = None  # embed only the first N usable images (quick trials)
-    batch_size: int = 4  # views per encoder call; does not change the result
-    workers: int = 2  # DataLoader processes reading and augmenting images
+    batch_size: int | None = None  # views per encoder call and cache part (default: from the
+    # GPU's free memory, 4 on a CPU); does not change the result
+    workers: int | None = None  # processes reading and augmenting images (default_workers)
     device: str | None = None  # default: cuda when available
     overwrite: bool = False  # replace an existing cache built differently
     progress: bool = True
@@ -67,10 +77,22 @@ class EmbedResult:
     seconds: float
     excluded: dict[str, list[str]]
     rank: int = 0  # under torchrun, which process this result is from
+    # Until this process wrote its first batch (audit, model load, compiling, first reads) ...
+    warmup_seconds: float = 0.0
+    warmup_views: int = 0  # ... and the views in that batch
+    finalize_seconds: float = 0.0  # assembling the parts into the cache
+    batch_size: int = 0  # views per encoder call, as asked or picked for the device
+    workers: int = 0  # reader processes, likewise
 
     @property
     def views_per_second(self) -> float:
         return self.embedded / self.seconds if self.seconds else 0.0
+
+    @property
+    def steady_views_per_second(self) -> float:
+        """The rate after the first batch: what a long run approaches (writes included)."""
+        seconds = self.seconds - self.warmup_seconds
+        return (self.embedded - self.warmup_views) / seconds if seconds > 0 else 0.0
 
 
 class ViewDataset(Dataset):
@@ -159,32 +181,65 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
     start = time.perf_counter()
     group = distributed.join()
     try:
-        plan, pairs, excluded = _plan(config)
+        device = encoder.pick_device(group.device(config.device))
+        config = replace(config, precision=encoder.resolve_precision(config.precision, device))
+        plan, pairs, excluded = plan_embed(config)
         sam, checkpoint_sha = encoder.load_or_random_sam(
             config.model_type, config.checkpoint, config.random_weights
         )
         identity = identity_of(config, checkpoint_sha, plan)
         full_config = {"identity": identity, "run": _run_fields(config), "command": config.command}
         writer = _open_writer(group, config, identity, full_config)
+        timing = Timing(start)
         with writer:
             embedded = 0
             if not writer.already_complete:
-                embedded = _encode_pending(sam, plan, pairs, config, writer, group)
+                embedded = _encode_pending(sam, plan, pairs, config, writer, group, device, timing)
                 group.barrier()  # every share is written
                 if group.leader:
                     # For the report's timings: this run's wall time up to the finished cache.
                     full_config["embed_seconds"] = round(time.perf_counter() - start, 1)
+                    assembling = time.perf_counter()
                     writer.finalize(plan, sam_prompt_state(sam))
+                    timing.finalize = time.perf_counter() - assembling
                 group.barrier()  # the cache is in place before anyone reports success
             else:
                 log.info("%s is complete already; nothing to do", config.cache)
     finally:
         distributed.leave(group)
     seconds = time.perf_counter() - start
-    return EmbedResult(config.cache, len(plan), embedded, seconds, excluded, group.rank)
+    return EmbedResult(
+        config.cache,
+        len(plan),
+        embedded,
+        seconds,
+        excluded,
+        group.rank,
+        timing.warmup,
+        timing.warmup_views,
+        timing.finalize,
+        timing.batch_size,
+        timing.workers,
+    )
 
 
-def _plan(config: EmbedConfig) -> tuple[list[ViewKey], dict[str, data.Pair], dict]:
+@dataclass
+class Timing:
+    """Where an embed run's time went, and the sizes it chose, for EmbedResult."""
+
+    start: float
+    warmup: float = 0.0
+    warmup_views: int = 0
+    finalize: float = 0.0
+    batch_size: int = 0
+    workers: int = 0
+
+    def first_batch(self, views: int) -> None:
+        if not self.warmup_views:
+            self.warmup, self.warmup_views = time.perf_counter() - self.start, views
+
+
+def plan_embed(config: EmbedConfig) -> tuple[list[ViewKey], dict[str, data.Pair], dict]:
     """Audit the data and plan every view: (plan, usable pairs by id, excluded pairs)."""
     report = data.audit_folder(
         config.data_dir, config.images, config.masks, config.on_mismatch, config.progress
@@ -235,19 +290,34 @@ def pending_batches(plan: list[ViewKey], done: set, batch_size: int) -> list[lis
     return [batch for batch in pending if batch]
 
 
-def _encode_pending(sam, plan, pairs, config: EmbedConfig, writer: CacheWriter, group) -> int:
+def _encode_pending(
+    sam, plan, pairs, config: EmbedConfig, writer: CacheWriter, group, device, timing: Timing
+) -> int:
     """Encode this process's share of the pending batches, one part per batch."""
     done = writer.done()
-    mine = group.share(pending_batches(plan, done, config.batch_size))
+    sam.image_encoder.to(device)  # before sizing batches: the weights count as used memory
+    size = config.batch_size or encoder.default_batch_size(
+        device, config.model_type, config.precision
+    )
+    size = group.from_leader(size)  # every process cuts the plan the same way
+    workers = default_workers() if config.workers is None else config.workers
+    timing.batch_size, timing.workers = size, workers
+    mine = group.share(pending_batches(plan, done, size))
     views = [key for batch in mine for key in batch]
     starts = np.cumsum([0] + [len(batch) for batch in mine])
     sampler = [list(range(starts[i], starts[i + 1])) for i in range(len(mine))]
-    device = encoder.pick_device(group.device(config.device))
-    sam.image_encoder.to(device)
+    log.info(
+        "encoding %d views on %s in %s, %d per batch, %d reader processes",
+        len(views),
+        device,
+        config.precision,
+        size,
+        workers,
+    )
     loader = DataLoader(
         ViewDataset(views, pairs, config),
         batch_sampler=sampler,
-        num_workers=config.workers,
+        num_workers=workers,
         collate_fn=_as_list,
         pin_memory=device.type == "cuda",
     )
@@ -265,7 +335,7 @@ def _encode_pending(sam, plan, pairs, config: EmbedConfig, writer: CacheWriter, 
     # Fast attention (same maths), batches that fit the device's memory, halved on OOM; on
     # CUDA the next batch encodes while this one is written.
     views_encoder = encoder.BatchEncoder(
-        sam, device, config.model_type, config.precision, views=len(views)
+        sam, device, config.model_type, config.precision, batch_size=size, views=len(views)
     )
     try:
         for batch, embeddings in views_encoder.stream(loader):
@@ -274,6 +344,7 @@ def _encode_pending(sam, plan, pairs, config: EmbedConfig, writer: CacheWriter, 
             first = batch[0]
             writer.write_part(batch, f"{first['image_id']}-{first['view']:04d}")
             encoded += len(batch)
+            timing.first_batch(len(batch))
             bar.update(len(batch))
     finally:
         bar.close()

@@ -215,6 +215,20 @@ PRECISIONS: dict[str, torch.dtype | None] = {
 }
 
 
+AUTO_PRECISION = "auto"  # fp16 on CUDA, fp32 elsewhere (`resolve_precision`)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """`precision`, with 'auto' made fp16 on CUDA and fp32 elsewhere.
+
+    On a GPU fp16 runs the encoder ~3x faster than fp32 at a relative error of ~1e-3, below
+    the float16 rounding the cache applies anyway; a CPU has no fast fp16 matrix products.
+    """
+    if precision == AUTO_PRECISION:
+        return "fp16" if device.type == "cuda" else "fp32"
+    return precision
+
+
 @contextmanager
 def autocast(device: torch.device, precision: str) -> Iterator[None]:
     """Autocast the encoder to `precision` ('fp32' runs without autocast)."""
@@ -262,6 +276,7 @@ def pick_device(device: str | None) -> torch.device:
 # --- Batches that fit: size from free memory, halve on out-of-memory -------------------------
 
 MAX_BATCH = 32  # more views per call buys no speed on an H100/H200
+CPU_BATCH = 4  # on a CPU larger batches buy no speed, and smaller parts lose less to a crash
 MEMORY_FRACTION = 0.75  # of the free memory; an 8 GB laptop GPU then peaks under 6 GB
 
 
@@ -307,6 +322,14 @@ def pick_batch_size(
     """
     fits = int(MEMORY_FRACTION * free_memory(device) // view_memory(model_type, precision, fast))
     return max(1, min(MAX_BATCH, fits))
+
+
+def default_batch_size(device: torch.device, model_type: str, precision: str) -> int:
+    """`embed`'s views per encoder call (and per cache part) when not told: what fits a GPU's
+    free memory (`pick_batch_size`), CPU_BATCH on a CPU."""
+    if device.type != "cuda":
+        return CPU_BATCH
+    return pick_batch_size(device, model_type, precision, fast=True)
 
 
 class BatchEncoder:
@@ -355,7 +378,7 @@ class BatchEncoder:
 
     def _encode(self, views: list[np.ndarray]) -> torch.Tensor:
         padding = 0
-        if self.compile and fast_image_encoder(self.sam.image_encoder, True).compiled:
+        if self.compile and fast_image_encoder(self.sam.image_encoder, True).compiled is not None:
             self.largest = min(max(self.largest, len(views)), self.batch_size)
             padding = self.largest - len(views)  # one compiled shape for the whole run
         views = views + [np.zeros((1, 1, 3), np.uint8)] * padding

@@ -31,12 +31,14 @@ def test_every_stage_is_measured(tiny_bench):
     result, _ = tiny_bench
     stages = [row.stage for row in result.rows]
     assert stages[:2] == ["reference SamPredictor", "reference train step"]
-    expected = {"encoder SAM attention", "encoder fast", "embed (end to end)", "train from cache"}
+    expected = {"encoder SAM attention", "encoder fast", "embed readers alone", "train from cache"}
     assert expected <= set(stages)
+    assert "embed (whole run)" in stages  # 2 views: one batch, no steady part to time
     encoders = [row for row in result.rows if row.stage.startswith("encoder")]
     assert {row.precision for row in encoders} == {"fp32", "bf16"}  # no fp16 on a CPU
     for row in result.rows:
-        assert row.views > 0 and row.seconds > 0 and row.peak_mb > 0, row
+        assert row.views > 0 and row.seconds > 0, row
+        assert row.peak_mb > 0 or row.stage == "embed readers alone", row
     assert result.rows[0].ratio == pytest.approx(1.0)
     train = next(row for row in result.rows if row.stage == "train from cache")
     assert train.ratio == pytest.approx(train.views_per_second / result.rows[1].views_per_second)

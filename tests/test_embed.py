@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -15,7 +16,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from floodcache import data
+from floodcache import data, embed, encoder
 from floodcache.cache import Cache, CacheError, verify
 from floodcache.embed import run_embed
 from floodcache.encoder import load_sam
@@ -89,6 +90,25 @@ def test_rerun_of_complete_cache_does_nothing(tiny_cache, tiny_data, tiny_checkp
     before = tiny_cache.stat().st_mtime_ns
     result = run_embed(embed_config(tiny_data, tiny_checkpoint, tiny_cache))
     assert result.embedded == 0 and tiny_cache.stat().st_mtime_ns == before
+
+
+def test_defaults_fit_the_device_and_the_result_says_where_time_went(
+    tiny_data, tiny_checkpoint, tmp_path
+):
+    """Unset precision, batch size and readers are chosen for the device: on a CPU fp32,
+    CPU_BATCH views per batch and one reader per core but one."""
+    config = embed_config(tiny_data, tiny_checkpoint, tmp_path / "c.h5", batch_size=None)
+    config.workers = None
+    result = run_embed(config)
+    assert result.batch_size == encoder.CPU_BATCH
+    assert result.workers == embed.default_workers() >= 1
+    with Cache.open(result.cache) as cache:
+        assert json.loads(cache.file.attrs["config"])["identity"]["precision"] == "fp32"
+    assert result.warmup_views == encoder.CPU_BATCH  # the first batch written
+    assert 0 < result.warmup_seconds < result.seconds
+    assert 0 < result.finalize_seconds < result.seconds - result.warmup_seconds
+    steady = (result.embedded - result.warmup_views) / (result.seconds - result.warmup_seconds)
+    assert result.steady_views_per_second == pytest.approx(steady)
 
 
 @pytest.mark.parametrize("change", [{"seed": 1}, {"augment": 2}, {"precision": "bf16"}])

@@ -188,3 +188,14 @@ def test_stream_gives_every_batch_its_float16_embeddings(tiny_checkpoint):
         assert "resized" not in batch[0] and embeddings.dtype == np.float16
         assert embeddings.shape == (1, 256, 64, 64)
         assert relative_error(torch.from_numpy(embeddings[0]).float(), reference) < 1e-3
+
+
+def test_auto_precision_is_fp16_on_a_gpu_and_fp32_elsewhere():
+    assert encoder.resolve_precision("auto", torch.device("cuda")) == "fp16"
+    assert encoder.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert encoder.resolve_precision("bf16", torch.device("cpu")) == "bf16"  # asked: kept
+
+
+def test_default_batch_size_on_a_cpu_is_small_and_fixed():
+    cpu = torch.device("cpu")
+    assert encoder.default_batch_size(cpu, "vit_b", "fp32") == encoder.CPU_BATCH

@@ -195,3 +195,21 @@ def test_cuda_stream_returns_each_batch_once_in_order():
     assert [batch[0]["i"] for batch, _ in streamed] == [0, 1, 2]
     for (_, embeddings), reference in zip(streamed, expected, strict=True):
         assert relative_error(torch.from_numpy(embeddings[0]).float(), reference) < 1e-3
+
+
+@cuda_only
+def test_cuda_defaults_fit_an_8_gb_laptop_gpu():
+    """With the ~7.5 GiB an 8 GB card leaves free, the default batch of ViT-B fp16 (the
+    `auto` precision on a GPU) runs without running out, and peaks at <= 6 GB."""
+    from floodcache.bench import PeakMemory, hold_gpu_memory
+
+    cuda = torch.device("cuda")
+    with hold_gpu_memory(cuda, 7.5):
+        sam = encoder.build_sam("vit_b").to(cuda)
+        size = encoder.default_batch_size(cuda, "vit_b", "fp16")
+        batches = encoder.BatchEncoder(sam, cuda, "vit_b", "fp16", batch_size=size, views=64)
+        with PeakMemory(cuda) as peak:
+            embeddings = batches(views(2) * size)
+        assert embeddings.shape[0] == 2 * size and batches.batch_size == size  # no OOM halving
+        assert 2 <= size and peak.megabytes() <= 6 * 1000**3 / 2**20
+        del sam, batches, embeddings

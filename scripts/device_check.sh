@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The GPU checks of issue 4, as one call on a lent GPU machine (or any CUDA machine):
+#   1. the CUDA-only tests (fast fp16 encoder eager and compiled within the error goal,
+#      streaming, default settings fitting an 8 GB card);
+#   2. `bench` on the whole card;
+#   3. `bench` acting as an 8 GB laptop GPU (7.5 GiB free): default batch sizes and peaks.
+# Results go under $OUT (default /tmp/floodcache-device). Missing Python packages can come as
+# wheels in .whl/ (see /work/.library/device/README.md); they are installed to /tmp/site.
+# Each step has its own time limit, so one that hangs or fails still leaves the others.
+set -u
+OUT=${OUT:-/tmp/floodcache-device}
+mkdir -p "$OUT"
+export PYTHONUNBUFFERED=1
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+        --target /tmp/site .whl/*.whl || exit 1
+    export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+VIEWS=${VIEWS:-512}
+{
+    nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
+    python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+} 2>&1 | tee "$OUT/gpu.txt"
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_fast_encoder.py -k cuda \
+    2>&1 | tee "$OUT/tests.txt" | tail -4
+timeout 290 python3 cli.py bench --views "$VIEWS" --json "$OUT/bench-gpu.json" \
+    2>&1 | tee "$OUT/bench-gpu.txt" | grep -v RANDOM | tail -22
+timeout 120 python3 cli.py bench --views 96 --reference-views 16 --free-gpu-memory 7.5 \
+    --json "$OUT/bench-8gb.json" 2>&1 | tee "$OUT/bench-8gb.txt" | grep -v RANDOM | tail -18
