@@ -4,10 +4,13 @@ segment-anything's `MaskDecoder.predict_masks` repeats ONE image embedding for a
 (`repeat_interleave`). Training from a cache wants B different embeddings with one prompt
 each, so `decode` runs the same modules with the same maths, one image per prompt, in an
 order that trains fast: only the returned masks are made, the transposed convolutions are
-matmuls over channels-last pixels, and attention is one fused call.
+matmuls over channels-last pixels, and the cross attentions never project the 4096 image
+tokens (the few tokens' side of each product is projected instead).
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -48,6 +51,24 @@ def load_module(module: torch.nn.Module, state: dict[str, np.ndarray]) -> torch.
     return module
 
 
+class EncodedPrompts(NamedTuple):
+    """What SAM's mask decoder reads of B prompts, from the (frozen) prompt encoder."""
+
+    sparse: torch.Tensor  # B x T x 256 point and box embeddings
+    dense: torch.Tensor  # B x 256 x 64 x 64 (no mask prompt: one vector, expanded)
+    image_pe: torch.Tensor  # 1 x 256 x 64 x 64 positional encoding, the same for every image
+
+    def select(self, part: slice) -> EncodedPrompts:
+        """The prompts `part` of the batch."""
+        return EncodedPrompts(self.sparse[part], self.dense[part], self.image_pe)
+
+
+def encode(prompt_encoder: PromptEncoder, prompts: list[Prompt]) -> EncodedPrompts:
+    """B prompts of one strategy (coordinates in the 1024 input frame) -> `EncodedPrompts`."""
+    sparse, dense = encode_prompts(prompt_encoder, prompts, pad_points=True)
+    return EncodedPrompts(sparse, dense, prompt_encoder.get_dense_pe())
+
+
 def decode(
     prompt_encoder: PromptEncoder,
     mask_decoder: MaskDecoder,
@@ -62,20 +83,19 @@ def decode(
     Returns (BxCx256x256 logits over the padded 1024 square, BxC predicted IoU), C = 3 when
     `multimask` (SAM's tokens 1..3), else 1 (token 0), exactly as `MaskDecoder.forward`.
     """
-    sparse, dense = encode_prompts(prompt_encoder, prompts, pad_points=True)
+    return decode_encoded(mask_decoder, embeddings, encode(prompt_encoder, prompts), multimask)
+
+
+def decode_encoded(
+    mask_decoder: MaskDecoder, embeddings: torch.Tensor, prompts: EncodedPrompts, multimask: bool
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """`decode` with the prompts already encoded (once for a batch decoded in parts)."""
     tokens = range(1, mask_decoder.num_mask_tokens) if multimask else range(0, 1)
-    return _predict_masks(
-        mask_decoder, embeddings, prompt_encoder.get_dense_pe(), sparse, dense, tokens
-    )
+    return _predict_masks(mask_decoder, embeddings, prompts, tokens)
 
 
 def _predict_masks(
-    decoder: MaskDecoder,
-    embeddings: torch.Tensor,
-    image_pe: torch.Tensor,
-    sparse: torch.Tensor,
-    dense: torch.Tensor,
-    mask_tokens: range,
+    decoder: MaskDecoder, embeddings: torch.Tensor, prompts: EncodedPrompts, mask_tokens: range
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """MaskDecoder.predict_masks with embeddings[i] paired to prompt i (no repeat_interleave).
 
@@ -86,9 +106,10 @@ def _predict_masks(
     """
     batch = embeddings.shape[0]
     output_tokens = torch.cat([decoder.iou_token.weight, decoder.mask_tokens.weight], dim=0)
-    tokens = torch.cat((output_tokens.unsqueeze(0).expand(batch, -1, -1), sparse), dim=1)
-    image = (embeddings + dense).flatten(2).transpose(1, 2).contiguous()
-    hs, src = two_way_transformer(decoder.transformer, image, image_pe.flatten(2).mT, tokens)
+    tokens = torch.cat((output_tokens.unsqueeze(0).expand(batch, -1, -1), prompts.sparse), dim=1)
+    image = (embeddings + prompts.dense).flatten(2).transpose(1, 2).contiguous()
+    image_pe = prompts.image_pe.flatten(2).mT
+    hs, src = two_way_transformer(decoder.transformer, image, image_pe, tokens)
     hyper_in = torch.stack(
         [decoder.output_hypernetworks_mlps[i](hs[:, 1 + i, :]) for i in mask_tokens], dim=1
     )
@@ -103,22 +124,18 @@ def two_way_transformer(
     image_pe: torch.Tensor,
     tokens: torch.Tensor,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """`TwoWayTransformer.forward` with the same maths and less memory traffic.
+    """`TwoWayTransformer.forward` with the same maths and fewer multiplications.
 
     image: B x N x 256 image tokens (row-major), image_pe: 1 x N x 256 (one for the batch),
     tokens: B x T x 256 -> (B x T x 256 tokens, B x N x 256 image tokens). The image tokens
-    plus PE are formed once per block and feed both cross attentions through one matmul, and
-    attention runs through F.scaled_dot_product_attention.
+    plus PE are formed once per block and feed both cross attentions, which never project
+    the image tokens themselves (`_token_to_image`, `_image_to_token`).
     """
     queries, keys = tokens, image
     for layer in transformer.layers:
         queries, keys = _two_way_block(layer, queries, keys, tokens, image_pe)
-    final = transformer.final_attn_token_to_image
-    attn_out = _attend(
-        final,
-        final.q_proj(queries + tokens),
-        final.k_proj(keys + image_pe),
-        final.v_proj(keys),
+    attn_out = _token_to_image(
+        transformer.final_attn_token_to_image, queries + tokens, keys + image_pe, keys
     )
     return transformer.norm_final_attn(queries + attn_out), keys
 
@@ -137,36 +154,82 @@ def _two_way_block(
         q = queries + query_pe
         queries = queries + layer.self_attn(q=q, k=q, v=queries)
     queries = layer.norm1(queries)
-    to_image, to_token = layer.cross_attn_token_to_image, layer.cross_attn_image_to_token
-    # keys + PE enter the token->image keys and the image->token queries: one matmul for both
-    both = F.linear(
-        keys + key_pe,
-        torch.cat([to_image.k_proj.weight, to_token.q_proj.weight]),
-        torch.cat([to_image.k_proj.bias, to_token.q_proj.bias]),
-    )
-    image_keys, image_queries = both.split(to_image.internal_dim, dim=-1)
-    attn_out = _attend(
-        to_image, to_image.q_proj(queries + query_pe), image_keys, to_image.v_proj(keys)
-    )
+    keys_pe = keys + key_pe
+    attn_out = _token_to_image(layer.cross_attn_token_to_image, queries + query_pe, keys_pe, keys)
     queries = layer.norm2(queries + attn_out)
     queries = layer.norm3(queries + layer.mlp(queries))
-    q = queries + query_pe
-    attn_out = _attend(to_token, image_queries, to_token.k_proj(q), to_token.v_proj(queries))
-    return queries, layer.norm4(keys + attn_out)
+    keys = _image_to_token(
+        layer.cross_attn_image_to_token, keys_pe, queries + query_pe, queries, residual=keys
+    )
+    return queries, layer.norm4(keys)
 
 
-def _attend(
+def _token_to_image(
     attention: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor
 ) -> torch.Tensor:
-    """segment-anything's decoder `Attention.forward` after the q/k/v projections.
+    """segment-anything's `Attention.forward` for a few token queries over many image keys.
 
-    q: B x Nq x D, k and v: B x Nk x D (D = the internal width) -> B x Nq x 256.
-    softmax(q k^T / sqrt(D / heads)) v per head, as SAM's, in one fused call.
+    q: B x T x 256 tokens, k and v: B x N x 256 image tokens -> B x T x 256.
+    SAM projects all N keys and values to D = the internal width. With T*heads << D rows
+    of queries, the same sums are cheaper the other way round: a head's score
+    q_h . (Wk_h k + bk_h) is k . (Wk_h^T q_h) + q_h . bk_h, and as a head's weights sum to 1,
+    its output sum_n p_n (Wv_h v_n + bv_h) is Wv_h (sum_n p_n v_n) + bv_h.
     """
-    heads = attention.num_heads
-    q, k, v = (x.unflatten(-1, (heads, -1)).transpose(1, 2) for x in (q, k, v))
-    out = F.scaled_dot_product_attention(q, k, v)
+    heads, count = attention.num_heads, q.shape[1]
+    q_heads = _heads(attention.q_proj(q), heads) * _scale(attention)  # B x H x T x d
+    k_weight, k_bias = _head_weights(attention.k_proj, heads)
+    bias = (q_heads @ k_bias).flatten(1).unsqueeze(1)  # B x 1 x HT
+    scores = torch.baddbmm(bias, k, (q_heads @ k_weight).flatten(1, 2).mT)  # B x N x HT
+    # the softmax in the layout its gradient comes back in (B x HT x N): no copy backward
+    pooled = torch.softmax(scores.mT, dim=-1) @ v  # B x HT x 256
+    v_weight, v_bias = _head_weights(attention.v_proj, heads)
+    out = pooled.unflatten(1, (heads, count)) @ v_weight.mT + v_bias.mT  # B x H x T x d
     return attention.out_proj(out.transpose(1, 2).flatten(2))
+
+
+def _image_to_token(
+    attention: Attention,
+    q: torch.Tensor,
+    k: torch.Tensor,
+    v: torch.Tensor,
+    residual: torch.Tensor,
+) -> torch.Tensor:
+    """`residual` + segment-anything's `Attention.forward` for many image queries over a few
+    token keys.
+
+    q and residual: B x N x 256 image tokens, k and v: B x T x 256 tokens -> B x N x 256.
+    As in `_token_to_image`, the N image tokens are never projected to the internal width:
+    a head's score (Wq_h q + bq_h) . k_h is q . (Wq_h^T k_h) + bq_h . k_h, and its output
+    Wo_h (sum_t p_t v_t) is sum_t p_t (Wo_h v_t), one matmul over T*heads columns that
+    also adds the residual; the output bias rides along as bo / heads on every head's
+    values, since each head's weights sum to 1.
+    """
+    heads, count = attention.num_heads, k.shape[1]
+    k_heads = _heads(attention.k_proj(k), heads) * _scale(attention)  # B x H x T x d
+    q_weight, q_bias = _head_weights(attention.q_proj, heads)
+    bias = (k_heads @ q_bias).flatten(1).unsqueeze(1)  # B x 1 x HT
+    scores = torch.baddbmm(bias, q, (k_heads @ q_weight).flatten(1, 2).mT)  # B x N x HT
+    # softmax over each head's T tokens, with N as the fast axis (a last axis of T is slow)
+    probs = torch.softmax(scores.mT.unflatten(1, (heads, count)), dim=2)  # B x H x T x N
+    out_weight = attention.out_proj.weight.unflatten(1, (heads, -1)).transpose(0, 1)
+    values = _heads(attention.v_proj(v), heads) @ out_weight.mT  # B x H x T x 256
+    values = values + attention.out_proj.bias / heads
+    return torch.baddbmm(residual, probs.flatten(1, 2).mT, values.flatten(1, 2))
+
+
+def _heads(x: torch.Tensor, heads: int) -> torch.Tensor:
+    """B x T x D -> B x heads x T x D/heads, as SAM's `Attention._separate_heads`."""
+    return x.unflatten(-1, (heads, -1)).transpose(1, 2)
+
+
+def _head_weights(linear: torch.nn.Linear, heads: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A projection's weight and bias by head: heads x d x 256 and heads x d x 1."""
+    return linear.weight.unflatten(0, (heads, -1)), linear.bias.view(heads, -1, 1)
+
+
+def _scale(attention: Attention) -> float:
+    """SAM divides the scores by sqrt(d), d = per-head width."""
+    return (attention.internal_dim // attention.num_heads) ** -0.5
 
 
 def upscaled_masks(

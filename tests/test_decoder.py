@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from segment_anything.modeling.transformer import Attention
 
 from floodcache import decoder
 from floodcache.prompts import PROMPTS, PromptOptions, make_prompt, to_sam_inputs
@@ -120,3 +121,81 @@ def test_batched_decode_trains_like_sam_decoder(name):
     for key, parameter in mask_decoder.named_parameters():
         theirs = parameter.grad if parameter.grad is not None else torch.zeros_like(parameter)
         torch.testing.assert_close(our_grads[key], theirs, rtol=1e-3, atol=1e-6, msg=key)
+
+
+def trained_like_attention(seed: int) -> Attention:
+    """SAM's cross-attention module (internal width 128, 8 heads) with no zero weight."""
+    torch.manual_seed(seed)
+    attention = Attention(decoder.EMBED_DIM, num_heads=8, downsample_rate=2)
+    with torch.no_grad():
+        for parameter in attention.parameters():
+            parameter.add_(torch.randn_like(parameter) * 0.1)
+    return attention
+
+
+def values_and_grads(attention, function, *inputs):
+    """function(*inputs) and the gradients of a fixed loss for every input and weight."""
+    inputs = [x.clone().requires_grad_(True) for x in inputs]
+    attention.zero_grad()
+    out = function(*inputs)
+    (out * torch.linspace(-1, 1, out.shape[-1])).square().sum().backward()
+    grads = [x.grad for x in inputs] + [p.grad.clone() for p in attention.parameters()]
+    return out.detach(), grads
+
+
+def assert_same_values_and_grads(ours, theirs):
+    """Equal outputs, and gradients equal up to float32 rounding of the largest gradient
+    (the key bias's gradient is zero in exact arithmetic: both sides hold rounding noise)."""
+    torch.testing.assert_close(ours[0], theirs[0], rtol=1e-4, atol=1e-5)
+    scale = max(grad.abs().max() for grad in theirs[1])
+    for our_grad, their_grad in zip(ours[1], theirs[1], strict=True):
+        torch.testing.assert_close(our_grad, their_grad, rtol=1e-4, atol=1e-5 * scale)
+
+
+def test_token_to_image_attention_equals_sam_attention():
+    """A few token queries over many image tokens, computed without projecting the image."""
+    attention = trained_like_attention(2)
+    q, k, v = torch.randn(2, 7, 256), torch.randn(2, 300, 256), torch.randn(2, 300, 256)
+    ours = values_and_grads(attention, lambda *x: decoder._token_to_image(attention, *x), q, k, v)
+    theirs = values_and_grads(attention, lambda q, k, v: attention(q=q, k=k, v=v), q, k, v)
+    assert_same_values_and_grads(ours, theirs)
+
+
+def test_image_to_token_attention_equals_sam_attention_plus_residual():
+    """Many image queries over a few tokens, the residual added in the same product."""
+    attention = trained_like_attention(3)
+    q, k, v = torch.randn(2, 300, 256), torch.randn(2, 5, 256), torch.randn(2, 5, 256)
+    residual = torch.randn(2, 300, 256)
+    ours = values_and_grads(
+        attention,
+        lambda q, k, v, r: decoder._image_to_token(attention, q, k, v, residual=r),
+        q,
+        k,
+        v,
+        residual,
+    )
+    theirs = values_and_grads(
+        attention, lambda q, k, v, r: r + attention(q=q, k=k, v=v), q, k, v, residual
+    )
+    assert_same_values_and_grads(ours, theirs)
+
+
+def test_a_batch_decoded_in_parts_equals_the_whole_batch(prompt_side):
+    """Training decodes a batch in parts of prompts encoded once for the batch."""
+    prompt_encoder, mask_decoder = prompt_side
+    strategy = PROMPTS["point"]
+    embeddings = torch.randn(3, 256, 64, 64)
+    prompts = [
+        make_prompt(strategy, mask, 0, str(i), 0, 0, PromptOptions())
+        for i, mask in enumerate(masks_1024(3))
+    ]
+    with torch.no_grad():
+        whole = decoder.decode(prompt_encoder, mask_decoder, embeddings, prompts, True)
+        encoded = decoder.encode(prompt_encoder, prompts)
+        parts = [
+            decoder.decode_encoded(mask_decoder, embeddings[part], encoded.select(part), True)
+            for part in (slice(0, 1), slice(1, 3))
+        ]
+    joined = [torch.cat([part[i] for part in parts]) for i in range(2)]  # logits, IoU
+    for ours, theirs in zip(whole, joined, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
