@@ -17,7 +17,7 @@ from floodcache.cache import CacheError, verify
 from floodcache.embed import EmbedConfig, run_embed
 from floodcache.encoder import AUTO_PRECISION, MODEL_TYPES, PRECISIONS, CheckpointError
 from floodcache.prompts import PROMPTS
-from floodcache.train import TrainConfig, run_train
+from floodcache.train import TRAIN_PRECISIONS, TrainConfig, run_train
 
 USER_ERRORS = (
     CacheError,
@@ -317,6 +317,13 @@ def embed(
     show_default=True,
     help="Training box noise, as a fraction of the box side.",
 )
+@click.option(
+    "--precision",
+    type=click.Choice([AUTO_PRECISION, *TRAIN_PRECISIONS]),
+    default=AUTO_PRECISION,
+    show_default=True,
+    help="Decoder forward: auto is bf16 autocast on a GPU (~3x fp32), fp32 on a CPU.",
+)
 @click.option("--device", help="torch device [default: cuda if available]")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder [default: runs/<prompt>].")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run in --out.")
@@ -332,6 +339,7 @@ def train(
     seed,
     points,
     box_jitter,
+    precision,
     device,
     out,
     overwrite,
@@ -355,6 +363,7 @@ def train(
         seed=seed,
         points=points,
         box_jitter=box_jitter,
+        precision=precision,
         device=device,
         overwrite=overwrite,
     )

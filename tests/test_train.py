@@ -22,6 +22,7 @@ from floodcache.train import (
     Views,
     lowres_prompt,
     make_batches,
+    resolve_precision,
     run_train,
     views_per_pass,
 )
@@ -58,6 +59,7 @@ def test_saved_decoder_loads_into_segment_anything(train_cache, tmp_path):
         assert record["cache_fingerprint"] == cache.fingerprint
         pretrained = cache.sam_state("mask_decoder")
     assert record["config"]["prompt"] == "box+point" and record["prompts"]["box+point"]["oracle"]
+    assert record["config"]["precision"] == "fp32"  # `auto`, as resolved on a CPU
     changed = [k for k in state if not np.array_equal(state[k].numpy(), pretrained[k])]
     assert changed  # it was trained, not copied
 
@@ -211,3 +213,8 @@ def test_bf16_training_learns_and_fp16_is_refused(train_cache, tmp_path):
     with pytest.raises(ValueError, match="fp32 or bf16"):
         train(train_cache, tmp_path / "fp16", "box", epochs=1, precision="fp16")
 
+
+def test_auto_precision_is_bf16_on_a_gpu_and_fp32_on_a_cpu():
+    assert resolve_precision("auto", torch.device("cuda")) == "bf16"
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("bf16", torch.device("cpu")) == "bf16"  # asked: kept
