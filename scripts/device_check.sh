@@ -6,6 +6,9 @@
 #   3. `bench` acting as an 8 GB laptop GPU (7.5 GiB free): default batch sizes and peaks.
 # Results go under $OUT (default /tmp/floodcache-device). Missing Python packages can come as
 # wheels in .whl/ (see /work/.library/device/README.md); they are installed to /tmp/site.
+# The lent machines (Python 3.12, torch 2.11) lacked: segment-anything albumentations
+# albucore simsimd stringzilla pydantic pydantic_core annotated-types typing-inspection
+# (cp312 manylinux wheels, ~7.5 MB); polars is not needed: bench does not import it.
 # Each step has its own time limit, so one that hangs or fails still leaves the others.
 set -u
 OUT=${OUT:-/tmp/floodcache-device}
