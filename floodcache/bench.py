@@ -44,7 +44,7 @@ from floodcache import data, encoder
 from floodcache import decoder as sam_decoder
 from floodcache.cache import Cache
 from floodcache.embed import EmbedConfig, ViewDataset, plan_embed, run_embed
-from floodcache.fast_encoder import compile_wanted, fast_image_encoder
+from floodcache.fast_encoder import compile_wanted, fast_image_encoder, folded_wanted
 from floodcache.prompts import PROMPTS, Prompt, PromptOptions, make_prompt
 from floodcache.train import DecoderTrainer, TrainConfig, Views, losses, lowres_prompt
 from floodcache.views import make_view
@@ -362,26 +362,38 @@ def _reference_step(sam, mask_decoder, optimizer, features: torch.Tensor, view: 
 def _encoders(bench: Bench, sam, views, reference: torch.Tensor, device, config) -> None:
     """The encoder alone, batched: SAM's attention, then the fast path, in each precision."""
     precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
-    variants = [(p, fast, False) for fast in (False, True) for p in precisions]
+    variants = [(p, fast, False, False) for fast in (False, True) for p in precisions]
+    if device.type == "cuda":  # the folded attention experiment: where it may pay
+        variants.append((_fast_precision(device), True, False, True))
     if compile_wanted(device):
-        variants.append((_fast_precision(device), True, True))
-    for precision, fast, compiled in variants:
-        with _compile(compiled):
+        variants += [(_fast_precision(device), True, True, f) for f in (False, True)]
+    for precision, fast, compiled, folded in variants:
+        with _compile(compiled), _attention(folded):
             bench.add(_encoder_row(sam, views, reference, device, config, precision, fast))
 
 
 @contextmanager
-def _compile(wanted: bool) -> Iterator[None]:
-    """torch.compile on or off for the fast encoder (FLOODCACHE_COMPILE), restored after."""
-    before = os.environ.get("FLOODCACHE_COMPILE")
-    os.environ["FLOODCACHE_COMPILE"] = "1" if wanted else "0"
+def _environment(name: str, value: str) -> Iterator[None]:
+    """os.environ[name] = value inside, restored after."""
+    before = os.environ.get(name)
+    os.environ[name] = value
     try:
         yield
     finally:
         if before is None:
-            del os.environ["FLOODCACHE_COMPILE"]
+            del os.environ[name]
         else:
-            os.environ["FLOODCACHE_COMPILE"] = before
+            os.environ[name] = before
+
+
+def _compile(wanted: bool):
+    """torch.compile on or off for the fast encoder (FLOODCACHE_COMPILE)."""
+    return _environment("FLOODCACHE_COMPILE", "1" if wanted else "0")
+
+
+def _attention(folded: bool):
+    """The fast encoder's relative-position term folded into q and k, or a mask."""
+    return _environment("FLOODCACHE_ATTENTION", "folded" if folded else "mask")
 
 
 def _encoder_row(sam, views, reference, device, config, precision: str, fast: bool) -> Row:
@@ -408,7 +420,8 @@ def _encoder_row(sam, views, reference, device, config, precision: str, fast: bo
     with PeakMemory(device) as peak:
         seconds = _timed(device, run)[1]
     embeddings = torch.cat(kept)[: len(reference)]  # the views the reference encoded
-    stage = ("encoder fast" + " compiled" * compiled) if fast else "encoder SAM attention"
+    kind = "encoder fast" + " folded" * folded_wanted() + " compiled" * compiled
+    stage = kind if fast else "encoder SAM attention"
     return Row(
         stage,
         precision,

@@ -53,28 +53,55 @@ def rel_pos_bias(attn: Attention, q: torch.Tensor, size: tuple[int, int]) -> tor
     return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(*q.shape[:2], h * w, h * w)
 
 
-def sdpa_attention(attn: Attention, x: torch.Tensor) -> torch.Tensor:
+def folded_qk(
+    attn: Attention, q: torch.Tensor, k: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """q', k' with q' k'^T = q k^T * scale + SAM's relative-position term, and no mask.
+
+    The term is q.Rh[y, ky] + q.Rw[x, kx]: a query's H + W numbers against a key's one-hot
+    row and column. Appended to q (scaled) and k, padded to a multiple of 8 for the fused
+    kernels, they carry the term through the dot product: B x heads x T x (C + H + W + pad).
+    An experiment (FLOODCACHE_ATTENTION=folded) against the mask, which costs T^2 per head.
+    """
+    h, w = size
+    grid = q.unflatten(2, (h, w))
+    rel_h = torch.einsum("bnyxc,ykc->bnyxk", grid, rel_pos_table(h, attn.rel_pos_h).to(q.dtype))
+    rel_w = torch.einsum("bnyxc,xkc->bnyxk", grid, rel_pos_table(w, attn.rel_pos_w).to(q.dtype))
+    tokens = torch.arange(h * w, device=q.device)
+    one_hot = torch.cat([F.one_hot(tokens // w, h), F.one_hot(tokens % w, w)], dim=-1)
+    pad = -(q.shape[-1] + h + w) % 8
+    q = torch.cat([q * attn.scale, rel_h.flatten(2, 3), rel_w.flatten(2, 3)], dim=-1)
+    k = torch.cat([k, one_hot.to(k.dtype).expand(*k.shape[:2], -1, -1)], dim=-1)
+    return F.pad(q, (0, pad)), F.pad(k, (0, pad))
+
+
+def sdpa_attention(attn: Attention, x: torch.Tensor, folded: bool = False) -> torch.Tensor:
     """`Attention.forward` of segment-anything with one fused attention call.
 
     x: B x H x W x C tokens -> B x H x W x C. softmax(q k^T * scale + rel-pos) v, as SAM's;
     the kernel never holds the (H*W)^2 scores when the device has a fused kernel for it.
+    The relative-position term is an additive mask, or with `folded` part of q and k.
     """
     b, h, w, _ = x.shape
     qkv = attn.qkv(x).reshape(b, h * w, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
-    bias = rel_pos_bias(attn, q, (h, w)) if attn.use_rel_pos else None
-    out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scale)
+    if attn.use_rel_pos and folded:
+        q, k = folded_qk(attn, q, k, (h, w))
+        out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
+    else:
+        bias = rel_pos_bias(attn, q, (h, w)) if attn.use_rel_pos else None
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scale)
     return attn.proj(out.transpose(1, 2).reshape(b, h, w, -1))
 
 
-def fast_block(block: Block, x: torch.Tensor) -> torch.Tensor:
+def fast_block(block: Block, x: torch.Tensor, folded: bool = False) -> torch.Tensor:
     """`Block.forward` of segment-anything with `sdpa_attention`: B x H x W x C -> same."""
     shortcut = x
     x = block.norm1(x)
     if block.window_size > 0:
         h, w = x.shape[1], x.shape[2]
         x, padded = window_partition(x, block.window_size)
-    x = sdpa_attention(block.attn, x)
+    x = sdpa_attention(block.attn, x, folded)
     if block.window_size > 0:
         x = window_unpartition(x, block.window_size, padded, (h, w))
     x = shortcut + x
@@ -88,9 +115,9 @@ class FastImageEncoder(torch.nn.Module):
     Bx3x1024x1024 normalised pixels -> Bx256x64x64 embeddings.
     """
 
-    def __init__(self, image_encoder: ImageEncoderViT):
+    def __init__(self, image_encoder: ImageEncoderViT, folded: bool = False):
         super().__init__()
-        self.image_encoder = image_encoder
+        self.image_encoder, self.folded = image_encoder, folded
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         encoder = self.image_encoder
@@ -98,7 +125,7 @@ class FastImageEncoder(torch.nn.Module):
         if encoder.pos_embed is not None:
             x = x + encoder.pos_embed
         for block in encoder.blocks:
-            x = fast_block(block, x)
+            x = fast_block(block, x, self.folded)
         return encoder.neck(x.permute(0, 3, 1, 2))
 
 
@@ -119,8 +146,8 @@ class CompiledForward:
     same maths, takes over for good.
     """
 
-    def __init__(self, image_encoder: ImageEncoderViT, compile: bool):
-        self.eager = FastImageEncoder(image_encoder)
+    def __init__(self, image_encoder: ImageEncoderViT, compile: bool, folded: bool = False):
+        self.eager = FastImageEncoder(image_encoder, folded)
         # Static shapes: BatchEncoder pads a short last batch, so one graph serves a run.
         self.compiled = torch.compile(self.eager, dynamic=False) if compile else None
 
@@ -140,7 +167,7 @@ class CompiledForward:
         return self.eager(pixels)
 
 
-_FAST: WeakKeyDictionary = WeakKeyDictionary()  # image encoder -> {compile?: CompiledForward}
+_FAST: WeakKeyDictionary = WeakKeyDictionary()  # encoder -> {(compile?, folded?): forward}
 
 
 # Compiling costs ~30 s once; at ~250 instead of ~100 views/s (ViT-B fp16, H200) that pays
@@ -160,9 +187,18 @@ def compile_wanted(device: torch.device, views: int | None = None) -> bool:
     return setting == "1" or views is None or views >= COMPILE_MIN_VIEWS
 
 
+def folded_wanted() -> bool:
+    """FLOODCACHE_ATTENTION=folded: the relative-position term rides in q and k (`folded_qk`)
+    instead of a mask; an experiment for GPUs, where which is faster is still to be measured
+    (on the development CPU the mask is faster)."""
+    return os.environ.get("FLOODCACHE_ATTENTION", "mask") == "folded"
+
+
 def fast_image_encoder(image_encoder: ImageEncoderViT, compile: bool) -> CompiledForward:
-    """The fast forward of `image_encoder`, built once (per `compile`) and kept while it lives."""
+    """The fast forward of `image_encoder`, built once (per `compile` and attention kind) and
+    kept while it lives."""
     forwards = _FAST.setdefault(image_encoder, {})
-    if compile not in forwards:
-        forwards[compile] = CompiledForward(image_encoder, compile)
-    return forwards[compile]
+    key = (compile, folded_wanted())
+    if key not in forwards:
+        forwards[key] = CompiledForward(image_encoder, *key)
+    return forwards[key]

@@ -20,14 +20,14 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-VIEWS=${VIEWS:-512}
+VIEWS=${VIEWS:-320}
 {
     nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
     python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 } 2>&1 | tee "$OUT/gpu.txt"
-timeout 150 python3 -m pytest -q -p no:cacheprovider tests/test_fast_encoder.py -k cuda \
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_fast_encoder.py -k cuda \
     2>&1 | tee "$OUT/tests.txt" | tail -4
-timeout 290 python3 cli.py bench --views "$VIEWS" --json "$OUT/bench-gpu.json" \
+timeout 330 python3 cli.py bench --views "$VIEWS" --json "$OUT/bench-gpu.json" \
     2>&1 | tee "$OUT/bench-gpu.txt" | grep -v RANDOM | tail -22
 timeout 120 python3 cli.py bench --views 96 --reference-views 16 --free-gpu-memory 7.5 \
     --json "$OUT/bench-8gb.json" 2>&1 | tee "$OUT/bench-8gb.txt" | grep -v RANDOM | tail -18

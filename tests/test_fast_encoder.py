@@ -30,18 +30,22 @@ def randomize_rel_pos(module: torch.nn.Module, seed: int = 0) -> None:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
 
 
+@pytest.mark.parametrize("folded", [False, True], ids=["mask", "folded"])
 @pytest.mark.parametrize("window_size", [0, 14], ids=["global", "windowed"])
-def test_fast_block_equals_sam_block(window_size):
-    """A block on ViT-B's 64x64 token grid and head width (64), global and windowed (padded)."""
+def test_fast_block_equals_sam_block(window_size, folded):
+    """A block on ViT-B's 64x64 token grid and head width (64), global and windowed (padded),
+    the relative-position term as a mask or folded into q and k."""
     torch.manual_seed(0)
     block = Block(256, 4, use_rel_pos=True, window_size=window_size, input_size=(64, 64))
     randomize_rel_pos(block.eval())
     tokens = torch.randn(1, 64, 64, 256)
     with torch.no_grad():
-        assert relative_error(fast_encoder.fast_block(block, tokens), block(tokens)) < 1e-5
+        ours = fast_encoder.fast_block(block, tokens, folded)
+        assert relative_error(ours, block(tokens)) < 1e-5
         if window_size == 0:  # the attention alone, over all 4096 tokens
             theirs = block.attn(tokens)
-            assert relative_error(fast_encoder.sdpa_attention(block.attn, tokens), theirs) < 1e-5
+            ours = fast_encoder.sdpa_attention(block.attn, tokens, folded)
+            assert relative_error(ours, theirs) < 1e-5
 
 
 def test_rel_pos_table_equals_get_rel_pos():
@@ -81,6 +85,17 @@ def test_fast_encode_equals_sam_encoder_with_global_attention():
     fast = encoder.encode(sam, resized, CPU, fast=True)
     assert fast.shape == (3, 256, 64, 64)
     assert relative_error(fast, reference) < 1e-5
+
+
+def test_folded_attention_is_chosen_by_the_environment(monkeypatch):
+    sam = small_encoder_sam()
+    resized = views(2)
+    reference = encoder.encode(sam, resized, CPU)
+    monkeypatch.setenv("FLOODCACHE_ATTENTION", "folded")
+    assert fast_encoder.fast_image_encoder(sam.image_encoder, False).eager.folded
+    assert relative_error(encoder.encode(sam, resized, CPU, fast=True), reference) < 1e-5
+    monkeypatch.delenv("FLOODCACHE_ATTENTION")
+    assert not fast_encoder.fast_image_encoder(sam.image_encoder, False).eager.folded
 
 
 def test_fast_vit_tiny_equals_sam_predictor(tiny_checkpoint):
@@ -164,9 +179,11 @@ cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CU
 
 
 @cuda_only
+@pytest.mark.parametrize("attention", ["mask", "folded"])
 @pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
-def test_cuda_fast_fp16_vit_b_stays_within_the_goal(compile):
+def test_cuda_fast_fp16_vit_b_stays_within_the_goal(compile, attention, monkeypatch):
     """The issue's bar on a GPU: relative error < 2e-3 against fp32, masks at IoU >= 0.99."""
+    monkeypatch.setenv("FLOODCACHE_ATTENTION", attention)
     cuda = torch.device("cuda")
     torch.manual_seed(0)
     sam = encoder.build_sam("vit_b")
