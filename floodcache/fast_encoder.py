@@ -40,16 +40,27 @@ def rel_pos_table(size: int, rel_pos: torch.Tensor) -> torch.Tensor:
     return rel_pos[coords[:, None] - coords[None, :] + (size - 1)]
 
 
-def rel_pos_bias(attn: Attention, q: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """SAM's decomposed relative-position term as an additive attention mask.
+def rel_pos_terms(
+    attn: Attention, q: torch.Tensor, size: tuple[int, int]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The two halves of SAM's decomposed relative-position term, per query.
 
     q: B x heads x (H*W) x C, unscaled (as `add_decomposed_rel_pos` uses it). Returns
-    B x heads x (H*W) x (H*W) in q's dtype: bias[(y, x), (ky, kx)] = q.Rh[y, ky] + q.Rw[x, kx].
+    rel_h = q.Rh[y, ky], B x heads x H x W x H, and rel_w = q.Rw[x, kx], B x heads x H x W x W,
+    in q's dtype.
     """
     h, w = size
     grid = q.unflatten(2, (h, w))
     rel_h = torch.einsum("bnyxc,ykc->bnyxk", grid, rel_pos_table(h, attn.rel_pos_h).to(q.dtype))
     rel_w = torch.einsum("bnyxc,xkc->bnyxk", grid, rel_pos_table(w, attn.rel_pos_w).to(q.dtype))
+    return rel_h, rel_w
+
+
+def rel_pos_bias(attn: Attention, q: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """SAM's decomposed relative-position term as an additive attention mask:
+    B x heads x (H*W) x (H*W), bias[(y, x), (ky, kx)] = q.Rh[y, ky] + q.Rw[x, kx]."""
+    h, w = size
+    rel_h, rel_w = rel_pos_terms(attn, q, size)
     return (rel_h[..., :, None] + rel_w[..., None, :]).reshape(*q.shape[:2], h * w, h * w)
 
 
@@ -64,9 +75,7 @@ def folded_qk(
     An experiment (FLOODCACHE_ATTENTION=folded) against the mask, which costs T^2 per head.
     """
     h, w = size
-    grid = q.unflatten(2, (h, w))
-    rel_h = torch.einsum("bnyxc,ykc->bnyxk", grid, rel_pos_table(h, attn.rel_pos_h).to(q.dtype))
-    rel_w = torch.einsum("bnyxc,xkc->bnyxk", grid, rel_pos_table(w, attn.rel_pos_w).to(q.dtype))
+    rel_h, rel_w = rel_pos_terms(attn, q, size)
     tokens = torch.arange(h * w, device=q.device)
     one_hot = torch.cat([F.one_hot(tokens // w, h), F.one_hot(tokens % w, w)], dim=-1)
     pad = -(q.shape[-1] + h + w) % 8
