@@ -33,6 +33,7 @@ from floodcache.encoder import (
     autocast,
     pick_device,
 )
+from floodcache.encoder import resolve_precision as encoder_precision
 from floodcache.prompts import PromptOptions, PromptStrategy, make_prompt, parse_prompts
 
 log = logging.getLogger(__name__)
@@ -221,14 +222,13 @@ TRAIN_PRECISIONS = ("fp32", "bf16")
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:
-    """`precision`, with 'auto' made bf16 on a GPU and fp32 on a CPU.
+    """`precision`, with 'auto' made bf16 on a GPU and fp32 on a CPU (fp16 training would
+    need loss scaling).
 
     bf16 autocast trained 3x the views/s of fp32 on an H100 (2097 against 694, 64 views a
     step; `bench`); on a CPU fp32 is fast enough and keeps full precision.
     """
-    if precision == AUTO_PRECISION:
-        return "bf16" if device.type == "cuda" else "fp32"
-    return precision
+    return encoder_precision(precision, device, gpu="bf16")
 
 
 def views_per_pass(device: torch.device, precision: str) -> int | None:
