@@ -72,6 +72,18 @@ def small_encoder_sam(seed: int = 0):
     return sam
 
 
+def box_mask_iou(sam, embeddings: torch.Tensor, reference: torch.Tensor) -> float:
+    """IoU, over all views together, of the masks SAM decodes from one box prompt per view
+    with `embeddings` and with `reference`."""
+    boxes = [Prompt(None, None, [100, 100, 700, 600])] * len(embeddings)
+    with torch.no_grad():
+        ours, theirs = (
+            decoder.decode(sam.prompt_encoder, sam.mask_decoder, e, boxes, False)[0] > 0
+            for e in (embeddings, reference)
+        )
+    return float((ours & theirs).sum() / (ours | theirs).sum().clamp(min=1))
+
+
 def views(count: int = 2) -> list[np.ndarray]:
     rng = np.random.default_rng(3)
     shapes = [(120, 200, 3), (300, 100, 3), (64, 64, 3)][:count]
@@ -117,13 +129,7 @@ def test_fast_bf16_stays_close_and_masks_agree():
     reference = encoder.encode(sam, resized, CPU)
     low = encoder.encode(sam, resized, CPU, "bf16", fast=True)
     assert relative_error(low, reference) < 2e-2
-    boxes = [Prompt(None, None, [100, 100, 700, 600])] * 2
-    with torch.no_grad():
-        ours, theirs = (
-            decoder.decode(sam.prompt_encoder, sam.mask_decoder, e, boxes, False)[0] > 0
-            for e in (low, reference)
-        )
-    iou = (ours & theirs).sum() / (ours | theirs).sum().clamp(min=1)
+    iou = box_mask_iou(sam, low, reference)
     assert iou > 0.95
 
 
@@ -193,13 +199,7 @@ def test_cuda_fast_fp16_vit_b_stays_within_the_goal(compile, attention, monkeypa
     reference = encoder.encode(sam, resized, cuda)
     fast = encoder.encode(sam, resized, cuda, "fp16", fast=True, compile=compile)
     assert relative_error(fast, reference) < 2e-3
-    boxes = [Prompt(None, None, [100, 100, 700, 600])] * 3
-    with torch.no_grad():
-        ours, theirs = (
-            decoder.decode(sam.prompt_encoder, sam.mask_decoder, e, boxes, False)[0] > 0
-            for e in (fast, reference)
-        )
-    assert (ours & theirs).sum() / (ours | theirs).sum().clamp(min=1) >= 0.99
+    assert box_mask_iou(sam, fast, reference) >= 0.99
 
 
 @cuda_only
