@@ -215,11 +215,11 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
         seconds,
         excluded,
         group.rank,
-        timing.warmup,
-        timing.warmup_views,
-        timing.finalize,
-        timing.batch_size,
-        timing.workers,
+        warmup_seconds=timing.warmup,
+        warmup_views=timing.warmup_views,
+        finalize_seconds=timing.finalize,
+        batch_size=timing.batch_size,
+        workers=timing.workers,
     )
 
 
