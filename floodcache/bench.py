@@ -44,7 +44,7 @@ from floodcache import data, encoder
 from floodcache import decoder as sam_decoder
 from floodcache.cache import Cache
 from floodcache.embed import EmbedConfig, ViewDataset, plan_embed, run_embed
-from floodcache.fast_encoder import compile_wanted, fast_image_encoder, folded_wanted
+from floodcache.fast_encoder import ATTENTIONS, attention_kind, compile_wanted, fast_image_encoder
 from floodcache.prompts import PROMPTS, Prompt, PromptOptions, make_prompt
 from floodcache.train import DecoderTrainer, TrainConfig, Views, losses, lowres_prompt
 from floodcache.views import make_view
@@ -362,13 +362,14 @@ def _reference_step(sam, mask_decoder, optimizer, features: torch.Tensor, view: 
 def _encoders(bench: Bench, sam, views, reference: torch.Tensor, device, config) -> None:
     """The encoder alone, batched: SAM's attention, then the fast path, in each precision."""
     precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
-    variants = [(p, fast, False, False) for fast in (False, True) for p in precisions]
+    variants = [(p, fast, False, "mask") for fast in (False, True) for p in precisions]
+    fast = _fast_precision(device)
     if device.type == "cuda":  # the folded attention experiment: where it may pay
-        variants.append((_fast_precision(device), True, False, True))
-    if compile_wanted(device):
-        variants += [(_fast_precision(device), True, True, f) for f in (False, True)]
-    for precision, fast, compiled, folded in variants:
-        with _compile(compiled), _attention(folded):
+        variants.append((fast, True, False, "folded"))
+    if compile_wanted(device):  # each way of adding the relative-position term, compiled
+        variants += [(fast, True, True, attention) for attention in ATTENTIONS]
+    for precision, fast, compiled, attention in variants:
+        with _compile(compiled), _attention(attention):
             bench.add(_encoder_row(sam, views, reference, device, config, precision, fast))
 
 
@@ -391,9 +392,14 @@ def _compile(wanted: bool):
     return _environment("FLOODCACHE_COMPILE", "1" if wanted else "0")
 
 
-def _attention(folded: bool):
-    """The fast encoder's relative-position term folded into q and k, or a mask."""
-    return _environment("FLOODCACHE_ATTENTION", "folded" if folded else "mask")
+def _attention(attention: str):
+    """How the fast encoder adds the relative-position term (FLOODCACHE_ATTENTION)."""
+    return _environment("FLOODCACHE_ATTENTION", attention)
+
+
+def _fast_stage(attention: str, compiled: bool) -> str:
+    """The table's name for the fast encoder with `attention` ("mask" goes unsaid)."""
+    return "encoder fast" + f" {attention}" * (attention != "mask") + " compiled" * compiled
 
 
 def _encoder_row(sam, views, reference, device, config, precision: str, fast: bool) -> Row:
@@ -401,11 +407,11 @@ def _encoder_row(sam, views, reference, device, config, precision: str, fast: bo
     batches = encoder.BatchEncoder(sam, device, config.model_type, precision, fast)
     batches.batch_size = min(config.batch_size or batches.batch_size, len(views))
     resized = [view.resized for view in views]
-    compiled = batches.compile and fast_image_encoder(sam.image_encoder, True).compiled is not None
+    forward = fast_image_encoder(sam.image_encoder, batches.compile) if fast else None
     note = ""
     if device.type == "cuda":  # untimed first call: cuDNN tuning, and compiling if compiled
         warmup = _timed(device, lambda: batches(resized[: batches.batch_size]))[1]
-        note = f"compile + first batch {warmup:.0f} s" if compiled else ""
+        note = f"compile + first batch {warmup:.0f} s" if batches.compile else ""
     kept: list[torch.Tensor] = []
 
     def run() -> None:
@@ -420,8 +426,12 @@ def _encoder_row(sam, views, reference, device, config, precision: str, fast: bo
     with PeakMemory(device) as peak:
         seconds = _timed(device, run)[1]
     embeddings = torch.cat(kept)[: len(reference)]  # the views the reference encoded
-    kind = "encoder fast" + " folded" * folded_wanted() + " compiled" * compiled
-    stage = kind if fast else "encoder SAM attention"
+    stage = "encoder SAM attention"
+    if forward is not None:  # named after what ran: eager if compiling failed
+        stage = _fast_stage(forward.attention, forward.compiled is not None)
+        wanted = _fast_stage(attention_kind(batches.compile), batches.compile)
+        if stage != wanted:
+            note = f"{wanted} failed: ran {stage}"
     return Row(
         stage,
         precision,
@@ -512,7 +522,8 @@ def _readers(settings: EmbedConfig, batch_size: int, workers: int) -> Row:
 def _compare_embed(bench: Bench, device: torch.device) -> None:
     """Add to embed's note its rate as a share of the encoder alone, as embed ran it."""
     embed = next(r for r in bench.rows if r.stage.startswith("embed ("))
-    alone = "encoder fast" + " compiled" * compile_wanted(device)
+    compiled = compile_wanted(device)
+    alone = _fast_stage(attention_kind(compiled), compiled)
     same = [r for r in bench.rows if (r.stage, r.precision) == (alone, embed.precision)]
     if same:
         share = embed.views_per_second / same[0].views_per_second

@@ -5,7 +5,9 @@ decomposed relative-position term to them and takes the softmax; for a global-at
 that is 4096 x 4096 scores per head and view. Here the relative-position term becomes the
 additive `attn_mask` of `F.scaled_dot_product_attention`, so fused kernels (CUDA, and the
 CPU's flash kernel) compute softmax(q k^T * scale + bias) v without the scores. On CUDA the
-whole encoder is also compiled with torch.compile, with a clean fallback where that fails.
+whole encoder is also compiled with torch.compile, with a clean fallback where that fails;
+compiled, the term is added inside the attention kernel instead (FlexAttention's score_mod),
+so not even the mask is written to memory.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from segment_anything.modeling.image_encoder import (
     window_unpartition,
 )
 from torch.nn import functional as F
+from torch.nn.attention.flex_attention import flex_attention
 
 log = logging.getLogger(__name__)
 
@@ -84,33 +87,56 @@ def folded_qk(
     return F.pad(q, (0, pad)), F.pad(k, (0, pad))
 
 
-def sdpa_attention(attn: Attention, x: torch.Tensor, folded: bool = False) -> torch.Tensor:
+def flex_rel_pos_attention(
+    attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, size: tuple[int, int]
+) -> torch.Tensor:
+    """softmax(q k^T * scale + SAM's relative-position term) v, the term added per score inside
+    the kernel (FlexAttention's score_mod) from its two halves: B x heads x T x (H + W) numbers
+    instead of a B x heads x T x T mask. Fused only when compiled; eager it is a reference."""
+    w = size[1]
+    rel_h, rel_w = (term.flatten(2, 3) for term in rel_pos_terms(attn, q, size))
+
+    def add_rel_pos(score, b, head, query, key):
+        return score + rel_h[b, head, query, key // w] + rel_w[b, head, query, key % w]
+
+    return flex_attention(q, k, v, score_mod=add_rel_pos, scale=attn.scale)
+
+
+ATTENTIONS = ("mask", "folded", "flex")  # how the relative-position term reaches attention
+
+
+def sdpa_attention(attn: Attention, x: torch.Tensor, attention: str = "mask") -> torch.Tensor:
     """`Attention.forward` of segment-anything with one fused attention call.
 
     x: B x H x W x C tokens -> B x H x W x C. softmax(q k^T * scale + rel-pos) v, as SAM's;
     the kernel never holds the (H*W)^2 scores when the device has a fused kernel for it.
-    The relative-position term is an additive mask, or with `folded` part of q and k.
+    The relative-position term is an additive mask ("mask"), part of q and k ("folded"), or
+    added inside a FlexAttention kernel ("flex", fused when compiled).
     """
     b, h, w, _ = x.shape
     qkv = attn.qkv(x).reshape(b, h * w, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
-    if attn.use_rel_pos and folded:
+    if not attn.use_rel_pos:
+        out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
+    elif attention == "flex":
+        out = flex_rel_pos_attention(attn, q, k, v, (h, w))
+    elif attention == "folded":
         q, k = folded_qk(attn, q, k, (h, w))
         out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
     else:
-        bias = rel_pos_bias(attn, q, (h, w)) if attn.use_rel_pos else None
+        bias = rel_pos_bias(attn, q, (h, w))
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, scale=attn.scale)
     return attn.proj(out.transpose(1, 2).reshape(b, h, w, -1))
 
 
-def fast_block(block: Block, x: torch.Tensor, folded: bool = False) -> torch.Tensor:
+def fast_block(block: Block, x: torch.Tensor, attention: str = "mask") -> torch.Tensor:
     """`Block.forward` of segment-anything with `sdpa_attention`: B x H x W x C -> same."""
     shortcut = x
     x = block.norm1(x)
     if block.window_size > 0:
         h, w = x.shape[1], x.shape[2]
         x, padded = window_partition(x, block.window_size)
-    x = sdpa_attention(block.attn, x, folded)
+    x = sdpa_attention(block.attn, x, attention)
     if block.window_size > 0:
         x = window_unpartition(x, block.window_size, padded, (h, w))
     x = shortcut + x
@@ -124,9 +150,11 @@ class FastImageEncoder(torch.nn.Module):
     Bx3x1024x1024 normalised pixels -> Bx256x64x64 embeddings.
     """
 
-    def __init__(self, image_encoder: ImageEncoderViT, folded: bool = False):
+    def __init__(self, image_encoder: ImageEncoderViT, attention: str = "mask"):
         super().__init__()
-        self.image_encoder, self.folded = image_encoder, folded
+        if attention not in ATTENTIONS:
+            raise ValueError(f"unknown attention {attention!r}; one of {', '.join(ATTENTIONS)}")
+        self.image_encoder, self.attention = image_encoder, attention
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
         encoder = self.image_encoder
@@ -134,7 +162,7 @@ class FastImageEncoder(torch.nn.Module):
         if encoder.pos_embed is not None:
             x = x + encoder.pos_embed
         for block in encoder.blocks:
-            x = fast_block(block, x, self.folded)
+            x = fast_block(block, x, self.attention)
         return encoder.neck(x.permute(0, 3, 1, 2))
 
 
@@ -150,33 +178,52 @@ def is_out_of_memory(err: BaseException | None) -> bool:
 class CompiledForward:
     """A `FastImageEncoder`, compiled when asked; falls back to running it eagerly.
 
-    torch.compile needs Triton and a working compiler; anything failing while compiling (or in
-    compiled code, other than running out of memory) is logged once and the eager module,
-    same maths, takes over for good.
+    torch.compile needs Triton and a working compiler, and FlexAttention a GPU its kernel
+    supports; anything failing while compiling (or in compiled code, other than running out
+    of memory) is logged once and the next choice takes over for good: the compiled mask
+    after another attention, then the eager module (the mask after "flex", which eager would
+    hold every score). Same maths all along.
     """
 
-    def __init__(self, image_encoder: ImageEncoderViT, compile: bool, folded: bool = False):
-        self.eager = FastImageEncoder(image_encoder, folded)
+    def __init__(self, image_encoder: ImageEncoderViT, compile: bool, attention: str = "mask"):
+        eager = "mask" if compile and attention == "flex" else attention
+        self.eager = FastImageEncoder(image_encoder, eager)
         # Static shapes: BatchEncoder pads a short last batch, so one graph serves a run.
-        self.compiled = torch.compile(self.eager, dynamic=False) if compile else None
+        kinds = [attention, "mask"] if compile and attention != "mask" else [attention] * compile
+        self.choices = [
+            (kind, torch.compile(FastImageEncoder(image_encoder, kind), dynamic=False))
+            for kind in kinds
+        ]
+
+    @property
+    def compiled(self):
+        """The compiled module that runs now; None once running eagerly."""
+        return self.choices[0][1] if self.choices else None
+
+    @property
+    def attention(self) -> str:
+        """The attention of the code that runs now."""
+        return self.choices[0][0] if self.choices else self.eager.attention
 
     def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        if self.compiled is not None:
+        while self.choices:
             try:
                 return self.compiled(pixels)
             except Exception as err:
                 if is_out_of_memory(err):
                     raise torch.cuda.OutOfMemoryError(str(err)) from err
+                failed = self.choices.pop(0)[0]
                 log.warning(
-                    "torch.compile failed (%s: %s); the fast encoder runs without it",
+                    "torch.compile failed with the %s attention (%s: %s); going on with %s",
+                    failed,
                     type(err).__name__,
                     str(err).splitlines()[0] if str(err) else "",
+                    f"the compiled {self.attention}" if self.choices else "no compiling",
                 )
-                self.compiled = None
         return self.eager(pixels)
 
 
-_FAST: WeakKeyDictionary = WeakKeyDictionary()  # encoder -> {(compile?, folded?): forward}
+_FAST: WeakKeyDictionary = WeakKeyDictionary()  # encoder -> {(compile?, attention): forward}
 
 
 # Compiling costs ~30 s once; at ~250 instead of ~100 views/s (ViT-B fp16, H200) that pays
@@ -196,18 +243,28 @@ def compile_wanted(device: torch.device, views: int | None = None) -> bool:
     return setting == "1" or views is None or views >= COMPILE_MIN_VIEWS
 
 
-def folded_wanted() -> bool:
-    """FLOODCACHE_ATTENTION=folded: the relative-position term rides in q and k (`folded_qk`)
-    instead of a mask; an experiment for GPUs, where which is faster is still to be measured
-    (on the development CPU the mask is faster)."""
-    return os.environ.get("FLOODCACHE_ATTENTION", "mask") == "folded"
+def attention_kind(compile: bool) -> str:
+    """How the fast encoder adds the relative-position term (one of ATTENTIONS).
+
+    FLOODCACHE_ATTENTION=mask|folded|flex chooses; unset (or auto), compiled code uses "flex"
+    (the term computed inside the kernel) and eager code the mask, which is faster than
+    "folded" on the development CPU.
+    """
+    setting = os.environ.get("FLOODCACHE_ATTENTION", "auto")
+    if setting == "auto":
+        return "flex" if compile else "mask"
+    if setting not in ATTENTIONS:
+        raise ValueError(
+            f"FLOODCACHE_ATTENTION={setting!r} is not one of auto, {', '.join(ATTENTIONS)}"
+        )
+    return setting
 
 
 def fast_image_encoder(image_encoder: ImageEncoderViT, compile: bool) -> CompiledForward:
     """The fast forward of `image_encoder`, built once (per `compile` and attention kind) and
     kept while it lives."""
     forwards = _FAST.setdefault(image_encoder, {})
-    key = (compile, folded_wanted())
+    key = (compile, attention_kind(compile))
     if key not in forwards:
         forwards[key] = CompiledForward(image_encoder, *key)
     return forwards[key]

@@ -30,21 +30,22 @@ def randomize_rel_pos(module: torch.nn.Module, seed: int = 0) -> None:
                 parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
 
 
-@pytest.mark.parametrize("folded", [False, True], ids=["mask", "folded"])
+@pytest.mark.parametrize("attention", fast_encoder.ATTENTIONS)
 @pytest.mark.parametrize("window_size", [0, 14], ids=["global", "windowed"])
-def test_fast_block_equals_sam_block(window_size, folded):
+def test_fast_block_equals_sam_block(window_size, attention):
     """A block on ViT-B's 64x64 token grid and head width (64), global and windowed (padded),
-    the relative-position term as a mask or folded into q and k."""
+    the relative-position term as a mask, folded into q and k, or added by FlexAttention
+    (eager here: its unfused reference, the same maths the compiled kernel runs)."""
     torch.manual_seed(0)
     block = Block(256, 4, use_rel_pos=True, window_size=window_size, input_size=(64, 64))
     randomize_rel_pos(block.eval())
     tokens = torch.randn(1, 64, 64, 256)
     with torch.no_grad():
-        ours = fast_encoder.fast_block(block, tokens, folded)
+        ours = fast_encoder.fast_block(block, tokens, attention)
         assert relative_error(ours, block(tokens)) < 1e-5
         if window_size == 0:  # the attention alone, over all 4096 tokens
             theirs = block.attn(tokens)
-            ours = fast_encoder.sdpa_attention(block.attn, tokens, folded)
+            ours = fast_encoder.sdpa_attention(block.attn, tokens, attention)
             assert relative_error(ours, theirs) < 1e-5
 
 
@@ -99,15 +100,22 @@ def test_fast_encode_equals_sam_encoder_with_global_attention():
     assert relative_error(fast, reference) < 1e-5
 
 
-def test_folded_attention_is_chosen_by_the_environment(monkeypatch):
+def test_attention_is_chosen_by_the_environment(monkeypatch):
     sam = small_encoder_sam()
     resized = views(2)
     reference = encoder.encode(sam, resized, CPU)
-    monkeypatch.setenv("FLOODCACHE_ATTENTION", "folded")
-    assert fast_encoder.fast_image_encoder(sam.image_encoder, False).eager.folded
-    assert relative_error(encoder.encode(sam, resized, CPU, fast=True), reference) < 1e-5
-    monkeypatch.delenv("FLOODCACHE_ATTENTION")
-    assert not fast_encoder.fast_image_encoder(sam.image_encoder, False).eager.folded
+    monkeypatch.delenv("FLOODCACHE_ATTENTION", raising=False)
+    assert fast_encoder.fast_image_encoder(sam.image_encoder, False).attention == "mask"
+    compiled = fast_encoder.fast_image_encoder(sam.image_encoder, True)  # not compiled yet
+    assert (compiled.attention, compiled.eager.attention) == ("flex", "mask")
+    for attention in ["folded", "flex"]:
+        monkeypatch.setenv("FLOODCACHE_ATTENTION", attention)
+        assert fast_encoder.fast_image_encoder(sam.image_encoder, False).attention == attention
+        fast = encoder.encode(sam, resized, CPU, fast=True)
+        assert relative_error(fast, reference) < 1e-5
+    monkeypatch.setenv("FLOODCACHE_ATTENTION", "flash")
+    with pytest.raises(ValueError, match="FLOODCACHE_ATTENTION='flash' is not one of"):
+        fast_encoder.fast_image_encoder(sam.image_encoder, False)
 
 
 def test_fast_vit_tiny_equals_sam_predictor(tiny_checkpoint):
@@ -142,12 +150,36 @@ def test_compile_failure_falls_back_to_the_same_maths(monkeypatch, caplog):
 
     monkeypatch.setattr(torch, "compile", broken_compile)
     sam = small_encoder_sam()
-    forward = fast_encoder.CompiledForward(sam.image_encoder, compile=True)
     pixels = torch.randn(1, 3, 1024, 1024)
+    for attention in ["mask", "flex"]:  # eager FlexAttention would hold every score: the mask
+        forward = fast_encoder.CompiledForward(sam.image_encoder, True, attention)
+        assert forward.attention == attention
+        with caplog.at_level(logging.WARNING), torch.no_grad():
+            out = forward(pixels)
+            assert torch.equal(out, fast_encoder.FastImageEncoder(sam.image_encoder)(pixels))
+        assert forward.compiled is None and "torch.compile failed" in caplog.text
+        assert forward.attention == "mask"
+
+
+def test_a_failing_flex_kernel_falls_back_to_the_compiled_mask(monkeypatch, caplog):
+    def compile_without_flex(module, **options):
+        def compiled(*args):
+            if module.attention == "flex":
+                raise RuntimeError("no FlexAttention kernel for this GPU")
+            return module(*args)
+
+        return compiled
+
+    monkeypatch.setattr(torch, "compile", compile_without_flex)
+    sam = small_encoder_sam()
+    pixels = torch.randn(1, 3, 1024, 1024)
+    forward = fast_encoder.CompiledForward(sam.image_encoder, True, "flex")
     with caplog.at_level(logging.WARNING), torch.no_grad():
         out = forward(pixels)
         assert torch.equal(out, fast_encoder.FastImageEncoder(sam.image_encoder)(pixels))
-    assert forward.compiled is None and "torch.compile failed" in caplog.text
+    assert forward.compiled is not None and forward.attention == "mask"
+    assert "failed with the flex attention" in caplog.text
+    assert "going on with the compiled mask" in caplog.text
 
 
 def test_out_of_memory_in_compiled_code_is_not_swallowed(monkeypatch):
@@ -185,8 +217,11 @@ cuda_only = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CU
 
 
 @cuda_only
-@pytest.mark.parametrize("attention", ["mask", "folded"])
-@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+@pytest.mark.parametrize(
+    "attention, compile",
+    [("mask", False), ("mask", True), ("folded", False), ("folded", True), ("flex", True)],
+    ids=["mask-eager", "mask-compiled", "folded-eager", "folded-compiled", "flex-compiled"],
+)
 def test_cuda_fast_fp16_vit_b_stays_within_the_goal(compile, attention, monkeypatch):
     """The issue's bar on a GPU: relative error < 2e-3 against fp32, masks at IoU >= 0.99."""
     monkeypatch.setenv("FLOODCACHE_ATTENTION", attention)
@@ -198,6 +233,7 @@ def test_cuda_fast_fp16_vit_b_stays_within_the_goal(compile, attention, monkeypa
     resized = views(3)
     reference = encoder.encode(sam, resized, cuda)
     fast = encoder.encode(sam, resized, cuda, "fp16", fast=True, compile=compile)
+    assert fast_encoder.fast_image_encoder(sam.image_encoder, compile).attention == attention
     assert relative_error(fast, reference) < 2e-3
     assert box_mask_iou(sam, fast, reference) >= 0.99
 
