@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
+import albumentations as A
 import h5py
 import numpy as np
 import pytest
 import torch
 from segment_anything import SamPredictor
 
-from floodcache import data, embed, encoder
-from floodcache.cache import Cache, CacheError, verify
+from floodcache import data, embed, encoder, views
+from floodcache.cache import Cache, CacheError, verify, view_digest
 from floodcache.embed import run_embed
 from floodcache.encoder import load_sam
 from tests.conftest import PROJECT, REAL_DATA, embed_config, write_dataset
@@ -236,3 +239,140 @@ def test_embed_real_images(tiny_checkpoint, tmp_path):
             height, width = opened.column("original_size")[row]
             assert opened.full_mask(row).shape == (height, width)
             assert 0.0 <= opened.column("water_fraction")[row] <= 1.0
+
+
+def test_writer_thread_gives_the_cache_of_writing_in_line(
+    tiny_data, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """Parts written by the background thread, slowly and out of step with encoding, make the
+    very cache that writing each part before encoding the next one made."""
+    config = embed_config(tiny_data, tiny_checkpoint, tmp_path / "threaded.h5", batch_size=2)
+    real_write_part = embed.CacheWriter.write_part
+
+    def slow_write_part(self, records, name):
+        time.sleep(0.1)  # several batches encode while one is written
+        real_write_part(self, records, name)
+
+    monkeypatch.setattr(embed.CacheWriter, "write_part", slow_write_part)
+    threaded = run_embed(config)
+    monkeypatch.setattr(embed.CacheWriter, "write_part", real_write_part)
+
+    class WriteInLine:  # embed's writing before the writer thread
+        def __init__(self, writer, written):
+            self.writer, self.written = writer, written
+
+        def submit(self, records, name):
+            self.writer.write_part(records, name)
+            self.written(len(records), time.perf_counter())
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *error):
+            pass
+
+    monkeypatch.setattr(embed, "PartWriter", WriteInLine)
+    in_line = run_embed(replace(config, cache=tmp_path / "in_line.h5"))
+    assert threaded.embedded == in_line.embedded == threaded.views
+    with Cache.open(threaded.cache) as a, Cache.open(in_line.cache) as b:
+        assert a.fingerprint == b.fingerprint
+    assert_same_cache(threaded.cache, in_line.cache)
+
+
+def digest_as_written_before(record: dict) -> str:
+    """view_digest as caches written so far computed it, with copies through .tobytes()."""
+    digest = hashlib.sha256()
+    digest.update(np.ascontiguousarray(record["embeddings"], np.float16).tobytes())
+    digest.update(np.ascontiguousarray(record["lowres_mask"], np.uint8).tobytes())
+    digest.update(np.asarray(record["mask_png"], np.uint8).tobytes())
+    return digest.hexdigest()
+
+
+def test_view_digest_is_unchanged_for_existing_caches(tiny_cache):
+    rng = np.random.default_rng(3)
+    embedding = rng.standard_normal((64, 256, 64)).astype(np.float32)
+    records = [
+        {
+            "embeddings": rng.standard_normal((256, 64, 64)).astype(np.float16),
+            "lowres_mask": rng.integers(0, 2, (256, 256), np.uint8),
+            "mask_png": rng.integers(0, 256, 777, np.uint8),
+        },
+        {  # float32, big-endian, transposed, strided: converted or copied as before
+            "embeddings": embedding.transpose(1, 0, 2),
+            "lowres_mask": rng.integers(0, 2, (256, 512), np.uint8)[:, ::2],
+            "mask_png": rng.integers(0, 256, 300).astype(">i4")[::3],
+        },
+    ]
+    for record in records:
+        assert view_digest(record) == digest_as_written_before(record)
+    with Cache.open(tiny_cache) as cache:
+        stored = cache.column("view_sha256")
+        for row in range(3):
+            record = {n: cache.file[n][row] for n in ("embeddings", "lowres_mask", "mask_png")}
+            assert view_digest(record) == digest_as_written_before(record) == stored[row]
+
+
+def test_batch_to_tensor_is_sam_preprocess_whatever_the_staging_held(tiny_checkpoint, monkeypatch):
+    """The staging buffer is not zeroed: padding full of stale bytes must still come out 0."""
+    sam = load_sam("vit_tiny", tiny_checkpoint)
+    rng = np.random.default_rng(4)
+    resized = [
+        encoder.resize_to_input(rng.integers(0, 256, shape, np.uint8))
+        for shape in [(120, 200, 3), (300, 100, 3), (64, 64, 3)]
+    ]
+    real_empty = torch.empty
+    monkeypatch.setattr(torch, "empty", lambda *a, **k: real_empty(*a, **k).fill_(255))
+    batch = encoder.batch_to_tensor(sam, resized, torch.device("cpu"))
+    for image, ours in zip(resized, batch, strict=True):
+        pixels = torch.as_tensor(image).permute(2, 0, 1).contiguous()[None]
+        assert torch.equal(ours, sam.preprocess(pixels)[0])
+
+
+def view_dataset(data_dir: Path, augment: int) -> embed.ViewDataset:
+    config = embed_config(data_dir, None, Path("unused.h5"), augment=augment)
+    plan, pairs, _ = embed.plan_embed(config)
+    return embed.ViewDataset(plan, pairs, config)
+
+
+def assert_same_view(a: dict, b: dict) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert np.array_equal(a[name], b[name]), name
+
+
+def test_readers_decode_an_image_once_for_its_views(tiny_data, monkeypatch):
+    """Views read in plan order from one decoded image equal views each read from scratch."""
+    real_load_pair = data.load_pair
+    decoded = []
+
+    def counted_load_pair(pair, *args):
+        decoded.append(pair.image_id)
+        return real_load_pair(pair, *args)
+
+    monkeypatch.setattr(data, "load_pair", counted_load_pair)
+    dataset = view_dataset(tiny_data, augment=3)
+    in_order = [dataset[i] for i in range(len(dataset))]
+    assert sorted(decoded) == sorted(dataset.pairs)  # once per image
+    assert len(dataset) > len(dataset.pairs)
+    for index in reversed(range(len(dataset))):  # never the image decoded just before
+        assert_same_view(in_order[index], view_dataset(tiny_data, augment=3)[index])
+
+
+def test_augmentation_never_writes_into_the_shared_image(monkeypatch):
+    """The readers' decoded image is shared by its views, read-only: every transform of the
+    recipe, each forced on, must leave it as it was."""
+    rng = np.random.default_rng(5)
+    image = rng.integers(0, 256, (90, 120, 3), np.uint8)
+    mask = (rng.random((90, 120)) > 0.5).astype(np.uint8)
+    before = image.copy(), mask.copy()
+    image.flags.writeable = mask.flags.writeable = False  # a write raises instead
+    recipe = views.augmentation().transforms
+    pieces = [p for t in recipe for p in (t.transforms if isinstance(t, A.OneOf) else [t])]
+    for piece in pieces:
+        piece.p = 1.0
+        monkeypatch.setattr(views, "augmentation", lambda piece=piece: A.Compose([piece]))
+        for view in (1, 2, 3):
+            out_image, out_mask = views.make_view(image, mask, 0, "0", view)
+            assert out_image.shape == image.shape and out_mask.shape == mask.shape
+    assert len(pieces) >= 8
+    assert np.array_equal(image, before[0]) and np.array_equal(mask, before[1])

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -17,8 +18,10 @@ import numpy as np
 import pytest
 
 from floodcache import cache as cache_module
+from floodcache import encoder
 from floodcache.cache import Cache, CacheError, verify
-from floodcache.embed import run_embed
+from floodcache.embed import plan_embed, run_embed
+from floodcache.part_writer import PARTS_IN_FLIGHT
 from floodcache.train import TrainConfig, run_train
 from tests.conftest import PROJECT, embed_config, start_interruptible
 from tests.test_embed import assert_same_cache, embed_command, kill_after_parts
@@ -265,3 +268,63 @@ def test_torchrun_two_processes_give_the_single_process_cache(
         assert np.array_equal(
             opened.column("view_sha256"), Cache.open(reference).column("view_sha256")
         )
+
+
+def test_failed_write_in_the_writer_thread_stops_embed_soon(
+    tiny_data, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """The second part's write fails on the writer thread: embed stops within the batches
+    already handed over, with the CacheError naming the fix, and keeps the first part."""
+    cache = tmp_path / "full.h5"
+    real_write_rows = cache_module._write_rows
+    threads = []
+
+    def full_on_second_part(group, records):
+        threads.append(threading.current_thread().name)
+        if len(threads) == 2:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write_rows(group, records)
+
+    monkeypatch.setattr(cache_module, "_write_rows", full_on_second_part)
+    config = embed_config(tiny_data, tiny_checkpoint, cache, batch_size=1)
+    with pytest.raises(CacheError, match="free some space and rerun the same command"):
+        run_embed(config)
+    assert all(name.startswith("floodcache-writer") for name in threads)
+    plan = plan_embed(config)[0]
+    assert len(threads) <= 2 + PARTS_IN_FLIGHT < len(plan)  # stopped soon, not at the end
+    parts = tmp_path / "full.h5.parts"
+    first, second = (parts / f"part-{key.image_id}-{key.view:04d}.h5" for key in plan[:2])
+    assert first.exists() and not second.exists()
+    assert not list(parts.glob("*.tmp")) and not cache.exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("floodcache-writer")]
+    monkeypatch.setattr(cache_module, "_write_rows", real_write_rows)
+    kept = len(list(parts.glob(PARTS)))
+    result = run_embed(config)
+    assert result.embedded == result.views - kept and verify(cache).ok
+
+
+def test_interrupt_waits_for_the_parts_handed_over(
+    tiny_data, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """Ctrl-C while parts are still being written: they are all on disk, whole, when the
+    KeyboardInterrupt reaches the caller."""
+    real_write_part = cache_module.CacheWriter.write_part
+    real_stream = encoder.BatchEncoder.stream
+
+    def slow_write_part(self, records, name):
+        time.sleep(0.3)
+        real_write_part(self, records, name)
+
+    def interrupted_stream(self, batches):
+        for count, encoded in enumerate(real_stream(self, batches), 1):
+            yield encoded
+            if count == 3:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(cache_module.CacheWriter, "write_part", slow_write_part)
+    monkeypatch.setattr(encoder.BatchEncoder, "stream", interrupted_stream)
+    cache = tmp_path / "interrupted.h5"
+    with pytest.raises(KeyboardInterrupt):
+        run_embed(embed_config(tiny_data, tiny_checkpoint, cache, batch_size=1))
+    parts = tmp_path / "interrupted.h5.parts"
+    assert len(list(parts.glob(PARTS))) == 3 and not list(parts.glob("*.tmp"))
