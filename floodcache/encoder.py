@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
@@ -176,12 +177,15 @@ def input_size(original_size: tuple[int, int]) -> tuple[int, int]:
 def lowres_target(mask: np.ndarray) -> np.ndarray:
     """HxW {0,1} mask -> 256x256 uint8 {0,1} target in the decoder's padded low-res frame.
 
-    Built like the image: resize longest side to 1024 (bilinear, via ResizeLongestSide), pad
-    bottom/right to 1024, then 4x4 area-average down to 256 and threshold at one half.
+    Built like the image: resize longest side to 1024 (PIL bilinear, as ResizeLongestSide
+    resizes each channel of an image), pad bottom/right to 1024, then 4x4 area-average down to
+    256 and threshold at one half.
     """
-    resized = resize_to_input(np.repeat(mask[..., None] * 255, 3, axis=2).astype(np.uint8))
+    h, w = input_size(mask.shape[:2])
+    grey = Image.fromarray((mask * 255).astype(np.uint8), mode="L")
+    resized = np.asarray(grey.resize((w, h), Image.BILINEAR))
     padded = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
-    padded[: resized.shape[0], : resized.shape[1]] = resized[..., 0] / 255.0
+    padded[:h, :w] = resized / 255.0
     factor = IMAGE_SIZE // LOWRES_SIZE
     area = padded.reshape(LOWRES_SIZE, factor, LOWRES_SIZE, factor).mean(axis=(1, 3))
     return (area >= 0.5).astype(np.uint8)
@@ -196,7 +200,8 @@ def batch_to_tensor(sam: Sam, resized: list[np.ndarray], device: torch.device) -
     """
     cuda = device.type == "cuda"
     shape = (len(resized), IMAGE_SIZE, IMAGE_SIZE, 3)
-    staged = torch.zeros(shape, dtype=torch.uint8, pin_memory=cuda)
+    # Not zeroed: whatever the padding holds is overwritten with 0 after normalising, below.
+    staged = torch.empty(shape, dtype=torch.uint8, pin_memory=cuda)
     for i, image in enumerate(resized):
         staged[i, : image.shape[0], : image.shape[1]] = torch.from_numpy(np.asarray(image))
     pixels = staged.to(device, non_blocking=cuda).permute(0, 3, 1, 2).float()

@@ -78,6 +78,21 @@ def test_lowres_target_follows_the_padded_frame():
     assert target[128:].sum() == 0  # padding below the image is never water
 
 
+@pytest.mark.parametrize("shape", [(1080, 1920), (333, 517), (2000, 77), (256, 256)])
+def test_lowres_target_resizes_as_sam_resizes_an_image(shape):
+    """One grey channel resized gives the values ResizeLongestSide gives each RGB channel
+    (it once resized the mask as a 3-channel image: 3x the work, the same target)."""
+    rng = np.random.default_rng(sum(shape))
+    mask = (rng.random((shape[0] // 8 + 1, shape[1] // 8 + 1)) > 0.5).astype(np.uint8)
+    mask = np.kron(mask, np.ones((8, 8), np.uint8))[: shape[0], : shape[1]]  # blobs and edges
+    mask[rng.random(shape) > 0.97] ^= 1  # and lone pixels
+    as_image = encoder.resize_to_input(np.repeat(mask[..., None] * 255, 3, axis=2))
+    padded = np.zeros((1024, 1024), np.float32)
+    padded[: as_image.shape[0], : as_image.shape[1]] = as_image[..., 0] / 255.0
+    area = padded.reshape(256, 4, 256, 4).mean(axis=(1, 3))
+    assert np.array_equal(encoder.lowres_target(mask), (area >= 0.5).astype(np.uint8))
+
+
 def test_batched_encode_matches_predictor_tiny(tiny_checkpoint):
     """Several sizes in one batch give each image's SamPredictor embedding (fp32)."""
     sam = load_sam("vit_tiny", tiny_checkpoint)
