@@ -13,6 +13,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -361,13 +362,41 @@ def _encode_pending(
     views_encoder = encoder.BatchEncoder(
         sam, device, config.model_type, config.precision, batch_size=size, views=len(views)
     )
+    readers = WaitClock(loader)
     try:
         with PartWriter(writer, written) as parts:
-            for batch, embeddings in views_encoder.stream(loader):
+            for batch, embeddings in views_encoder.stream(readers):
                 for view, embedding in zip(batch, embeddings, strict=True):
                     view["embeddings"] = embedding
                 first = batch[0]
                 parts.submit(batch, f"{first['image_id']}-{first['view']:04d}")
     finally:
         bar.close()
+    log.info(
+        "encoded %d views; waited %.1f s for the readers (the first batch included) and "
+        "%.1f s for the writer thread, which wrote for %.1f s",
+        encoded,
+        readers.waited,
+        parts.waited,
+        parts.busy,
+    )
     return encoded
+
+
+class WaitClock:
+    """An iterable's items, adding up in `waited` the seconds spent waiting for each."""
+
+    def __init__(self, items: Iterable):
+        self.items, self.waited = items, 0.0
+
+    def __iter__(self) -> Iterator:
+        items = iter(self.items)
+        while True:
+            start = time.perf_counter()
+            try:
+                item = next(items)
+            except StopIteration:
+                return
+            finally:
+                self.waited += time.perf_counter() - start
+            yield item

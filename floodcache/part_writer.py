@@ -22,7 +22,8 @@ class PartWriter:
     included, first waits until every part handed over is written or has failed (write_part
     renames a part into place only when whole): finished work is kept, nothing half written.
     `written(views, finished)` is called in the caller's thread for each part written, in
-    order, with the time.perf_counter() at which its write finished.
+    order, with the time.perf_counter() at which its write finished. `busy` and `waited` add
+    up the seconds the thread spent writing and the caller spent waiting for it.
     """
 
     def __init__(
@@ -34,6 +35,7 @@ class PartWriter:
         self.writer, self.written, self.depth = writer, written, depth
         self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="floodcache-writer")
         self.pending: deque[tuple[Future, int]] = deque()
+        self.busy = self.waited = 0.0
 
     def submit(self, records: list[dict], name: str) -> None:
         """Hand over a batch of finished views (dicts of every cache field) as part `name`."""
@@ -42,12 +44,18 @@ class PartWriter:
         self.pending.append((self.pool.submit(self._write, records, name), len(records)))
 
     def _write(self, records: list[dict], name: str) -> float:
+        start = time.perf_counter()
         self.writer.write_part(records, name)
-        return time.perf_counter()
+        finished = time.perf_counter()
+        self.busy += finished - start
+        return finished
 
     def _collect_oldest(self) -> None:
         future, views = self.pending.popleft()
-        self.written(views, future.result())  # a failed write raises here
+        start = time.perf_counter()
+        finished = future.result()  # a failed write raises here
+        self.waited += time.perf_counter() - start
+        self.written(views, finished)
 
     def __enter__(self) -> PartWriter:
         return self

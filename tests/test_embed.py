@@ -260,6 +260,7 @@ def test_writer_thread_gives_the_cache_of_writing_in_line(
     class WriteInLine:  # embed's writing before the writer thread
         def __init__(self, writer, written):
             self.writer, self.written = writer, written
+            self.busy = self.waited = 0.0
 
         def submit(self, records, name):
             self.writer.write_part(records, name)
@@ -376,3 +377,14 @@ def test_augmentation_never_writes_into_the_shared_image(monkeypatch):
             assert out_image.shape == image.shape and out_mask.shape == mask.shape
     assert len(pieces) >= 8
     assert np.array_equal(image, before[0]) and np.array_equal(mask, before[1])
+
+
+def test_wait_clock_adds_up_the_waits_and_passes_every_item():
+    def slow():
+        for item in range(3):
+            time.sleep(0.05)
+            yield item
+
+    clock = embed.WaitClock(slow())
+    assert list(clock) == [0, 1, 2]
+    assert 0.15 <= clock.waited < 1.0
