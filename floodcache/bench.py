@@ -38,12 +38,11 @@ import h5py
 import numpy as np
 import torch
 from segment_anything import SamPredictor
-from torch.utils.data import DataLoader
 
 from floodcache import data, encoder
 from floodcache import decoder as sam_decoder
 from floodcache.cache import Cache
-from floodcache.embed import EmbedConfig, ViewDataset, plan_embed, run_embed
+from floodcache.embed import EmbedConfig, pending_batches, plan_embed, read_batches, run_embed
 from floodcache.fast_encoder import ATTENTIONS, attention_kind, compile_wanted, fast_image_encoder
 from floodcache.prompts import PROMPTS, Prompt, PromptOptions, make_prompt
 from floodcache.train import DecoderTrainer, TrainConfig, Views, losses, lowres_prompt
@@ -77,6 +76,8 @@ class BenchConfig:
     reference_views: int = 64  # the reference runs on the first N views (it is slow)
     # On a GPU: hold all but this many GiB before starting, to act as a smaller card
     free_gpu_memory: float | None = None
+    # Stages left out: "eager-encoders" (on CUDA, where compiled ones run), "compression"
+    skip: frozenset[str] = frozenset()
     json_path: Path | None = None
 
 
@@ -220,7 +221,8 @@ def run_bench(config: BenchConfig) -> Bench:
             cache = Path(tmp) / "bench.h5"
             bench.add(*_embed(config, data_dir, augment, cache, device))
             bench.add(*[_train(config, cache, device, p) for p in ("fp32", "bf16")])
-            bench.compression = _compression(cache, Path(tmp) / "compression.h5")
+            if "compression" not in config.skip:
+                bench.compression = _compression(cache, Path(tmp) / "compression.h5")
     _compare_embed(bench, device)
     if config.json_path:
         Path(config.json_path).parent.mkdir(parents=True, exist_ok=True)
@@ -363,11 +365,13 @@ def _encoders(bench: Bench, sam, views, reference: torch.Tensor, device, config)
     """The encoder alone, batched: SAM's attention, then the fast path, in each precision."""
     precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
     variants = [(p, fast, False, "mask") for fast in (False, True) for p in precisions]
-    fast = _fast_precision(device)
-    if device.type == "cuda":  # the folded attention experiment: where it may pay
-        variants.append((fast, True, False, "folded"))
+    low = _fast_precision(device)
+    if device.type == "cuda":  # the folded attention, CUDA's default (slower on a CPU)
+        variants.append((low, True, False, "folded"))
     if compile_wanted(device):  # each way of adding the relative-position term, compiled
-        variants += [(fast, True, True, attention) for attention in ATTENTIONS]
+        if "eager-encoders" in config.skip:
+            variants = []
+        variants += [(low, True, True, attention) for attention in ATTENTIONS]
     for precision, fast, compiled, attention in variants:
         with _compile(compiled), _attention(attention):
             bench.add(_encoder_row(sam, views, reference, device, config, precision, fast))
@@ -429,7 +433,7 @@ def _encoder_row(sam, views, reference, device, config, precision: str, fast: bo
     stage = "encoder SAM attention"
     if forward is not None:  # named after what ran: eager if compiling failed
         stage = _fast_stage(forward.attention, forward.compiled is not None)
-        wanted = _fast_stage(attention_kind(batches.compile), batches.compile)
+        wanted = _fast_stage(attention_kind(device.type == "cuda"), batches.compile)
         if stage != wanted:
             note = f"{wanted} failed: ran {stage}"
     return Row(
@@ -506,14 +510,9 @@ def _embed(config: BenchConfig, data_dir: Path, augment: int, cache: Path, devic
 def _readers(settings: EmbedConfig, batch_size: int, workers: int) -> Row:
     """embed's reader processes alone (read, decode, augment, resize, encode previews)."""
     plan, pairs, _ = plan_embed(settings)
-    loader = DataLoader(
-        ViewDataset(plan, pairs, settings),
-        batch_size=batch_size,
-        num_workers=workers,
-        collate_fn=list,
-    )
     start = time.perf_counter()
-    views = sum(len(batch) for batch in loader)
+    batches = read_batches(pending_batches(plan, set(), batch_size), pairs, settings, workers)
+    views = sum(len(batch) for batch in batches)
     seconds = time.perf_counter() - start
     note = f"{workers} reader processes, no encoder: the rate they can feed it"
     return Row("embed readers alone", "-", batch_size, views, seconds, 0.0, note=note)
@@ -523,7 +522,7 @@ def _compare_embed(bench: Bench, device: torch.device) -> None:
     """Add to embed's note its rate as a share of the encoder alone, as embed ran it."""
     embed = next(r for r in bench.rows if r.stage.startswith("embed ("))
     compiled = compile_wanted(device)
-    alone = _fast_stage(attention_kind(compiled), compiled)
+    alone = _fast_stage(attention_kind(device.type == "cuda"), compiled)
     same = [r for r in bench.rows if (r.stage, r.precision) == (alone, embed.precision)]
     if same:
         share = embed.views_per_second / same[0].views_per_second

@@ -23,7 +23,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from floodcache.download import CHECKPOINTS, find_checkpoint, sha256_file
-from floodcache.fast_encoder import compile_wanted, fast_image_encoder
+from floodcache.fast_encoder import attention_kind, compile_wanted, fast_image_encoder
 
 IMAGE_SIZE = 1024  # SAM's encoder input side
 EMBEDDING_SHAPE = (256, 64, 64)  # one view's image embedding
@@ -285,20 +285,28 @@ CPU_BATCH = 4  # on a CPU larger batches buy no speed, and smaller parts lose le
 MEMORY_FRACTION = 0.75  # of the free memory; an 8 GB laptop GPU then peaks under 6 GB
 
 
-def view_memory(model_type: str, precision: str, fast: bool) -> int:
+def view_memory(model_type: str, precision: str, fast: bool, attention: str = "mask") -> int:
     """Bytes one view adds to the encoder's peak memory: an estimate with headroom.
 
     Attention dominates. SAM's own attention holds float32 scores, the scores plus the
     relative-position term, and the softmax (three heads x T x T tensors, T = 4096 tokens in
-    a global block); the fast path holds the relative-position mask once (counted twice, for
-    a kernel that pads it). Activations: ~24 T x width float32 tensors (residual, qkv, MLP).
+    a global block); the fast path with the "mask" attention holds the relative-position mask
+    once (counted twice, for a kernel that pads it); "folded" holds q and k widened by the
+    term, T x (head width + H + W) per head each (counted twice, for the concatenation).
+    Activations: ~24 T x width float32 tensors (residual, qkv, MLP).
     """
     spec = MODEL_TYPES[model_type]
     side = IMAGE_SIZE // 16
     windows = math.ceil(side / 14) ** 2  # 14x14-token windows cover the padded 70x70 grid
-    pairs = side**4 if spec.global_attn_indexes else windows * 14**4
+    global_attention = bool(spec.global_attn_indexes)
+    pairs = side**4 if global_attention else windows * 14**4
     itemsize = 4 if PRECISIONS[precision] is None else 2
-    scores = spec.num_heads * pairs * (2 * itemsize if fast else 12)
+    if fast and attention == "folded":
+        tokens, grid = (side**2, side) if global_attention else (windows * 14**2, 14)
+        width = spec.embed_dim // spec.num_heads + 2 * grid
+        scores = spec.num_heads * tokens * width * 2 * 2 * itemsize
+    else:
+        scores = spec.num_heads * pairs * (2 * itemsize if fast else 12)
     return scores + 24 * side * side * spec.embed_dim * 4
 
 
@@ -325,7 +333,9 @@ def pick_batch_size(
 
     Call it with the encoder already on `device`, so that its weights count as used.
     """
-    fits = int(MEMORY_FRACTION * free_memory(device) // view_memory(model_type, precision, fast))
+    attention = attention_kind(device.type == "cuda")
+    need = view_memory(model_type, precision, fast, attention)
+    fits = int(MEMORY_FRACTION * free_memory(device) // need)
     return max(1, min(MAX_BATCH, fits))
 
 

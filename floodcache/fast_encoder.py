@@ -5,9 +5,8 @@ decomposed relative-position term to them and takes the softmax; for a global-at
 that is 4096 x 4096 scores per head and view. Here the relative-position term becomes the
 additive `attn_mask` of `F.scaled_dot_product_attention`, so fused kernels (CUDA, and the
 CPU's flash kernel) compute softmax(q k^T * scale + bias) v without the scores. On CUDA the
-whole encoder is also compiled with torch.compile, with a clean fallback where that fails;
-compiled, the term is added inside the attention kernel instead (FlexAttention's score_mod),
-so not even the mask is written to memory.
+whole encoder is also compiled with torch.compile, with a clean fallback where that fails.
+On CUDA the term is folded into q and k instead (`folded_qk`): no mask is written at all.
 """
 
 from __future__ import annotations
@@ -26,7 +25,6 @@ from segment_anything.modeling.image_encoder import (
     window_unpartition,
 )
 from torch.nn import functional as F
-from torch.nn.attention.flex_attention import flex_attention
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +73,7 @@ def folded_qk(
     The term is q.Rh[y, ky] + q.Rw[x, kx]: a query's H + W numbers against a key's one-hot
     row and column. Appended to q (scaled) and k, padded to a multiple of 8 for the fused
     kernels, they carry the term through the dot product: B x heads x T x (C + H + W + pad).
-    An experiment (FLOODCACHE_ATTENTION=folded) against the mask, which costs T^2 per head.
+    More arithmetic than the mask, far fewer bytes: the default on CUDA (`attention_kind`).
     """
     h, w = size
     rel_h, rel_w = rel_pos_terms(attn, q, size)
@@ -87,22 +85,7 @@ def folded_qk(
     return F.pad(q, (0, pad)), F.pad(k, (0, pad))
 
 
-def flex_rel_pos_attention(
-    attn: Attention, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, size: tuple[int, int]
-) -> torch.Tensor:
-    """softmax(q k^T * scale + SAM's relative-position term) v, the term added per score inside
-    the kernel (FlexAttention's score_mod) from its two halves: B x heads x T x (H + W) numbers
-    instead of a B x heads x T x T mask. Fused only when compiled; eager it is a reference."""
-    w = size[1]
-    rel_h, rel_w = (term.flatten(2, 3) for term in rel_pos_terms(attn, q, size))
-
-    def add_rel_pos(score, b, head, query, key):
-        return score + rel_h[b, head, query, key // w] + rel_w[b, head, query, key % w]
-
-    return flex_attention(q, k, v, score_mod=add_rel_pos, scale=attn.scale)
-
-
-ATTENTIONS = ("mask", "folded", "flex")  # how the relative-position term reaches attention
+ATTENTIONS = ("mask", "folded")  # how the relative-position term reaches attention
 
 
 def sdpa_attention(attn: Attention, x: torch.Tensor, attention: str = "mask") -> torch.Tensor:
@@ -110,16 +93,13 @@ def sdpa_attention(attn: Attention, x: torch.Tensor, attention: str = "mask") ->
 
     x: B x H x W x C tokens -> B x H x W x C. softmax(q k^T * scale + rel-pos) v, as SAM's;
     the kernel never holds the (H*W)^2 scores when the device has a fused kernel for it.
-    The relative-position term is an additive mask ("mask"), part of q and k ("folded"), or
-    added inside a FlexAttention kernel ("flex", fused when compiled).
+    The relative-position term is an additive mask ("mask") or part of q and k ("folded").
     """
     b, h, w, _ = x.shape
     qkv = attn.qkv(x).reshape(b, h * w, 3, attn.num_heads, -1).permute(2, 0, 3, 1, 4)
     q, k, v = qkv.unbind(0)
     if not attn.use_rel_pos:
         out = F.scaled_dot_product_attention(q, k, v, scale=attn.scale)
-    elif attention == "flex":
-        out = flex_rel_pos_attention(attn, q, k, v, (h, w))
     elif attention == "folded":
         q, k = folded_qk(attn, q, k, (h, w))
         out = F.scaled_dot_product_attention(q, k, v, scale=1.0)
@@ -178,16 +158,14 @@ def is_out_of_memory(err: BaseException | None) -> bool:
 class CompiledForward:
     """A `FastImageEncoder`, compiled when asked; falls back to running it eagerly.
 
-    torch.compile needs Triton and a working compiler, and FlexAttention a GPU its kernel
-    supports; anything failing while compiling (or in compiled code, other than running out
-    of memory) is logged once and the next choice takes over for good: the compiled mask
-    after another attention, then the eager module (the mask after "flex", which eager would
-    hold every score). Same maths all along.
+    torch.compile needs Triton and a working compiler; anything failing while compiling (or in
+    compiled code, other than running out of memory) is logged once and the next choice takes
+    over for good: the compiled mask after the folded attention, then the eager module. Same
+    maths all along.
     """
 
     def __init__(self, image_encoder: ImageEncoderViT, compile: bool, attention: str = "mask"):
-        eager = "mask" if compile and attention == "flex" else attention
-        self.eager = FastImageEncoder(image_encoder, eager)
+        self.eager = FastImageEncoder(image_encoder, attention)
         # Static shapes: BatchEncoder pads a short last batch, so one graph serves a run.
         kinds = [attention, "mask"] if compile and attention != "mask" else [attention] * compile
         self.choices = [
@@ -226,9 +204,9 @@ class CompiledForward:
 _FAST: WeakKeyDictionary = WeakKeyDictionary()  # encoder -> {(compile?, attention): forward}
 
 
-# Compiling costs ~30 s once; at ~250 instead of ~100 views/s (ViT-B fp16, H200) that pays
-# back after about 4000 views.
-COMPILE_MIN_VIEWS = 4000
+# Compiling costs ~20 s once (H100); at 289 instead of 184 views/s (ViT-B fp16, folded
+# attention, H100) it saves 2 ms a view: it pays back after about 10000 views.
+COMPILE_MIN_VIEWS = 10000
 
 
 def compile_wanted(device: torch.device, views: int | None = None) -> bool:
@@ -243,16 +221,16 @@ def compile_wanted(device: torch.device, views: int | None = None) -> bool:
     return setting == "1" or views is None or views >= COMPILE_MIN_VIEWS
 
 
-def attention_kind(compile: bool) -> str:
+def attention_kind(cuda: bool) -> str:
     """How the fast encoder adds the relative-position term (one of ATTENTIONS).
 
-    FLOODCACHE_ATTENTION=mask|folded|flex chooses; unset (or auto), compiled code uses "flex"
-    (the term computed inside the kernel) and eager code the mask, which is faster than
-    "folded" on the development CPU.
+    FLOODCACHE_ATTENTION=mask|folded chooses; unset (or auto): folded on CUDA, where it beat
+    the mask (ViT-B fp16 on an H100: 289 against 241 views/s compiled, 184 against 106 eager,
+    a seventh of the memory), the mask on a CPU, where it is faster.
     """
     setting = os.environ.get("FLOODCACHE_ATTENTION", "auto")
     if setting == "auto":
-        return "flex" if compile else "mask"
+        return "folded" if cuda else "mask"
     if setting not in ATTENTIONS:
         raise ValueError(
             f"FLOODCACHE_ATTENTION={setting!r} is not one of auto, {', '.join(ATTENTIONS)}"
@@ -264,7 +242,8 @@ def fast_image_encoder(image_encoder: ImageEncoderViT, compile: bool) -> Compile
     """The fast forward of `image_encoder`, built once (per `compile` and attention kind) and
     kept while it lives."""
     forwards = _FAST.setdefault(image_encoder, {})
-    key = (compile, attention_kind(compile))
+    cuda = next(image_encoder.parameters()).is_cuda
+    key = (compile, attention_kind(cuda))
     if key not in forwards:
         forwards[key] = CompiledForward(image_encoder, *key)
     return forwards[key]

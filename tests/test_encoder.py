@@ -121,9 +121,11 @@ def test_autocast_precisions_stay_close(tiny_checkpoint, precision, tolerance):
 GIB = 2**30
 
 
-def test_batch_size_comes_from_free_memory(monkeypatch):
+@pytest.mark.parametrize("attention", ["mask", "folded"])
+def test_batch_size_comes_from_free_memory(monkeypatch, attention):
+    monkeypatch.setenv("FLOODCACHE_ATTENTION", attention)
     cuda = torch.device("cuda")
-    per_view = encoder.view_memory("vit_b", "fp16", fast=True)
+    per_view = encoder.view_memory("vit_b", "fp16", True, attention)
     monkeypatch.setattr(encoder, "free_memory", lambda device: int(7.6 * GIB))  # 8 GB laptop
     laptop = encoder.pick_batch_size(cuda, "vit_b", "fp16")
     assert 1 <= laptop and laptop * per_view <= 6 * GIB  # the goal: peak <= 6 GB
@@ -141,6 +143,10 @@ def test_view_memory_ranks_the_paths():
     assert 0 < need("vit_tiny", "fp32", fast=True) < need("vit_b", "fp32", fast=True)
     windowed = need("vit_tiny", "fp32", fast=True) - 24 * 64 * 64 * 64 * 4  # less activations
     assert windowed == 2 * 4 * 25 * 14**4 * 2  # 2 heads, fp32 counted twice, 25 windows
+    # Folded: no T x T term; vit_b's global blocks hold 12 heads x 4096 x (64 + 2 x 64) twice.
+    folded = need("vit_b", "fp16", True, "folded") - 24 * 64 * 64 * 768 * 4
+    assert folded == 12 * 4096 * 192 * 2 * 2 * 2
+    assert need("vit_b", "fp16", True, "folded") < need("vit_b", "fp16", True, "mask") / 2
 
 
 @pytest.fixture()
