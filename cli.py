@@ -785,6 +785,12 @@ def export(checkpoint, decoder, out, overwrite) -> None:
     type=click.FloatRange(0.5),
     help="GiB: hold the rest of the GPU's memory, to act as a smaller card (7.5: 8 GB laptop).",
 )
+@click.option(
+    "--skip",
+    type=click.Choice(["eager-encoders", "compression"]),
+    multiple=True,
+    help="Leave a stage out (repeatable): the uncompiled encoder rows (on CUDA), compression.",
+)
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write JSON here.")
 @user_errors
 def bench(
@@ -796,6 +802,7 @@ def bench(
     batch_size,
     reference_views,
     free_gpu_memory,
+    skip,
     json_path,
 ) -> None:
     """Time the reference SAM workflow against floodcache's, on the same views.
@@ -819,6 +826,7 @@ def bench(
         batch_size=batch_size,
         reference_views=reference_views,
         free_gpu_memory=free_gpu_memory,
+        skip=frozenset(skip),
         json_path=json_path,
     )
     click.echo(run_bench(config).table())

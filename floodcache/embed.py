@@ -8,6 +8,7 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -322,8 +323,6 @@ def _encode_pending(
     timing.batch_size, timing.workers = size, workers
     mine = group.share(pending_batches(plan, done, size))
     views = [key for batch in mine for key in batch]
-    starts = np.cumsum([0] + [len(batch) for batch in mine])
-    sampler = [list(range(starts[i], starts[i + 1])) for i in range(len(mine))]
     log.info(
         "encoding %d views on %s in %s, %d per batch, %d reader processes",
         len(views),
@@ -331,13 +330,6 @@ def _encode_pending(
         config.precision,
         size,
         workers,
-    )
-    loader = DataLoader(
-        ViewDataset(views, pairs, config),
-        batch_sampler=sampler,
-        num_workers=workers,
-        collate_fn=_as_list,
-        pin_memory=device.type == "cuda",
     )
     # One process shows the whole cache's progress; under torchrun each shows its own share.
     total, initial = (len(plan), len(done)) if group.world == 1 else (len(views), 0)
@@ -362,7 +354,7 @@ def _encode_pending(
     views_encoder = encoder.BatchEncoder(
         sam, device, config.model_type, config.precision, batch_size=size, views=len(views)
     )
-    readers = WaitClock(loader)
+    readers = WaitClock(read_batches(mine, pairs, config, workers))
     try:
         with PartWriter(writer, written) as parts:
             for batch, embeddings in views_encoder.stream(readers):
@@ -381,6 +373,46 @@ def _encode_pending(
         parts.busy,
     )
     return encoded
+
+
+READER_PREFETCH = 4  # units (an image's views in a batch) each reader keeps ready
+
+
+def read_batches(
+    batches: list[list[ViewKey]], pairs: dict[str, data.Pair], config: EmbedConfig, workers: int
+) -> Iterator[list[dict]]:
+    """Each batch of views read, augmented and prepared (`ViewDataset`) by `workers` processes.
+
+    A reader's unit of work is one image's views within a batch (they share one decode), so
+    the readers stay busy and the first batch comes soon; the units come back in order and
+    are joined into the batches asked. OpenCV runs one thread per reader: 15 readers with one
+    OpenCV thread per core each would fight over the cores.
+    """
+    views = [key for batch in batches for key in batch]
+    units, start = [], 0
+    for batch in batches:
+        for _, same_image in itertools.groupby(batch, key=lambda key: key.image_id):
+            size = len(list(same_image))
+            units.append(list(range(start, start + size)))
+            start += size
+    loader = DataLoader(
+        ViewDataset(views, pairs, config),
+        batch_sampler=units,
+        num_workers=workers,
+        collate_fn=_as_list,
+        prefetch_factor=READER_PREFETCH if workers else None,
+    )
+    threads = cv2.getNumThreads()
+    cv2.setNumThreads(1)  # before the readers start, which inherit it (set in a reader, it hangs)
+    try:
+        unit_views = iter(loader)
+        for batch in batches:
+            joined: list[dict] = []
+            while len(joined) < len(batch):
+                joined += next(unit_views)
+            yield joined
+    finally:
+        cv2.setNumThreads(threads)
 
 
 class WaitClock:

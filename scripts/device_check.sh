@@ -26,14 +26,16 @@ VIEWS=${VIEWS:-320}
     python3 -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
 } 2>&1 | tee "$OUT/gpu.txt"
 # bench first: it is the measurement; then the CUDA tests; the 8 GB card only if time is left
-# (LIMIT: the call's seconds).
+# (LIMIT: the call's seconds). BENCH_ARGS adds options (e.g. --skip compression), TESTS picks
+# the CUDA tests (pytest -k).
 LIMIT=${LIMIT:-590}
-timeout 330 python3 cli.py bench --views "$VIEWS" --json "$OUT/bench-gpu.json" \
-    2>&1 | tee "$OUT/bench-gpu.txt" | grep -v RANDOM | tail -24
-timeout $((LIMIT - SECONDS - 5 < 200 ? LIMIT - SECONDS - 5 : 200)) python3 -m pytest -q \
-    -p no:cacheprovider tests/test_fast_encoder.py -k cuda 2>&1 | tee "$OUT/tests.txt" | tail -4
-if [ $((LIMIT - SECONDS)) -gt 100 ]; then
-    timeout $((LIMIT - SECONDS - 5)) python3 cli.py bench --views 96 --reference-views 16 \
+left() { echo $((LIMIT - SECONDS - ${1:-0})); }
+timeout "$(left 70)" python3 cli.py bench --views "$VIEWS" ${BENCH_ARGS:-} \
+    --json "$OUT/bench-gpu.json" 2>&1 | tee "$OUT/bench-gpu.txt" | grep -v RANDOM | tail -24
+timeout "$(left 5)" python3 -m pytest -q -p no:cacheprovider tests/test_fast_encoder.py \
+    -k "${TESTS:-cuda}" 2>&1 | tee "$OUT/tests.txt" | tail -4
+if [ "$(left)" -gt 100 ]; then
+    timeout "$(left 5)" python3 cli.py bench --views 96 --reference-views 16 \
         --free-gpu-memory 7.5 --json "$OUT/bench-8gb.json" 2>&1 | tee "$OUT/bench-8gb.txt" \
         | grep -v RANDOM | tail -20
 else

@@ -77,11 +77,28 @@ def test_cli_builds_the_config_and_prints_the_table(monkeypatch, tmp_path):
 
     monkeypatch.setattr(bench, "run_bench", fake_run_bench)
     args = ["bench", "--device", "cpu", "--views", "3", "--model-type", "vit_tiny"]
+    args += ["--skip", "compression", "--skip", "eager-encoders"]
     result = CliRunner().invoke(cli.main, [*args, "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
     config = seen["config"]
     assert (config.device, config.views, config.model_type) == ("cpu", 3, "vit_tiny")
+    assert config.skip == {"compression", "eager-encoders"}
     assert config.json_path == tmp_path / "b.json"
     assert "bench: SAM vit_tiny on cpu" in result.output
     help_text = CliRunner().invoke(cli.main, ["bench", "--help"]).output
     assert "Example: python cli.py bench" in help_text
+
+
+def test_a_skipped_stage_is_left_out():
+    config = BenchConfig(
+        device="cpu",
+        views=2,
+        model_type="vit_tiny",
+        train_batch_size=2,
+        train_steps=1,
+        workers=0,
+        skip=frozenset({"compression"}),
+    )
+    result = run_bench(config)
+    assert result.compression == [] and "cache: float16" in result.table()
+    assert any(row.stage.startswith("embed (") for row in result.rows)

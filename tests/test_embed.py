@@ -13,6 +13,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import albumentations as A
+import cv2
 import h5py
 import numpy as np
 import pytest
@@ -388,3 +389,18 @@ def test_wait_clock_adds_up_the_waits_and_passes_every_item():
     clock = embed.WaitClock(slow())
     assert list(clock) == [0, 1, 2]
     assert 0.15 <= clock.waited < 1.0
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_read_batches_gives_back_each_batch_whole_and_in_order(tiny_data, workers):
+    """Readers work image by image; the batches asked come back as asked (keys, order)."""
+    config = embed_config(tiny_data, None, Path("unused.h5"), augment=2)
+    plan, pairs, _ = embed.plan_embed(config)
+    batches = embed.pending_batches(plan, {(plan[1].image_id, plan[1].view)}, 4)
+    threads = cv2.getNumThreads()
+    read = list(embed.read_batches(batches, pairs, config, workers))
+    assert cv2.getNumThreads() == threads  # the readers' one thread is theirs alone
+    assert [[(v["image_id"], v["view"]) for v in batch] for batch in read] == [
+        [(key.image_id, key.view) for key in batch] for batch in batches
+    ]
+    assert any(len({key.image_id for key in batch}) > 1 for batch in batches)  # cut in units
