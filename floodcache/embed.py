@@ -156,7 +156,7 @@ def prepare_view(image: np.ndarray, mask: np.ndarray) -> dict:
         "image_jpeg": jpeg.ravel(),
         "original_size": np.array(image.shape[:2], np.int32),
         "input_size": np.array(resized.shape[:2], np.int32),
-        "water_fraction": np.float32(mask.mean()),
+        "water_fraction": np.float32(np.count_nonzero(mask) / mask.size),  # mask.mean(), {0,1}
     }
 
 

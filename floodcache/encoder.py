@@ -416,7 +416,9 @@ class BatchEncoder:
                 continue
             host = torch.empty(embeddings.shape, dtype=torch.float16, pin_memory=True)
             host.copy_(embeddings.half(), non_blocking=True)
-            copied = torch.cuda.Event()
+            # Waited on by sleeping, not spinning: a spinning wait burns a core for as long as
+            # the GPU works, a core the reader processes need.
+            copied = torch.cuda.Event(blocking=True)
             copied.record()
             if waiting is not None:
                 yield _arrived(*waiting)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 
 import numpy as np
 import pytest
@@ -244,6 +245,26 @@ def test_cuda_stream_returns_each_batch_once_in_order():
     assert [batch[0]["i"] for batch, _ in streamed] == [0, 1, 2]
     for (_, embeddings), reference in zip(streamed, expected, strict=True):
         assert relative_error(torch.from_numpy(embeddings[0]).float(), reference) < 1e-3
+
+
+@cuda_only
+def test_cuda_stream_waits_for_the_gpu_without_burning_a_core():
+    """While the GPU encodes, the streaming thread sleeps: its CPU time is a small part of
+    the wall time (a spinning wait would make them equal), leaving the cores to the readers."""
+    cuda = torch.device("cuda")
+    sam = encoder.build_sam("vit_b").to(cuda)
+    images = views(2) * 4
+
+    def batches(count: int) -> list[list[dict]]:
+        return [[{"resized": image} for image in images] for _ in range(count)]
+
+    stream = encoder.BatchEncoder(sam, cuda, "vit_b", "fp32", fast=False, views=48)
+    list(stream.stream(batches(1)))  # warm-up: cuDNN, allocator
+    torch.cuda.synchronize()
+    wall, cpu = time.perf_counter(), time.thread_time()
+    list(stream.stream(batches(6)))
+    wall, cpu = time.perf_counter() - wall, time.thread_time() - cpu
+    assert cpu < 0.5 * wall, (cpu, wall)
 
 
 @cuda_only
