@@ -12,19 +12,16 @@ from floodcache import bench
 from floodcache.bench import BenchConfig, run_bench
 
 
+def tiny_config(**settings) -> BenchConfig:
+    """The quickest bench there is: vit_tiny on 2 views, one training step, no readers."""
+    tiny = dict(device="cpu", views=2, model_type="vit_tiny", train_batch_size=2, train_steps=1)
+    return BenchConfig(**(tiny | dict(workers=0) | settings))
+
+
 @pytest.fixture(scope="module")
 def tiny_bench(tmp_path_factory):
     json_path = tmp_path_factory.mktemp("bench") / "bench.json"
-    config = BenchConfig(
-        device="cpu",
-        views=2,
-        model_type="vit_tiny",
-        train_batch_size=2,
-        train_steps=1,
-        workers=0,
-        json_path=json_path,
-    )
-    return run_bench(config), json_path
+    return run_bench(tiny_config(json_path=json_path)), json_path
 
 
 def test_every_stage_is_measured(tiny_bench):
@@ -90,15 +87,6 @@ def test_cli_builds_the_config_and_prints_the_table(monkeypatch, tmp_path):
 
 
 def test_a_skipped_stage_is_left_out():
-    config = BenchConfig(
-        device="cpu",
-        views=2,
-        model_type="vit_tiny",
-        train_batch_size=2,
-        train_steps=1,
-        workers=0,
-        skip=frozenset({"compression"}),
-    )
-    result = run_bench(config)
+    result = run_bench(tiny_config(skip=frozenset({"compression"})))
     assert result.compression == [] and "cache: float16" in result.table()
     assert any(row.stage.startswith("embed (") for row in result.rows)
