@@ -42,9 +42,10 @@ from segment_anything import SamPredictor
 from floodcache import data, encoder
 from floodcache import decoder as sam_decoder
 from floodcache.cache import Cache
-from floodcache.embed import EmbedConfig, pending_batches, plan_embed, read_batches, run_embed
+from floodcache.embed import EmbedConfig, pending_batches, plan_embed, run_embed
 from floodcache.fast_encoder import ATTENTIONS, attention_kind, compile_wanted, fast_image_encoder
 from floodcache.prompts import PROMPTS, Prompt, PromptOptions, make_prompt
+from floodcache.readers import read_batches
 from floodcache.train import DecoderTrainer, TrainConfig, Views, losses, lowres_prompt
 from floodcache.views import make_view
 

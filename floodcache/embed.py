@@ -1,6 +1,6 @@
 """`embed`: audited pairs -> augmented views -> SAM image encoder -> HDF5 cache.
 
-Reading, augmenting and preprocessing run in DataLoader worker processes; the encoder runs in
+Reading, augmenting and preprocessing run in reader processes (`readers`); the encoder runs in
 batches on the GPU when there is one; a background thread writes each finished batch as a
 crash-safe part, so a killed run resumes where it stopped and ends with the same cache as an
 uninterrupted one.
@@ -8,43 +8,30 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import itertools
 import json
 import logging
-import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import cv2
 import numpy as np
-from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from floodcache import data, distributed, encoder
 from floodcache.cache import CacheError, CacheWriter
 from floodcache.part_writer import PartWriter
+from floodcache.readers import default_workers, read_batches
 from floodcache.views import (
     DEFAULT_FRACTIONS,
     ViewKey,
     assign_splits,
     augmentation_recipe,
-    make_view,
     plan_views,
 )
 
 log = logging.getLogger(__name__)
-MAX_WORKERS = 16  # ~30-100 ms of CPU per view: 16 readers feed ~250 views/s
-
-
-def default_workers() -> int:
-    """Reader processes when not told: one per CPU core but the main process's, at most 16."""
-    return max(1, min(MAX_WORKERS, (os.cpu_count() or 2) - 1))
-
-
-PREVIEW_SIDE = 512  # longest side of the JPEG kept per view for report galleries
 
 
 @dataclass
@@ -97,71 +84,6 @@ class EmbedResult:
         """The rate after the first batch: what a long run approaches (writes included)."""
         seconds = self.seconds - self.warmup_seconds
         return (self.embedded - self.warmup_views) / seconds if seconds > 0 else 0.0
-
-
-class ViewDataset(Dataset):
-    """Pending views -> dicts of a view's resized image and every cache field but the embedding."""
-
-    def __init__(self, views: list[ViewKey], pairs: dict[str, data.Pair], config: EmbedConfig):
-        self.views, self.pairs = views, pairs
-        self.seed, self.on_mismatch = config.seed, config.on_mismatch
-        self.loaded: tuple[str, np.ndarray, np.ndarray] | None = None  # (image_id, image, mask)
-
-    def __len__(self) -> int:
-        return len(self.views)
-
-    def __getitem__(self, index: int) -> dict:
-        key = self.views[index]
-        pair = self.pairs[key.image_id]
-        image, mask = self.load(key.image_id)
-        image, mask = make_view(image, mask, self.seed, key.image_id, key.view)
-        return prepare_view(image, mask) | {
-            "image_id": key.image_id,
-            "view": key.view,
-            "split": key.split,
-            "image_file": str(pair.image_path),
-            "mask_file": str(pair.mask_path),
-        }
-
-    def load(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
-        """An image's (HxWx3 uint8 RGB, HxW uint8 {0,1}), decoded once for its consecutive views.
-
-        A batch holds an image's views one after the other, and decoding is about a quarter
-        of a reader's time on 1080p photos. The arrays are made read-only because every view
-        shares them: anything that tried to write into them would fail loudly.
-        """
-        if self.loaded is None or self.loaded[0] != image_id:
-            image, mask = data.load_pair(self.pairs[image_id], self.on_mismatch)
-            image.flags.writeable = mask.flags.writeable = False
-            self.loaded = (image_id, image, mask)
-        return self.loaded[1], self.loaded[2]
-
-
-def prepare_view(image: np.ndarray, mask: np.ndarray) -> dict:
-    """A view's SAM input and metric fields from its HxWx3 uint8 image and HxW {0,1} mask."""
-    resized = encoder.resize_to_input(image)
-    scale = PREVIEW_SIDE / max(image.shape[:2])
-    preview = (
-        image
-        if scale >= 1
-        else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    )
-    ok_mask, png = cv2.imencode(".png", mask.astype(np.uint8))
-    ok_jpeg, jpeg = cv2.imencode(".jpg", preview[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
-    assert ok_mask and ok_jpeg, "OpenCV failed to encode an in-memory image"
-    return {
-        "resized": resized,
-        "lowres_mask": encoder.lowres_target(mask),
-        "mask_png": png.ravel(),
-        "image_jpeg": jpeg.ravel(),
-        "original_size": np.array(image.shape[:2], np.int32),
-        "input_size": np.array(resized.shape[:2], np.int32),
-        "water_fraction": np.float32(np.count_nonzero(mask) / mask.size),  # mask.mean(), {0,1}
-    }
-
-
-def _as_list(batch: list[dict]) -> list[dict]:
-    return batch
 
 
 def identity_of(config: EmbedConfig, checkpoint_sha256: str, plan: list[ViewKey]) -> dict:
@@ -373,46 +295,6 @@ def _encode_pending(
         parts.busy,
     )
     return encoded
-
-
-READER_PREFETCH = 4  # units (an image's views in a batch) each reader keeps ready
-
-
-def read_batches(
-    batches: list[list[ViewKey]], pairs: dict[str, data.Pair], config: EmbedConfig, workers: int
-) -> Iterator[list[dict]]:
-    """Each batch of views read, augmented and prepared (`ViewDataset`) by `workers` processes.
-
-    A reader's unit of work is one image's views within a batch (they share one decode), so
-    the readers stay busy and the first batch comes soon; the units come back in order and
-    are joined into the batches asked. OpenCV runs one thread per reader: 15 readers with one
-    OpenCV thread per core each would fight over the cores.
-    """
-    views = [key for batch in batches for key in batch]
-    units, start = [], 0
-    for batch in batches:
-        for _, same_image in itertools.groupby(batch, key=lambda key: key.image_id):
-            size = len(list(same_image))
-            units.append(list(range(start, start + size)))
-            start += size
-    loader = DataLoader(
-        ViewDataset(views, pairs, config),
-        batch_sampler=units,
-        num_workers=workers,
-        collate_fn=_as_list,
-        prefetch_factor=READER_PREFETCH if workers else None,
-    )
-    threads = cv2.getNumThreads()
-    cv2.setNumThreads(1)  # before the readers start, which inherit it (set in a reader, it hangs)
-    try:
-        unit_views = iter(loader)
-        for batch in batches:
-            joined: list[dict] = []
-            while len(joined) < len(batch):
-                joined += next(unit_views)
-            yield joined
-    finally:
-        cv2.setNumThreads(threads)
 
 
 class WaitClock:

@@ -20,7 +20,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from floodcache import data, embed, encoder, views
+from floodcache import data, embed, encoder, readers, views
 from floodcache.cache import Cache, CacheError, verify, view_digest
 from floodcache.embed import run_embed
 from floodcache.encoder import load_sam
@@ -105,7 +105,7 @@ def test_defaults_fit_the_device_and_the_result_says_where_time_went(
     config.workers = None
     result = run_embed(config)
     assert result.batch_size == encoder.CPU_BATCH
-    assert result.workers == embed.default_workers() >= 1
+    assert result.workers == readers.default_workers() >= 1
     with Cache.open(result.cache) as cache:
         assert json.loads(cache.file.attrs["config"])["identity"]["precision"] == "fp32"
     assert result.warmup_views == encoder.CPU_BATCH  # the first batch written
@@ -330,10 +330,10 @@ def test_batch_to_tensor_is_sam_preprocess_whatever_the_staging_held(tiny_checkp
         assert torch.equal(ours, sam.preprocess(pixels)[0])
 
 
-def view_dataset(data_dir: Path, augment: int) -> embed.ViewDataset:
+def view_dataset(data_dir: Path, augment: int) -> readers.ViewDataset:
     config = embed_config(data_dir, None, Path("unused.h5"), augment=augment)
     plan, pairs, _ = embed.plan_embed(config)
-    return embed.ViewDataset(plan, pairs, config)
+    return readers.ViewDataset(plan, pairs, config)
 
 
 def assert_same_view(a: dict, b: dict) -> None:
@@ -398,7 +398,7 @@ def test_read_batches_gives_back_each_batch_whole_and_in_order(tiny_data, worker
     plan, pairs, _ = embed.plan_embed(config)
     batches = embed.pending_batches(plan, {(plan[1].image_id, plan[1].view)}, 4)
     threads = cv2.getNumThreads()
-    read = list(embed.read_batches(batches, pairs, config, workers))
+    read = list(readers.read_batches(batches, pairs, config, workers))
     assert cv2.getNumThreads() == threads  # the readers' one thread is theirs alone
     assert [[(v["image_id"], v["view"]) for v in batch] for batch in read] == [
         [(key.image_id, key.view) for key in batch] for batch in batches
