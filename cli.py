@@ -198,6 +198,14 @@ def audit(data_dir, images, masks, on_mismatch, out) -> None:
     show_default=True,
     help="Encoder precision: auto is fp16 on a GPU, fp32 on a CPU (the cache stores float16).",
 )
+@click.option(
+    "--resize",
+    type=click.Choice(["pil", "torch"]),
+    default="pil",
+    show_default=True,
+    help="Resize to SAM's input: pil in the readers (exactly SamPredictor.set_image), or torch "
+    "on the device (SamPredictor.set_torch_image's resize; about half the readers' CPU).",
+)
 @click.option("--device", help="torch device, e.g. cuda:0 or cpu [default: cuda if available]")
 @click.option("--limit", type=click.IntRange(1), help="Embed only the first N usable images.")
 @click.option(
@@ -224,6 +232,7 @@ def embed(
     seed,
     batch_size,
     precision,
+    resize,
     device,
     limit,
     workers,
@@ -247,6 +256,7 @@ def embed(
         augment=augment,
         seed=seed,
         precision=precision,
+        resize=resize,
         on_mismatch=on_mismatch,
         limit=limit,
         batch_size=batch_size,
@@ -786,6 +796,13 @@ def export(checkpoint, decoder, out, overwrite) -> None:
     help="GiB: hold the rest of the GPU's memory, to act as a smaller card (7.5: 8 GB laptop).",
 )
 @click.option(
+    "--resize",
+    type=click.Choice(["pil", "torch"]),
+    default="pil",
+    show_default=True,
+    help="embed's resize to SAM's input: pil in the readers, torch on the device.",
+)
+@click.option(
     "--skip",
     type=click.Choice(["eager-encoders", "compression"]),
     multiple=True,
@@ -802,6 +819,7 @@ def bench(
     batch_size,
     reference_views,
     free_gpu_memory,
+    resize,
     skip,
     json_path,
 ) -> None:
@@ -826,6 +844,7 @@ def bench(
         batch_size=batch_size,
         reference_views=reference_views,
         free_gpu_memory=free_gpu_memory,
+        resize=resize,
         skip=frozenset(skip),
         json_path=json_path,
     )

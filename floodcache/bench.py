@@ -74,6 +74,7 @@ class BenchConfig:
     train_batch_size: int | None = None  # decoder views per step; default 16 CPU, 64 GPU
     train_steps: int = 8  # timed decoder steps
     workers: int | None = None  # embed's reader processes (default: embed's, cores - 1)
+    resize: str = "pil"  # embed's resize to SAM's input: "pil" (readers) or "torch" (device)
     reference_views: int = 64  # the reference runs on the first N views (it is slow)
     # On a GPU: hold all but this many GiB before starting, to act as a smaller card
     free_gpu_memory: float | None = None
@@ -483,6 +484,7 @@ def _embed(config: BenchConfig, data_dir: Path, augment: int, cache: Path, devic
         limit=math.ceil(config.views / (augment + 1)),
         batch_size=config.batch_size,
         workers=config.workers,
+        resize=config.resize,
         device=str(device),
         progress=False,
         command="python cli.py bench",
@@ -490,7 +492,8 @@ def _embed(config: BenchConfig, data_dir: Path, augment: int, cache: Path, devic
     with _compile(compile_wanted(device)), PeakMemory(device) as peak:
         result = run_embed(settings)
     note = (
-        f"{result.workers} readers; {result.views_per_second:.3g} views/s over the whole run, "
+        f"{result.workers} readers, resize {settings.resize}; "
+        f"{result.views_per_second:.3g} views/s over the whole run, "
         f"{result.warmup_seconds:.1f} s to the first batch (audit, model load, compiling), "
         f"{result.finalize_seconds:.1f} s assembling the cache"
     )

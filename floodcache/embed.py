@@ -49,6 +49,7 @@ class EmbedConfig:
     seed: int = 0  # split and augmentation seed
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS  # train/val/test
     precision: str = encoder.AUTO_PRECISION  # fp16 on CUDA, fp32 on a CPU; cache: float16
+    resize: str = "pil"  # to SAM's input: "pil" in the readers, "torch" on the device
     on_mismatch: str = "exclude"  # or "resize": resize a mask to its image
     limit: int | None = None  # embed only the first N usable images (quick trials)
     batch_size: int | None = None  # views per encoder call and cache part (default: from the
@@ -98,7 +99,7 @@ def identity_of(config: EmbedConfig, checkpoint_sha256: str, plan: list[ViewKey]
         "on_mismatch": config.on_mismatch,
         "limit": config.limit,
         "augmentation_recipe": augmentation_recipe() if config.augment else None,
-        "resize_method": encoder.RESIZE_METHOD,
+        "resize_method": encoder.RESIZE_METHODS[config.resize],
         "views": [[k.image_id, k.view, k.split] for k in plan],
     }
 
@@ -274,7 +275,13 @@ def _encode_pending(
     # Fast attention (same maths), batches that fit the device's memory, halved on OOM; on
     # CUDA the next batch encodes while this one is written, by a thread of its own.
     views_encoder = encoder.BatchEncoder(
-        sam, device, config.model_type, config.precision, batch_size=size, views=len(views)
+        sam,
+        device,
+        config.model_type,
+        config.precision,
+        batch_size=size,
+        views=len(views),
+        resize=config.resize,
     )
     readers = WaitClock(read_batches(mine, pairs, config, workers))
     try:

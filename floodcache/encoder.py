@@ -29,7 +29,10 @@ IMAGE_SIZE = 1024  # SAM's encoder input side
 EMBEDDING_SHAPE = (256, 64, 64)  # one view's image embedding
 LOWRES_SIZE = 256  # the mask decoder's low-res logits side, covering the padded 1024 square
 log = logging.getLogger(__name__)
-RESIZE_METHOD = "segment_anything.ResizeLongestSide.apply_image (PIL, uint8)"
+RESIZE_METHODS = {  # --resize -> what the cache's identity records
+    "pil": "segment_anything.ResizeLongestSide.apply_image (PIL, uint8)",
+    "torch": "F.interpolate bilinear antialias as ResizeLongestSide.apply_image_torch, on device",
+}
 
 
 @dataclass(frozen=True)
@@ -191,13 +194,20 @@ def lowres_target(mask: np.ndarray) -> np.ndarray:
     return (area >= 0.5).astype(np.uint8)
 
 
-def batch_to_tensor(sam: Sam, resized: list[np.ndarray], device: torch.device) -> torch.Tensor:
+def batch_to_tensor(
+    sam: Sam, resized: list[np.ndarray], device: torch.device, resize: str = "pil"
+) -> torch.Tensor:
     """Resized hxwx3 uint8 views -> Bx3x1024x1024 float32 on `device`, normalised, then padded.
 
     The uint8 pixels go to the device in one copy (on CUDA from pinned memory, without making
     the host wait for the GPU); there they are normalised and the padding zeroed, which is
-    `Sam.preprocess` element for element.
+    `Sam.preprocess` element for element. With resize="torch" the views come at their own
+    size and are resized on the device (`device_resize.pixels_on_device`).
     """
+    if resize == "torch":
+        from floodcache.device_resize import pixels_on_device
+
+        return pixels_on_device(sam, resized, device)
     cuda = device.type == "cuda"
     shape = (len(resized), IMAGE_SIZE, IMAGE_SIZE, 3)
     # Not zeroed: whatever the padding holds is overwritten with 0 after normalising, below.
@@ -255,14 +265,16 @@ def encode(
     precision: str = "fp32",
     fast: bool = False,
     compile: bool | None = None,
+    resize: str = "pil",
 ) -> torch.Tensor:
     """Image embeddings of resized views: Bx256x64x64 float32 on `device`.
 
     `fast` runs the same weights and maths through `fast_image_encoder` (fused attention),
     compiled when `compile` (default: `compile_wanted(device)`, so on CUDA); without it,
-    segment-anything's own `ImageEncoderViT.forward`.
+    segment-anything's own `ImageEncoderViT.forward`. With resize="torch" the views come at
+    their own size and are resized on the device (`batch_to_tensor`).
     """
-    pixels = batch_to_tensor(sam, resized, device)
+    pixels = batch_to_tensor(sam, resized, device, resize)
     forward = sam.image_encoder
     if fast:
         compile = compile_wanted(device) if compile is None else compile
@@ -354,6 +366,7 @@ class BatchEncoder:
     `pick_batch_size`). When CUDA runs out of memory the batch size is halved and the same
     views go again, down to one view at a time; the smaller size is kept for later calls.
     `views`, the number the run will encode, decides whether compiling pays (`compile_wanted`).
+    With resize="torch" views come at their own size and are resized on the device.
     """
 
     def __init__(
@@ -365,8 +378,10 @@ class BatchEncoder:
         fast: bool = True,
         batch_size: int | None = None,
         views: int | None = None,
+        resize: str = "pil",
     ):
         self.sam, self.device, self.precision, self.fast = sam, device, precision, fast
+        self.resize = resize
         self.compile = fast and compile_wanted(device, views)
         sam.image_encoder.to(device)
         self.batch_size = batch_size or pick_batch_size(device, model_type, precision, fast)
@@ -397,36 +412,53 @@ class BatchEncoder:
             self.largest = min(max(self.largest, len(views)), self.batch_size)
             padding = self.largest - len(views)  # one compiled shape for the whole run
         views = views + [np.zeros((1, 1, 3), np.uint8)] * padding
-        embeddings = encode(self.sam, views, self.device, self.precision, self.fast, self.compile)
+        embeddings = encode(
+            self.sam, views, self.device, self.precision, self.fast, self.compile, self.resize
+        )
         return embeddings[: len(views) - padding]
 
     def stream(self, batches: Iterable[list[dict]]) -> Iterator[tuple[list[dict], np.ndarray]]:
         """(batch, Bx256x64x64 float16 embeddings) for batches of view dicts.
 
-        Takes each dict's "resized" image (hxwx3 uint8) out and encodes it. On CUDA the results
-        come back one batch late: the next batch is already on the GPU while the caller writes
-        the one it got, and embeddings reach the host through pinned memory.
+        Takes each dict's "resized" image (hxwx3 uint8) out and encodes it; with resize="torch"
+        its "image" (the view at its own size) and its "mask", from which the "lowres_mask"
+        target is made on the device too. On CUDA the results come back one batch late: the
+        next batch is already on the GPU while the caller writes the one it got, and results
+        reach the host through pinned memory.
         """
+        from floodcache.device_resize import lowres_targets
+
         cuda = self.device.type == "cuda"
+        on_device = self.resize == "torch"
         waiting = None
         for batch in batches:
-            embeddings = self([view.pop("resized") for view in batch])
+            pixels = [view.pop("image" if on_device else "resized") for view in batch]
+            results = [self(pixels).half()]
+            if on_device:
+                results.append(lowres_targets([view.pop("mask") for view in batch], self.device))
             if not cuda:
-                yield batch, embeddings.half().numpy()
+                yield _arrived(batch, results, None)
                 continue
-            host = torch.empty(embeddings.shape, dtype=torch.float16, pin_memory=True)
-            host.copy_(embeddings.half(), non_blocking=True)
+            hosts = [torch.empty(r.shape, dtype=r.dtype, pin_memory=True) for r in results]
+            for host, result in zip(hosts, results, strict=True):
+                host.copy_(result, non_blocking=True)
             # Waited on by sleeping, not spinning: a spinning wait burns a core for as long as
             # the GPU works, a core the reader processes need.
             copied = torch.cuda.Event(blocking=True)
             copied.record()
             if waiting is not None:
                 yield _arrived(*waiting)
-            waiting = (batch, host, copied)
+            waiting = (batch, hosts, copied)
         if waiting is not None:
             yield _arrived(*waiting)
 
 
-def _arrived(batch: list[dict], host: torch.Tensor, copied) -> tuple[list[dict], np.ndarray]:
-    copied.synchronize()
-    return batch, host.numpy()
+def _arrived(batch: list[dict], hosts: list[torch.Tensor], copied) -> tuple[list[dict], np.ndarray]:
+    """The batch with its embeddings once on the host (and its low-res targets, if made)."""
+    if copied is not None:
+        copied.synchronize()
+    embeddings, *targets = (host.numpy() for host in hosts)
+    for made in targets:
+        for view, target in zip(batch, made, strict=True):
+            view["lowres_mask"] = target
+    return batch, embeddings

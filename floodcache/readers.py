@@ -37,7 +37,7 @@ class ViewDataset(Dataset):
 
     def __init__(self, views: list[ViewKey], pairs: dict[str, data.Pair], config: EmbedConfig):
         self.views, self.pairs = views, pairs
-        self.seed, self.on_mismatch = config.seed, config.on_mismatch
+        self.seed, self.on_mismatch, self.resize = config.seed, config.on_mismatch, config.resize
         self.loaded: tuple[str, np.ndarray, np.ndarray] | None = None  # (image_id, image, mask)
 
     def __len__(self) -> int:
@@ -48,7 +48,7 @@ class ViewDataset(Dataset):
         pair = self.pairs[key.image_id]
         image, mask = self.load(key.image_id)
         image, mask = make_view(image, mask, self.seed, key.image_id, key.view)
-        return prepare_view(image, mask) | {
+        return prepare_view(image, mask, self.resize) | {
             "image_id": key.image_id,
             "view": key.view,
             "split": key.split,
@@ -70,9 +70,19 @@ class ViewDataset(Dataset):
         return self.loaded[1], self.loaded[2]
 
 
-def prepare_view(image: np.ndarray, mask: np.ndarray) -> dict:
-    """A view's SAM input and metric fields from its HxWx3 uint8 image and HxW {0,1} mask."""
-    resized = encoder.resize_to_input(image)
+def prepare_view(image: np.ndarray, mask: np.ndarray, resize: str = "pil") -> dict:
+    """A view's SAM input and metric fields from its HxWx3 uint8 image and HxW {0,1} mask.
+
+    The input is the "resized" image and its "lowres_mask" target; with resize="torch" it is
+    the view's "image" and "mask" as they are, resized on the device (`device_resize`).
+    """
+    if resize == "torch":
+        pixels = {"image": image, "mask": np.ascontiguousarray(mask, np.uint8)}
+    else:
+        pixels = {
+            "resized": encoder.resize_to_input(image),
+            "lowres_mask": encoder.lowres_target(mask),
+        }
     scale = PREVIEW_SIDE / max(image.shape[:2])
     preview = (
         image
@@ -82,13 +92,11 @@ def prepare_view(image: np.ndarray, mask: np.ndarray) -> dict:
     ok_mask, png = cv2.imencode(".png", mask.astype(np.uint8))
     ok_jpeg, jpeg = cv2.imencode(".jpg", preview[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok_mask and ok_jpeg, "OpenCV failed to encode an in-memory image"
-    return {
-        "resized": resized,
-        "lowres_mask": encoder.lowres_target(mask),
+    return pixels | {
         "mask_png": png.ravel(),
         "image_jpeg": jpeg.ravel(),
         "original_size": np.array(image.shape[:2], np.int32),
-        "input_size": np.array(resized.shape[:2], np.int32),
+        "input_size": np.array(encoder.input_size(image.shape[:2]), np.int32),
         "water_fraction": np.float32(np.count_nonzero(mask) / mask.size),  # mask.mean(), {0,1}
     }
 

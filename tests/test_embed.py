@@ -404,3 +404,31 @@ def test_read_batches_gives_back_each_batch_whole_and_in_order(tiny_data, worker
         [(key.image_id, key.view) for key in batch] for batch in batches
     ]
     assert any(len({key.image_id for key in batch}) > 1 for batch in batches)  # cut in units
+
+
+def test_device_resize_makes_the_same_cache_but_for_the_resized_pixels(
+    tiny_data, tiny_checkpoint, tmp_path
+):
+    """--resize torch: every field but the embeddings and low-res targets is the readers'
+    (pil) cache's; those two follow the device's resize; the identity says which resize."""
+    caches = {}
+    for resize in ["pil", "torch"]:
+        caches[resize] = tmp_path / f"{resize}.h5"
+        config = embed_config(tiny_data, tiny_checkpoint, caches[resize], limit=3, resize=resize)
+        run_embed(config)
+        assert verify(caches[resize]).ok
+    with Cache.open(caches["pil"]) as pil, Cache.open(caches["torch"]) as on_device:
+        identity = json.loads(on_device.file.attrs["config"])["identity"]
+        assert identity["resize_method"] == encoder.RESIZE_METHODS["torch"]
+        for name in ["image_id", "view", "split", "input_size", "water_fraction"]:
+            assert np.array_equal(pil.column(name), on_device.column(name)), name
+        pngs = zip(pil.file["mask_png"][:], on_device.file["mask_png"][:], strict=True)
+        assert all(np.array_equal(a, b) for a, b in pngs)
+        rows = np.arange(len(pil))
+        ours, theirs = on_device.read("lowres_mask", rows), pil.read("lowres_mask", rows)
+        assert ours.shape == theirs.shape and (ours != theirs).mean() < 0.02
+        ours, theirs = (c.embeddings(rows).astype(np.float32) for c in (on_device, pil))
+        assert not np.array_equal(ours, theirs)  # other pixels, other embeddings ...
+        assert np.linalg.norm(ours - theirs) / np.linalg.norm(theirs) < 0.1  # ... close ones
+    with pytest.raises(CacheError, match="resize_method"):
+        run_embed(embed_config(tiny_data, tiny_checkpoint, caches["torch"], limit=3))

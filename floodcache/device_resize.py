@@ -1,0 +1,71 @@
+"""SAM's preprocessing with the resize on the device, as `ResizeLongestSide.apply_image_torch`.
+
+`embed --resize torch`: readers send each view at its own size and the GPU resizes it (bilinear
+with antialias, no rounding to uint8, as `SamPredictor.set_torch_image` is fed), normalises and
+pads it, and makes the low-res training target from the mask the same way. That takes ~17 ms
+of a reader's ~33 ms of CPU per view off the readers (generated scenes, development CPU). The
+pixels differ slightly from `apply_image`'s PIL resize (segment-anything: "may not exactly
+match"), so the cache records which resize made it. `apply_image_torch` itself is not called:
+segment-anything 1.0 reads its size from the batch and channel axes (every image becomes
+341x1024); the size here comes from the image's height and width.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from segment_anything.modeling import Sam
+from segment_anything.utils.transforms import ResizeLongestSide
+from torch.nn import functional as F
+
+from floodcache.encoder import IMAGE_SIZE, LOWRES_SIZE
+
+
+def staged(arrays: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
+    """uint8 arrays -> the same arrays on `device`, sent in one copy (on CUDA from pinned memory,
+    without making the host wait for the GPU)."""
+    cuda = device.type == "cuda"
+    sizes = [array.size for array in arrays]
+    flat = torch.empty(sum(sizes), dtype=torch.uint8, pin_memory=cuda)
+    host, start = flat.numpy(), 0  # numpy copies from read-only arrays (readers' views) too
+    for array, size in zip(arrays, sizes, strict=True):
+        host[start : start + size] = array.reshape(-1)
+        start += size
+    sent = flat.to(device, non_blocking=cuda)
+    parts, start = [], 0
+    for array, size in zip(arrays, sizes, strict=True):
+        parts.append(sent[start : start + size].view(array.shape))
+        start += size
+    return parts
+
+
+def resize_like_sam(pixels: torch.Tensor) -> torch.Tensor:
+    """CxHxW -> Cxhxw float32, longest side 1024: `ResizeLongestSide.apply_image_torch`'s
+    interpolation, at the size `get_preprocess_shape` gives for H and W."""
+    size = ResizeLongestSide.get_preprocess_shape(pixels.shape[1], pixels.shape[2], IMAGE_SIZE)
+    image = pixels[None].float()
+    return F.interpolate(image, size, mode="bilinear", align_corners=False, antialias=True)[0]
+
+
+def pixels_on_device(sam: Sam, images: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """HxWx3 uint8 views of any size -> Bx3x1024x1024 float32 on `device`: resized there
+    (`resize_like_sam`), normalised and zero-padded bottom and right, as `Sam.preprocess`."""
+    batch = torch.zeros(len(images), 3, IMAGE_SIZE, IMAGE_SIZE, device=device)
+    mean, std = sam.pixel_mean.to(device), sam.pixel_std.to(device)
+    for i, pixels in enumerate(staged(images, device)):
+        resized = resize_like_sam(pixels.permute(2, 0, 1))
+        h, w = resized.shape[1:]
+        batch[i, :, :h, :w] = (resized - mean) / std
+    return batch
+
+
+def lowres_targets(masks: list[np.ndarray], device: torch.device) -> torch.Tensor:
+    """HxW {0,1} masks -> Bx256x256 uint8 {0,1} targets on `device`, built like the images:
+    resized as `resize_like_sam`, padded bottom/right to 1024, 4x4 area-averaged down to 256
+    and thresholded at one half."""
+    padded = torch.zeros(len(masks), 1, IMAGE_SIZE, IMAGE_SIZE, device=device)
+    for i, mask in enumerate(staged(masks, device)):
+        resized = resize_like_sam(mask[None])
+        padded[i, :, : resized.shape[1], : resized.shape[2]] = resized
+    area = F.avg_pool2d(padded, IMAGE_SIZE // LOWRES_SIZE)[:, 0]
+    return (area >= 0.5).to(torch.uint8)

@@ -1,0 +1,70 @@
+"""`--resize torch`: SAM's preprocessing with the resize on the device."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from segment_anything import SamPredictor
+from segment_anything.utils.transforms import ResizeLongestSide
+from torch.nn import functional as F
+
+from floodcache import device_resize, encoder
+from floodcache.encoder import load_sam
+
+CPU = torch.device("cpu")
+
+
+def test_staged_arrays_arrive_unchanged():
+    rng = np.random.default_rng(0)
+    arrays = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(5, 7, 3), (2, 3), (1,)]]
+    arrays.append(np.asfortranarray(rng.integers(0, 256, (4, 6), dtype=np.uint8)))
+    for sent, array in zip(device_resize.staged(arrays, CPU), arrays, strict=True):
+        assert np.array_equal(sent.numpy(), array)
+
+
+def test_device_resize_encodes_as_sam_predictor_set_torch_image(tiny_checkpoint):
+    """Views at their own size, resized by encode(resize="torch"), give the embeddings of
+    SamPredictor.set_torch_image fed by apply_image_torch's interpolation. (Not by
+    apply_image_torch itself: segment-anything 1.0 takes its size from the batch and channel
+    axes, so every image comes out 341x1024; the size here comes from H and W.)"""
+    sam = load_sam("vit_tiny", tiny_checkpoint)
+    rng = np.random.default_rng(2)
+    images = [rng.integers(0, 256, shape, dtype=np.uint8) for shape in [(150, 220, 3), (90, 60, 3)]]
+    ours = encoder.encode(sam, images, CPU, resize="torch")
+    predictor = SamPredictor(sam)
+    for image, embedding in zip(images, ours, strict=True):
+        pixels = torch.from_numpy(image).permute(2, 0, 1)[None].float()
+        size = ResizeLongestSide.get_preprocess_shape(*image.shape[:2], 1024)
+        resized = F.interpolate(pixels, size, mode="bilinear", align_corners=False, antialias=True)
+        predictor.set_torch_image(resized, image.shape[:2])
+        theirs = predictor.features[0]
+        assert float((embedding - theirs).norm() / theirs.norm()) < 1e-5
+
+
+def blob_mask(shape: tuple[int, int], seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    cells = (rng.random((shape[0] // 16 + 1, shape[1] // 16 + 1)) > 0.5).astype(np.uint8)
+    return np.kron(cells, np.ones((16, 16), np.uint8))[: shape[0], : shape[1]]
+
+
+@pytest.mark.parametrize("shape", [(400, 800), (1080, 1920), (333, 517), (700, 90)])
+def test_device_targets_agree_with_the_readers_targets(shape):
+    """The device's low-res target follows the same frame as the readers' (PIL) one: the
+    water's place in the padded square; only edge cells may differ."""
+    masks = [blob_mask(shape, seed) for seed in range(3)]
+    made = device_resize.lowres_targets(masks, CPU).numpy()
+    assert made.shape == (3, 256, 256) and made.dtype == np.uint8
+    for mask, target in zip(masks, made, strict=True):
+        reference = encoder.lowres_target(mask)
+        assert (target != reference).mean() < 0.01
+        h, w = (-(-size // 4) for size in encoder.input_size(shape))
+        assert target[h:].sum() == 0 and target[:, w:].sum() == 0  # padding is never water
+
+
+def test_device_target_of_a_half_flooded_image():
+    """A 400x800 mask whose bottom half is water: rows 64..127 of the 256x128 valid area."""
+    mask = np.zeros((400, 800), np.uint8)
+    mask[200:] = 1
+    target = device_resize.lowres_targets([mask], CPU)[0].numpy()
+    assert target[:64].sum() == 0 and target[64:128].all() and target[128:].sum() == 0
