@@ -15,7 +15,13 @@ import click
 from floodcache import data, download
 from floodcache.cache import CacheError, verify
 from floodcache.embed import EmbedConfig, run_embed
-from floodcache.encoder import AUTO_PRECISION, MODEL_TYPES, PRECISIONS, CheckpointError
+from floodcache.encoder import (
+    AUTO_PRECISION,
+    MODEL_TYPES,
+    PRECISIONS,
+    RESIZE_METHODS,
+    CheckpointError,
+)
 from floodcache.prompts import PROMPTS
 from floodcache.train import TRAIN_PRECISIONS, TrainConfig, run_train
 
@@ -27,6 +33,16 @@ USER_ERRORS = (
     FileExistsError,
     FileNotFoundError,
     ValueError,
+)
+
+
+RESIZE_OPTION = click.option(
+    "--resize",
+    type=click.Choice(list(RESIZE_METHODS)),
+    default="pil",
+    show_default=True,
+    help="Resize to SAM's input: pil in the readers (exactly SamPredictor.set_image), or torch "
+    "on the device (set_torch_image's interpolation; about half the readers' CPU).",
 )
 
 
@@ -198,14 +214,7 @@ def audit(data_dir, images, masks, on_mismatch, out) -> None:
     show_default=True,
     help="Encoder precision: auto is fp16 on a GPU, fp32 on a CPU (the cache stores float16).",
 )
-@click.option(
-    "--resize",
-    type=click.Choice(["pil", "torch"]),
-    default="pil",
-    show_default=True,
-    help="Resize to SAM's input: pil in the readers (exactly SamPredictor.set_image), or torch "
-    "on the device (SamPredictor.set_torch_image's resize; about half the readers' CPU).",
-)
+@RESIZE_OPTION
 @click.option("--device", help="torch device, e.g. cuda:0 or cpu [default: cuda if available]")
 @click.option("--limit", type=click.IntRange(1), help="Embed only the first N usable images.")
 @click.option(
@@ -795,13 +804,7 @@ def export(checkpoint, decoder, out, overwrite) -> None:
     type=click.FloatRange(0.5),
     help="GiB: hold the rest of the GPU's memory, to act as a smaller card (7.5: 8 GB laptop).",
 )
-@click.option(
-    "--resize",
-    type=click.Choice(["pil", "torch"]),
-    default="pil",
-    show_default=True,
-    help="embed's resize to SAM's input: pil in the readers, torch on the device.",
-)
+@RESIZE_OPTION
 @click.option(
     "--skip",
     type=click.Choice(["eager-encoders", "compression"]),

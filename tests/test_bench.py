@@ -74,12 +74,12 @@ def test_cli_builds_the_config_and_prints_the_table(monkeypatch, tmp_path):
 
     monkeypatch.setattr(bench, "run_bench", fake_run_bench)
     args = ["bench", "--device", "cpu", "--views", "3", "--model-type", "vit_tiny"]
-    args += ["--skip", "compression", "--skip", "eager-encoders"]
+    args += ["--skip", "compression", "--skip", "eager-encoders", "--resize", "torch"]
     result = CliRunner().invoke(cli.main, [*args, "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
     config = seen["config"]
     assert (config.device, config.views, config.model_type) == ("cpu", 3, "vit_tiny")
-    assert config.skip == {"compression", "eager-encoders"}
+    assert config.skip == {"compression", "eager-encoders"} and config.resize == "torch"
     assert config.json_path == tmp_path / "b.json"
     assert "bench: SAM vit_tiny on cpu" in result.output
     help_text = CliRunner().invoke(cli.main, ["bench", "--help"]).output
