@@ -36,7 +36,7 @@ left() { echo $((LIMIT - SECONDS - ${1:-0})); }
 timeout "$(left 70)" python3 cli.py bench --views "$VIEWS" ${BENCH_ARGS:-} \
     --json "$OUT/bench-gpu.json" 2>&1 | tee "$OUT/bench-gpu.txt" | grep -v RANDOM | tail -24
 timeout "$(left 5)" python3 -m pytest -q -p no:cacheprovider tests/test_fast_encoder.py \
-    -k "${TESTS:-cuda}" 2>&1 | tee "$OUT/tests.txt" | tail -4
+    tests/test_device_resize.py -k "${TESTS:-cuda}" 2>&1 | tee "$OUT/tests.txt" | tail -4
 if [ "$(left)" -gt 100 ]; then
     timeout "$(left 5)" python3 cli.py bench --views 96 --reference-views 16 \
         --free-gpu-memory 7.5 --json "$OUT/bench-8gb.json" 2>&1 | tee "$OUT/bench-8gb.txt" \

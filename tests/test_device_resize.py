@@ -68,3 +68,25 @@ def test_device_target_of_a_half_flooded_image():
     mask[200:] = 1
     target = device_resize.lowres_targets([mask], CPU)[0].numpy()
     assert target[:64].sum() == 0 and target[64:128].all() and target[128:].sum() == 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_cuda_stream_resizes_on_the_gpu_as_on_the_cpu(tiny_checkpoint):
+    """embed's streaming with --resize torch on CUDA (pinned copies, one batch late) gives the
+    CPU's embeddings and low-res targets."""
+    rng = np.random.default_rng(4)
+    shapes = [(150, 220), (300, 120), (64, 64)]
+    images = [rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for shape in shapes]
+    masks = [blob_mask(shape, seed) for seed, shape in enumerate(shapes)]
+    results = {}
+    for device in [CPU, torch.device("cuda")]:
+        sam = load_sam("vit_tiny", tiny_checkpoint)
+        pairs = enumerate(zip(images, masks, strict=True))
+        batches = [[{"image": image, "mask": mask, "n": n}] for n, (image, mask) in pairs]
+        stream = encoder.BatchEncoder(sam, device, "vit_tiny", views=3, resize="torch")
+        results[device.type] = list(stream.stream(batches))
+    for (cpu_batch, cpu_emb), (gpu_batch, gpu_emb) in zip(*results.values(), strict=True):
+        assert cpu_batch[0]["n"] == gpu_batch[0]["n"]
+        diff = np.linalg.norm(gpu_emb.astype(np.float32) - cpu_emb.astype(np.float32))
+        assert diff / np.linalg.norm(cpu_emb.astype(np.float32)) < 1e-2
+        assert (gpu_batch[0]["lowres_mask"] != cpu_batch[0]["lowres_mask"]).mean() < 0.005
