@@ -366,13 +366,13 @@ def _reference_step(sam, mask_decoder, optimizer, features: torch.Tensor, view: 
 def _encoders(bench: Bench, sam, views, reference: torch.Tensor, device, config) -> None:
     """The encoder alone, batched: SAM's attention, then the fast path, in each precision."""
     precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
-    variants = [(p, fast, False, "mask") for fast in (False, True) for p in precisions]
-    low = _fast_precision(device)
-    if device.type == "cuda":  # the folded attention, CUDA's default (slower on a CPU)
-        variants.append((low, True, False, "folded"))
-    if compile_wanted(device):  # each way of adding the relative-position term, compiled
-        if "eager-encoders" in config.skip:
-            variants = []
+    low, compiled = _fast_precision(device), compile_wanted(device)
+    variants = []
+    if not (compiled and "eager-encoders" in config.skip):
+        variants = [(p, fast, False, "mask") for fast in (False, True) for p in precisions]
+        if device.type == "cuda":  # the folded attention, CUDA's default (slower on a CPU)
+            variants.append((low, True, False, "folded"))
+    if compiled:  # each way of adding the relative-position term, compiled
         variants += [(low, True, True, attention) for attention in ATTENTIONS]
     for precision, fast, compiled, attention in variants:
         with _compile(compiled), _attention(attention):

@@ -15,10 +15,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 from segment_anything.modeling import Sam
-from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as F
 
-from floodcache.encoder import IMAGE_SIZE, LOWRES_SIZE
+from floodcache.encoder import IMAGE_SIZE, LOWRES_SIZE, input_size
 
 
 def staged(arrays: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
@@ -41,8 +40,8 @@ def staged(arrays: list[np.ndarray], device: torch.device) -> list[torch.Tensor]
 
 def resize_like_sam(pixels: torch.Tensor) -> torch.Tensor:
     """CxHxW -> Cxhxw float32, longest side 1024: `ResizeLongestSide.apply_image_torch`'s
-    interpolation, at the size `get_preprocess_shape` gives for H and W."""
-    size = ResizeLongestSide.get_preprocess_shape(pixels.shape[1], pixels.shape[2], IMAGE_SIZE)
+    interpolation, at the size `encoder.input_size` (`get_preprocess_shape`) gives for H, W."""
+    size = input_size(pixels.shape[1:])
     image = pixels[None].float()
     return F.interpolate(image, size, mode="bilinear", align_corners=False, antialias=True)[0]
 

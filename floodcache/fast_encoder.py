@@ -167,7 +167,9 @@ class CompiledForward:
     def __init__(self, image_encoder: ImageEncoderViT, compile: bool, attention: str = "mask"):
         self.eager = FastImageEncoder(image_encoder, attention)
         # Static shapes: BatchEncoder pads a short last batch, so one graph serves a run.
-        kinds = [attention, "mask"] if compile and attention != "mask" else [attention] * compile
+        kinds = []  # what to compile, in order: the attention asked, then the mask
+        if compile:
+            kinds = [attention] if attention == "mask" else [attention, "mask"]
         self.choices = [
             (kind, torch.compile(FastImageEncoder(image_encoder, kind), dynamic=False))
             for kind in kinds
