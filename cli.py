@@ -341,7 +341,7 @@ def embed(
     type=click.Choice([AUTO_PRECISION, *TRAIN_PRECISIONS]),
     default=AUTO_PRECISION,
     show_default=True,
-    help="Decoder forward: auto is bf16 autocast on a GPU (~3x fp32), fp32 on a CPU.",
+    help="Decoder forward: auto is bf16 autocast on a GPU (~1.1x fp32), fp32 on a CPU.",
 )
 @click.option("--device", help="torch device [default: cuda if available]")
 @click.option("--out", type=click.Path(path_type=Path), help="Run folder [default: runs/<prompt>].")

@@ -33,7 +33,8 @@ PREVIEW_SIDE = 512  # longest side of the JPEG kept per view for report gallerie
 
 
 class ViewDataset(Dataset):
-    """Pending views -> dicts of a view's resized image and every cache field but the embedding."""
+    """Pending views -> dicts of a view's encoder input (`prepare_view`) and every cache field
+    but the embedding."""
 
     def __init__(self, views: list[ViewKey], pairs: dict[str, data.Pair], config: EmbedConfig):
         self.views, self.pairs = views, pairs
