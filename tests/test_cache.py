@@ -1,0 +1,137 @@
+"""The cache's parts and their assembly into one file (floodcache/cache.py).
+
+Whole embed runs, crashes and resumes are in tests/test_embed.py and tests/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import h5py
+import numpy as np
+import pytest
+
+from floodcache import cache
+from floodcache.cache import FIELDS, Cache, CacheWriter, verify
+from floodcache.views import ViewKey
+
+IDENTITY = {"model_type": "vit_tiny", "checkpoint_sha256": "0" * 64}
+SAM_STATE = {"mask_decoder/w": np.arange(4, dtype=np.float32), "prompt_encoder/w": np.ones(2)}
+
+
+def _records(plan: list[ViewKey], seed: int = 0) -> list[dict]:
+    """A record (every cache field) per planned view, different in every field."""
+    rng = np.random.default_rng(seed)
+    records = []
+    for row, key in enumerate(plan):
+        records.append(
+            {
+                "embeddings": rng.standard_normal(cache.EMBEDDING_SHAPE).astype(np.float16),
+                "lowres_mask": (rng.random((256, 256)) > 0.5).astype(np.uint8),
+                "mask_png": rng.integers(0, 255, 50 + row, dtype=np.uint8),
+                "image_jpeg": rng.integers(0, 255, 80 + 3 * row, dtype=np.uint8),
+                "image_id": key.image_id,
+                "split": key.split,
+                "image_file": f"Image/{key.image_id}.jpg",
+                "mask_file": f"Mask/{key.image_id}.png",
+                "view": key.view,
+                "original_size": np.array([400 + row, 600], np.int32),
+                "input_size": np.array([683, 1024], np.int32),
+                "water_fraction": np.float32(row / 10),
+            }
+        )
+    return records
+
+
+def _plan(views: int) -> list[ViewKey]:
+    return [ViewKey(f"img{i // 2}", i % 2, "train") for i in range(views)]
+
+
+def _assert_cache_holds(path, plan: list[ViewKey], records: list[dict]) -> None:
+    """The cache at `path` has each record in its planned row, field for field, and verifies."""
+    assert verify(path).ok
+    with Cache.open(path) as built:
+        assert built.column("image_id").tolist() == [key.image_id for key in plan]
+        for row, record in enumerate(records):
+            record = record | {"view_sha256": cache.view_digest(record)}
+            for name, (_, dtype) in FIELDS.items():
+                stored = built.file[name][row]
+                if dtype is cache.STR:
+                    assert stored.decode() == record[name], (name, row)
+                else:
+                    np.testing.assert_array_equal(stored, record[name], err_msg=f"{name} {row}")
+
+
+def test_parts_in_any_order_assemble_into_plan_order(tmp_path):
+    plan = _plan(7)
+    records = _records(plan)
+    writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
+    # Parts in another order than the plan, one of them with rows that are not consecutive.
+    for name, rows in (("b", [3, 4]), ("a", [0, 2, 6]), ("c", [1, 5])):
+        writer.write_part([dict(records[row]) for row in rows], name)
+    writer.finalize(plan, SAM_STATE)
+    writer.close()
+    _assert_cache_holds(tmp_path / "c.h5", plan, records)
+
+
+def _chunk(dataset: h5py.Dataset, row: int) -> tuple[int, bytes]:
+    """(filter mask, bytes) of a one-row-per-chunk dataset's row, as stored in the file."""
+    return dataset.id.read_direct_chunk((row,) + (0,) * (dataset.ndim - 1))
+
+
+def test_assembly_copies_the_stored_chunks_of_embeddings_and_targets(tmp_path):
+    """The chunked fields reach the cache as their parts stored them, checksums included."""
+    plan = _plan(4)
+    records = _records(plan)
+    writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
+    writer.write_part([dict(r) for r in records[2:]], "1")
+    writer.write_part([dict(r) for r in records[:2]], "0")
+    stored = {}
+    for part in writer.part_files():
+        with h5py.File(part, "r") as f:
+            ids = f["image_id"].asstr()[:].tolist()
+            for i, view in enumerate(f["view"][:].tolist()):
+                row = plan.index(ViewKey(ids[i], view, "train"))
+                stored |= {(name, row): _chunk(f[name], i) for name in cache.CHUNKED}
+    writer.finalize(plan, SAM_STATE)
+    writer.close()
+    with h5py.File(tmp_path / "c.h5", "r") as built:
+        for (name, row), chunk in stored.items():
+            assert _chunk(built[name], row) == chunk, (name, row)
+    _assert_cache_holds(tmp_path / "c.h5", plan, records)
+
+
+def test_parts_of_an_older_layout_still_assemble(tmp_path):
+    """Parts left by an older floodcache (contiguous datasets) are decoded and written again,
+    so a run it started can be finished by this one."""
+    plan = _plan(5)
+    records = _records(plan, seed=1)
+    writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
+    writer.write_part([dict(records[row]) for row in (0, 2, 4)], "a")
+    writer.write_part([dict(records[row]) for row in (1, 3)], "b")
+    for part in writer.part_files():
+        _rewrite_contiguous(part)
+    writer.finalize(plan, SAM_STATE)
+    writer.close()
+    _assert_cache_holds(tmp_path / "c.h5", plan, records)
+
+
+def _rewrite_contiguous(part) -> None:
+    """Store every dataset of a part file unchunked and unfiltered, as older parts were."""
+    with h5py.File(part, "r") as f:
+        data = {name: (f[name][:], f[name].dtype) for name in f}
+    with h5py.File(part, "w") as f:
+        for name, (values, dtype) in data.items():
+            f.create_dataset(name, data=values, dtype=dtype)
+            assert f[name].chunks is None
+
+
+@pytest.mark.parametrize("name", cache.CHUNKED)
+def test_parts_and_cache_store_chunked_fields_alike(tmp_path, name):
+    """One row per chunk with a checksum, in both: what lets assembly copy chunks as stored."""
+    writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
+    writer.write_part(_records(_plan(2)), "0")
+    with h5py.File(writer.part_files()[0], "r") as part, h5py.File(tmp_path / "x.h5", "w") as f:
+        cache._create_fields(f, 2)
+        assert part[name].chunks == (1, *FIELDS[name][0])
+        assert part[name].fletcher32
+        assert cache._same_storage(part[name], f[name])
+    writer.close()
