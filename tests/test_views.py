@@ -8,7 +8,13 @@ import sys
 import cv2
 import numpy as np
 
-from floodcache.views import assign_splits, make_view, plan_views
+from floodcache.views import (
+    assign_splits,
+    augmentation,
+    make_view,
+    plan_views,
+    stable_seed,
+)
 
 
 def test_split_is_seeded_exact_and_stable():
@@ -74,6 +80,20 @@ def test_views_are_reproducible_and_distinct():
     assert not np.array_equal(first[0], other[0])
     assert set(np.unique(first[1])) <= {0, 1}
     assert first[0].shape == image.shape and first[1].shape == mask.shape
+
+
+def test_a_view_does_not_depend_on_the_views_made_before_it():
+    """make_view re-seeds one recipe per process: nothing carries over from view to view."""
+    image, mask = scene()
+    keys = [("7", 1), ("8", 2), ("7", 3), ("9", 1), ("8", 4)]
+    forward = {key: make_view(image, mask, 0, *key) for key in keys}
+    backward = {key: make_view(image, mask, 0, *key) for key in reversed(keys)}
+    for image_id, view in keys:
+        fresh = augmentation()
+        fresh.set_random_seed(stable_seed(0, image_id, view))
+        out = fresh(image=image, mask=mask)
+        for made in (forward[image_id, view], backward[image_id, view]):
+            assert np.array_equal(made[0], out["image"]) and np.array_equal(made[1], out["mask"])
 
 
 def test_views_are_reproducible_across_processes():
