@@ -372,7 +372,8 @@ def test_augmentation_never_writes_into_the_shared_image(monkeypatch):
     pieces = [p for t in recipe for p in (t.transforms if isinstance(t, A.OneOf) else [t])]
     for piece in pieces:
         piece.p = 1.0
-        monkeypatch.setattr(views, "augmentation", lambda piece=piece: A.Compose([piece]))
+        recipe = A.Compose([piece])
+        monkeypatch.setattr(views, "_shared_augmentation", lambda recipe=recipe: recipe)
         for view in (1, 2, 3):
             out_image, out_mask = views.make_view(image, mask, 0, "0", view)
             assert out_image.shape == image.shape and out_mask.shape == mask.shape
@@ -404,6 +405,26 @@ def test_read_batches_gives_back_each_batch_whole_and_in_order(tiny_data, worker
         [(key.image_id, key.view) for key in batch] for batch in batches
     ]
     assert any(len({key.image_id for key in batch}) > 1 for batch in batches)  # cut in units
+    dataset = readers.ViewDataset(plan, pairs, config)
+    by_key = {(key.image_id, key.view): dataset[index] for index, key in enumerate(plan)}
+    for view in (view for batch in read for view in batch):
+        assert_same_view(view, by_key[view["image_id"], view["view"]])  # pixels as read
+
+
+def test_readers_hand_pixels_over_in_shared_memory_when_there_is_room(tiny_data, monkeypatch):
+    """With room in /dev/shm the pixels travel there, else through the pipe; the views are
+    the same either way, and the low-res targets do not hold on to the shared block."""
+    config = embed_config(tiny_data, None, Path("unused.h5"), augment=1)
+    plan, pairs, _ = embed.plan_embed(config)
+    batches = embed.pending_batches(plan, set(), 3)
+    read = {}
+    for room in (True, False):
+        monkeypatch.setattr(readers, "_shared_memory_usable", lambda workers, room=room: room)
+        read[room] = list(readers.read_batches(batches, pairs, config, workers=1))
+    for by_shm, by_pipe in zip(*(sum(read[room], []) for room in (True, False)), strict=True):
+        assert_same_view(by_shm, by_pipe)
+        assert isinstance(by_shm["resized"].base, np.ndarray)  # a view into the block
+        assert by_shm["lowres_mask"].base is None  # its own copy
 
 
 def test_device_resize_makes_the_same_cache_but_for_the_resized_pixels(
