@@ -185,6 +185,9 @@ def _remove_quietly(path: Path) -> None:
         path.unlink()
 
 
+_locked_here: set[Path] = set()  # caches this process holds the lock of
+
+
 class CacheWriter:
     """Writes one cache crash-safely; resumes from finished parts of an earlier run.
 
@@ -199,9 +202,13 @@ class CacheWriter:
         self.identity, self.config = identity, config
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = self._acquire_lock()
-        self.already_complete = self._check_existing(overwrite)
-        if not self.already_complete:
-            self._prepare_parts(overwrite)
+        try:
+            self.already_complete = self._check_existing(overwrite)
+            if not self.already_complete:
+                self._prepare_parts(overwrite)
+        except BaseException:
+            self.close()  # refused: the lock goes too
+            raise
 
     @classmethod
     def attach(cls, path: Path, identity: dict, already_complete: bool) -> CacheWriter:
@@ -215,15 +222,24 @@ class CacheWriter:
         return writer
 
     def _acquire_lock(self):
-        lock = open(self.path.with_name(self.path.name + ".lock"), "w")  # noqa: SIM115
+        """Lock `<cache>.lock` for this process. A POSIX record lock, not flock: the processes
+        forked from this one (readers, writers) do not hold it, so it goes with this process
+        however it ends. Such locks do not exclude within one process: `_locked_here` does."""
+        key = self.path.resolve()
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        busy = CacheError(
+            f"another process is writing {self.path} (lock {lock_path} is held); wait for it "
+            "to finish, or choose another --cache"
+        )
+        if key in _locked_here:
+            raise busy  # before opening the file: closing any copy would drop the lock
+        lock = open(lock_path, "w")  # noqa: SIM115
         try:
-            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
+            fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except (BlockingIOError, PermissionError):  # EAGAIN or EACCES, as the system says
             lock.close()
-            raise CacheError(
-                f"another process is writing {self.path} (lock {lock.name} is held); wait for "
-                "it to finish, or choose another --cache"
-            ) from None
+            raise busy from None
+        _locked_here.add(key)
         return lock
 
     def _check_existing(self, overwrite: bool) -> bool:
@@ -273,61 +289,14 @@ class CacheWriter:
                 keys.update(zip(ids, f["view"][:].tolist(), strict=True))
         return keys
 
-    def write_part(self, records: list[dict], name: str) -> None:
-        """Write finished views as one part, atomically. `name` is unique per batch and rank."""
-        for record in records:
-            record["view_sha256"] = view_digest(record)
-        final = self.parts / f"part-{name}.h5"
-        tmp = final.with_suffix(".tmp")
-        try:
-            with h5py.File(tmp, "w") as f:
-                _write_rows(f, records)
-            _fsync_replace(tmp, final)
-        except OSError as err:
-            _remove_quietly(tmp)
-            raise CacheError(
-                f"could not write {final} ({err}); the {len(self.part_files())} finished "
-                "parts are kept: free some space and rerun the same command to resume"
-            ) from err
+    def write_part(self, records: list[dict], name: str) -> Path:
+        """Write finished views as one part, atomically (`write_part`)."""
+        return write_part(self.parts, records, name)
 
     def finalize(self, plan: list[ViewKey], sam_state: dict[str, np.ndarray]) -> None:
         """Assemble all parts in plan order into the final cache, then remove the parts."""
-        row_of = {(key.image_id, key.view): row for row, key in enumerate(plan)}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            with h5py.File(tmp, "w") as out:
-                self._assemble(out, row_of)
-                for name, array in sam_state.items():
-                    out.create_dataset(f"sam/{name}", data=array)
-                digests = out["view_sha256"].asstr()[:].tolist()
-                out.attrs["schema_version"] = SCHEMA_VERSION
-                out.attrs["model_type"] = self.identity["model_type"]
-                out.attrs["checkpoint_sha256"] = self.identity["checkpoint_sha256"]
-                out.attrs["config"] = json.dumps(self.config, sort_keys=True)
-                out.attrs["fingerprint"] = fingerprint(self.identity, digests)
-                out.attrs["complete"] = True
-            _fsync_replace(tmp, self.path)
-        except OSError as err:
-            _remove_quietly(tmp)
-            raise CacheError(
-                f"could not write {self.path} ({err}); the finished parts in {self.parts} are "
-                "kept: free some space and rerun the same command to finish"
-            ) from err
-        shutil.rmtree(self.parts)
-
-    def _assemble(self, out: h5py.File, row_of: dict[tuple[str, int], int]) -> None:
-        _create_fields(out, len(row_of))
-        filled = np.zeros(len(row_of), bool)
-        for part in self.part_files():
-            with h5py.File(part, "r") as f:
-                keys = zip(f["image_id"].asstr()[:], f["view"][:].tolist(), strict=True)
-                rows = np.array([row_of[key] for key in keys])
-                for name in FIELDS:
-                    _copy_rows(f[name], out[name], rows)
-                filled[rows] = True
-        if not filled.all():
-            missing = int((~filled).sum())
-            raise CacheError(f"{missing} planned views are missing from {self.parts}")
+        assembly = Assembly(self.path, plan)
+        assembly.finish(self.part_files(), self.identity, self.config, sam_state)
 
     def close(self) -> None:
         """Release the lock (and remove the lock file) so another embed may start."""
@@ -336,12 +305,119 @@ class CacheWriter:
         lock_path = Path(self._lock.name)
         _remove_quietly(lock_path)
         self._lock.close()
+        self._lock = None
+        _locked_here.discard(self.path.resolve())
 
     def __enter__(self) -> CacheWriter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def write_part(parts: Path, records: list[dict], name: str) -> Path:
+    """Write finished views (dicts of every FIELDS key but view_sha256, which is added) as
+    `parts`/part-`name`.h5, atomically: the part is whole or absent. `name` is unique per
+    batch and rank. Returns the part's path."""
+    for record in records:
+        record["view_sha256"] = view_digest(record)
+    final = parts / f"part-{name}.h5"
+    tmp = final.with_suffix(".tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            _write_rows(f, records)
+        _fsync_replace(tmp, final)
+    except OSError as err:
+        _remove_quietly(tmp)
+        finished = len(list(parts.glob("part-*.h5")))
+        raise CacheError(
+            f"could not write {final} ({err}); the {finished} finished parts are kept: free "
+            "some space and rerun the same command to resume"
+        ) from err
+    return final
+
+
+class Assembly:
+    """The final cache being filled from parts, in any order, as `<cache>.tmp`.
+
+    `embed` adds each part as soon as it is written, so that when the last one is, little is
+    left to do; `finish` adds the parts not added yet, writes the rest of the cache and
+    renames it into place, then removes the parts. Until then the parts are the record of
+    the run: the .tmp file is rebuilt from them if the run stops.
+    """
+
+    def __init__(self, path: Path, plan: list[ViewKey]):
+        self.path = Path(path)
+        self.parts = self.path.with_name(self.path.name + ".parts")
+        self.tmp = self.path.with_name(self.path.name + ".tmp")
+        self.row_of = {(key.image_id, key.view): row for row, key in enumerate(plan)}
+        self.filled = np.zeros(len(plan), bool)
+        self.added: set[str] = set()
+        self.failed: CacheError | None = None  # raised again by `finish`
+        self.file = self._guarded(lambda: h5py.File(self.tmp, "w"))
+        self._guarded(lambda: _create_fields(self.file, len(plan)))
+
+    def add(self, part: Path) -> None:
+        """Copy a part's rows into their planned rows (once; adding it again does nothing)."""
+        if part.name not in self.added and self.failed is None:
+            self._guarded(lambda: self._add(part))
+            self.added.add(part.name)
+
+    def _add(self, part: Path) -> None:
+        with h5py.File(part, "r") as f:
+            keys = zip(f["image_id"].asstr()[:], f["view"][:].tolist(), strict=True)
+            rows = np.array([self.row_of[key] for key in keys])
+            for name in FIELDS:
+                _copy_rows(f[name], self.file[name], rows)
+        self.filled[rows] = True
+
+    def finish(
+        self, parts: list[Path], identity: dict, config: dict, sam_state: dict[str, np.ndarray]
+    ) -> None:
+        """Add `parts` (all of the run's), complete the cache and put it in place."""
+        for part in parts:
+            self.add(part)
+        if self.failed is not None:
+            raise self.failed
+        if not self.filled.all():
+            self.abandon()
+            missing = int((~self.filled).sum())
+            raise CacheError(f"{missing} planned views are missing from {self.parts}")
+        self._guarded(lambda: self._complete(identity, config, sam_state))
+        self._guarded(lambda: _fsync_replace(self.tmp, self.path))
+        shutil.rmtree(self.parts)
+
+    def _complete(self, identity: dict, config: dict, sam_state: dict[str, np.ndarray]) -> None:
+        out = self.file
+        for name, array in sam_state.items():
+            out.create_dataset(f"sam/{name}", data=array)
+        digests = out["view_sha256"].asstr()[:].tolist()
+        out.attrs["schema_version"] = SCHEMA_VERSION
+        out.attrs["model_type"] = identity["model_type"]
+        out.attrs["checkpoint_sha256"] = identity["checkpoint_sha256"]
+        out.attrs["config"] = json.dumps(config, sort_keys=True)
+        out.attrs["fingerprint"] = fingerprint(identity, digests)
+        out.attrs["complete"] = True
+        out.close()
+
+    def abandon(self) -> None:
+        """Close and remove the unfinished .tmp file; the parts stay."""
+        with suppress(Exception):
+            self.file.close()
+        _remove_quietly(self.tmp)
+
+    def _guarded(self, step):
+        """Run one step; an OSError (full disk...) removes the .tmp and becomes a CacheError,
+        raised now and again by `finish`."""
+        try:
+            return step()
+        except OSError as err:
+            self.abandon()
+            self.failed = CacheError(
+                f"could not write {self.path} ({err}); the finished parts in {self.parts} are "
+                "kept: free some space and rerun the same command to finish"
+            )
+            raise self.failed from err
 
 
 @dataclass

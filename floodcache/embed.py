@@ -1,9 +1,10 @@
 """`embed`: audited pairs -> augmented views -> SAM image encoder -> HDF5 cache.
 
 Reading, augmenting and preprocessing run in reader processes (`readers`); the encoder runs in
-batches on the GPU when there is one; a background thread writes each finished batch as a
+batches on the GPU when there is one; writer processes write each finished batch as a
 crash-safe part, so a killed run resumes where it stopped and ends with the same cache as an
-uninterrupted one.
+uninterrupted one, and another process assembles the cache from the parts as they are
+written (`part_writer`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import sys
 import time
 from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -21,7 +23,7 @@ from tqdm import tqdm
 
 from floodcache import data, distributed, encoder
 from floodcache.cache import CacheError, CacheWriter
-from floodcache.part_writer import PartWriter
+from floodcache.part_writer import Assembler, PartWriter
 from floodcache.readers import default_workers, read_batches
 from floodcache.views import (
     DEFAULT_FRACTIONS,
@@ -134,18 +136,26 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
         timing = Timing(start)
         with writer:
             embedded = 0
-            if not writer.already_complete:
-                embedded = _encode_pending(sam, plan, pairs, config, writer, group, device, timing)
-                group.barrier()  # every share is written
-                if group.leader:
-                    # For the report's timings: this run's wall time up to the finished cache.
-                    full_config["embed_seconds"] = round(time.perf_counter() - start, 1)
-                    assembling = time.perf_counter()
-                    writer.finalize(plan, sam_prompt_state(sam))
-                    timing.finalize = time.perf_counter() - assembling
-                group.barrier()  # the cache is in place before anyone reports success
-            else:
+            if writer.already_complete:
                 log.info("%s is complete already; nothing to do", config.cache)
+            else:
+                # The leader assembles the cache as parts are written, its own and earlier
+                # runs'; the other processes' are added at the end.
+                with Assembler(config.cache, plan) if group.leader else nullcontext() as assembler:
+                    for part in writer.part_files() if assembler else []:
+                        assembler.add(part)
+                    embedded = _encode_pending(
+                        sam, plan, pairs, config, writer, assembler, group, device, timing
+                    )
+                    group.barrier()  # every share is written
+                    if assembler:
+                        # For the report's timings: this run's wall time to the whole cache.
+                        full_config["embed_seconds"] = round(time.perf_counter() - start, 1)
+                        assembling = time.perf_counter()
+                        state = sam_prompt_state(sam)
+                        assembler.finish(writer.part_files(), identity, full_config, state)
+                        timing.finalize = time.perf_counter() - assembling
+                group.barrier()  # the cache is in place before anyone reports success
     finally:
         distributed.leave(group)
     seconds = time.perf_counter() - start
@@ -233,9 +243,18 @@ def pending_batches(plan: list[ViewKey], done: set, batch_size: int) -> list[lis
 
 
 def _encode_pending(
-    sam, plan, pairs, config: EmbedConfig, writer: CacheWriter, group, device, timing: Timing
+    sam,
+    plan,
+    pairs,
+    config: EmbedConfig,
+    writer: CacheWriter,
+    assembler: Assembler | None,
+    group,
+    device,
+    timing: Timing,
 ) -> int:
-    """Encode this process's share of the pending batches, one part per batch."""
+    """Encode this process's share of the pending batches, one part per batch (each handed
+    to `assembler`, if any, once written)."""
     done = writer.done()
     sam.image_encoder.to(device)  # before sizing batches: the weights count as used memory
     size = config.batch_size or encoder.default_batch_size(
@@ -285,7 +304,7 @@ def _encode_pending(
     )
     readers = WaitClock(read_batches(mine, pairs, config, workers))
     try:
-        with PartWriter(writer, written) as parts:
+        with PartWriter(writer, written, assembler) as parts:
             for batch, embeddings in views_encoder.stream(readers):
                 for view, embedding in zip(batch, embeddings, strict=True):
                     view["embeddings"] = embedding
@@ -295,10 +314,11 @@ def _encode_pending(
         bar.close()
     log.info(
         "encoded %d views; waited %.1f s for the readers (the first batch included) and "
-        "%.1f s for the writer thread, which wrote for %.1f s",
+        "%.1f s for the %d writer processes, which wrote for %.1f s",
         encoded,
         readers.waited,
         parts.waited,
+        parts.processes,
         parts.busy,
     )
     return encoded

@@ -1,60 +1,122 @@
-"""Cache parts written on a background thread while the encoder goes on (`embed`'s writer)."""
+"""`embed`'s writing side, in background processes while the encoder goes on: the cache parts
+(`PartWriter`), and the cache assembled from them as they are written (`Assembler`).
+
+Processes, not threads: h5py holds the GIL while it writes. At ~250 views/s the main thread
+has ~4 ms a view to take the readers' views and drive the GPU, and a writer thread sharing
+its GIL took ~2-4 ms of them (digest aside, the HDF5 write and checksums of 2 MiB a view).
+The embeddings go to the writers through shared memory, not pickled through a pipe.
+"""
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ProcessPoolExecutor, wait
+from pathlib import Path
 
-from floodcache.cache import CacheWriter
+import numpy as np
+import torch
 
-PARTS_IN_FLIGHT = 2  # batches handed to the writer thread, not yet written: bounds memory
+from floodcache import cache
+from floodcache.cache import EMBEDDING_SHAPE, CacheWriter
+from floodcache.views import ViewKey
+
+WRITER_PROCESSES = 2  # a part costs ~3.5 ms a view (digest, checksums, write) on one core
+PARTS_IN_FLIGHT = 3  # batches handed to the writers, not yet written: bounds memory
+
+
+def background_processes(count: int) -> ProcessPoolExecutor:
+    """`count` processes, started now (before the readers and the progress bar add threads to
+    this one), that ignore Ctrl-C and end with this process (`_serve`). Forked on Linux, so
+    that they start at once; spawned elsewhere (macOS frameworks do not survive a fork)."""
+    pool = ProcessPoolExecutor(
+        count,
+        mp_context=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"),
+        initializer=_serve,
+        initargs=(os.getpid(),),
+    )
+    wait([pool.submit(time.sleep, 0) for _ in range(count)])
+    return pool
+
+
+def _serve(parent: int) -> None:
+    """A background process ignores Ctrl-C: its parent stops it once the work handed over is
+    done, so that an interrupted run keeps every part it handed over, whole. If its parent
+    dies (killed, it cannot say so), it exits."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def exit_with_parent() -> None:
+        while os.getppid() == parent:
+            time.sleep(0.2)
+        os._exit(1)
+
+    threading.Thread(target=exit_with_parent, daemon=True).start()
 
 
 class PartWriter:
-    """Writes batches as cache parts on one background thread, while the next ones encode.
+    """Writes batches as cache parts in background processes while the next ones encode.
 
-    Digest, HDF5 write and fsync (~3 ms a view on a fast disk, mostly without the GIL) would
-    otherwise hold up the GPU. At most `depth` parts wait, each holding a batch's embeddings
-    (64 MiB at 32 views). A failed write raises its CacheError in the caller's thread at the
-    next `submit` or at the end of the `with` block. Leaving the block for any reason, Ctrl-C
-    included, first waits until every part handed over is written or has failed (write_part
-    renames a part into place only when whole): finished work is kept, nothing half written.
-    `written(views, finished)` is called in the caller's thread for each part written, in
-    order, with the time.perf_counter() at which its write finished. `busy` and `waited` add
-    up the seconds the thread spent writing and the caller spent waiting for it.
+    At most `depth` parts wait, each holding a batch's embeddings in shared memory (64 MiB at
+    32 views). A failed write raises its CacheError in the caller at the next `submit` or at
+    the end of the `with` block. Leaving the block for any reason, Ctrl-C included, first
+    waits until every part handed over is written or has failed (`cache.write_part` renames
+    a part into place only when whole): finished work is kept, nothing half written.
+    `written(views, finished)` is called in the caller's process for each part written, in
+    order, with the time.perf_counter() at which its write finished, after the part went to
+    `assembler` (if any). `busy` and `waited` add up the seconds the writers spent writing
+    and the caller spent waiting for them.
     """
 
     def __init__(
         self,
         writer: CacheWriter,
         written: Callable[[int, float], None],
+        assembler: Assembler | None = None,
+        processes: int = WRITER_PROCESSES,
         depth: int = PARTS_IN_FLIGHT,
     ):
-        self.writer, self.written, self.depth = writer, written, depth
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="floodcache-writer")
-        self.pending: deque[tuple[Future, int]] = deque()
+        self.parts, self.written, self.assembler = writer.parts, written, assembler
+        self.processes, self.depth = processes, depth
+        self.pool = background_processes(processes)
+        self.pending: deque[tuple[Future, torch.Tensor]] = deque()
+        self.blocks: list[torch.Tensor] = []  # shared memory free for the next batches
         self.busy = self.waited = 0.0
 
     def submit(self, records: list[dict], name: str) -> None:
         """Hand over a batch of finished views (dicts of every cache field) as part `name`."""
         while self.pending and (len(self.pending) >= self.depth or self.pending[0][0].done()):
             self._collect_oldest()
-        self.pending.append((self.pool.submit(self._write, records, name), len(records)))
+        block = self._block(len(records))
+        embeddings = block[: len(records)]
+        # numpy copies on this thread; torch would wake its thread pool, which then spins
+        for row, record in zip(embeddings.numpy(), records, strict=True):
+            row[...] = record["embeddings"]
+        rest = [{k: v for k, v in record.items() if k != "embeddings"} for record in records]
+        future = self.pool.submit(_write_part, self.parts, rest, embeddings, name)
+        self.pending.append((future, block))
 
-    def _write(self, records: list[dict], name: str) -> float:
-        start = time.perf_counter()
-        self.writer.write_part(records, name)
-        finished = time.perf_counter()
-        self.busy += finished - start
-        return finished
+    def _block(self, views: int) -> torch.Tensor:
+        """Shared memory for `views` embeddings: a block a written part gave back, or a new
+        one. Reused, because new memory costs more than the copy into it (page faults)."""
+        if self.blocks and len(self.blocks[-1]) >= views:
+            return self.blocks.pop()
+        return torch.empty((views, *EMBEDDING_SHAPE), dtype=torch.float16).share_memory_()
 
     def _collect_oldest(self) -> None:
-        future, views = self.pending.popleft()
+        future, block = self.pending.popleft()
         start = time.perf_counter()
-        finished = future.result()  # a failed write raises here
+        began, finished, part, views = future.result()  # a failed write raises here
         self.waited += time.perf_counter() - start
+        self.busy += finished - began
+        self.blocks.append(block)
+        if self.assembler is not None:
+            self.assembler.add(part)
         self.written(views, finished)
 
     def __enter__(self) -> PartWriter:
@@ -67,3 +129,75 @@ class PartWriter:
         finally:
             wait([future for future, _ in self.pending])  # only after an error: they may fail
             self.pool.shutdown()
+
+
+def _write_part(
+    parts: Path, records: list[dict], embeddings: torch.Tensor, name: str
+) -> tuple[float, float, Path, int]:
+    """In a writer process: (start, finish) perf_counter times, the part written, its views."""
+    start = time.perf_counter()
+    for record, embedding in zip(records, embeddings.numpy(), strict=True):
+        record["embeddings"] = embedding
+    part = cache.write_part(parts, records, name)
+    return start, time.perf_counter(), part, len(records)
+
+
+class Assembler:
+    """A `cache.Assembly` in a background process: `add` hands it each part once written, and
+    `finish` completes the cache with what is left, so embed does not end by copying every
+    embedding again (~2 ms a view on this CPU, about half the GPU's time per view).
+
+    Leaving the `with` block unfinished (an error, Ctrl-C) removes the unfinished .tmp file;
+    the parts stay, and rerunning the command rebuilds it from them.
+    """
+
+    def __init__(self, path: Path, plan: list[ViewKey]):
+        self.pool = background_processes(1)
+        self.pending: list[Future] = [self.pool.submit(_start_assembly, path, plan)]
+        self.finished = False
+
+    def add(self, part: Path) -> None:
+        self.pending.append(self.pool.submit(_add_to_assembly, part))
+
+    def finish(
+        self, parts: list[Path], identity: dict, config: dict, sam_state: dict[str, np.ndarray]
+    ) -> None:
+        """Complete the cache (`cache.Assembly.finish`) and put it in place; raises the first
+        error the assembly met (a CacheError naming the fix)."""
+        self.pending.append(self.pool.submit(_finish_assembly, parts, identity, config, sam_state))
+        for future in self.pending:
+            future.result()
+        self.finished = True
+
+    def __enter__(self) -> Assembler:
+        return self
+
+    def __exit__(self, *error) -> None:
+        try:
+            if not self.finished:
+                wait([self.pool.submit(_abandon_assembly)])
+        finally:
+            self.pool.shutdown()
+
+
+_assembly: cache.Assembly | None = None  # the Assembler process's cache being assembled
+
+
+def _start_assembly(path: Path, plan: list[ViewKey]) -> None:
+    global _assembly
+    _assembly = cache.Assembly(path, plan)
+
+
+def _add_to_assembly(part: Path) -> None:
+    _assembly.add(part)
+
+
+def _finish_assembly(
+    parts: list[Path], identity: dict, config: dict, sam_state: dict[str, np.ndarray]
+) -> None:
+    _assembly.finish(parts, identity, config, sam_state)
+
+
+def _abandon_assembly() -> None:
+    if _assembly is not None:
+        _assembly.abandon()

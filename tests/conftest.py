@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 from pathlib import Path
@@ -130,7 +131,8 @@ def finetuned_evaluation(train_cache, finetuned_run, tmp_path_factory):
 
 
 def start_interruptible(command: list[str]) -> subprocess.Popen:
-    """Start `command` so that SIGINT reaches it as Ctrl-C in a terminal would.
+    """Start `command` so that SIGINT reaches it as Ctrl-C in a terminal would: in a process
+    group of its own, which `press_ctrl_c` signals whole, the processes it started included.
 
     A shell's background jobs (CI runners among them) inherit an ignored SIGINT; restore it.
     """
@@ -139,5 +141,11 @@ def start_interruptible(command: list[str]) -> subprocess.Popen:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
+
+
+def press_ctrl_c(process: subprocess.Popen) -> None:
+    """SIGINT to the process group of `start_interruptible`'s process, as a terminal sends."""
+    os.killpg(process.pid, signal.SIGINT)

@@ -17,7 +17,7 @@ IDENTITY = {"model_type": "vit_tiny", "checkpoint_sha256": "0" * 64}
 SAM_STATE = {"mask_decoder/w": np.arange(4, dtype=np.float32), "prompt_encoder/w": np.ones(2)}
 
 
-def _records(plan: list[ViewKey], seed: int = 0) -> list[dict]:
+def make_records(plan: list[ViewKey], seed: int = 0) -> list[dict]:
     """A record (every cache field) per planned view, different in every field."""
     rng = np.random.default_rng(seed)
     records = []
@@ -41,11 +41,11 @@ def _records(plan: list[ViewKey], seed: int = 0) -> list[dict]:
     return records
 
 
-def _plan(views: int) -> list[ViewKey]:
+def make_plan(views: int) -> list[ViewKey]:
     return [ViewKey(f"img{i // 2}", i % 2, "train") for i in range(views)]
 
 
-def _assert_cache_holds(path, plan: list[ViewKey], records: list[dict]) -> None:
+def assert_cache_holds(path, plan: list[ViewKey], records: list[dict]) -> None:
     """The cache at `path` has each record in its planned row, field for field, and verifies."""
     assert verify(path).ok
     with Cache.open(path) as built:
@@ -61,15 +61,15 @@ def _assert_cache_holds(path, plan: list[ViewKey], records: list[dict]) -> None:
 
 
 def test_parts_in_any_order_assemble_into_plan_order(tmp_path):
-    plan = _plan(7)
-    records = _records(plan)
+    plan = make_plan(7)
+    records = make_records(plan)
     writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
     # Parts in another order than the plan, one of them with rows that are not consecutive.
     for name, rows in (("b", [3, 4]), ("a", [0, 2, 6]), ("c", [1, 5])):
         writer.write_part([dict(records[row]) for row in rows], name)
     writer.finalize(plan, SAM_STATE)
     writer.close()
-    _assert_cache_holds(tmp_path / "c.h5", plan, records)
+    assert_cache_holds(tmp_path / "c.h5", plan, records)
 
 
 def _chunk(dataset: h5py.Dataset, row: int) -> tuple[int, bytes]:
@@ -79,8 +79,8 @@ def _chunk(dataset: h5py.Dataset, row: int) -> tuple[int, bytes]:
 
 def test_assembly_copies_the_stored_chunks_of_embeddings_and_targets(tmp_path):
     """The chunked fields reach the cache as their parts stored them, checksums included."""
-    plan = _plan(4)
-    records = _records(plan)
+    plan = make_plan(4)
+    records = make_records(plan)
     writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
     writer.write_part([dict(r) for r in records[2:]], "1")
     writer.write_part([dict(r) for r in records[:2]], "0")
@@ -96,14 +96,14 @@ def test_assembly_copies_the_stored_chunks_of_embeddings_and_targets(tmp_path):
     with h5py.File(tmp_path / "c.h5", "r") as built:
         for (name, row), chunk in stored.items():
             assert _chunk(built[name], row) == chunk, (name, row)
-    _assert_cache_holds(tmp_path / "c.h5", plan, records)
+    assert_cache_holds(tmp_path / "c.h5", plan, records)
 
 
 def test_parts_of_an_older_layout_still_assemble(tmp_path):
     """Parts left by an older floodcache (contiguous datasets) are decoded and written again,
     so a run it started can be finished by this one."""
-    plan = _plan(5)
-    records = _records(plan, seed=1)
+    plan = make_plan(5)
+    records = make_records(plan, seed=1)
     writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
     writer.write_part([dict(records[row]) for row in (0, 2, 4)], "a")
     writer.write_part([dict(records[row]) for row in (1, 3)], "b")
@@ -111,7 +111,7 @@ def test_parts_of_an_older_layout_still_assemble(tmp_path):
         _rewrite_contiguous(part)
     writer.finalize(plan, SAM_STATE)
     writer.close()
-    _assert_cache_holds(tmp_path / "c.h5", plan, records)
+    assert_cache_holds(tmp_path / "c.h5", plan, records)
 
 
 def _rewrite_contiguous(part) -> None:
@@ -128,7 +128,7 @@ def _rewrite_contiguous(part) -> None:
 def test_parts_and_cache_store_chunked_fields_alike(tmp_path, name):
     """One row per chunk with a checksum, in both: what lets assembly copy chunks as stored."""
     writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
-    writer.write_part(_records(_plan(2)), "0")
+    writer.write_part(make_records(make_plan(2)), "0")
     with h5py.File(writer.part_files()[0], "r") as part, h5py.File(tmp_path / "x.h5", "w") as f:
         cache._create_fields(f, 2)
         assert part[name].chunks == (1, *FIELDS[name][0])

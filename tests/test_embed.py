@@ -20,6 +20,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
+from floodcache import cache as cache_module
 from floodcache import data, embed, encoder, readers, views
 from floodcache.cache import Cache, CacheError, verify, view_digest
 from floodcache.embed import run_embed
@@ -242,24 +243,27 @@ def test_embed_real_images(tiny_checkpoint, tmp_path):
             assert 0.0 <= opened.column("water_fraction")[row] <= 1.0
 
 
-def test_writer_thread_gives_the_cache_of_writing_in_line(
+def test_writer_processes_give_the_cache_of_writing_in_line(
     tiny_data, tiny_checkpoint, tmp_path, monkeypatch
 ):
-    """Parts written by the background thread, slowly and out of step with encoding, make the
-    very cache that writing each part before encoding the next one made."""
-    config = embed_config(tiny_data, tiny_checkpoint, tmp_path / "threaded.h5", batch_size=2)
-    real_write_part = embed.CacheWriter.write_part
+    """Parts written by the background processes, slowly and out of step with encoding, and
+    added to the cache as they come, make the very cache that writing each part before
+    encoding the next one, and assembling them all at the end, made."""
+    config = embed_config(tiny_data, tiny_checkpoint, tmp_path / "background.h5", batch_size=2)
+    real_write_part = cache_module.write_part
 
-    def slow_write_part(self, records, name):
+    def slow_write_part(*args):
         time.sleep(0.1)  # several batches encode while one is written
-        real_write_part(self, records, name)
+        return real_write_part(*args)
 
-    monkeypatch.setattr(embed.CacheWriter, "write_part", slow_write_part)
-    threaded = run_embed(config)
-    monkeypatch.setattr(embed.CacheWriter, "write_part", real_write_part)
+    monkeypatch.setattr(cache_module, "write_part", slow_write_part)
+    background = run_embed(config)
+    monkeypatch.setattr(cache_module, "write_part", real_write_part)
 
-    class WriteInLine:  # embed's writing before the writer thread
-        def __init__(self, writer, written):
+    class WriteInLine:  # embed's writing before the writer processes: parts only
+        processes = 0
+
+        def __init__(self, writer, written, assembler):
             self.writer, self.written = writer, written
             self.busy = self.waited = 0.0
 
@@ -275,10 +279,10 @@ def test_writer_thread_gives_the_cache_of_writing_in_line(
 
     monkeypatch.setattr(embed, "PartWriter", WriteInLine)
     in_line = run_embed(replace(config, cache=tmp_path / "in_line.h5"))
-    assert threaded.embedded == in_line.embedded == threaded.views
-    with Cache.open(threaded.cache) as a, Cache.open(in_line.cache) as b:
+    assert background.embedded == in_line.embedded == background.views
+    with Cache.open(background.cache) as a, Cache.open(in_line.cache) as b:
         assert a.fingerprint == b.fingerprint
-    assert_same_cache(threaded.cache, in_line.cache)
+    assert_same_cache(background.cache, in_line.cache)
 
 
 def digest_as_written_before(record: dict) -> str:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import errno
+import multiprocessing
 import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -23,7 +23,7 @@ from floodcache.cache import Cache, CacheError, verify
 from floodcache.embed import plan_embed, run_embed
 from floodcache.part_writer import PARTS_IN_FLIGHT
 from floodcache.train import TrainConfig, run_train
-from tests.conftest import PROJECT, embed_config, start_interruptible
+from tests.conftest import PROJECT, embed_config, press_ctrl_c, start_interruptible
 from tests.test_embed import assert_same_cache, embed_command, kill_after_parts
 
 PARTS = "part-*.h5"
@@ -69,7 +69,7 @@ def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(
     while len(list(parts.glob(PARTS))) < 3:
         assert process.poll() is None
         time.sleep(0.02)
-    process.send_signal(signal.SIGINT)
+    press_ctrl_c(process)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "run the same command again to resume" in stderr
@@ -155,13 +155,14 @@ def test_incomplete_cache_is_refused_by_train(tiny_data, tiny_checkpoint, tmp_pa
 def test_disk_full_keeps_the_finished_parts(tiny_data, tiny_checkpoint, tmp_path, monkeypatch):
     cache = tmp_path / "full.h5"
     real_file = cache_module.h5py.File
-    writes = {"parts": 0}
+    parts_begun = multiprocessing.Value("i", 0)  # counted across the writer processes
 
     def failing_file(name, mode="r", *args, **kwargs):
-        if mode == "w" and str(name).endswith(".tmp"):
-            writes["parts"] += 1
-            if writes["parts"] > 2:
-                raise OSError(errno.ENOSPC, "No space left on device", str(name))
+        if mode == "w" and Path(name).parent.name == "full.h5.parts":
+            with parts_begun.get_lock():
+                parts_begun.value += 1
+                if parts_begun.value > 2:
+                    raise OSError(errno.ENOSPC, "No space left on device", str(name))
         return real_file(name, mode, *args, **kwargs)
 
     monkeypatch.setattr(cache_module.h5py, "File", failing_file)
@@ -170,6 +171,7 @@ def test_disk_full_keeps_the_finished_parts(tiny_data, tiny_checkpoint, tmp_path
     parts = list((tmp_path / "full.h5.parts").glob(PARTS))
     assert len(parts) == 2 and not cache.exists()
     assert not list((tmp_path / "full.h5.parts").glob("*.tmp"))
+    assert not cache.with_name("full.h5.tmp").exists()  # the assembly begun is removed
     monkeypatch.setattr(cache_module.h5py, "File", real_file)
     result = run_embed(embed_config(tiny_data, tiny_checkpoint, cache, batch_size=2))
     assert result.embedded == result.views - 4 and verify(cache).ok
@@ -177,17 +179,17 @@ def test_disk_full_keeps_the_finished_parts(tiny_data, tiny_checkpoint, tmp_path
 
 def test_disk_full_while_assembling(tiny_data, tiny_checkpoint, tmp_path, monkeypatch):
     cache = tmp_path / "full.h5"
-    real_assemble = cache_module.CacheWriter._assemble
+    real_complete = cache_module.Assembly._complete
 
-    def full_disk(self, out, row_of):
-        real_assemble(self, out, row_of)
+    def full_disk(self, *args):
+        real_complete(self, *args)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cache_module.CacheWriter, "_assemble", full_disk)
+    monkeypatch.setattr(cache_module.Assembly, "_complete", full_disk)
     with pytest.raises(CacheError, match="finished parts .* are kept"):
         run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
     assert not cache.exists() and not cache.with_name("full.h5.tmp").exists()
-    monkeypatch.setattr(cache_module.CacheWriter, "_assemble", real_assemble)
+    monkeypatch.setattr(cache_module.Assembly, "_complete", real_complete)
     result = run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
     assert result.embedded == 0 and verify(cache).ok  # every view came from the kept parts
 
@@ -270,18 +272,22 @@ def test_torchrun_two_processes_give_the_single_process_cache(
         )
 
 
-def test_failed_write_in_the_writer_thread_stops_embed_soon(
+def test_failed_write_in_a_writer_process_stops_embed_soon(
     tiny_data, tiny_checkpoint, tmp_path, monkeypatch
 ):
-    """The second part's write fails on the writer thread: embed stops within the batches
+    """The second part's write fails in a writer process: embed stops within the batches
     already handed over, with the CacheError naming the fix, and keeps the first part."""
     cache = tmp_path / "full.h5"
     real_write_rows = cache_module._write_rows
-    threads = []
+    writes = multiprocessing.Value("i", 0)  # counted across the writer processes
+    embed_process = os.getpid()
 
     def full_on_second_part(group, records):
-        threads.append(threading.current_thread().name)
-        if len(threads) == 2:
+        assert os.getpid() != embed_process, "a part was written by embed's own process"
+        with writes.get_lock():
+            writes.value += 1
+            second = writes.value == 2
+        if second:
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write_rows(group, records)
 
@@ -289,14 +295,13 @@ def test_failed_write_in_the_writer_thread_stops_embed_soon(
     config = embed_config(tiny_data, tiny_checkpoint, cache, batch_size=1)
     with pytest.raises(CacheError, match="free some space and rerun the same command"):
         run_embed(config)
-    assert all(name.startswith("floodcache-writer") for name in threads)
     plan = plan_embed(config)[0]
-    assert len(threads) <= 2 + PARTS_IN_FLIGHT < len(plan)  # stopped soon, not at the end
+    assert writes.value <= 2 + PARTS_IN_FLIGHT < len(plan)  # stopped soon, not at the end
     parts = tmp_path / "full.h5.parts"
     first, second = (parts / f"part-{key.image_id}-{key.view:04d}.h5" for key in plan[:2])
     assert first.exists() and not second.exists()
     assert not list(parts.glob("*.tmp")) and not cache.exists()
-    assert not [t for t in threading.enumerate() if t.name.startswith("floodcache-writer")]
+    assert not multiprocessing.active_children()  # the writers are gone
     monkeypatch.setattr(cache_module, "_write_rows", real_write_rows)
     kept = len(list(parts.glob(PARTS)))
     result = run_embed(config)
@@ -308,12 +313,12 @@ def test_interrupt_waits_for_the_parts_handed_over(
 ):
     """Ctrl-C while parts are still being written: they are all on disk, whole, when the
     KeyboardInterrupt reaches the caller."""
-    real_write_part = cache_module.CacheWriter.write_part
+    real_write_part = cache_module.write_part
     real_stream = encoder.BatchEncoder.stream
 
-    def slow_write_part(self, records, name):
+    def slow_write_part(*args):
         time.sleep(0.3)
-        real_write_part(self, records, name)
+        return real_write_part(*args)
 
     def interrupted_stream(self, batches):
         for count, encoded in enumerate(real_stream(self, batches), 1):
@@ -321,10 +326,11 @@ def test_interrupt_waits_for_the_parts_handed_over(
             if count == 3:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache_module.CacheWriter, "write_part", slow_write_part)
+    monkeypatch.setattr(cache_module, "write_part", slow_write_part)
     monkeypatch.setattr(encoder.BatchEncoder, "stream", interrupted_stream)
     cache = tmp_path / "interrupted.h5"
     with pytest.raises(KeyboardInterrupt):
         run_embed(embed_config(tiny_data, tiny_checkpoint, cache, batch_size=1))
     parts = tmp_path / "interrupted.h5.parts"
     assert len(list(parts.glob(PARTS))) == 3 and not list(parts.glob("*.tmp"))
+    assert not cache.with_name("interrupted.h5.tmp").exists()  # the assembly begun is gone

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import json
-import signal
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from floodcache.train import (
     run_train,
     views_per_pass,
 )
-from tests.conftest import PROJECT, start_interruptible
+from tests.conftest import PROJECT, press_ctrl_c, start_interruptible
 
 
 def train(cache, out, prompt, **overrides):
@@ -195,7 +194,7 @@ def test_ctrl_c_during_train_says_how_to_resume(train_cache, tmp_path):
     while not (tmp_path / "run.partial" / "state.pt").exists():
         assert process.poll() is None, "training finished before it could be interrupted"
         time.sleep(0.05)
-    process.send_signal(signal.SIGINT)
+    press_ctrl_c(process)
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 130
     assert "run the same command again to resume" in stderr

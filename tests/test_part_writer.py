@@ -1,0 +1,68 @@
+"""embed's writing side in background processes (floodcache/part_writer.py).
+
+Failures, Ctrl-C and kills during whole embed runs are in tests/test_faults.py.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+
+import h5py
+import numpy as np
+
+from floodcache.cache import CacheWriter, verify
+from floodcache.part_writer import Assembler, PartWriter
+from tests.test_cache import IDENTITY, SAM_STATE, assert_cache_holds, make_plan, make_records
+
+
+def test_parts_are_written_in_order_whatever_the_batch_sizes(tmp_path):
+    """Batches of 3, 1 and 4 views (shared memory reused, then grown) reach their parts whole,
+    and `written` hears of them in the order they were handed over."""
+    plan = make_plan(8)
+    records = make_records(plan)
+    writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
+    heard = []
+    with PartWriter(writer, lambda views, finished: heard.append(views), depth=2) as parts:
+        for name, rows in (("a", range(0, 3)), ("b", range(3, 4)), ("c", range(4, 8))):
+            parts.submit([dict(records[row]) for row in rows], name)
+    assert heard == [3, 1, 4]
+    assert not multiprocessing.active_children()
+    for part, rows in zip(writer.part_files(), ([0, 1, 2], [3], [4, 5, 6, 7]), strict=True):
+        with h5py.File(part, "r") as f:
+            for i, row in enumerate(rows):
+                np.testing.assert_array_equal(f["embeddings"][i], records[row]["embeddings"])
+                assert f["image_id"].asstr()[i] == records[row]["image_id"]
+    writer.finalize(plan, SAM_STATE)
+    writer.close()
+    assert_cache_holds(tmp_path / "c.h5", plan, records)
+
+
+def test_the_assembler_builds_the_cache_as_parts_come(tmp_path):
+    """Parts added one by one as written, the last at the end, give the cache in place."""
+    plan = make_plan(6)
+    records = make_records(plan, seed=2)
+    path = tmp_path / "c.h5"
+    writer = CacheWriter(path, IDENTITY, {"identity": IDENTITY})
+    with Assembler(path, plan) as assembler:
+        with PartWriter(writer, lambda *_: None, assembler) as parts:
+            parts.submit([dict(r) for r in records[3:]], "late")
+            parts.submit([dict(r) for r in records[:2]], "early")
+        writer.write_part([dict(records[2])], "other-rank")  # never handed to the assembler
+        assert path.with_name("c.h5.tmp").exists() and not path.exists()
+        assembler.finish(writer.part_files(), IDENTITY, {"identity": IDENTITY}, SAM_STATE)
+    writer.close()
+    assert not path.with_name("c.h5.tmp").exists() and not writer.parts.exists()
+    assert verify(path).ok
+    assert_cache_holds(path, plan, records)
+
+
+def test_an_unfinished_assembly_leaves_only_the_parts(tmp_path):
+    plan = make_plan(2)
+    path = tmp_path / "c.h5"
+    writer = CacheWriter(path, IDENTITY, {"identity": IDENTITY})
+    writer.write_part(make_records(plan), "0")
+    with Assembler(path, plan) as assembler:
+        assembler.add(writer.part_files()[0])
+    writer.close()
+    assert not path.with_name("c.h5.tmp").exists() and not path.exists()
+    assert len(writer.part_files()) == 1
