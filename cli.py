@@ -807,9 +807,10 @@ def export(checkpoint, decoder, out, overwrite) -> None:
 @RESIZE_OPTION
 @click.option(
     "--skip",
-    type=click.Choice(["eager-encoders", "compression"]),
+    type=click.Choice(["eager-encoders", "compression", "writing"]),
     multiple=True,
-    help="Leave a stage out (repeatable): the uncompiled encoder rows (on CUDA), compression.",
+    help="Leave a stage out (repeatable): the uncompiled encoder rows (on CUDA), compression, "
+    "cache writing.",
 )
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write JSON here.")
 @user_errors

@@ -13,7 +13,8 @@ Stages, each timed on the same views (views/s, peak memory, ratio to the referen
     embed (end to end)       the `embed` command: audit, reader processes, encoder, cache
     train from cache         floodcache.train's own step on the cached embeddings
 
-then the cache's bytes per view, write and read times, with and without compression.
+then the cache's bytes per view, write and read times, with and without compression, and
+embed's writing side alone, in line and in the background (`bench_io`).
 Speed does not depend on the weights: without a checkpoint SAM has random weights, and errors
 and IoUs then describe an untrained model (the output says so).
 """
@@ -34,12 +35,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import cv2
-import h5py
 import numpy as np
 import torch
 from segment_anything import SamPredictor
 
-from floodcache import data, encoder
+from floodcache import bench_io, data, encoder
 from floodcache import decoder as sam_decoder
 from floodcache.cache import Cache
 from floodcache.embed import EmbedConfig, pending_batches, plan_embed, run_embed
@@ -52,13 +52,7 @@ from floodcache.views import make_view
 log = logging.getLogger(__name__)
 SCENE_SIZES = [(480, 640), (720, 1280), (600, 800), (1080, 1920), (768, 1024), (512, 512)]
 ACCURACY_VIEWS = 16  # views whose embeddings are kept for errors and mask IoU
-COMPRESSION_VIEWS = 64  # views written with each filter: enough for bytes and ms per view
-COMPRESSIONS = {  # name -> h5py create_dataset keywords for the float16 embeddings
-    "none": {},
-    "lzf": {"compression": "lzf"},
-    "gzip-1": {"compression": "gzip", "compression_opts": 1},
-    "shuffle+gzip-4": {"shuffle": True, "compression": "gzip", "compression_opts": 4},
-}
+WRITING_BATCH = 32  # the writing stage's views per part: embed's batch on a large GPU
 
 
 @dataclass
@@ -78,7 +72,8 @@ class BenchConfig:
     reference_views: int = 64  # the reference runs on the first N views (it is slow)
     # On a GPU: hold all but this many GiB before starting, to act as a smaller card
     free_gpu_memory: float | None = None
-    # Stages left out: "eager-encoders" (on CUDA, where compiled ones run), "compression"
+    # Stages left out: "eager-encoders" (on CUDA, where compiled ones run), "compression",
+    # "writing"
     skip: frozenset[str] = frozenset()
     json_path: Path | None = None
 
@@ -119,6 +114,7 @@ class Bench:
     views: int
     rows: list[Row] = field(default_factory=list)
     compression: list[dict] = field(default_factory=list)
+    writing: dict = field(default_factory=dict)
 
     def add(self, *rows: Row) -> None:
         """Keep measured rows (the reference's two come first), with their ratio to the
@@ -144,6 +140,13 @@ class Bench:
                 f"  {c['filter']:15s} {c['bytes_per_view'] / 2**20:6.3f} MiB/view "
                 f"({c['saved']:5.1%} saved)  write {c['write_ms_per_view']:7.2f} ms/view  "
                 f"read {c['read_ms_per_view']:7.2f} ms/view"
+            )
+        if w := self.writing:
+            lines.append(
+                f"cache writing, {w['views']} views in parts of {w['batch']}: in line "
+                f"{w['in_line_ms_per_view']:.2f} ms/view; writer processes and assembler "
+                f"{w['background_ms_per_view']:.2f} ms/view ({w['speedup']:.2f}x), "
+                f"main process CPU {w['main_cpu_ms_per_view']:.2f} ms/view"
             )
         return "\n".join(lines)
 
@@ -224,7 +227,9 @@ def run_bench(config: BenchConfig) -> Bench:
             bench.add(*_embed(config, data_dir, augment, cache, device))
             bench.add(*[_train(config, cache, device, p) for p in ("fp32", "bf16")])
             if "compression" not in config.skip:
-                bench.compression = _compression(cache, Path(tmp) / "compression.h5")
+                bench.compression = bench_io.compression(cache, Path(tmp) / "compression.h5")
+            if "writing" not in config.skip:
+                bench.writing = bench_io.writing(cache, Path(tmp), WRITING_BATCH)
     _compare_embed(bench, device)
     if config.json_path:
         Path(config.json_path).parent.mkdir(parents=True, exist_ok=True)
@@ -563,31 +568,3 @@ def _train(config: BenchConfig, cache: Path, device: torch.device, precision: st
         peak.megabytes(),
         note="DecoderTrainer.step, box prompts",
     )
-
-
-def _compression(cache: Path, path: Path) -> list[dict]:
-    """Write and read the cache's float16 embeddings with each filter: bytes and times."""
-    with Cache.open(cache) as opened:
-        embeddings = opened.embeddings(np.arange(min(len(opened), COMPRESSION_VIEWS)))
-    n, results = len(embeddings), []
-    for name, options in COMPRESSIONS.items():
-        start = time.perf_counter()
-        with h5py.File(path, "w") as f:
-            f.create_dataset("e", data=embeddings, chunks=(1, *embeddings.shape[1:]), **options)
-        write = time.perf_counter() - start
-        start = time.perf_counter()
-        with h5py.File(path, "r") as f:
-            f["e"][:]
-        read = time.perf_counter() - start
-        size = path.stat().st_size / n
-        results.append(
-            {
-                "filter": name,
-                "bytes_per_view": size,
-                "saved": 1 - size / results[0]["bytes_per_view"] if results else 0.0,
-                "write_ms_per_view": 1000 * write / n,
-                "read_ms_per_view": 1000 * read / n,
-            }
-        )
-    path.unlink()
-    return results

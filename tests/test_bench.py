@@ -8,7 +8,7 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from floodcache import bench
+from floodcache import bench, bench_io
 from floodcache.bench import BenchConfig, run_bench
 
 
@@ -50,9 +50,22 @@ def test_fast_fp32_encoder_matches_the_reference(tiny_bench):
 def test_compression_is_measured_not_guessed(tiny_bench):
     result, _ = tiny_bench
     sizes = {c["filter"]: c["bytes_per_view"] for c in result.compression}
-    assert set(sizes) == set(bench.COMPRESSIONS)
+    assert set(sizes) == set(bench_io.COMPRESSIONS)
     assert sizes["none"] >= 256 * 64 * 64 * 2  # float16, uncompressed
     assert sizes["shuffle+gzip-4"] < sizes["none"]
+
+
+def test_writing_is_timed_both_ways(tiny_bench):
+    """embed's writing side, in line and in the background, on copies of the bench's views."""
+    result, json_path = tiny_bench
+    writing = result.writing
+    assert writing["views"] == bench_io.WRITING_VIEWS and writing["batch"] == bench.WRITING_BATCH
+    for name in ("in_line_ms_per_view", "background_ms_per_view", "main_cpu_ms_per_view"):
+        assert writing[name] > 0, name
+    in_line, background = writing["in_line_ms_per_view"], writing["background_ms_per_view"]
+    assert writing["speedup"] == pytest.approx(in_line / background)
+    assert "cache writing, 256 views in parts of 32" in result.table()
+    assert json.loads(json_path.read_text())["writing"] == writing
 
 
 def test_table_and_json_say_what_was_run(tiny_bench):
@@ -74,12 +87,14 @@ def test_cli_builds_the_config_and_prints_the_table(monkeypatch, tmp_path):
 
     monkeypatch.setattr(bench, "run_bench", fake_run_bench)
     args = ["bench", "--device", "cpu", "--views", "3", "--model-type", "vit_tiny"]
-    args += ["--skip", "compression", "--skip", "eager-encoders", "--resize", "torch"]
+    args += ["--skip", "compression", "--skip", "eager-encoders", "--skip", "writing"]
+    args += ["--resize", "torch"]
     result = CliRunner().invoke(cli.main, [*args, "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
     config = seen["config"]
     assert (config.device, config.views, config.model_type) == ("cpu", 3, "vit_tiny")
-    assert config.skip == {"compression", "eager-encoders"} and config.resize == "torch"
+    assert config.skip == {"compression", "eager-encoders", "writing"}
+    assert config.resize == "torch"
     assert config.json_path == tmp_path / "b.json"
     assert "bench: SAM vit_tiny on cpu" in result.output
     help_text = CliRunner().invoke(cli.main, ["bench", "--help"]).output
@@ -87,6 +102,7 @@ def test_cli_builds_the_config_and_prints_the_table(monkeypatch, tmp_path):
 
 
 def test_a_skipped_stage_is_left_out():
-    result = run_bench(tiny_config(skip=frozenset({"compression"})))
+    result = run_bench(tiny_config(skip=frozenset({"compression", "writing"})))
     assert result.compression == [] and "cache: float16" in result.table()
+    assert result.writing == {} and "cache writing" not in result.table()
     assert any(row.stage.startswith("embed (") for row in result.rows)
