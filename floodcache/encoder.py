@@ -212,8 +212,9 @@ def batch_to_tensor(
     shape = (len(resized), IMAGE_SIZE, IMAGE_SIZE, 3)
     # Not zeroed: whatever the padding holds is overwritten with 0 after normalising, below.
     staged = torch.empty(shape, dtype=torch.uint8, pin_memory=cuda)
-    for i, image in enumerate(resized):
-        staged[i, : image.shape[0], : image.shape[1]] = torch.from_numpy(np.asarray(image))
+    host = staged.numpy()  # numpy copies on this thread; torch's would wake its thread pool,
+    for i, image in enumerate(resized):  # which spins on the cores the readers need
+        host[i, : image.shape[0], : image.shape[1]] = image
     pixels = staged.to(device, non_blocking=cuda).permute(0, 3, 1, 2).float()
     mean = sam.pixel_mean.to(device, non_blocking=cuda)  # no wait for the GPU, even pageable
     batch = (pixels - mean) / sam.pixel_std.to(device, non_blocking=cuda)
