@@ -13,7 +13,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from floodcache.cache import FIELDS, STR, Cache, CacheWriter
+from floodcache.cache import FIELDS, STR, Cache
+from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
 from floodcache.views import ViewKey
 

@@ -22,7 +22,8 @@ import numpy as np
 from tqdm import tqdm
 
 from floodcache import data, distributed, encoder
-from floodcache.cache import CacheError, CacheWriter
+from floodcache.cache import CacheError
+from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
 from floodcache.readers import default_workers, read_batches
 from floodcache.views import (

@@ -23,8 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from floodcache import cache
-from floodcache.cache import EMBEDDING_SHAPE, CacheWriter
+from floodcache import cache_writer
+from floodcache.cache import EMBEDDING_SHAPE
+from floodcache.cache_writer import CacheWriter
 from floodcache.views import ViewKey
 
 WRITER_PROCESSES = 2  # a part costs ~3.5 ms a view (digest, checksums, write) on one core
@@ -65,7 +66,7 @@ class PartWriter:
     At most `depth` parts wait, each holding a batch's embeddings in shared memory (64 MiB at
     32 views). A failed write raises its CacheError in the caller at the next `submit` or at
     the end of the `with` block. Leaving the block for any reason, Ctrl-C included, first
-    waits until every part handed over is written or has failed (`cache.write_part` renames
+    waits until every part handed over is written or has failed (`cache_writer.write_part` renames
     a part into place only when whole): finished work is kept, nothing half written.
     `written(views, finished)` is called in the caller's process for each part written, in
     order, with the time.perf_counter() at which its write finished, after the part went to
@@ -138,12 +139,12 @@ def _write_part(
     start = time.perf_counter()
     for record, embedding in zip(records, embeddings.numpy(), strict=True):
         record["embeddings"] = embedding
-    part = cache.write_part(parts, records, name)
+    part = cache_writer.write_part(parts, records, name)
     return start, time.perf_counter(), part, len(records)
 
 
 class Assembler:
-    """A `cache.Assembly` in a background process: `add` hands it each part once written, and
+    """A `cache_writer.Assembly` in a background process: `add` hands it each part once written, and
     `finish` completes the cache with what is left, so embed does not end by copying every
     embedding again (~2 ms a view on this CPU, about half the GPU's time per view).
 
@@ -162,7 +163,7 @@ class Assembler:
     def finish(
         self, parts: list[Path], identity: dict, config: dict, sam_state: dict[str, np.ndarray]
     ) -> None:
-        """Complete the cache (`cache.Assembly.finish`) and put it in place; raises the first
+        """Complete the cache (`cache_writer.Assembly.finish`) and put it in place; raises the first
         error the assembly met (a CacheError naming the fix)."""
         self.pending.append(self.pool.submit(_finish_assembly, parts, identity, config, sam_state))
         for future in self.pending:
@@ -180,12 +181,12 @@ class Assembler:
             self.pool.shutdown()
 
 
-_assembly: cache.Assembly | None = None  # the Assembler process's cache being assembled
+_assembly: cache_writer.Assembly | None = None  # the Assembler process's cache being assembled
 
 
 def _start_assembly(path: Path, plan: list[ViewKey]) -> None:
     global _assembly
-    _assembly = cache.Assembly(path, plan)
+    _assembly = cache_writer.Assembly(path, plan)
 
 
 def _add_to_assembly(part: Path) -> None:

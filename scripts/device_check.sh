@@ -27,6 +27,8 @@ VIEWS=${VIEWS:-320}
     # The CPU the readers get: embed was bound by it (~4 cores' worth of work on 16 cores).
     echo "nproc $(nproc); cgroup cpu.max $(cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo -)"
     grep -m1 "model name" /proc/cpuinfo
+    # The readers hand pixels over in /dev/shm when it has room; the cache goes to $TMPDIR.
+    df -h /dev/shm "${TMPDIR:-/tmp}"
 } 2>&1 | tee "$OUT/gpu.txt"
 # bench first: it is the measurement; then the CUDA tests; the 8 GB card only if time is left
 # (LIMIT: the call's seconds). BENCH_ARGS adds options (e.g. --skip compression), TESTS picks

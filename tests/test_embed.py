@@ -20,8 +20,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from floodcache import cache as cache_module
-from floodcache import data, embed, encoder, readers, views
+from floodcache import cache_writer, data, embed, encoder, readers, views
 from floodcache.cache import Cache, CacheError, verify, view_digest
 from floodcache.embed import run_embed
 from floodcache.encoder import load_sam
@@ -219,7 +218,7 @@ def test_killed_embed_resumes_to_an_identical_cache(tiny_data, tiny_checkpoint, 
 
 
 def test_second_writer_is_locked_out(tiny_data, tiny_checkpoint, tmp_path):
-    from floodcache.cache import CacheWriter
+    from floodcache.cache_writer import CacheWriter
 
     cache = tmp_path / "locked.h5"
     with CacheWriter(cache, {"model_type": "x"}, {"identity": {"model_type": "x"}}):
@@ -250,15 +249,15 @@ def test_writer_processes_give_the_cache_of_writing_in_line(
     added to the cache as they come, make the very cache that writing each part before
     encoding the next one, and assembling them all at the end, made."""
     config = embed_config(tiny_data, tiny_checkpoint, tmp_path / "background.h5", batch_size=2)
-    real_write_part = cache_module.write_part
+    real_write_part = cache_writer.write_part
 
     def slow_write_part(*args):
         time.sleep(0.1)  # several batches encode while one is written
         return real_write_part(*args)
 
-    monkeypatch.setattr(cache_module, "write_part", slow_write_part)
+    monkeypatch.setattr(cache_writer, "write_part", slow_write_part)
     background = run_embed(config)
-    monkeypatch.setattr(cache_module, "write_part", real_write_part)
+    monkeypatch.setattr(cache_writer, "write_part", real_write_part)
 
     class WriteInLine:  # embed's writing before the writer processes: parts only
         processes = 0

@@ -17,8 +17,7 @@ import h5py
 import numpy as np
 import pytest
 
-from floodcache import cache as cache_module
-from floodcache import encoder
+from floodcache import cache_writer, encoder
 from floodcache.cache import Cache, CacheError, verify
 from floodcache.embed import plan_embed, run_embed
 from floodcache.part_writer import PARTS_IN_FLIGHT
@@ -83,7 +82,7 @@ def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(
 
 def test_two_embed_processes_on_one_cache(tiny_data, tiny_checkpoint, tmp_path):
     """While one process holds the cache (this test, through CacheWriter), another embed stops."""
-    from floodcache.cache import CacheWriter
+    from floodcache.cache_writer import CacheWriter
 
     cache = tmp_path / "shared.h5"
     identity = {"model_type": "vit_tiny"}
@@ -154,7 +153,7 @@ def test_incomplete_cache_is_refused_by_train(tiny_data, tiny_checkpoint, tmp_pa
 
 def test_disk_full_keeps_the_finished_parts(tiny_data, tiny_checkpoint, tmp_path, monkeypatch):
     cache = tmp_path / "full.h5"
-    real_file = cache_module.h5py.File
+    real_file = cache_writer.h5py.File
     parts_begun = multiprocessing.Value("i", 0)  # counted across the writer processes
 
     def failing_file(name, mode="r", *args, **kwargs):
@@ -165,31 +164,31 @@ def test_disk_full_keeps_the_finished_parts(tiny_data, tiny_checkpoint, tmp_path
                     raise OSError(errno.ENOSPC, "No space left on device", str(name))
         return real_file(name, mode, *args, **kwargs)
 
-    monkeypatch.setattr(cache_module.h5py, "File", failing_file)
+    monkeypatch.setattr(cache_writer.h5py, "File", failing_file)
     with pytest.raises(CacheError, match="free some space and rerun the same command"):
         run_embed(embed_config(tiny_data, tiny_checkpoint, cache, batch_size=2))
     parts = list((tmp_path / "full.h5.parts").glob(PARTS))
     assert len(parts) == 2 and not cache.exists()
     assert not list((tmp_path / "full.h5.parts").glob("*.tmp"))
     assert not cache.with_name("full.h5.tmp").exists()  # the assembly begun is removed
-    monkeypatch.setattr(cache_module.h5py, "File", real_file)
+    monkeypatch.setattr(cache_writer.h5py, "File", real_file)
     result = run_embed(embed_config(tiny_data, tiny_checkpoint, cache, batch_size=2))
     assert result.embedded == result.views - 4 and verify(cache).ok
 
 
 def test_disk_full_while_assembling(tiny_data, tiny_checkpoint, tmp_path, monkeypatch):
     cache = tmp_path / "full.h5"
-    real_complete = cache_module.Assembly._complete
+    real_complete = cache_writer.Assembly._complete
 
     def full_disk(self, *args):
         real_complete(self, *args)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cache_module.Assembly, "_complete", full_disk)
+    monkeypatch.setattr(cache_writer.Assembly, "_complete", full_disk)
     with pytest.raises(CacheError, match="finished parts .* are kept"):
         run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
     assert not cache.exists() and not cache.with_name("full.h5.tmp").exists()
-    monkeypatch.setattr(cache_module.Assembly, "_complete", real_complete)
+    monkeypatch.setattr(cache_writer.Assembly, "_complete", real_complete)
     result = run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
     assert result.embedded == 0 and verify(cache).ok  # every view came from the kept parts
 
@@ -278,7 +277,7 @@ def test_failed_write_in_a_writer_process_stops_embed_soon(
     """The second part's write fails in a writer process: embed stops within the batches
     already handed over, with the CacheError naming the fix, and keeps the first part."""
     cache = tmp_path / "full.h5"
-    real_write_rows = cache_module._write_rows
+    real_write_rows = cache_writer._write_rows
     writes = multiprocessing.Value("i", 0)  # counted across the writer processes
     embed_process = os.getpid()
 
@@ -291,7 +290,7 @@ def test_failed_write_in_a_writer_process_stops_embed_soon(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write_rows(group, records)
 
-    monkeypatch.setattr(cache_module, "_write_rows", full_on_second_part)
+    monkeypatch.setattr(cache_writer, "_write_rows", full_on_second_part)
     config = embed_config(tiny_data, tiny_checkpoint, cache, batch_size=1)
     with pytest.raises(CacheError, match="free some space and rerun the same command"):
         run_embed(config)
@@ -302,7 +301,7 @@ def test_failed_write_in_a_writer_process_stops_embed_soon(
     assert first.exists() and not second.exists()
     assert not list(parts.glob("*.tmp")) and not cache.exists()
     assert not multiprocessing.active_children()  # the writers are gone
-    monkeypatch.setattr(cache_module, "_write_rows", real_write_rows)
+    monkeypatch.setattr(cache_writer, "_write_rows", real_write_rows)
     kept = len(list(parts.glob(PARTS)))
     result = run_embed(config)
     assert result.embedded == result.views - kept and verify(cache).ok
@@ -313,7 +312,7 @@ def test_interrupt_waits_for_the_parts_handed_over(
 ):
     """Ctrl-C while parts are still being written: they are all on disk, whole, when the
     KeyboardInterrupt reaches the caller."""
-    real_write_part = cache_module.write_part
+    real_write_part = cache_writer.write_part
     real_stream = encoder.BatchEncoder.stream
 
     def slow_write_part(*args):
@@ -326,7 +325,7 @@ def test_interrupt_waits_for_the_parts_handed_over(
             if count == 3:
                 raise KeyboardInterrupt
 
-    monkeypatch.setattr(cache_module, "write_part", slow_write_part)
+    monkeypatch.setattr(cache_writer, "write_part", slow_write_part)
     monkeypatch.setattr(encoder.BatchEncoder, "stream", interrupted_stream)
     cache = tmp_path / "interrupted.h5"
     with pytest.raises(KeyboardInterrupt):

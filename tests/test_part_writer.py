@@ -10,9 +10,10 @@ import multiprocessing
 import h5py
 import numpy as np
 
-from floodcache.cache import CacheWriter, verify
+from floodcache.cache import verify
+from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
-from tests.test_cache import IDENTITY, SAM_STATE, assert_cache_holds, make_plan, make_records
+from tests.test_cache_writer import IDENTITY, SAM_STATE, assert_cache_holds, make_plan, make_records
 
 
 def test_parts_are_written_in_order_whatever_the_batch_sizes(tmp_path):

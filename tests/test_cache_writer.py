@@ -1,4 +1,4 @@
-"""The cache's parts and their assembly into one file (floodcache/cache.py).
+"""The cache's parts and their assembly into one file (floodcache/cache_writer.py).
 
 Whole embed runs, crashes and resumes are in tests/test_embed.py and tests/test_faults.py.
 """
@@ -9,8 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
-from floodcache import cache
-from floodcache.cache import FIELDS, Cache, CacheWriter, verify
+from floodcache import cache, cache_writer
+from floodcache.cache import FIELDS, Cache, verify
+from floodcache.cache_writer import CacheWriter
 from floodcache.views import ViewKey
 
 IDENTITY = {"model_type": "vit_tiny", "checkpoint_sha256": "0" * 64}
@@ -90,7 +91,7 @@ def test_assembly_copies_the_stored_chunks_of_embeddings_and_targets(tmp_path):
             ids = f["image_id"].asstr()[:].tolist()
             for i, view in enumerate(f["view"][:].tolist()):
                 row = plan.index(ViewKey(ids[i], view, "train"))
-                stored |= {(name, row): _chunk(f[name], i) for name in cache.CHUNKED}
+                stored |= {(name, row): _chunk(f[name], i) for name in cache_writer.CHUNKED}
     writer.finalize(plan, SAM_STATE)
     writer.close()
     with h5py.File(tmp_path / "c.h5", "r") as built:
@@ -124,14 +125,14 @@ def _rewrite_contiguous(part) -> None:
             assert f[name].chunks is None
 
 
-@pytest.mark.parametrize("name", cache.CHUNKED)
+@pytest.mark.parametrize("name", cache_writer.CHUNKED)
 def test_parts_and_cache_store_chunked_fields_alike(tmp_path, name):
     """One row per chunk with a checksum, in both: what lets assembly copy chunks as stored."""
     writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
     writer.write_part(make_records(make_plan(2)), "0")
     with h5py.File(writer.part_files()[0], "r") as part, h5py.File(tmp_path / "x.h5", "w") as f:
-        cache._create_fields(f, 2)
+        cache_writer._create_fields(f, 2)
         assert part[name].chunks == (1, *FIELDS[name][0])
         assert part[name].fletcher32
-        assert cache._same_storage(part[name], f[name])
+        assert cache_writer._same_storage(part[name], f[name])
     writer.close()
