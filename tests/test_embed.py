@@ -414,6 +414,18 @@ def test_read_batches_gives_back_each_batch_whole_and_in_order(tiny_data, worker
         assert_same_view(view, by_key[view["image_id"], view["view"]])  # pixels as read
 
 
+def test_reader_processes_make_the_cache_of_reading_in_line(tiny_data, tiny_checkpoint, tmp_path):
+    """Two reader processes handing pixels over in shared memory, writer processes and the
+    assembler: the very cache that embed makes reading every view in its own process."""
+    caches = []
+    for workers in (0, 2):
+        caches.append(tmp_path / f"workers{workers}.h5")
+        config = embed_config(tiny_data, tiny_checkpoint, caches[-1], batch_size=3, augment=2)
+        config.workers = workers
+        assert run_embed(config).workers == workers
+    assert_same_cache(*caches)
+
+
 def test_readers_hand_pixels_over_in_shared_memory_when_there_is_room(tiny_data, monkeypatch):
     """With room in /dev/shm the pixels travel there, else through the pipe; the views are
     the same either way, and the low-res targets do not hold on to the shared block."""

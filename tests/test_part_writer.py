@@ -6,9 +6,13 @@ Failures, Ctrl-C and kills during whole embed runs are in tests/test_faults.py.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import signal
+import time
 
 import h5py
 import numpy as np
+import pytest
 
 from floodcache.cache import verify
 from floodcache.cache_writer import CacheWriter
@@ -67,3 +71,18 @@ def test_an_unfinished_assembly_leaves_only_the_parts(tmp_path):
     writer.close()
     assert not path.with_name("c.h5.tmp").exists() and not path.exists()
     assert len(writer.part_files()) == 1
+
+
+def test_an_assembler_whose_process_died_lets_the_first_error_through(tmp_path):
+    plan = make_plan(2)
+    path = tmp_path / "c.h5"
+    writer = CacheWriter(path, IDENTITY, {"identity": IDENTITY})
+    with pytest.raises(KeyboardInterrupt), Assembler(path, plan) as assembler:
+        for pid in list(assembler.pool._processes):
+            os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while not assembler.pool._broken:  # the pool notices on its own thread
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        raise KeyboardInterrupt  # the run's own error: it must not be replaced on the way out
+    writer.close()
