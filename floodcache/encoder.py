@@ -182,16 +182,30 @@ def lowres_target(mask: np.ndarray) -> np.ndarray:
 
     Built like the image: resize longest side to 1024 (PIL bilinear, as ResizeLongestSide
     resizes each channel of an image), pad bottom/right to 1024, then 4x4 area-average down to
-    256 and threshold at one half.
+    256 and threshold at one half. The averages are integer sums of the grey values; a block
+    at exactly half is decided by the float32 mean of values/255 that the targets of every
+    cache so far came from (its rounding sends some below one half): 8.8 -> 3.7 ms a view.
     """
     h, w = input_size(mask.shape[:2])
     grey = Image.fromarray((mask * 255).astype(np.uint8), mode="L")
-    resized = np.asarray(grey.resize((w, h), Image.BILINEAR))
-    padded = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.float32)
-    padded[:h, :w] = resized / 255.0
+    padded = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
+    padded[:h, :w] = np.asarray(grey.resize((w, h), Image.BILINEAR))
     factor = IMAGE_SIZE // LOWRES_SIZE
-    area = padded.reshape(LOWRES_SIZE, factor, LOWRES_SIZE, factor).mean(axis=(1, 3))
-    return (area >= 0.5).astype(np.uint8)
+    rows = padded[0::factor].astype(np.uint16)
+    for offset in range(1, factor):
+        rows += padded[offset::factor]
+    sums = rows[:, 0::factor].copy()
+    for offset in range(1, factor):
+        sums += rows[:, offset::factor]
+    half = factor * factor * 255 // 2
+    target = sums > half
+    ties = np.nonzero(sums == half)
+    if len(ties[0]):
+        blocks = padded.reshape(LOWRES_SIZE, factor, LOWRES_SIZE, factor)[ties[0], :, ties[1]]
+        # Laid out as the whole frame's blocks are, so that the mean adds up in the same order.
+        values = np.ascontiguousarray(blocks.transpose(1, 0, 2))[None] / 255.0
+        target[ties] = values.astype(np.float32).mean(axis=(1, 3))[0] >= 0.5
+    return target.astype(np.uint8)
 
 
 def batch_to_tensor(

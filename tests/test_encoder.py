@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from segment_anything import SamPredictor
 
 from floodcache import encoder
@@ -91,6 +92,43 @@ def test_lowres_target_resizes_as_sam_resizes_an_image(shape):
     padded[: as_image.shape[0], : as_image.shape[1]] = as_image[..., 0] / 255.0
     area = padded.reshape(256, 4, 256, 4).mean(axis=(1, 3))
     assert np.array_equal(encoder.lowres_target(mask), (area >= 0.5).astype(np.uint8))
+
+
+def lowres_as_float(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The target as every cache so far made it (float32 mean of values/255 per 4x4 block),
+    and the blocks at exactly half whose float mean is not exactly one half."""
+    h, w = encoder.input_size(mask.shape)
+    grey = Image.fromarray(mask * 255, mode="L").resize((w, h), Image.BILINEAR)
+    padded = np.zeros((1024, 1024), np.float32)
+    padded[:h, :w] = np.asarray(grey) / 255.0
+    area = padded.reshape(256, 4, 256, 4).mean(axis=(1, 3))
+    sums = np.zeros((1024, 1024), np.int64)
+    sums[:h, :w] = np.asarray(grey)
+    ties = sums.reshape(256, 4, 256, 4).sum(axis=(1, 3)) == 8 * 255
+    return (area >= 0.5).astype(np.uint8), ties & (area != 0.5)
+
+
+def test_lowres_target_decides_blocks_at_half_as_caches_always_did():
+    """Integer sums, with the blocks at exactly half decided by the float mean as before:
+    the same targets on masks full of such blocks, rounding-decided ones included."""
+    rng = np.random.default_rng(7)
+    rounding_decided = 0
+    for index in range(120):
+        height, width = int(rng.integers(20, 1400)), int(rng.integers(20, 1400))
+        if index % 3 == 0:  # native size, edges on even rows and columns: blocks at half
+            height, width = 1024, int(rng.choice([512, 768, 1024]))
+            mask = np.zeros((height, width), np.uint8)
+            mask[2 * int(rng.integers(0, height // 2)) :] = 1
+            mask[:, : 2 * int(rng.integers(0, width // 2))] ^= 1
+        elif index % 3 == 1:  # lone pixels
+            mask = (rng.random((height, width)) > 0.5).astype(np.uint8)
+        else:  # blobs
+            blobs = rng.random((height // 8 + 1, width // 8 + 1)) > 0.5
+            mask = blobs.repeat(8, 0).repeat(8, 1)[:height, :width].astype(np.uint8)
+        expected, decided = lowres_as_float(mask)
+        rounding_decided += int(decided.sum())
+        assert np.array_equal(encoder.lowres_target(mask), expected), (index, mask.shape)
+    assert rounding_decided > 20  # the cases the float rounding decides were there
 
 
 def test_batched_encode_matches_predictor_tiny(tiny_checkpoint):
