@@ -500,7 +500,7 @@ def _embed(config: BenchConfig, data_dir: Path, augment: int, cache: Path, devic
         f"{result.workers} readers, resize {settings.resize}; "
         f"{result.views_per_second:.3g} views/s over the whole run, "
         f"{result.warmup_seconds:.1f} s to the first batch (audit, model load, compiling), "
-        f"{result.finalize_seconds:.1f} s assembling the cache"
+        f"{result.finalize_seconds:.1f} s finishing the cache after the last batch"
     )
     # After the first batch, as a long run goes on; a run of one batch has only the whole.
     steady = result.embedded > result.warmup_views

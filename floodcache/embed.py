@@ -75,7 +75,7 @@ class EmbedResult:
     # Until this process wrote its first batch (audit, model load, compiling, first reads) ...
     warmup_seconds: float = 0.0
     warmup_views: int = 0  # ... and the views in that batch
-    finalize_seconds: float = 0.0  # assembling the parts into the cache
+    finalize_seconds: float = 0.0  # finishing the cache once the last part is written
     batch_size: int = 0  # views per encoder call, as asked or picked for the device
     workers: int = 0  # reader processes, likewise
 
