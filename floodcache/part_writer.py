@@ -4,11 +4,13 @@
 Processes, not threads: h5py holds the GIL while it writes. At ~250 views/s the main thread
 has ~4 ms a view to take the readers' views and drive the GPU, and a writer thread sharing
 its GIL took ~2-4 ms of them (digest aside, the HDF5 write and checksums of 2 MiB a view).
-The embeddings go to the writers through shared memory, not pickled through a pipe.
+The embeddings go to the writers through shared memory where /dev/shm has room for them,
+else pickled through a pipe.
 """
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import signal
@@ -24,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from floodcache import cache_writer
+from floodcache import cache_writer, shared_memory
 from floodcache.cache import EMBEDDING_SHAPE
 from floodcache.cache_writer import CacheWriter
 from floodcache.views import ViewKey
@@ -64,9 +66,10 @@ def _serve(parent: int) -> None:
 class PartWriter:
     """Writes batches as cache parts in background processes while the next ones encode.
 
-    At most `depth` parts wait, each holding a batch's embeddings in shared memory (64 MiB at
-    32 views). A failed write raises its CacheError in the caller at the next `submit` or at
-    the end of the `with` block. Leaving the block for any reason, Ctrl-C included, first
+    At most `depth` parts wait, each holding a batch's embeddings (64 MiB at 32 views), in
+    memory shared with the writers where /dev/shm has room for them all. A failed write
+    raises its CacheError in the caller at the next `submit` or at the end of the `with`
+    block. Leaving the block for any reason, Ctrl-C included, first
     waits until every part handed over is written or has failed (`cache_writer.write_part`
     renames a part into place only when whole): finished work is kept, nothing half written.
     `written(views, finished)` is called in the caller's process for each part written, in
@@ -87,28 +90,35 @@ class PartWriter:
         self.processes, self.depth = processes, depth
         self.pool = background_processes(processes)
         self.pending: deque[tuple[Future, torch.Tensor]] = deque()
-        self.blocks: list[torch.Tensor] = []  # shared memory free for the next batches
+        self.blocks: list[torch.Tensor] = []  # memory free for the next batches
+        self.shared: bool | None = None  # embeddings through shared memory (decided at once)
         self.busy = self.waited = 0.0
 
     def submit(self, records: list[dict], name: str) -> None:
         """Hand over a batch of finished views (dicts of every cache field) as part `name`."""
         while self.pending and (len(self.pending) >= self.depth or self.pending[0][0].done()):
             self._collect_oldest()
+        if self.shared is None:  # the first batch is the largest
+            needed = (self.depth + 1) * len(records) * math.prod(EMBEDDING_SHAPE) * 2
+            self.shared = shared_memory.room() >= needed
         block = self._block(len(records))
         embeddings = block[: len(records)]
         # numpy copies on this thread; torch would wake its thread pool, which then spins
         for row, record in zip(embeddings.numpy(), records, strict=True):
             row[...] = record["embeddings"]
         rest = [{k: v for k, v in record.items() if k != "embeddings"} for record in records]
-        future = self.pool.submit(_write_part, self.parts, rest, embeddings, name)
+        sent = embeddings if self.shared else embeddings.numpy()  # else pickled, by pipe
+        future = self.pool.submit(_write_part, self.parts, rest, sent, name)
         self.pending.append((future, block))
 
     def _block(self, views: int) -> torch.Tensor:
-        """Shared memory for `views` embeddings: a block a written part gave back, or a new
-        one. Reused, because new memory costs more than the copy into it (page faults)."""
+        """Memory for `views` embeddings (shared, where /dev/shm has room): a block a written
+        part gave back, or a new one. Reused, because new memory costs more than the copy into
+        it (page faults)."""
         if self.blocks and len(self.blocks[-1]) >= views:
             return self.blocks.pop()
-        return torch.empty((views, *EMBEDDING_SHAPE), dtype=torch.float16).share_memory_()
+        block = torch.empty((views, *EMBEDDING_SHAPE), dtype=torch.float16)
+        return block.share_memory_() if self.shared else block
 
     def _collect_oldest(self) -> None:
         future, block = self.pending.popleft()
@@ -134,11 +144,11 @@ class PartWriter:
 
 
 def _write_part(
-    parts: Path, records: list[dict], embeddings: torch.Tensor, name: str
+    parts: Path, records: list[dict], embeddings: torch.Tensor | np.ndarray, name: str
 ) -> tuple[float, float, Path, int]:
     """In a writer process: (start, finish) perf_counter times, the part written, its views."""
     start = time.perf_counter()
-    for record, embedding in zip(records, embeddings.numpy(), strict=True):
+    for record, embedding in zip(records, np.asarray(embeddings), strict=True):
         record["embeddings"] = embedding
     part = cache_writer.write_part(parts, records, name)
     return start, time.perf_counter(), part, len(records)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from floodcache import data, encoder
+from floodcache import data, encoder, shared_memory
 from floodcache.views import ViewKey, make_view
 
 if TYPE_CHECKING:
@@ -155,14 +155,8 @@ def _from_shared_memory(unit: list[dict], block: torch.Tensor) -> list[dict]:
 
 
 def _shared_memory_usable(workers: int) -> bool:
-    """Whether /dev/shm has room for the units the readers keep ready (`UNIT_BYTES` each).
-    Docker gives it 64 MB by default, and running out of it kills a process (SIGBUS) instead
-    of raising: pipes are used then."""
-    try:
-        stats = os.statvfs("/dev/shm")
-    except OSError:
-        return False
-    return stats.f_bavail * stats.f_frsize >= workers * READER_PREFETCH * UNIT_BYTES
+    """Whether /dev/shm has room for the units the readers keep ready (`UNIT_BYTES` each)."""
+    return shared_memory.room() >= workers * READER_PREFETCH * UNIT_BYTES
 
 
 def _unit_by_pipe(unit: list[dict]) -> list[dict]:

@@ -14,15 +14,19 @@ import h5py
 import numpy as np
 import pytest
 
+from floodcache import shared_memory
 from floodcache.cache import verify
 from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
 from tests.test_cache_writer import IDENTITY, SAM_STATE, assert_cache_holds, make_plan, make_records
 
 
-def test_parts_are_written_in_order_whatever_the_batch_sizes(tmp_path):
-    """Batches of 3, 1 and 4 views (shared memory reused, then grown) reach their parts whole,
-    and `written` hears of them in the order they were handed over."""
+@pytest.mark.parametrize("room", [1 << 40, 0], ids=["shared-memory", "pipes"])
+def test_parts_are_written_in_order_whatever_the_batch_sizes(tmp_path, monkeypatch, room):
+    """Batches of 3, 1 and 4 views (memory reused, then grown) reach their parts whole, and
+    `written` hears of them in the order they were handed over; with no room in /dev/shm
+    the embeddings go through pipes."""
+    monkeypatch.setattr(shared_memory, "room", lambda: room)
     plan = make_plan(8)
     records = make_records(plan)
     writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
@@ -31,6 +35,8 @@ def test_parts_are_written_in_order_whatever_the_batch_sizes(tmp_path):
         for name, rows in (("a", range(0, 3)), ("b", range(3, 4)), ("c", range(4, 8))):
             parts.submit([dict(records[row]) for row in rows], name)
     assert heard == [3, 1, 4]
+    assert parts.shared is (room > 0)
+    assert all(block.is_shared() is (room > 0) for block in parts.blocks)
     assert not multiprocessing.active_children()
     for part, rows in zip(writer.part_files(), ([0, 1, 2], [3], [4, 5, 6, 7]), strict=True):
         with h5py.File(part, "r") as f:
