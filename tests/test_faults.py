@@ -80,6 +80,25 @@ def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(
     assert_same_cache(reference, cache)
 
 
+def test_ctrl_c_with_reader_processes_stops_at_once(tiny_data, tiny_checkpoint, tmp_path):
+    """Ctrl-C reaches the readers too (the whole process group): they leave it to embed,
+    which stops them. When they died of it themselves, embed waited ~5 s for each."""
+    cache = tmp_path / "interrupted.h5"
+    parts = tmp_path / "interrupted.h5.parts"
+    command = embed_command(tiny_data, tiny_checkpoint, cache)
+    command[command.index("--workers") + 1] = "2"
+    process = start_interruptible(command)
+    while len(list(parts.glob(PARTS))) < 3:
+        assert process.poll() is None
+        time.sleep(0.02)
+    pressed = time.monotonic()
+    press_ctrl_c(process)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert time.monotonic() - pressed < 5  # 1-2 s here; 11 s with 2 readers hit by it
+    assert len(list(parts.glob(PARTS))) >= 3 and not list(parts.glob("*.tmp"))
+
+
 def test_two_embed_processes_on_one_cache(tiny_data, tiny_checkpoint, tmp_path):
     """While one process holds the cache (this test, through CacheWriter), another embed stops."""
     from floodcache.cache_writer import CacheWriter
