@@ -32,17 +32,23 @@ VIEWS=${VIEWS:-320}
 } 2>&1 | tee "$OUT/gpu.txt"
 # bench first: it is the measurement; then the CUDA tests; the 8 GB card only if time is left
 # (LIMIT: the call's seconds). BENCH_ARGS adds options (e.g. --skip compression), TESTS picks
-# the CUDA tests (pytest -k).
+# the CUDA tests (pytest -k), SECOND_BENCH_ARGS runs a second bench in the 8 GB one's place.
 LIMIT=${LIMIT:-590}
 left() { echo $((LIMIT - SECONDS - ${1:-0})); }
 timeout "$(left 70)" python3 cli.py bench --views "$VIEWS" ${BENCH_ARGS:-} \
     --json "$OUT/bench-gpu.json" 2>&1 | tee "$OUT/bench-gpu.txt" | grep -v RANDOM | tail -24
 timeout "$(left 5)" python3 -m pytest -q -p no:cacheprovider tests/test_fast_encoder.py \
     tests/test_device_resize.py -k "${TESTS:-cuda}" 2>&1 | tee "$OUT/tests.txt" | tail -4
-if [ "$(left)" -gt 100 ]; then
+# SECOND_BENCH_ARGS: a second bench instead of the 8 GB card's, e.g. the same run with
+# "--resize torch" to compare embed's two resizes on one machine.
+if [ -n "${SECOND_BENCH_ARGS:-}" ] && [ "$(left)" -gt 120 ]; then
+    timeout "$(left 5)" python3 cli.py bench --views "$VIEWS" $SECOND_BENCH_ARGS \
+        --json "$OUT/bench-gpu-2.json" 2>&1 | tee "$OUT/bench-gpu-2.txt" | grep -v RANDOM \
+        | tail -24
+elif [ -z "${SECOND_BENCH_ARGS:-}" ] && [ "$(left)" -gt 100 ]; then
     timeout "$(left 5)" python3 cli.py bench --views 96 --reference-views 16 \
         --free-gpu-memory 7.5 --json "$OUT/bench-8gb.json" 2>&1 | tee "$OUT/bench-8gb.txt" \
         | grep -v RANDOM | tail -20
 else
-    echo "no time left for the 8 GB card's bench ($SECONDS s used of $LIMIT)"
+    echo "no time left for the last bench ($SECONDS s used of $LIMIT)"
 fi
