@@ -56,6 +56,11 @@ class CacheError(RuntimeError):
     """A cache that cannot be used as asked; the message says what to run instead."""
 
 
+def parts_folder(cache: Path) -> Path:
+    """Where an unfinished embed run keeps the parts of `cache`: `<cache>.parts`."""
+    return cache.with_name(cache.name + ".parts")
+
+
 def view_digest(record: dict) -> str:
     """sha256 of what a view's numbers are: embedding, low-res target and full mask bytes."""
     digest = hashlib.sha256()
@@ -99,7 +104,7 @@ class Cache:
         """Open a complete cache; CacheError naming the fix for a missing or unfinished one."""
         path = Path(path)
         if not path.exists():
-            parts = path.with_name(path.name + ".parts")
+            parts = parts_folder(path)
             if (parts / "config.json").exists():
                 command = json.loads((parts / "config.json").read_text()).get("command", "")
                 raise CacheError(

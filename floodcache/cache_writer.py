@@ -29,6 +29,7 @@ from floodcache.cache import (
     CacheError,
     config_difference,
     fingerprint,
+    parts_folder,
     view_digest,
 )
 from floodcache.views import ViewKey
@@ -134,7 +135,7 @@ class CacheWriter:
 
     def __init__(self, path: Path, identity: dict, config: dict, overwrite: bool = False):
         self.path = Path(path)
-        self.parts = self.path.with_name(self.path.name + ".parts")
+        self.parts = parts_folder(self.path)
         self.identity, self.config = identity, config
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = self._acquire_lock()
@@ -151,7 +152,7 @@ class CacheWriter:
         """A writer of parts for a run whose leader (torchrun rank 0) opened and locked it."""
         writer = cls.__new__(cls)
         writer.path = Path(path)
-        writer.parts = writer.path.with_name(writer.path.name + ".parts")
+        writer.parts = parts_folder(writer.path)
         writer.identity, writer.config = identity, None
         writer._lock = None
         writer.already_complete = already_complete
@@ -214,7 +215,7 @@ class CacheWriter:
         _fsync_replace(tmp, config_file)
 
     def part_files(self) -> list[Path]:
-        return sorted(self.parts.glob("part-*.h5"))
+        return part_files(self.parts)
 
     def done(self) -> set[tuple[str, int]]:
         """(image_id, view) of every view already in a finished part."""
@@ -251,6 +252,11 @@ class CacheWriter:
         self.close()
 
 
+def part_files(parts: Path) -> list[Path]:
+    """The finished parts in the folder `parts`, by name (part-<name>.h5, `write_part`)."""
+    return sorted(parts.glob("part-*.h5"))
+
+
 def write_part(parts: Path, records: list[dict], name: str) -> Path:
     """Write finished views (dicts of every FIELDS key but view_sha256, which is added) as
     `parts`/part-`name`.h5, atomically: the part is whole or absent. `name` is unique per
@@ -265,7 +271,7 @@ def write_part(parts: Path, records: list[dict], name: str) -> Path:
         _fsync_replace(tmp, final)
     except OSError as err:
         _remove_quietly(tmp)
-        finished = len(list(parts.glob("part-*.h5")))
+        finished = len(part_files(parts))
         raise CacheError(
             f"could not write {final} ({err}); the {finished} finished parts are kept: free "
             "some space and rerun the same command to resume"
@@ -284,7 +290,7 @@ class Assembly:
 
     def __init__(self, path: Path, plan: list[ViewKey]):
         self.path = Path(path)
-        self.parts = self.path.with_name(self.path.name + ".parts")
+        self.parts = parts_folder(self.path)
         self.tmp = self.path.with_name(self.path.name + ".tmp")
         self.row_of = {(key.image_id, key.view): row for row, key in enumerate(plan)}
         self.filled = np.zeros(len(plan), bool)

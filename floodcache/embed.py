@@ -293,7 +293,7 @@ def _encode_pending(
         bar.update(count)
 
     # Fast attention (same maths), batches that fit the device's memory, halved on OOM; on
-    # CUDA the next batch encodes while this one is written, by a thread of its own.
+    # CUDA the next batch encodes while the writer processes write this one (`PartWriter`).
     views_encoder = encoder.BatchEncoder(
         sam,
         device,

@@ -109,6 +109,7 @@ def prepare_view(image: np.ndarray, mask: np.ndarray, resize: str = "pil") -> di
 
 
 PIXEL_FIELDS = ("resized", "lowres_mask", "image", "mask")  # a view's large uint8 arrays
+READER_PREFETCH = 4  # units (an image's views in a batch) each reader keeps ready
 UNIT_BYTES = 32 << 20  # a generous unit: 4 views of a 1080p photo at full size (--resize torch)
 
 
@@ -168,9 +169,6 @@ def _ignore_ctrl_c(worker: int) -> None:
     """Readers leave Ctrl-C to embed's process, which stops them: hit by it themselves, they
     died with views still queued, and the main process waited ~5 s for each (11 s for 2)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-READER_PREFETCH = 4  # units (an image's views in a batch) each reader keeps ready
 
 
 def read_batches(
