@@ -12,6 +12,8 @@ segment-anything 1.0 reads its size from the batch and channel axes (every image
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from segment_anything.modeling import Sam
@@ -21,20 +23,30 @@ from floodcache.encoder import IMAGE_SIZE, LOWRES_SIZE, input_size
 
 
 def staged(arrays: list[np.ndarray], device: torch.device) -> list[torch.Tensor]:
-    """uint8 arrays -> the same arrays on `device`, sent in one copy (on CUDA from pinned memory,
-    without making the host wait for the GPU)."""
+    """uint8 arrays -> the same arrays on `device`, without making the host wait for the GPU.
+
+    On CUDA an array in page-locked memory (the readers' slots) is copied from where it is;
+    the others are packed into one pinned buffer first and sent in one copy.
+    """
     cuda = device.type == "cuda"
-    sizes = [array.size for array in arrays]
+    with warnings.catch_warnings():  # read-only arrays (unpickled ones): only read here
+        warnings.simplefilter("ignore", UserWarning)
+        hosts = [torch.from_numpy(array) for array in arrays] if cuda else []
+    pinned = [host.is_pinned() for host in hosts] or [False] * len(arrays)
+    loose = [array for array, done in zip(arrays, pinned, strict=True) if not done]
+    sizes = [array.size for array in loose]
     flat = torch.empty(sum(sizes), dtype=torch.uint8, pin_memory=cuda)
-    host, start = flat.numpy(), 0  # numpy copies from read-only arrays (readers' views) too
-    for array, size in zip(arrays, sizes, strict=True):
-        host[start : start + size] = array.reshape(-1)
+    packed, start = flat.numpy(), 0  # numpy copies from read-only arrays (readers' views) too
+    for array, size in zip(loose, sizes, strict=True):
+        packed[start : start + size] = array.reshape(-1)
         start += size
-    sent = flat.to(device, non_blocking=cuda)
-    parts, start = [], 0
-    for array, size in zip(arrays, sizes, strict=True):
-        parts.append(sent[start : start + size].view(array.shape))
-        start += size
+    sent, start, parts = flat.to(device, non_blocking=cuda), 0, []
+    for i, (array, done) in enumerate(zip(arrays, pinned, strict=True)):
+        if done:
+            parts.append(hosts[i].to(device, non_blocking=True))
+        else:
+            parts.append(sent[start : start + array.size].view(array.shape))
+            start += array.size
     return parts
 
 

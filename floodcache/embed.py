@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import time
 from collections.abc import Iterable, Iterator
@@ -25,7 +26,7 @@ from floodcache import data, distributed, encoder
 from floodcache.cache import CacheError
 from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
-from floodcache.readers import default_workers, read_batches
+from floodcache.readers import ReaderTimes, default_workers, read_batches
 from floodcache.views import (
     DEFAULT_FRACTIONS,
     ViewKey,
@@ -285,11 +286,14 @@ def _encode_pending(
         dynamic_ncols=True,
     )
     encoded = 0
+    clock = [HostClock.now()]  # at the start, then once the first batch is written
 
     def written(count: int, finished: float) -> None:
         nonlocal encoded
         encoded += count
         timing.first_batch(count, finished)
+        if len(clock) == 1:
+            clock.append(HostClock.now())
         bar.update(count)
 
     # Fast attention (same maths), batches that fit the device's memory, halved on OOM; on
@@ -303,26 +307,67 @@ def _encode_pending(
         views=len(views),
         resize=config.resize,
     )
-    readers = WaitClock(read_batches(mine, pairs, config, workers))
+    # The readers' pixels are borrowed: the encoder is done with a batch's when it asks for
+    # the next but one (`stream`), and on CUDA they go to the GPU straight from the readers'
+    # page-locked memory.
+    cuda = device.type == "cuda"
+    times = ReaderTimes()
+    batches = read_batches(mine, pairs, config, workers, borrow=True, pin=cuda, times=times)
+    readers = WaitClock(batches)
     try:
-        with PartWriter(writer, written, assembler) as parts:
-            for batch, embeddings in views_encoder.stream(readers):
+        with PartWriter(writer, written, assembler, pin=cuda) as parts:
+            # On CUDA the embeddings come straight into the writers' memory
+            for batch, embeddings in views_encoder.stream(readers, parts.memory if cuda else None):
                 for view, embedding in zip(batch, embeddings, strict=True):
                     view["embeddings"] = embedding
                 first = batch[0]
                 parts.submit(batch, f"{first['image_id']}-{first['view']:04d}")
     finally:
         bar.close()
+    end = HostClock.now()
     log.info(
-        "encoded %d views; waited %.1f s for the readers (the first batch included) and "
-        "%.1f s for the %d writer processes, which wrote for %.1f s",
+        "encoded %d views in %.1f s; waited %.1f s for the readers (%.1f s after the first "
+        "batch; %s) and %.1f s for the %d writer processes, which wrote for %.1f s; after "
+        "the first batch this process used %s",
         encoded,
+        end.wall - clock[0].wall,
         readers.waited,
+        readers.waited - (readers.first or 0.0),
+        times.line(workers, end.wall - clock[0].wall),
         parts.waited,
         parts.processes,
         parts.busy,
+        end.since(clock[-1], encoded - timing.warmup_views),
     )
     return encoded
+
+
+@dataclass
+class HostClock:
+    """Wall time and this process's CPU time (all its threads, and its main thread's) at
+    some moment, for embed's log."""
+
+    wall: float
+    cpu: float
+    thread: float
+
+    @classmethod
+    def now(cls) -> HostClock:
+        times = os.times()
+        return cls(time.perf_counter(), times.user + times.system, time.thread_time())
+
+    def since(self, earlier: HostClock, views: int) -> str:
+        """What this process's CPU did from `earlier` to this moment, over `views` views."""
+        if views <= 0:
+            return "no time (one batch)"
+        per_view = [
+            (now - then) / views * 1000
+            for now, then in [(self.cpu, earlier.cpu), (self.thread, earlier.thread)]
+        ]
+        return (
+            f"{per_view[0]:.1f} ms of CPU a view, {per_view[1]:.1f} in its main thread, "
+            f"over {views / max(self.wall - earlier.wall, 1e-9):.0f} views/s"
+        )
 
 
 class WaitClock:
@@ -330,6 +375,7 @@ class WaitClock:
 
     def __init__(self, items: Iterable):
         self.items, self.waited = items, 0.0
+        self.first = None  # the wait for the first item
 
     def __iter__(self) -> Iterator:
         items = iter(self.items)
@@ -341,4 +387,6 @@ class WaitClock:
                 return
             finally:
                 self.waited += time.perf_counter() - start
+                if self.first is None:
+                    self.first = self.waited
             yield item

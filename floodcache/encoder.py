@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -213,8 +213,9 @@ def batch_to_tensor(
 ) -> torch.Tensor:
     """Resized hxwx3 uint8 views -> Bx3x1024x1024 float32 on `device`, normalised, then padded.
 
-    The uint8 pixels go to the device in one copy (on CUDA from pinned memory, without making
-    the host wait for the GPU); there they are normalised and the padding zeroed, which is
+    The uint8 pixels go to the device without making the host wait for the GPU (on CUDA
+    straight from the readers' page-locked memory, else packed into pinned memory first:
+    `device_resize.staged`); there they are normalised and the padding zeroed, which is
     `Sam.preprocess` element for element. With resize="torch" the views come at their own
     size and are resized on the device (`device_resize.pixels_on_device`).
     """
@@ -222,14 +223,20 @@ def batch_to_tensor(
         from floodcache.device_resize import pixels_on_device
 
         return pixels_on_device(sam, resized, device)
+    from floodcache.device_resize import staged
+
     cuda = device.type == "cuda"
-    shape = (len(resized), IMAGE_SIZE, IMAGE_SIZE, 3)
     # Not zeroed: whatever the padding holds is overwritten with 0 after normalising, below.
-    staged = torch.empty(shape, dtype=torch.uint8, pin_memory=cuda)
-    host = staged.numpy()  # numpy copies on this thread; torch's would wake its thread pool,
-    for i, image in enumerate(resized):  # which spins on the cores the readers need
-        host[i, : image.shape[0], : image.shape[1]] = image
-    pixels = staged.to(device, non_blocking=cuda).permute(0, 3, 1, 2).float()
+    shape = (len(resized), IMAGE_SIZE, IMAGE_SIZE, 3)
+    pixels = torch.empty(shape, dtype=torch.uint8, device=device)
+    if cuda:  # each view into its corner of the batch, there
+        for i, sent in enumerate(staged(resized, device)):
+            pixels[i, : sent.shape[0], : sent.shape[1]] = sent
+    else:  # numpy copies on this thread; torch's would wake its thread pool, which spins
+        host = pixels.numpy()
+        for i, image in enumerate(resized):
+            host[i, : image.shape[0], : image.shape[1]] = image
+    pixels = pixels.permute(0, 3, 1, 2).float()
     mean = sam.pixel_mean.to(device, non_blocking=cuda)  # no wait for the GPU, even pageable
     batch = (pixels - mean) / sam.pixel_std.to(device, non_blocking=cuda)
     for i, image in enumerate(resized):
@@ -432,14 +439,17 @@ class BatchEncoder:
         )
         return embeddings[: len(views) - padding]
 
-    def stream(self, batches: Iterable[list[dict]]) -> Iterator[tuple[list[dict], np.ndarray]]:
+    def stream(
+        self, batches: Iterable[list[dict]], memory: Callable[[int], np.ndarray] | None = None
+    ) -> Iterator[tuple[list[dict], np.ndarray]]:
         """(batch, Bx256x64x64 float16 embeddings) for batches of view dicts.
 
         Takes each dict's "resized" image (hxwx3 uint8) out and encodes it; with resize="torch"
         its "image" (the view at its own size) and its "mask", from which the "lowres_mask"
         target is made on the device too. On CUDA the results come back one batch late: the
         next batch is already on the GPU while the caller writes the one it got, and results
-        reach the host through pinned memory.
+        reach the host through pinned memory: the embeddings into `memory(views)`, where given
+        (the part writer's, page-locked: `PartWriter.memory`).
         """
         from floodcache.device_resize import lowres_targets
 
@@ -454,7 +464,10 @@ class BatchEncoder:
             if not cuda:
                 yield _arrived(batch, results, None)
                 continue
-            hosts = [torch.empty(r.shape, dtype=r.dtype, pin_memory=True) for r in results]
+            hosts = [torch.from_numpy(memory(len(batch)))] if memory else []
+            hosts += [
+                torch.empty(r.shape, dtype=r.dtype, pin_memory=True) for r in results[len(hosts) :]
+            ]
             for host, result in zip(hosts, results, strict=True):
                 host.copy_(result, non_blocking=True)
             # Waited on by sleeping, not spinning: a spinning wait burns a core for as long as

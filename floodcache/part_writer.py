@@ -11,15 +11,11 @@ else pickled through a pipe.
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
-import signal
-import sys
-import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ProcessPoolExecutor, wait
+from concurrent.futures import Future, wait
 from contextlib import suppress
 from pathlib import Path
 
@@ -27,40 +23,15 @@ import numpy as np
 import torch
 
 from floodcache import cache_writer, shared_memory
+from floodcache.background import background_processes
 from floodcache.cache import EMBEDDING_SHAPE
 from floodcache.cache_writer import CacheWriter
 from floodcache.views import ViewKey
 
-WRITER_PROCESSES = 2  # a part costs ~3.5 ms a view (digest, checksums, write) on one core
+# A part costs ~4.6 ms a view on this CPU (digest, checksums, write), 7-8 on the H100
+# machine's: two writers keep up with ~260 views/s there, too close to the GPU's 300.
+WRITER_PROCESSES = 3 if (os.cpu_count() or 1) >= 12 else 2
 PARTS_IN_FLIGHT = 3  # batches handed to the writers, not yet written: bounds memory
-
-
-def background_processes(count: int) -> ProcessPoolExecutor:
-    """`count` processes, started now (before the readers and the progress bar add threads to
-    this one), that ignore Ctrl-C and end with this process (`_serve`). Forked on Linux, so
-    that they start at once; spawned elsewhere (macOS frameworks do not survive a fork)."""
-    pool = ProcessPoolExecutor(
-        count,
-        mp_context=multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn"),
-        initializer=_serve,
-        initargs=(os.getpid(),),
-    )
-    wait([pool.submit(time.sleep, 0) for _ in range(count)])
-    return pool
-
-
-def _serve(parent: int) -> None:
-    """A background process ignores Ctrl-C: its parent stops it once the work handed over is
-    done, so that an interrupted run keeps every part it handed over, whole. If its parent
-    dies (killed, it cannot say so), it exits."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-    def exit_with_parent() -> None:
-        while os.getppid() == parent:
-            time.sleep(0.2)
-        os._exit(1)
-
-    threading.Thread(target=exit_with_parent, daemon=True).start()
 
 
 class PartWriter:
@@ -76,6 +47,10 @@ class PartWriter:
     order, with the time.perf_counter() at which its write finished, after the part went to
     `assembler` (if any). `busy` and `waited` add up the seconds the writers spent writing
     and the caller spent waiting for them.
+
+    `memory(views)` lends the memory a batch's embeddings can be put in before `submit`: then
+    they are not copied again. With `pin` (CUDA) it is page-locked where shared, so that the
+    GPU copies the embeddings straight there.
     """
 
     def __init__(
@@ -85,31 +60,51 @@ class PartWriter:
         assembler: Assembler | None = None,
         processes: int = WRITER_PROCESSES,
         depth: int = PARTS_IN_FLIGHT,
+        pin: bool = False,
     ):
         self.parts, self.written, self.assembler = writer.parts, written, assembler
-        self.processes, self.depth = processes, depth
+        self.processes, self.depth, self.pin = processes, depth, pin
+        self.lent: dict[int, torch.Tensor] = {}  # memory(): data pointer -> block
+        self.locked: list[torch.Tensor] = []  # blocks page-locked for CUDA
         self.pool = background_processes(processes)
         self.pending: deque[tuple[Future, torch.Tensor]] = deque()
         self.blocks: list[torch.Tensor] = []  # memory free for the next batches
         self.shared: bool | None = None  # embeddings through shared memory (decided at once)
         self.busy = self.waited = 0.0
 
+    def memory(self, views: int) -> np.ndarray:
+        """Room for `views` embeddings (float16), for the batch `submit` is given next."""
+        self._share_if_room(views)
+        block = self._block(views)
+        self.lent[block.data_ptr()] = block
+        return block[:views].numpy()
+
     def submit(self, records: list[dict], name: str) -> None:
         """Hand over a batch of finished views (dicts of every cache field) as part `name`."""
         while self.pending and (len(self.pending) >= self.depth or self.pending[0][0].done()):
             self._collect_oldest()
-        if self.shared is None:  # the first batch is the largest
-            needed = (self.depth + 1) * len(records) * math.prod(EMBEDDING_SHAPE) * 2
-            self.shared = shared_memory.room() >= needed
-        block = self._block(len(records))
-        embeddings = block[: len(records)]
-        # numpy copies on this thread; torch would wake its thread pool, which then spins
-        for row, record in zip(embeddings.numpy(), records, strict=True):
-            row[...] = record["embeddings"]
+        self._share_if_room(len(records))
+        rows = [record["embeddings"] for record in records]
+        block = self.lent.pop(rows[0].ctypes.data, None)
+        embeddings = block[: len(records)] if block is not None else None
+        if embeddings is None or not _rows_of(rows, embeddings):
+            if block is not None:
+                self.blocks.append(block)
+            block = self._block(len(records))
+            embeddings = block[: len(records)]
+            # numpy copies on this thread; torch would wake its thread pool, which then spins
+            for row, embedding in zip(embeddings.numpy(), rows, strict=True):
+                row[...] = embedding
         rest = [{k: v for k, v in record.items() if k != "embeddings"} for record in records]
         sent = embeddings if self.shared else embeddings.numpy()  # else pickled, by pipe
         future = self.pool.submit(_write_part, self.parts, rest, sent, name)
         self.pending.append((future, block))
+
+    def _share_if_room(self, views: int) -> None:
+        """Decide, at the first batch (the largest), whether embeddings go in shared memory."""
+        if self.shared is None:
+            needed = (self.depth + 2) * views * math.prod(EMBEDDING_SHAPE) * 2
+            self.shared = shared_memory.room() >= needed
 
     def _block(self, views: int) -> torch.Tensor:
         """Memory for `views` embeddings (shared, where /dev/shm has room): a block a written
@@ -118,7 +113,12 @@ class PartWriter:
         if self.blocks and len(self.blocks[-1]) >= views:
             return self.blocks.pop()
         block = torch.empty((views, *EMBEDDING_SHAPE), dtype=torch.float16)
-        return block.share_memory_() if self.shared else block
+        if not self.shared:
+            return block
+        block.share_memory_()
+        if self.pin and shared_memory.page_lock(block):
+            self.locked.append(block)
+        return block
 
     def _collect_oldest(self) -> None:
         future, block = self.pending.popleft()
@@ -141,6 +141,16 @@ class PartWriter:
         finally:
             wait([future for future, _ in self.pending])  # only after an error: they may fail
             self.pool.shutdown()
+            if self.locked:
+                torch.cuda.synchronize()  # no copy may still write into them
+                for block in self.locked:
+                    shared_memory.page_unlock(block)
+
+
+def _rows_of(rows: list[np.ndarray], block: torch.Tensor) -> bool:
+    """Whether `rows` are `block`'s rows, in order."""
+    start, step = block.data_ptr(), block[0].nbytes
+    return all(row.ctypes.data == start + i * step for i, row in enumerate(rows))
 
 
 def _write_part(

@@ -1,25 +1,36 @@
 """`embed`'s readers: worker processes that read, augment and prepare each view for the encoder.
 
-A reader's unit of work is one image's views within a batch (they share one decode); the
-units come back in order and are joined into the encoder's batches. Their pixels come back
-through shared memory where /dev/shm has room (`_in_shared_memory`), else through pipes.
+A reader's unit of work is one image's views within a batch (they share one decode); a free
+reader takes the next unit, and the units are joined in order into the encoder's batches.
+Their pixels come back in slots of shared memory where /dev/shm has room (`Slots`), page-locked
+for CUDA, else through pipes.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
+import math
+import mmap
 import os
-import signal
+import sys
+import time
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from floodcache import data, encoder, shared_memory
+from floodcache.background import background_processes
+from floodcache.encoder import IMAGE_SIZE, LOWRES_SIZE
 from floodcache.views import ViewKey, make_view
 
 if TYPE_CHECKING:
@@ -90,12 +101,7 @@ def prepare_view(image: np.ndarray, mask: np.ndarray, resize: str = "pil") -> di
             "resized": encoder.resize_to_input(image),
             "lowres_mask": encoder.lowres_target(mask),
         }
-    scale = PREVIEW_SIDE / max(image.shape[:2])
-    preview = (
-        image
-        if scale >= 1
-        else cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    )
+    preview = _preview(image)
     ok_mask, png = cv2.imencode(".png", mask.astype(np.uint8))
     ok_jpeg, jpeg = cv2.imencode(".jpg", preview[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, 90])
     assert ok_mask and ok_jpeg, "OpenCV failed to encode an in-memory image"
@@ -108,106 +114,247 @@ def prepare_view(image: np.ndarray, mask: np.ndarray, resize: str = "pil") -> di
     }
 
 
+def _preview(image: np.ndarray) -> np.ndarray:
+    """`image` with its longest side at most PREVIEW_SIDE, area-averaged: halved (a fast case
+    of OpenCV's area resize) while at least twice that, then resized. 3.3 against 7.0 ms for
+    a 1080p photo in one area resize (9 against 43 for 12 MP), a level or so apart on average."""
+    while max(image.shape[:2]) >= 2 * PREVIEW_SIDE:
+        half = (image.shape[1] // 2, image.shape[0] // 2)
+        image = cv2.resize(image, half, interpolation=cv2.INTER_AREA)
+    scale = PREVIEW_SIDE / max(image.shape[:2])
+    if scale >= 1:
+        return image
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+
+
 PIXEL_FIELDS = ("resized", "lowres_mask", "image", "mask")  # a view's large uint8 arrays
-READER_PREFETCH = 4  # units (an image's views in a batch) each reader keeps ready
-UNIT_BYTES = 32 << 20  # a generous unit: 4 views of a 1080p photo at full size (--resize torch)
+# A view's slot of shared memory holds its pixel arrays; a view too big for it (a photo over
+# ~2 MP with --resize torch) travels pickled through the pipe instead.
+SLOT_BYTES = {"pil": IMAGE_SIZE * IMAGE_SIZE * 3 + LOWRES_SIZE**2, "torch": 1920 * 1080 * 4}
+FORKED_READERS = sys.platform == "linux"  # as `background_processes` starts them
+HELD_BATCHES = 2  # a borrowed batch's pixels stay as they are until this many more are asked
+AHEAD_PER_READER = 6  # views a reader may have read beyond the batches being held and joined
 
 
 class Shared(NamedTuple):
-    """Where a view's pixel array lies in its unit's shared-memory block."""
+    """Where a view's pixel array lies in the readers' shared memory."""
 
     offset: int
     shape: tuple[int, ...]
 
 
-def _in_shared_memory(unit: list[dict]) -> tuple[list[dict], torch.Tensor]:
-    """A unit's views with their pixel arrays moved into one block of shared memory.
+@dataclass
+class Slots:
+    """`count` slots of `size` bytes in one block of memory shared with the readers, which
+    write the views in place; the main process reads them there.
 
-    The reader process sends the block's name, not its bytes. Pickled through a pipe, the
-    pixels (~2-6 MB a view) took the main process 3.2-3.4 ms of CPU a view to receive, against
-    1.0-1.1 this way (this CPU, one reader, generated scenes, --resize torch), and the pipe
-    is one more thing the readers queue on.
+    The block is an anonymous shared mapping the readers inherit when forked: made in no
+    time, its pages touched only when used (torch's shared memory zeroed or copied ~1.5 GB,
+    1-2 s of this process's CPU on the GPU machine), and not in /dev/shm (Docker's holds 64
+    MB). Where readers are not forked, there are no slots: the views come through pipes.
     """
-    arrays = [(view, name) for view in unit for name in PIXEL_FIELDS if name in view]
-    block = torch.empty(sum(view[name].nbytes for view, name in arrays), dtype=torch.uint8)
-    flat, offset = block.share_memory_().numpy(), 0
-    for view, name in arrays:
-        array = view[name]
-        assert array.dtype == np.uint8, f"{name} is {array.dtype}, not uint8"
-        flat[offset : offset + array.size] = array.reshape(-1)
-        view[name] = Shared(offset, array.shape)
-        offset += array.size
-    return unit, block
 
+    block: torch.Tensor
+    size: int
 
-def _from_shared_memory(unit: list[dict], block: torch.Tensor) -> list[dict]:
-    """The views of `_in_shared_memory` with numpy arrays in place of their `Shared` places.
+    @classmethod
+    def make(cls, count: int, size: int) -> Slots:
+        memory = mmap.mmap(-1, count * size)  # MAP_SHARED | MAP_ANONYMOUS
+        return cls(torch.frombuffer(memory, dtype=torch.uint8), size)
 
-    The arrays read the block in place, except the low-res target: the cache writer keeps it
-    until the batch is written, and the block can go as soon as the images are encoded.
-    """
-    flat = block.numpy()
-    for view in unit:
+    @property
+    def count(self) -> int:
+        return len(self.block) // self.size
+
+    def put(self, view: dict, slot: int, memory: np.ndarray) -> None:
+        """Move `view`'s pixel arrays into `slot` (a `Shared` in each one's place), if they fit."""
+        names = [name for name in PIXEL_FIELDS if name in view]
+        if sum(view[name].nbytes for name in names) > self.size:
+            return
+        offset = slot * self.size
+        for name in names:
+            array = view[name]
+            assert array.dtype == np.uint8, f"{name} is {array.dtype}, not uint8"
+            memory[offset : offset + array.size] = array.reshape(-1)
+            view[name] = Shared(offset, array.shape)
+            offset += array.size
+
+    def take(self, view: dict, memory: np.ndarray, borrow: bool) -> dict:
+        """`view` with numpy arrays in place of its `Shared` places: reading the slot in place
+        if `borrow`, else copies. The low-res target is always copied: the cache writer keeps
+        it until the batch is written, long after the slot is used again."""
         for name in PIXEL_FIELDS:
             if isinstance(place := view.get(name), Shared):
-                size = int(np.prod(place.shape))
-                array = flat[place.offset : place.offset + size].reshape(place.shape)
-                view[name] = array.copy() if name == "lowres_mask" else array
-    return unit
+                size = math.prod(place.shape)
+                array = memory[place.offset : place.offset + size].reshape(place.shape)
+                view[name] = array if borrow and name != "lowres_mask" else array.copy()
+        return view
 
 
-def _shared_memory_usable(workers: int) -> bool:
-    """Whether /dev/shm has room for the units the readers keep ready (`UNIT_BYTES` each)."""
-    return shared_memory.room() >= workers * READER_PREFETCH * UNIT_BYTES
+_reader: tuple[ViewDataset, Slots | None, np.ndarray | None] | None = None  # in a reader
 
 
-def _unit_by_pipe(unit: list[dict]) -> list[dict]:
-    return unit
+def _start_reader(dataset: ViewDataset, slots: Slots | None) -> None:
+    global _reader
+    torch.set_num_threads(1)  # as a DataLoader's workers: one thread per reader
+    _reader = (dataset, slots, None if slots is None else slots.block.numpy())
 
 
-def _ignore_ctrl_c(worker: int) -> None:
-    """Readers leave Ctrl-C to embed's process, which stops them: hit by it themselves, they
-    died with views still queued, and the main process waited ~5 s for each (11 s for 2)."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+def _read_unit(indices: list[int], slots: list[int] | None) -> tuple[list[dict], float, float]:
+    """In a reader: views `indices` (one image's, decoded once), each one's pixels put in its
+    slot where slots are given (`Slots.put`); and the wall and CPU seconds that took."""
+    wall, cpu = time.perf_counter(), time.thread_time()
+    dataset, shared, memory = _reader
+    views = [dataset[index] for index in indices]
+    for view, slot in zip(views, slots or [], strict=False):
+        shared.put(view, slot, memory)
+    return views, time.perf_counter() - wall, time.thread_time() - cpu
+
+
+@dataclass
+class ReaderTimes:
+    """The reader processes' work, for embed's log: how many units, and the wall and CPU
+    seconds spent on them (less CPU than wall: readers waited for a core)."""
+
+    units: int = 0
+    wall: float = 0.0
+    cpu: float = 0.0
+
+    def line(self, workers: int, seconds: float) -> str:
+        if not workers:
+            return "views read in this process"
+        busy = self.wall / (workers * seconds) if seconds else 0.0
+        return (
+            f"the {workers} readers were at work {busy:.0%} of the time, on a core "
+            f"{self.cpu / max(self.wall, 1e-9):.0%} of that"
+        )
 
 
 def read_batches(
-    batches: list[list[ViewKey]], pairs: dict[str, data.Pair], config: EmbedConfig, workers: int
+    batches: list[list[ViewKey]],
+    pairs: dict[str, data.Pair],
+    config: EmbedConfig,
+    workers: int,
+    borrow: bool = False,
+    pin: bool = False,
+    times: ReaderTimes | None = None,
 ) -> Iterator[list[dict]]:
-    """Each batch of views read, augmented and prepared (`ViewDataset`) by `workers` processes.
+    """Each batch of views read, augmented and prepared (`ViewDataset`) by `workers` processes
+    (none: in this one).
 
-    A reader's unit of work is one image's views within a batch (they share one decode), so
-    the readers stay busy and the first batch comes soon; the units come back in order and
-    are joined into the batches asked. OpenCV runs one thread per reader: 15 readers with one
-    OpenCV thread per core each would fight over the cores.
+    A reader's unit of work is one image's views within a batch (they share one decode); a
+    free reader takes the next unit, whichever reader was slow with the last, and the units
+    are joined in order into the batches asked. Pixels come back in slots of shared memory
+    where /dev/shm has room (else pickled through pipes). With `borrow`, a batch's arrays
+    read those slots in place, and stay as they are only until `HELD_BATCHES` more batches
+    are asked for; `pin` makes the slots page-locked for CUDA, so that copies to the GPU go
+    straight from them without the host's help. OpenCV runs one thread per reader: 15
+    readers with one OpenCV thread per core each would fight over the cores.
     """
     views = [key for batch in batches for key in batch]
-    units, start = [], 0
-    for batch in batches:
-        for _, same_image in itertools.groupby(batch, key=lambda key: key.image_id):
-            size = len(list(same_image))
-            units.append(list(range(start, start + size)))
-            start += size
-    shared = workers > 0 and _shared_memory_usable(workers)
-    if workers and not shared:
-        log.info("little room in /dev/shm: the readers send their views through pipes")
-    loader = DataLoader(
-        ViewDataset(views, pairs, config),
-        batch_sampler=units,
-        num_workers=workers,
-        collate_fn=_in_shared_memory if shared else _unit_by_pipe,
-        prefetch_factor=READER_PREFETCH if workers else None,
-        worker_init_fn=_ignore_ctrl_c,
-    )
+    dataset = ViewDataset(views, pairs, config)
+    if not workers:
+        for batch in _units_by_batch(batches):
+            yield [dataset[index] for unit in batch for index in unit]
+        return
+    largest = max(len(batch) for batch in batches)
+    count = (HELD_BATCHES + 1) * largest + AHEAD_PER_READER * workers
+    slots = Slots.make(count, SLOT_BYTES[config.resize]) if FORKED_READERS else None
+    if not slots:
+        log.info("readers are not forked here: they send their views through pipes")
     threads = cv2.getNumThreads()
     cv2.setNumThreads(1)  # before the readers start, which inherit it (set in a reader, it hangs)
     try:
-        unit_views = iter(loader)
-        for batch in batches:
-            joined: list[dict] = []
-            while len(joined) < len(batch):
-                unit = next(unit_views)
-                joined += _from_shared_memory(*unit) if shared else unit
-            yield joined
+        pool = background_processes(workers, _start_reader, (dataset, slots))
     finally:
         cv2.setNumThreads(threads)
+    try:
+        with _page_locked(slots.block if slots and pin else None):
+            units = _units_by_batch(batches)
+            yield from _joined(pool, workers, units, slots, borrow, times or ReaderTimes())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _units_by_batch(batches: list[list[ViewKey]]) -> list[list[list[int]]]:
+    """For each batch, its units: the indices (into all the batches' views) of each image's
+    views in it."""
+    units, start = [], 0
+    for batch in batches:
+        units.append([])
+        for _, same_image in itertools.groupby(batch, key=lambda key: key.image_id):
+            size = len(list(same_image))
+            units[-1].append(list(range(start, start + size)))
+            start += size
+    return units
+
+
+def _joined(
+    pool: ProcessPoolExecutor,
+    workers: int,
+    batches: list[list[list[int]]],
+    slots: Slots | None,
+    borrow: bool,
+    times: ReaderTimes,
+) -> Iterator[list[dict]]:
+    """The batches of units read by `pool`, in order; units are handed out while slots are
+    free (a view's slot is free again once its batch is `HELD_BATCHES` batches old)."""
+    units = [unit for batch in batches for unit in batch]
+    memory = slots.block.numpy() if slots else None
+    free = deque(range(slots.count if slots else 0))
+    held: deque[list[int]] = deque()  # the slots of the batches handed out, oldest first
+    pending: deque[tuple[Future, list[int]]] = deque()
+    ahead = AHEAD_PER_READER * workers  # views read ahead, without slots to bound them
+    next_unit = 0
+
+    def hand_out() -> None:
+        nonlocal next_unit
+        while next_unit < len(units):
+            unit = units[next_unit]
+            if slots is not None and len(free) < len(unit):
+                return
+            if slots is None and sum(len(u) for _, u in pending) >= ahead:
+                return
+            taken = [free.popleft() for _ in unit] if slots else []
+            pending.append((pool.submit(_read_unit, unit, taken or None), taken))
+            next_unit += 1
+
+    for batch in batches:
+        if len(held) >= HELD_BATCHES:
+            free.extend(held.popleft())
+        hand_out()
+        joined: list[dict] = []
+        taken_here: list[int] = []
+        for _ in batch:
+            future, taken = pending.popleft()
+            try:
+                unit, wall, cpu = future.result()
+            except BrokenProcessPool as err:
+                raise RuntimeError(
+                    "a reader process died (killed, or out of memory?): rerun embed to go on "
+                    "from the parts already written, with fewer --workers if memory is short"
+                ) from err
+            times.units, times.wall, times.cpu = times.units + 1, times.wall + wall, times.cpu + cpu
+            joined += [slots.take(view, memory, borrow) if slots else view for view in unit]
+            taken_here += taken
+            hand_out()
+        if borrow:
+            held.append(taken_here)
+        else:
+            free.extend(taken_here)
+        yield joined
+
+
+@contextmanager
+def _page_locked(block: torch.Tensor | None) -> Iterator[None]:
+    """`block` page-locked for CUDA inside, so that copies from it to the GPU need no staging;
+    where CUDA refuses, it stays pageable and copies are staged (`device_resize.staged`)."""
+    locked = block is not None and shared_memory.page_lock(block)
+    if block is not None and not locked:
+        log.info("could not page-lock the readers' shared memory: copies are staged")
+    try:
+        yield
+    finally:
+        if locked:
+            torch.cuda.synchronize()  # no copy may still read it
+            shared_memory.page_unlock(block)

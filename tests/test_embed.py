@@ -262,7 +262,7 @@ def test_writer_processes_give_the_cache_of_writing_in_line(
     class WriteInLine:  # embed's writing before the writer processes: parts only
         processes = 0
 
-        def __init__(self, writer, written, assembler):
+        def __init__(self, writer, written, assembler, pin):
             self.writer, self.written = writer, written
             self.busy = self.waited = 0.0
 
@@ -426,20 +426,84 @@ def test_reader_processes_make_the_cache_of_reading_in_line(tiny_data, tiny_chec
     assert_same_cache(*caches)
 
 
-def test_readers_hand_pixels_over_in_shared_memory_when_there_is_room(tiny_data, monkeypatch):
-    """With room in /dev/shm the pixels travel there, else through the pipe; the views are
-    the same either way, and the low-res targets do not hold on to the shared block."""
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("resize", ["pil", "torch"])
+def test_cuda_embed_from_page_locked_slots_gives_the_cache_of_reading_in_line(
+    tiny_data, tiny_checkpoint, tmp_path, resize
+):
+    """On CUDA the pixels go to the GPU straight from the readers' page-locked slots and the
+    embeddings come back straight into the writers' memory: the cache of reading in line
+    (pinned staging), embeddings within the GPU's run-to-run noise."""
+    caches = []
+    for workers in (0, 2):
+        caches.append(tmp_path / f"workers{workers}.h5")
+        config = embed_config(tiny_data, tiny_checkpoint, caches[-1], batch_size=3, augment=2)
+        config.workers, config.device, config.resize = workers, "cuda", resize
+        run_embed(config)
+    first, second = read_everything(caches[0]), read_everything(caches[1])
+    assert first.keys() == second.keys()
+    same = np.array_equal(first["embeddings"], second["embeddings"])
+    for key in first:
+        x, y = first[key], second[key]
+        if key == "attr:config" or (not same and key in ("view_sha256", "attr:fingerprint")):
+            continue  # the command line; digests of the embeddings
+        if "embeddings" in key:
+            assert np.abs(x.astype(np.float32) - y).max() <= 1e-3 * np.abs(x).max(), key
+        elif isinstance(x, np.ndarray) and x.dtype == object:
+            assert all(np.array_equal(u, v) for u, v in zip(x, y, strict=True)), key
+        else:
+            assert np.array_equal(x, y), key
+
+
+def test_forked_readers_hand_pixels_over_in_shared_memory(tiny_data, monkeypatch):
+    """Forked readers put the pixels in slots of memory shared with them, others send them
+    through the pipe, as a view too big for its slot goes; the views are the same either way.
+    Borrowed,
+    a batch reads the slots in place (the low-res target excepted: the writer keeps it)."""
     config = embed_config(tiny_data, None, Path("unused.h5"), augment=1)
     plan, pairs, _ = embed.plan_embed(config)
     batches = embed.pending_batches(plan, set(), 3)
-    read = {}
-    for room in (True, False):
-        monkeypatch.setattr(readers, "_shared_memory_usable", lambda workers, room=room: room)
-        read[room] = list(readers.read_batches(batches, pairs, config, workers=1))
-    for by_shm, by_pipe in zip(*(sum(read[room], []) for room in (True, False)), strict=True):
+    read, borrowed = {}, {}
+    for way, forked, slot in [("shm", True, None), ("pipe", False, None), ("big", True, 1000)]:
+        monkeypatch.setattr(readers, "FORKED_READERS", forked)
+        if slot:
+            monkeypatch.setitem(readers.SLOT_BYTES, "pil", slot)
+        read[way] = sum(readers.read_batches(batches, pairs, config, workers=1), [])
+        first = next(readers.read_batches(batches, pairs, config, workers=1, borrow=True))
+        borrowed[way] = first[0]
+    for by_shm, by_pipe, too_big in zip(*read.values(), strict=True):
         assert_same_view(by_shm, by_pipe)
-        assert isinstance(by_shm["resized"].base, np.ndarray)  # a view into the block
-        assert by_shm["lowres_mask"].base is None  # its own copy
+        assert_same_view(by_shm, too_big)
+    assert isinstance(borrowed["shm"]["resized"].base, np.ndarray)  # in its slot
+    assert borrowed["shm"]["lowres_mask"].base is None  # its own copy
+    for way in ("pipe", "big"):
+        assert not isinstance(borrowed[way]["resized"].base, np.ndarray)  # unpickled bytes
+
+
+def test_borrowed_pixels_stay_until_the_batch_after_next_is_asked_for(tiny_data, monkeypatch):
+    """Slots are used again (few of them here): a borrowed batch's pixels hold until
+    HELD_BATCHES more batches are asked for; without borrowing they are copies and last."""
+    monkeypatch.setattr(readers, "AHEAD_PER_READER", 0)  # slots for the held batches alone
+    config = embed_config(tiny_data, None, Path("unused.h5"), augment=2)
+    plan, pairs, _ = embed.plan_embed(config)
+    batches = embed.pending_batches(plan, set(), 2)
+    assert len(batches) > 2 * (readers.HELD_BATCHES + 1)  # every slot gets used again
+    dataset = readers.ViewDataset(plan, pairs, config)
+    expected = [[dataset[plan.index(key)]["resized"] for key in batch] for batch in batches]
+    for borrow in (True, False):
+        kept: list[list[np.ndarray]] = []
+        for batch in readers.read_batches(batches, pairs, config, workers=2, borrow=borrow):
+            kept.append([view["resized"] for view in batch])
+            valid = kept[-readers.HELD_BATCHES :] if borrow else kept
+            start = len(kept) - len(valid)
+            for got, want in zip(valid, expected[start:], strict=False):
+                assert all(np.array_equal(g, w) for g, w in zip(got, want, strict=True))
+        overwritten = not all(
+            np.array_equal(g, w)
+            for got, want in zip(kept, expected, strict=True)
+            for g, w in zip(got, want, strict=True)
+        )
+        assert overwritten == borrow  # borrowed pixels are gone once their slots are reused
 
 
 def test_device_resize_makes_the_same_cache_but_for_the_resized_pixels(

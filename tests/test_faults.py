@@ -338,8 +338,8 @@ def test_interrupt_waits_for_the_parts_handed_over(
         time.sleep(0.3)
         return real_write_part(*args)
 
-    def interrupted_stream(self, batches):
-        for count, encoded in enumerate(real_stream(self, batches), 1):
+    def interrupted_stream(self, batches, memory=None):
+        for count, encoded in enumerate(real_stream(self, batches, memory), 1):
             yield encoded
             if count == 3:
                 raise KeyboardInterrupt

@@ -48,6 +48,34 @@ def test_parts_are_written_in_order_whatever_the_batch_sizes(tmp_path, monkeypat
     assert_cache_holds(tmp_path / "c.h5", plan, records)
 
 
+@pytest.mark.parametrize("room", [1 << 40, 0], ids=["shared-memory", "pipes"])
+def test_embeddings_put_in_lent_memory_are_written_without_another_copy(
+    tmp_path, monkeypatch, room
+):
+    """Embeddings written into `memory()` (as the GPU's copies are) go to the writers from
+    there: no other block is taken for them; embeddings elsewhere are copied as before."""
+    monkeypatch.setattr(shared_memory, "room", lambda: room)
+    plan = make_plan(7)
+    records = make_records(plan, seed=3)
+    writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
+    taken = []
+    with PartWriter(writer, lambda *_: None, depth=2) as parts:
+        block = parts._block
+        monkeypatch.setattr(parts, "_block", lambda views: taken.append(views) or block(views))
+        for name, rows in (("a", range(0, 3)), ("b", range(3, 5)), ("c", range(5, 7))):
+            batch = [dict(records[row]) for row in rows]
+            if name != "b":  # b's embeddings stay where they are: copied
+                lent = parts.memory(len(batch))
+                lent[...] = np.stack([view["embeddings"] for view in batch])
+                for view, row in zip(batch, lent, strict=True):
+                    view["embeddings"] = row
+            parts.submit(batch, name)
+    assert taken == [3, 2, 2]  # a's and c's by memory(), b's by submit
+    writer.finalize(plan, SAM_STATE)
+    writer.close()
+    assert_cache_holds(tmp_path / "c.h5", plan, records)
+
+
 def test_the_assembler_builds_the_cache_as_parts_come(tmp_path):
     """Parts added one by one as written, the last at the end, give the cache in place."""
     plan = make_plan(6)
