@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from floodcache import data, download
+from floodcache.bench import SKIPPABLE
 from floodcache.cache import CacheError, verify
 from floodcache.embed import EmbedConfig, run_embed
 from floodcache.encoder import (
@@ -36,13 +37,16 @@ USER_ERRORS = (
 )
 
 
+RESIZE_HELP = (
+    "Resize to SAM's input: pil in the readers (exactly SamPredictor.set_image), or torch on "
+    "the device (set_torch_image's interpolation; about half the readers' CPU)."
+)
 RESIZE_OPTION = click.option(
     "--resize",
     type=click.Choice(list(RESIZE_METHODS)),
     default="pil",
     show_default=True,
-    help="Resize to SAM's input: pil in the readers (exactly SamPredictor.set_image), or torch "
-    "on the device (set_torch_image's interpolation; about half the readers' CPU).",
+    help=RESIZE_HELP,
 )
 
 
@@ -804,13 +808,22 @@ def export(checkpoint, decoder, out, overwrite) -> None:
     type=click.FloatRange(0.5),
     help="GiB: hold the rest of the GPU's memory, to act as a smaller card (7.5: 8 GB laptop).",
 )
-@RESIZE_OPTION
+@click.option(
+    "--resize",
+    "resizes",
+    type=click.Choice(list(RESIZE_METHODS)),
+    multiple=True,
+    default=["pil"],
+    show_default=True,
+    help=RESIZE_HELP + " Repeat it to time embed with each, in one run.",
+)
 @click.option(
     "--skip",
-    type=click.Choice(["eager-encoders", "compression", "writing"]),
+    type=click.Choice(list(SKIPPABLE)),
     multiple=True,
-    help="Leave a stage out (repeatable): the uncompiled encoder rows (on CUDA), compression, "
-    "cache writing.",
+    help="Leave a stage out (repeatable): "
+    + "; ".join(f"{name}: {what}" for name, what in SKIPPABLE.items())
+    + ".",
 )
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write JSON here.")
 @user_errors
@@ -823,7 +836,7 @@ def bench(
     batch_size,
     reference_views,
     free_gpu_memory,
-    resize,
+    resizes,
     skip,
     json_path,
 ) -> None:
@@ -848,7 +861,7 @@ def bench(
         batch_size=batch_size,
         reference_views=reference_views,
         free_gpu_memory=free_gpu_memory,
-        resize=resize,
+        resizes=tuple(dict.fromkeys(resizes)),
         skip=frozenset(skip),
         json_path=json_path,
     )

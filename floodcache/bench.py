@@ -45,7 +45,7 @@ from floodcache.cache import Cache
 from floodcache.embed import EmbedConfig, pending_batches, plan_embed, run_embed
 from floodcache.fast_encoder import ATTENTIONS, attention_kind, compile_wanted, fast_image_encoder
 from floodcache.prompts import PROMPTS, Prompt, PromptOptions, make_prompt
-from floodcache.readers import read_batches
+from floodcache.readers import ReaderTimes, read_batches
 from floodcache.train import DecoderTrainer, TrainConfig, Views, losses, lowres_prompt
 from floodcache.views import make_view
 
@@ -53,6 +53,12 @@ log = logging.getLogger(__name__)
 SCENE_SIZES = [(480, 640), (720, 1280), (600, 800), (1080, 1920), (768, 1024), (512, 512)]
 ACCURACY_VIEWS = 16  # views whose embeddings are kept for errors and mask IoU
 WRITING_BATCH = 32  # the writing stage's views per part: embed's batch on a large GPU
+SKIPPABLE = {  # stages `--skip` can leave out, and what they are
+    "eager-encoders": "the uncompiled encoder rows (on CUDA, where compiled ones run)",
+    "mask-encoders": "the fast encoder with the mask attention where folded is the default",
+    "compression": "the cache's size and I/O with compression",
+    "writing": "embed's cache writing alone, in line and in the background",
+}
 
 
 @dataclass
@@ -68,12 +74,11 @@ class BenchConfig:
     train_batch_size: int | None = None  # decoder views per step; default 16 CPU, 64 GPU
     train_steps: int = 8  # timed decoder steps
     workers: int | None = None  # embed's reader processes (default: embed's, cores - 1)
-    resize: str = "pil"  # embed's resize to SAM's input: "pil" (readers) or "torch" (device)
+    # embed's resize to SAM's input, "pil" (readers) or "torch" (device): embed runs for each
+    resizes: tuple[str, ...] = ("pil",)
     reference_views: int = 64  # the reference runs on the first N views (it is slow)
     # On a GPU: hold all but this many GiB before starting, to act as a smaller card
     free_gpu_memory: float | None = None
-    # Stages left out: "eager-encoders" (on CUDA, where compiled ones run), "compression",
-    # "writing"
     skip: frozenset[str] = frozenset()
     json_path: Path | None = None
 
@@ -224,7 +229,8 @@ def run_bench(config: BenchConfig) -> Bench:
             bench.add(reference, ref_train)
             _encoders(bench, sam, views, features, device, config)
             cache = Path(tmp) / "bench.h5"
-            bench.add(*_embed(config, data_dir, augment, cache, device))
+            for resize in config.resizes:
+                bench.add(*_embed(config, data_dir, augment, cache, device, resize))
             bench.add(*[_train(config, cache, device, p) for p in ("fp32", "bf16")])
             if "compression" not in config.skip:
                 bench.compression = bench_io.compression(cache, Path(tmp) / "compression.h5")
@@ -378,7 +384,10 @@ def _encoders(bench: Bench, sam, views, reference: torch.Tensor, device, config)
         if device.type == "cuda":  # the folded attention, CUDA's default (slower on a CPU)
             variants.append((low, True, False, "folded"))
     if compiled:  # each way of adding the relative-position term, compiled
-        variants += [(low, True, True, attention) for attention in ATTENTIONS]
+        attentions = ATTENTIONS
+        if "mask-encoders" in config.skip:
+            attentions = [attention_kind(device.type == "cuda")]
+        variants += [(low, True, True, attention) for attention in attentions]
     for precision, fast, compiled, attention in variants:
         with _compile(compiled), _attention(attention):
             bench.add(_encoder_row(sam, views, reference, device, config, precision, fast))
@@ -474,10 +483,11 @@ def _mask_iou(sam, views: list[View], embeddings, reference) -> float:
     return float(np.mean(ious))
 
 
-def _embed(config: BenchConfig, data_dir: Path, augment: int, cache: Path, device) -> list[Row]:
-    """`embed` end to end, in this process (its reader processes are its own), with the
-    settings a user gets by default; on a GPU compiled, as a long run is. Then its readers
-    alone over the same views: the rate the GPU can be fed at."""
+def _embed(config: BenchConfig, data_dir: Path, augment: int, cache: Path, device, resize: str):
+    """`embed` end to end with `resize`, in this process (its reader processes are its own),
+    with the settings a user gets by default; on a GPU compiled, as a long run is. Then its
+    readers alone over the same views: the rate the GPU can be fed at. [embed row, readers']"""
+    cache.unlink(missing_ok=True)  # each resize makes its own cache
     settings = EmbedConfig(
         cache=cache,
         data_dir=data_dir,
@@ -489,7 +499,7 @@ def _embed(config: BenchConfig, data_dir: Path, augment: int, cache: Path, devic
         limit=math.ceil(config.views / (augment + 1)),
         batch_size=config.batch_size,
         workers=config.workers,
-        resize=config.resize,
+        resize=resize,
         device=str(device),
         progress=False,
         command="python cli.py bench",
@@ -517,25 +527,37 @@ def _embed(config: BenchConfig, data_dir: Path, augment: int, cache: Path, devic
 
 
 def _readers(settings: EmbedConfig, batch_size: int, workers: int) -> Row:
-    """embed's reader processes alone (read, decode, augment, resize, encode previews)."""
+    """embed's reader processes alone (read, decode, augment, resize, encode previews), with
+    the CPU they and this process used: CPU seconds per wall second is the cores they had."""
     plan, pairs, _ = plan_embed(settings)
-    start = time.perf_counter()
-    batches = read_batches(pending_batches(plan, set(), batch_size), pairs, settings, workers)
+    before, start = os.times(), time.perf_counter()
+    pending = pending_batches(plan, set(), batch_size)
+    times = ReaderTimes()
+    batches = read_batches(pending, pairs, settings, workers, borrow=True, times=times)
     views = sum(len(batch) for batch in batches)
     seconds = time.perf_counter() - start
-    note = f"{workers} reader processes, no encoder: the rate they can feed it"
+    used = [after - earlier for after, earlier in zip(os.times(), before, strict=True)]
+    readers_cpu = used[2] + used[3] if workers else used[0] + used[1]  # reaped children
+    note = (
+        f"{workers} reader processes, resize {settings.resize}, no encoder: the rate they can "
+        f"feed it; {readers_cpu / views * 1000:.1f} ms of reader CPU a view, "
+        f"{readers_cpu / seconds:.1f} cores busy, "
+        f"{(used[0] + used[1]) / views * 1000:.1f} ms of this process's CPU a view"
+    )
+    if workers:
+        note += "; " + times.line(workers, seconds)
     return Row("embed readers alone", "-", batch_size, views, seconds, 0.0, note=note)
 
 
 def _compare_embed(bench: Bench, device: torch.device) -> None:
-    """Add to embed's note its rate as a share of the encoder alone, as embed ran it."""
-    embed = next(r for r in bench.rows if r.stage.startswith("embed ("))
+    """Add to each embed row's note its rate as a share of the encoder alone, as embed ran."""
     compiled = compile_wanted(device)
     alone = _fast_stage(attention_kind(device.type == "cuda"), compiled)
-    same = [r for r in bench.rows if (r.stage, r.precision) == (alone, embed.precision)]
-    if same:
-        share = embed.views_per_second / same[0].views_per_second
-        embed.note = f"{share:.0%} of {alone} {embed.precision}; {embed.note}"
+    for embed in (r for r in bench.rows if r.stage.startswith("embed (")):
+        same = [r for r in bench.rows if (r.stage, r.precision) == (alone, embed.precision)]
+        if same:
+            share = embed.views_per_second / same[0].views_per_second
+            embed.note = f"{share:.0%} of {alone} {embed.precision}; {embed.note}"
 
 
 def _train(config: BenchConfig, cache: Path, device: torch.device, precision: str) -> Row:

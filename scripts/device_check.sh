@@ -29,26 +29,29 @@ VIEWS=${VIEWS:-320}
     grep -m1 "model name" /proc/cpuinfo
     # The readers hand pixels over in /dev/shm when it has room; the cache goes to $TMPDIR.
     df -h /dev/shm "${TMPDIR:-/tmp}"
+    # Whether N busy processes get N cores' worth of work (the readers are N processes).
+    [ "${SCALING:-1}" = 1 ] && timeout 60 python3 scripts/cpu_scaling.py 1.5
 } 2>&1 | tee "$OUT/gpu.txt"
 # bench first: it is the measurement; then the CUDA tests; the 8 GB card only if time is left
 # (LIMIT: the call's seconds). BENCH_ARGS adds options (e.g. --skip compression), TESTS picks
-# the CUDA tests (pytest -k), SECOND_BENCH_ARGS runs a second bench in the 8 GB one's place.
+# the CUDA tests (pytest -k), SECOND_BENCH_ARGS runs a second bench in the 8 GB one's place,
+# SKIP_8GB=1 leaves the 8 GB one out.
 LIMIT=${LIMIT:-590}
 left() { echo $((LIMIT - SECONDS - ${1:-0})); }
 timeout "$(left 70)" python3 cli.py bench --views "$VIEWS" ${BENCH_ARGS:-} \
     --json "$OUT/bench-gpu.json" 2>&1 | tee "$OUT/bench-gpu.txt" | grep -v RANDOM | tail -24
 timeout "$(left 5)" python3 -m pytest -q -p no:cacheprovider tests/test_fast_encoder.py \
-    tests/test_device_resize.py -k "${TESTS:-cuda}" 2>&1 | tee "$OUT/tests.txt" | tail -4
+    tests/test_device_resize.py tests/test_embed.py -k "${TESTS:-cuda}" 2>&1 | tee "$OUT/tests.txt" | tail -4
 # SECOND_BENCH_ARGS: a second bench instead of the 8 GB card's, e.g. the same run with
 # "--resize torch" to compare embed's two resizes on one machine.
 if [ -n "${SECOND_BENCH_ARGS:-}" ] && [ "$(left)" -gt 120 ]; then
     timeout "$(left 5)" python3 cli.py bench --views "$VIEWS" $SECOND_BENCH_ARGS \
         --json "$OUT/bench-gpu-2.json" 2>&1 | tee "$OUT/bench-gpu-2.txt" | grep -v RANDOM \
         | tail -24
-elif [ -z "${SECOND_BENCH_ARGS:-}" ] && [ "$(left)" -gt 100 ]; then
+elif [ -z "${SECOND_BENCH_ARGS:-}" ] && [ "${SKIP_8GB:-0}" != 1 ] && [ "$(left)" -gt 100 ]; then
     timeout "$(left 5)" python3 cli.py bench --views 96 --reference-views 16 \
         --free-gpu-memory 7.5 --json "$OUT/bench-8gb.json" 2>&1 | tee "$OUT/bench-8gb.txt" \
         | grep -v RANDOM | tail -20
-else
+elif [ "${SKIP_8GB:-0}" != 1 ]; then
     echo "no time left for the last bench ($SECONDS s used of $LIMIT)"
 fi

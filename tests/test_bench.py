@@ -88,21 +88,28 @@ def test_cli_builds_the_config_and_prints_the_table(monkeypatch, tmp_path):
     monkeypatch.setattr(bench, "run_bench", fake_run_bench)
     args = ["bench", "--device", "cpu", "--views", "3", "--model-type", "vit_tiny"]
     args += ["--skip", "compression", "--skip", "eager-encoders", "--skip", "writing"]
-    args += ["--resize", "torch"]
+    args += ["--resize", "torch", "--resize", "pil", "--skip", "mask-encoders"]
     result = CliRunner().invoke(cli.main, [*args, "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
     config = seen["config"]
     assert (config.device, config.views, config.model_type) == ("cpu", 3, "vit_tiny")
-    assert config.skip == {"compression", "eager-encoders", "writing"}
-    assert config.resize == "torch"
+    assert config.skip == {"compression", "eager-encoders", "writing", "mask-encoders"}
+    assert config.resizes == ("torch", "pil")
     assert config.json_path == tmp_path / "b.json"
     assert "bench: SAM vit_tiny on cpu" in result.output
     help_text = CliRunner().invoke(cli.main, ["bench", "--help"]).output
     assert "Example: python cli.py bench" in help_text
 
 
-def test_a_skipped_stage_is_left_out():
-    result = run_bench(tiny_config(skip=frozenset({"compression", "writing"})))
+def test_a_skipped_stage_is_left_out_and_embed_runs_for_each_resize():
+    config = tiny_config(skip=frozenset({"compression", "writing"}), resizes=("pil", "torch"))
+    result = run_bench(config)
     assert result.compression == [] and "cache: float16" in result.table()
     assert result.writing == {} and "cache writing" not in result.table()
-    assert any(row.stage.startswith("embed (") for row in result.rows)
+    embeds = [row for row in result.rows if row.stage.startswith("embed (")]
+    readers = [row for row in result.rows if row.stage == "embed readers alone"]
+    assert [row.note.split("resize ")[1][:5] for row in embeds] == ["pil; ", "torch"]
+    assert [row.note.split("resize ")[1][:5] for row in readers] == ["pil, ", "torch"]
+    for row in readers:  # the CPU they used, as measured
+        cpu = float(row.note.split(" ms of reader CPU")[0].split("; ")[-1])
+        assert cpu > 0, row.note
