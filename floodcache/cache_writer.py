@@ -105,6 +105,9 @@ def _same_storage(source: h5py.Dataset, target: h5py.Dataset) -> bool:
     )
 
 
+_DATASYNC = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+
+
 def _fsync_replace(tmp: Path, final: Path) -> None:
     """fsync `tmp`, then atomically rename it to `final` and fsync the folder."""
     with open(tmp, "rb") as f:
@@ -296,7 +299,9 @@ class Assembly:
         self.filled = np.zeros(len(plan), bool)
         self.added: set[str] = set()
         self.failed: CacheError | None = None  # raised again by `finish`
+        self.fd: int | None = None  # the .tmp file, to flush what is written as it comes
         self.file = self._guarded(lambda: h5py.File(self.tmp, "w"))
+        self.fd = self._guarded(lambda: os.open(self.tmp, os.O_RDONLY))
         self._guarded(lambda: _create_fields(self.file, len(plan)))
 
     def add(self, part: Path) -> None:
@@ -312,6 +317,10 @@ class Assembly:
             for name in FIELDS:
                 _copy_rows(f[name], self.file[name], rows)
         self.filled[rows] = True
+        # On disk now, in the background, rather than all at the end: the final fsync of
+        # ~2 MiB a view took ~1.2 s after the last batch of 640 views on the GPU machine.
+        self.file.flush()
+        _DATASYNC(self.fd)
 
     def finish(
         self, parts: list[Path], identity: dict, config: dict, sam_state: dict[str, np.ndarray]
@@ -341,12 +350,19 @@ class Assembly:
         out.attrs["fingerprint"] = fingerprint(identity, digests)
         out.attrs["complete"] = True
         out.close()
+        self._close_fd()
 
     def abandon(self) -> None:
         """Close and remove the unfinished .tmp file; the parts stay."""
         with suppress(Exception):
             self.file.close()
+        self._close_fd()
         _remove_quietly(self.tmp)
+
+    def _close_fd(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
     def _guarded(self, step):
         """Run one step; an OSError (full disk...) removes the .tmp and becomes a CacheError,
