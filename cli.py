@@ -774,6 +774,12 @@ def export(checkpoint, decoder, out, overwrite) -> None:
     help="Views per stage: 2 on a CPU (ViT-B takes ~14 s a view), ~500 on a GPU.",
 )
 @click.option(
+    "--embed-views",
+    type=click.IntRange(1),
+    help="Views for the embed stage if more than --views: a longer run shows embed's steady "
+    "rate better (the other stages keep their views in memory).",
+)
+@click.option(
     "--model-type",
     type=click.Choice(list(MODEL_TYPES)),
     default="vit_b",
@@ -830,6 +836,7 @@ def export(checkpoint, decoder, out, overwrite) -> None:
 def bench(
     device,
     views,
+    embed_views,
     model_type,
     checkpoint,
     data_dir,
@@ -855,6 +862,7 @@ def bench(
     config = BenchConfig(
         device=device,
         views=views,
+        embed_views=embed_views,
         model_type=model_type,
         checkpoint=checkpoint,
         data_dir=data_dir,

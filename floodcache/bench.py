@@ -67,6 +67,9 @@ class BenchConfig:
 
     device: str | None = None  # default: cuda when available
     views: int = 8  # views per stage: 2 on a CPU (ViT-B ~14 s each), ~500 on a GPU
+    # embed's views, if more: a longer run shows its steady rate better (the other stages
+    # hold all their views in memory; embed reads its own from disk)
+    embed_views: int | None = None
     model_type: str = "vit_b"
     checkpoint: Path | None = None  # default: random weights (speed does not depend on them)
     data_dir: Path | None = None  # real images (Kaggle layout) instead of generated scenes
@@ -281,11 +284,15 @@ def _dataset(config: BenchConfig, tmp: Path) -> tuple[Path, int]:
     root = tmp / "data"
     (root / "Image").mkdir(parents=True)
     (root / "Mask").mkdir()
-    for index in range(math.ceil(config.views / (augment + 1))):
+    for index in range(math.ceil(_embed_views(config) / (augment + 1))):
         image, mask = synthetic_scene(rng, *SCENE_SIZES[index % len(SCENE_SIZES)])
         cv2.imwrite(str(root / "Image" / f"{index}.jpg"), image[..., ::-1])
         cv2.imwrite(str(root / "Mask" / f"{index}.png"), mask * 255)
     return root, augment
+
+
+def _embed_views(config: BenchConfig) -> int:
+    return max(config.views, config.embed_views or 0)
 
 
 def synthetic_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, ...]:
@@ -496,7 +503,7 @@ def _embed(config: BenchConfig, data_dir: Path, augment: int, cache: Path, devic
         model_type=config.model_type,
         augment=augment,
         fractions=(1.0, 0.0, 0.0),
-        limit=math.ceil(config.views / (augment + 1)),
+        limit=math.ceil(_embed_views(config) / (augment + 1)),
         batch_size=config.batch_size,
         workers=config.workers,
         resize=resize,

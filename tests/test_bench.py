@@ -87,12 +87,14 @@ def test_cli_builds_the_config_and_prints_the_table(monkeypatch, tmp_path):
 
     monkeypatch.setattr(bench, "run_bench", fake_run_bench)
     args = ["bench", "--device", "cpu", "--views", "3", "--model-type", "vit_tiny"]
+    args += ["--embed-views", "40"]
     args += ["--skip", "compression", "--skip", "eager-encoders", "--skip", "writing"]
     args += ["--resize", "torch", "--resize", "pil", "--skip", "mask-encoders"]
     result = CliRunner().invoke(cli.main, [*args, "--json", str(tmp_path / "b.json")])
     assert result.exit_code == 0, result.output
     config = seen["config"]
     assert (config.device, config.views, config.model_type) == ("cpu", 3, "vit_tiny")
+    assert config.embed_views == 40
     assert config.skip == {"compression", "eager-encoders", "writing", "mask-encoders"}
     assert config.resizes == ("torch", "pil")
     assert config.json_path == tmp_path / "b.json"
@@ -103,6 +105,7 @@ def test_cli_builds_the_config_and_prints_the_table(monkeypatch, tmp_path):
 
 def test_a_skipped_stage_is_left_out_and_embed_runs_for_each_resize():
     config = tiny_config(skip=frozenset({"compression", "writing"}), resizes=("pil", "torch"))
+    config.embed_views = 6  # embed gets more views than the other stages' 2
     result = run_bench(config)
     assert result.compression == [] and "cache: float16" in result.table()
     assert result.writing == {} and "cache writing" not in result.table()
@@ -110,6 +113,8 @@ def test_a_skipped_stage_is_left_out_and_embed_runs_for_each_resize():
     readers = [row for row in result.rows if row.stage == "embed readers alone"]
     assert [row.note.split("resize ")[1][:5] for row in embeds] == ["pil; ", "torch"]
     assert [row.note.split("resize ")[1][:5] for row in readers] == ["pil, ", "torch"]
+    assert [row.views for row in readers] == [6, 6]
+    assert all(row.views == 2 for row in result.rows if row.stage.startswith("encoder"))
     for row in readers:  # the CPU they used, as measured
         cpu = float(row.note.split(" ms of reader CPU")[0].split("; ")[-1])
         assert cpu > 0, row.note
