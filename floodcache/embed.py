@@ -28,6 +28,7 @@ from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
 from floodcache.readers import ReaderTimes, default_workers, read_batches
 from floodcache.views import (
+    AUGMENTED_FROM,
     DEFAULT_FRACTIONS,
     ViewKey,
     assign_splits,
@@ -103,6 +104,7 @@ def identity_of(config: EmbedConfig, checkpoint_sha256: str, plan: list[ViewKey]
         "on_mismatch": config.on_mismatch,
         "limit": config.limit,
         "augmentation_recipe": augmentation_recipe() if config.augment else None,
+        "augmented_from": AUGMENTED_FROM if config.augment else None,
         "resize_method": encoder.RESIZE_METHODS[config.resize],
         "views": [[k.image_id, k.view, k.split] for k in plan],
     }

@@ -26,12 +26,11 @@ from typing import TYPE_CHECKING, NamedTuple
 import cv2
 import numpy as np
 import torch
-from torch.utils.data import Dataset
 
 from floodcache import data, encoder, shared_memory
 from floodcache.background import background_processes
 from floodcache.encoder import IMAGE_SIZE, LOWRES_SIZE
-from floodcache.views import ViewKey, make_view
+from floodcache.views import ViewKey, make_view, view_base
 
 if TYPE_CHECKING:
     from floodcache.embed import EmbedConfig
@@ -49,7 +48,7 @@ def default_workers() -> int:
 PREVIEW_SIDE = 512  # longest side of the JPEG kept per view for report galleries
 
 
-class ViewDataset(Dataset):
+class ViewDataset:
     """Pending views -> dicts of a view's encoder input (`prepare_view`) and every cache field
     but the embedding."""
 
@@ -57,6 +56,7 @@ class ViewDataset(Dataset):
         self.views, self.pairs = views, pairs
         self.seed, self.on_mismatch, self.resize = config.seed, config.on_mismatch, config.resize
         self.loaded: tuple[str, np.ndarray, np.ndarray] | None = None  # (image_id, image, mask)
+        self.base: tuple[np.ndarray, np.ndarray] | None = None  # its `view_base`, once made
 
     def __len__(self) -> int:
         return len(self.views)
@@ -65,8 +65,14 @@ class ViewDataset(Dataset):
         key = self.views[index]
         pair = self.pairs[key.image_id]
         image, mask = self.load(key.image_id)
-        image, mask = make_view(image, mask, self.seed, key.image_id, key.view)
-        return prepare_view(image, mask, self.resize) | {
+        resized = None
+        if key.view:
+            image, mask = make_view(
+                image, mask, self.seed, key.image_id, key.view, self.view_base()
+            )
+        elif self.resize == "pil" and self.view_base()[0] is not image:
+            resized = self.base[0]  # SAM's resize of a larger image: made once for its views
+        return prepare_view(image, mask, self.resize, resized) | {
             "image_id": key.image_id,
             "view": key.view,
             "split": key.split,
@@ -84,21 +90,32 @@ class ViewDataset(Dataset):
         if self.loaded is None or self.loaded[0] != image_id:
             image, mask = data.load_pair(self.pairs[image_id], self.on_mismatch)
             image.flags.writeable = mask.flags.writeable = False
-            self.loaded = (image_id, image, mask)
+            self.loaded, self.base = (image_id, image, mask), None
         return self.loaded[1], self.loaded[2]
 
+    def view_base(self) -> tuple[np.ndarray, np.ndarray]:
+        """The loaded image's `views.view_base`, made once for all its views."""
+        if self.base is None:
+            self.base = view_base(*self.loaded[1:])
+            for array in self.base:
+                array.flags.writeable = False
+        return self.base
 
-def prepare_view(image: np.ndarray, mask: np.ndarray, resize: str = "pil") -> dict:
+
+def prepare_view(
+    image: np.ndarray, mask: np.ndarray, resize: str = "pil", resized: np.ndarray | None = None
+) -> dict:
     """A view's SAM input and metric fields from its HxWx3 uint8 image and HxW {0,1} mask.
 
-    The input is the "resized" image and its "lowres_mask" target; with resize="torch" it is
-    the view's "image" and "mask" as they are, resized on the device (`device_resize`).
+    The input is the "resized" image (`resized` if already made) and its "lowres_mask"
+    target; with resize="torch" it is the view's "image" and "mask" as they are, resized on
+    the device (`device_resize`).
     """
     if resize == "torch":
         pixels = {"image": image, "mask": np.ascontiguousarray(mask, np.uint8)}
     else:
         pixels = {
-            "resized": encoder.resize_to_input(image),
+            "resized": encoder.resize_to_input(image) if resized is None else resized,
             "lowres_mask": encoder.lowres_target(mask),
         }
     preview = _preview(image)

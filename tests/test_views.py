@@ -8,12 +8,16 @@ import sys
 import cv2
 import numpy as np
 
+from floodcache import data, encoder, readers
+from floodcache.readers import ViewDataset
 from floodcache.views import (
+    ViewKey,
     assign_splits,
     augmentation,
     make_view,
     plan_views,
     stable_seed,
+    view_base,
 )
 
 
@@ -130,3 +134,67 @@ def test_mask_follows_the_geometric_transform():
         mirrored = (bright == np.fliplr(out_mask).astype(bool))[inside].mean()
         # Random shadows darken some water, so not always 1.0; a wrongly flipped mask is ~0.5.
         assert agreement > 0.75 and agreement > mirrored + 0.15, (view, agreement, mirrored)
+
+
+def large_scene(height: int = 1200, width: int = 1700) -> tuple[np.ndarray, np.ndarray]:
+    """A photo larger than SAM's input: water (bright) below a slanted line."""
+    rng = np.random.default_rng(3)
+    rows, cols = np.mgrid[:height, :width]
+    mask = (rows > height * 0.4 + cols * 0.2).astype(np.uint8)
+    image = np.where(mask[..., None] == 1, 190, 50) + rng.integers(0, 20, (height, width, 3))
+    return image.clip(0, 255).astype(np.uint8), mask
+
+
+def test_a_larger_image_is_augmented_at_sams_input_size():
+    """Views of an image larger than SAM's input are made from its resize to that input, as
+    the encoder makes it (its mask area-averaged alike): the recipe on those pixels."""
+    image, mask = large_scene()
+    h, w = encoder.input_size(image.shape[:2])
+    base_image, base_mask = view_base(image, mask)
+    assert np.array_equal(base_image, encoder.resize_to_input(image))
+    area = cv2.resize(mask * 255, (w, h), interpolation=cv2.INTER_AREA)
+    assert np.array_equal(base_mask, (area >= 128).astype(np.uint8))
+    assert 0.3 < base_mask.mean() < 0.7 and abs(base_mask.mean() - mask.mean()) < 0.01
+    for view in (1, 2, 3):
+        out_image, out_mask = make_view(image, mask, 0, "big", view)
+        assert out_image.shape == (h, w, 3) and out_mask.shape == (h, w)
+        fresh = augmentation()
+        fresh.set_random_seed(stable_seed(0, "big", view))
+        out = fresh(image=base_image, mask=base_mask)
+        assert np.array_equal(out_image, out["image"]) and np.array_equal(out_mask, out["mask"])
+    assert make_view(image, mask, 0, "big", 0)[0] is image  # view 0: the photo itself
+
+
+def test_an_image_no_larger_than_sams_input_is_augmented_as_it_is():
+    image, mask = scene()
+    assert all(a is b for a, b in zip(view_base(image, mask), (image, mask), strict=True))
+    square = np.zeros((1024, 1024, 3), np.uint8), np.zeros((1024, 1024), np.uint8)
+    assert view_base(*square)[0] is square[0]
+
+
+def test_readers_resize_a_larger_image_once_for_all_its_views(tmp_path, monkeypatch):
+    """The readers make an image's base once; its view 0's SAM input is that very resize."""
+    image, mask = large_scene(1100, 1500)
+    (tmp_path / "Image").mkdir()
+    (tmp_path / "Mask").mkdir()
+    cv2.imwrite(str(tmp_path / "Image" / "a.png"), image[..., ::-1])
+    cv2.imwrite(str(tmp_path / "Mask" / "a.png"), mask * 255)
+    pairs = {pair.image_id: pair for pair in data.find_pairs(tmp_path)[0]}
+    calls = []
+    real = readers.view_base
+    monkeypatch.setattr(readers, "view_base", lambda *a: calls.append(1) or real(*a))
+
+    class Config:
+        seed, on_mismatch, resize = 0, "exclude", "pil"
+
+    keys = [ViewKey("a", view, "train") for view in range(4)]
+    alone = ViewDataset(keys[:1], pairs, Config())[0]  # a val/test image: view 0 only
+    dataset = ViewDataset(keys, pairs, Config())
+    made = [dataset[i] for i in range(4)]
+    assert len(calls) == 2  # once for view 0 alone, once for all four views
+    assert np.array_equal(alone["resized"], made[0]["resized"])
+    assert np.array_equal(made[0]["resized"], encoder.resize_to_input(image))
+    assert tuple(made[0]["original_size"]) == image.shape[:2]
+    h, w = encoder.input_size(image.shape[:2])
+    for view in made[1:]:
+        assert tuple(view["original_size"]) == (h, w) and view["resized"].shape == (h, w, 3)
