@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_WORKERS = 16  # ~250 views/s at up to ~60 ms of CPU a view (bench scenes: 16-28 ms)
+MAX_WORKERS = 16  # ~250 views/s at up to ~60 ms of CPU a view (this CPU: 16-32 ms a view)
 
 
 def default_workers() -> int:
