@@ -24,6 +24,7 @@ from floodcache.encoder import (
     CheckpointError,
 )
 from floodcache.prompts import PROMPTS
+from floodcache.readers import ReaderDied
 from floodcache.train import TRAIN_PRECISIONS, TrainConfig, run_train
 
 USER_ERRORS = (
@@ -31,6 +32,7 @@ USER_ERRORS = (
     CheckpointError,
     download.DownloadError,
     data.UnreadableFile,
+    ReaderDied,
     FileExistsError,
     FileNotFoundError,
     ValueError,

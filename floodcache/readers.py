@@ -153,6 +153,10 @@ HELD_BATCHES = 2  # a borrowed batch's pixels stay as they are until this many m
 AHEAD_PER_READER = 6  # views a reader may have read beyond the batches being held and joined
 
 
+class ReaderDied(RuntimeError):
+    """A reader process ended without a word (killed: by the OOM killer, say)."""
+
+
 class Shared(NamedTuple):
     """Where a view's pixel array lies in the readers' shared memory."""
 
@@ -347,9 +351,10 @@ def _joined(
             try:
                 unit, wall, cpu = future.result()
             except BrokenProcessPool as err:
-                raise RuntimeError(
-                    "a reader process died (killed, or out of memory?): rerun embed to go on "
-                    "from the parts already written, with fewer --workers if memory is short"
+                raise ReaderDied(
+                    "a reader process died (killed, or out of memory?): run the same command "
+                    "again to go on from the parts already written, with fewer --workers if "
+                    "memory is short"
                 ) from err
             times.units, times.wall, times.cpu = times.units + 1, times.wall + wall, times.cpu + cpu
             joined += [slots.take(view, memory, borrow) if slots else view for view in unit]

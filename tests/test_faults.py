@@ -11,13 +11,14 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 
-from floodcache import cache_writer, encoder
+from floodcache import cache_writer, encoder, readers
 from floodcache.cache import Cache, CacheError, verify
 from floodcache.embed import plan_embed, run_embed
 from floodcache.part_writer import PARTS_IN_FLIGHT
@@ -97,6 +98,38 @@ def test_ctrl_c_with_reader_processes_stops_at_once(tiny_data, tiny_checkpoint, 
     assert process.returncode == 130 and "Traceback" not in stderr
     assert time.monotonic() - pressed < 5  # 1-2 s here; 11 s with 2 readers hit by it
     assert len(list(parts.glob(PARTS))) >= 3 and not list(parts.glob("*.tmp"))
+
+
+def test_a_killed_reader_stops_embed_with_what_to_do_and_keeps_the_parts(
+    tiny_data, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """A reader process killed (the OOM killer, say) once parts are written: embed stops
+    with an error naming the cause and the fix, keeps the parts, and the same run then
+    finishes the very cache a clean run makes."""
+    config = embed_config(tiny_data, tiny_checkpoint, tmp_path / "killed.h5", batch_size=2)
+    config.workers = 2
+    plan, _, _ = plan_embed(config)
+    victim, parts = plan[-1].image_id, tmp_path / "killed.h5.parts"
+    real = readers.ViewDataset.__getitem__
+
+    def dying(self, index):
+        if self.views[index].image_id == victim:  # in a reader: die once a part is written
+            deadline = time.monotonic() + 30
+            while not list(parts.glob(PARTS)) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(self, index)
+
+    monkeypatch.setattr(readers.ViewDataset, "__getitem__", dying)
+    with pytest.raises(readers.ReaderDied, match="run the same command again"):
+        run_embed(config)
+    kept = len(list(parts.glob(PARTS)))
+    assert kept >= 1 and not config.cache.exists() and not list(parts.glob("*.tmp"))
+    monkeypatch.setattr(readers.ViewDataset, "__getitem__", real)
+    assert run_embed(config).embedded < len(plan)  # went on from the parts
+    clean = replace(config, cache=tmp_path / "clean.h5")
+    run_embed(clean)
+    assert_same_cache(clean.cache, config.cache)
 
 
 def test_two_embed_processes_on_one_cache(tiny_data, tiny_checkpoint, tmp_path):
