@@ -51,11 +51,29 @@ def staged(arrays: list[np.ndarray], device: torch.device) -> list[torch.Tensor]
 
 
 def resize_like_sam(pixels: torch.Tensor) -> torch.Tensor:
-    """CxHxW -> Cxhxw float32, longest side 1024: `ResizeLongestSide.apply_image_torch`'s
-    interpolation, at the size `encoder.input_size` (`get_preprocess_shape`) gives for H, W."""
-    size = input_size(pixels.shape[1:])
-    image = pixels[None].float()
-    return F.interpolate(image, size, mode="bilinear", align_corners=False, antialias=True)[0]
+    """CxHxW (or BxCxHxW, B images of one size) -> Cxhxw (BxCxhxw) float32, longest side
+    1024: `ResizeLongestSide.apply_image_torch`'s interpolation, at the size
+    `encoder.input_size` (`get_preprocess_shape`) gives for H, W."""
+    size = input_size(pixels.shape[-2:])
+    images = pixels.float() if pixels.dim() == 4 else pixels[None].float()
+    resized = F.interpolate(images, size, mode="bilinear", align_corners=False, antialias=True)
+    return resized if pixels.dim() == 4 else resized[0]
+
+
+def same_size(arrays: list[torch.Tensor]) -> list[tuple[list[int], torch.Tensor]]:
+    """`arrays` grouped by shape, in order of first appearance: (their indices, the arrays
+    stacked). An image's augmented views share a size, so the device works a group in one
+    call instead of one view at a time (each call is the host's time)."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, array in enumerate(arrays):
+        groups.setdefault(tuple(array.shape), []).append(index)
+    return [
+        (
+            rows,
+            torch.stack([arrays[row] for row in rows]) if len(rows) > 1 else arrays[rows[0]][None],
+        )
+        for rows in groups.values()
+    ]
 
 
 def pixels_on_device(sam: Sam, images: list[np.ndarray], device: torch.device) -> torch.Tensor:
@@ -63,10 +81,10 @@ def pixels_on_device(sam: Sam, images: list[np.ndarray], device: torch.device) -
     (`resize_like_sam`), normalised and zero-padded bottom and right, as `Sam.preprocess`."""
     batch = torch.zeros(len(images), 3, IMAGE_SIZE, IMAGE_SIZE, device=device)
     mean, std = sam.pixel_mean.to(device), sam.pixel_std.to(device)
-    for i, pixels in enumerate(staged(images, device)):
-        resized = resize_like_sam(pixels.permute(2, 0, 1))
-        h, w = resized.shape[1:]
-        batch[i, :, :h, :w] = (resized - mean) / std
+    for rows, pixels in same_size(staged(images, device)):
+        resized = resize_like_sam(pixels.permute(0, 3, 1, 2))
+        h, w = resized.shape[-2:]
+        batch[rows, :, :h, :w] = (resized - mean) / std
     return batch
 
 
@@ -75,8 +93,8 @@ def lowres_targets(masks: list[np.ndarray], device: torch.device) -> torch.Tenso
     resized as `resize_like_sam`, padded bottom/right to 1024, 4x4 area-averaged down to 256
     and thresholded at one half."""
     padded = torch.zeros(len(masks), 1, IMAGE_SIZE, IMAGE_SIZE, device=device)
-    for i, mask in enumerate(staged(masks, device)):
-        resized = resize_like_sam(mask[None])
-        padded[i, :, : resized.shape[1], : resized.shape[2]] = resized
+    for rows, grouped in same_size(staged(masks, device)):
+        resized = resize_like_sam(grouped[:, None])
+        padded[rows, :, : resized.shape[2], : resized.shape[3]] = resized
     area = F.avg_pool2d(padded, IMAGE_SIZE // LOWRES_SIZE)[:, 0]
     return (area >= 0.5).to(torch.uint8)

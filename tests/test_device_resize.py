@@ -42,6 +42,24 @@ def test_device_resize_encodes_as_sam_predictor_set_torch_image(tiny_checkpoint)
         assert float((embedding - theirs).norm() / theirs.norm()) < 1e-5
 
 
+def test_views_of_one_size_are_resized_together_as_one_at_a_time():
+    """The device resizes a batch's views group by group of one size: the same pixels and
+    targets as resizing each view alone, in the batch's order."""
+    sam = encoder.build_sam("vit_tiny")
+    rng = np.random.default_rng(5)
+    shapes = [(150, 220), (300, 120), (150, 220), (64, 64), (300, 120), (150, 220)]
+    images = [rng.integers(0, 256, (*shape, 3), dtype=np.uint8) for shape in shapes]
+    masks = [blob_mask(shape, seed) for seed, shape in enumerate(shapes)]
+    batch = device_resize.pixels_on_device(sam, images, CPU)
+    targets = device_resize.lowres_targets(masks, CPU)
+    for i, (image, mask) in enumerate(zip(images, masks, strict=True)):
+        alone = device_resize.pixels_on_device(sam, [image], CPU)[0]
+        assert torch.equal(batch[i], alone)
+        assert torch.equal(targets[i], device_resize.lowres_targets([mask], CPU)[0])
+    groups = device_resize.same_size([torch.from_numpy(image) for image in images])
+    assert [rows for rows, _ in groups] == [[0, 2, 5], [1, 4], [3]]
+
+
 def blob_mask(shape: tuple[int, int], seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     cells = (rng.random((shape[0] // 16 + 1, shape[1] // 16 + 1)) > 0.5).astype(np.uint8)
