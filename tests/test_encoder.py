@@ -7,6 +7,7 @@ import pytest
 import torch
 from PIL import Image
 from segment_anything import SamPredictor
+from segment_anything.utils.transforms import ResizeLongestSide
 
 from floodcache import encoder
 from floodcache.encoder import CheckpointError, load_sam
@@ -66,6 +67,14 @@ def test_input_size_matches_resize(shape):
     resized = encoder.resize_to_input(np.zeros((*shape, 3), np.uint8))
     assert encoder.input_size(shape) == resized.shape[:2]
     assert max(resized.shape[:2]) == 1024
+
+
+@pytest.mark.parametrize("shape", [(1024, 700), (576, 1024), (1024, 1024)])
+def test_an_image_at_sams_input_size_is_resized_to_itself(shape):
+    """As SamPredictor's PIL resize makes it (a copy), without the copy."""
+    image = np.random.default_rng(0).integers(0, 256, (*shape, 3), dtype=np.uint8)
+    assert encoder.resize_to_input(image) is image
+    assert np.array_equal(ResizeLongestSide(1024).apply_image(image), image)
 
 
 def test_lowres_target_follows_the_padded_frame():
