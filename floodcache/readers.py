@@ -2,7 +2,7 @@
 
 A reader's unit of work is one image's views within a batch (they share one decode); a free
 reader takes the next unit, and the units are joined in order into the encoder's batches.
-Their pixels come back in slots of shared memory where /dev/shm has room (`Slots`), page-locked
+Their pixels come back in slots of memory shared with forked readers (`Slots`), page-locked
 for CUDA, else through pipes.
 """
 
@@ -20,7 +20,7 @@ from collections.abc import Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
 
 import cv2
@@ -177,6 +177,10 @@ class Slots:
 
     block: torch.Tensor
     size: int
+    memory: np.ndarray = field(init=False)  # the block, as numpy reads and writes it
+
+    def __post_init__(self) -> None:
+        self.memory = self.block.numpy()
 
     @classmethod
     def make(cls, count: int, size: int) -> Slots:
@@ -187,7 +191,7 @@ class Slots:
     def count(self) -> int:
         return len(self.block) // self.size
 
-    def put(self, view: dict, slot: int, memory: np.ndarray) -> None:
+    def put(self, view: dict, slot: int) -> None:
         """Move `view`'s pixel arrays into `slot` (a `Shared` in each one's place), if they fit."""
         names = [name for name in PIXEL_FIELDS if name in view]
         if sum(view[name].nbytes for name in names) > self.size:
@@ -196,48 +200,47 @@ class Slots:
         for name in names:
             array = view[name]
             assert array.dtype == np.uint8, f"{name} is {array.dtype}, not uint8"
-            memory[offset : offset + array.size] = array.reshape(-1)
+            self.memory[offset : offset + array.size] = array.reshape(-1)
             view[name] = Shared(offset, array.shape)
             offset += array.size
 
-    def take(self, view: dict, memory: np.ndarray, borrow: bool) -> dict:
+    def take(self, view: dict, borrow: bool) -> dict:
         """`view` with numpy arrays in place of its `Shared` places: reading the slot in place
         if `borrow`, else copies. The low-res target is always copied: the cache writer keeps
         it until the batch is written, long after the slot is used again."""
         for name in PIXEL_FIELDS:
             if isinstance(place := view.get(name), Shared):
                 size = math.prod(place.shape)
-                array = memory[place.offset : place.offset + size].reshape(place.shape)
+                array = self.memory[place.offset : place.offset + size].reshape(place.shape)
                 view[name] = array if borrow and name != "lowres_mask" else array.copy()
         return view
 
 
-_reader: tuple[ViewDataset, Slots | None, np.ndarray | None] | None = None  # in a reader
+_reader: tuple[ViewDataset, Slots | None] | None = None  # in a reader
 
 
 def _start_reader(dataset: ViewDataset, slots: Slots | None) -> None:
     global _reader
     torch.set_num_threads(1)  # as a DataLoader's workers: one thread per reader
-    _reader = (dataset, slots, None if slots is None else slots.block.numpy())
+    _reader = (dataset, slots)
 
 
 def _read_unit(indices: list[int], slots: list[int] | None) -> tuple[list[dict], float, float]:
     """In a reader: views `indices` (one image's, decoded once), each one's pixels put in its
     slot where slots are given (`Slots.put`); and the wall and CPU seconds that took."""
     wall, cpu = time.perf_counter(), time.thread_time()
-    dataset, shared, memory = _reader
+    dataset, shared = _reader
     views = [dataset[index] for index in indices]
     for view, slot in zip(views, slots or [], strict=False):
-        shared.put(view, slot, memory)
+        shared.put(view, slot)
     return views, time.perf_counter() - wall, time.thread_time() - cpu
 
 
 @dataclass
 class ReaderTimes:
-    """The reader processes' work, for embed's log: how many units, and the wall and CPU
-    seconds spent on them (less CPU than wall: readers waited for a core)."""
+    """The reader processes' work, for embed's log: the wall and CPU seconds spent on their
+    units (less CPU than wall: readers waited for a core)."""
 
-    units: int = 0
     wall: float = 0.0
     cpu: float = 0.0
 
@@ -265,8 +268,8 @@ def read_batches(
 
     A reader's unit of work is one image's views within a batch (they share one decode); a
     free reader takes the next unit, whichever reader was slow with the last, and the units
-    are joined in order into the batches asked. Pixels come back in slots of shared memory
-    where /dev/shm has room (else pickled through pipes). With `borrow`, a batch's arrays
+    are joined in order into the batches asked. Pixels come back in slots of memory shared
+    with the forked readers (else pickled through pipes). With `borrow`, a batch's arrays
     read those slots in place, and stay as they are only until `HELD_BATCHES` more batches
     are asked for; `pin` makes the slots page-locked for CUDA, so that copies to the GPU go
     straight from them without the host's help. OpenCV runs one thread per reader: 15
@@ -321,7 +324,6 @@ def _joined(
     """The batches of units read by `pool`, in order; units are handed out while slots are
     free (a view's slot is free again once its batch is `HELD_BATCHES` batches old)."""
     units = [unit for batch in batches for unit in batch]
-    memory = slots.block.numpy() if slots else None
     free = deque(range(slots.count if slots else 0))
     held: deque[list[int]] = deque()  # the slots of the batches handed out, oldest first
     pending: deque[tuple[Future, list[int]]] = deque()
@@ -356,8 +358,8 @@ def _joined(
                     "again to go on from the parts already written, with fewer --workers if "
                     "memory is short"
                 ) from err
-            times.units, times.wall, times.cpu = times.units + 1, times.wall + wall, times.cpu + cpu
-            joined += [slots.take(view, memory, borrow) if slots else view for view in unit]
+            times.wall, times.cpu = times.wall + wall, times.cpu + cpu
+            joined += [slots.take(view, borrow) if slots else view for view in unit]
             taken_here += taken
             hand_out()
         if borrow:
