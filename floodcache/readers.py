@@ -326,7 +326,7 @@ def _joined(
     units = [unit for batch in batches for unit in batch]
     free = deque(range(slots.count if slots else 0))
     held: deque[list[int]] = deque()  # the slots of the batches handed out, oldest first
-    pending: deque[tuple[Future, list[int]]] = deque()
+    pending: deque[tuple[Future, list[int], list[int]]] = deque()  # (future, unit, its slots)
     ahead = AHEAD_PER_READER * workers  # views read ahead, without slots to bound them
     next_unit = 0
 
@@ -336,10 +336,10 @@ def _joined(
             unit = units[next_unit]
             if slots is not None and len(free) < len(unit):
                 return
-            if slots is None and sum(len(u) for _, u in pending) >= ahead:
+            if slots is None and sum(len(u) for _, u, _ in pending) >= ahead:
                 return
             taken = [free.popleft() for _ in unit] if slots else []
-            pending.append((pool.submit(_read_unit, unit, taken or None), taken))
+            pending.append((pool.submit(_read_unit, unit, taken or None), unit, taken))
             next_unit += 1
 
     for batch in batches:
@@ -349,7 +349,7 @@ def _joined(
         joined: list[dict] = []
         taken_here: list[int] = []
         for _ in batch:
-            future, taken = pending.popleft()
+            future, _, taken = pending.popleft()
             try:
                 unit, wall, cpu = future.result()
             except BrokenProcessPool as err:

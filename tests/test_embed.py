@@ -480,6 +480,31 @@ def test_forked_readers_hand_pixels_over_in_shared_memory(tiny_data, monkeypatch
         assert not isinstance(borrowed[way]["resized"].base, np.ndarray)  # unpickled bytes
 
 
+def test_readers_without_slots_read_a_bounded_number_of_views_ahead(tiny_data, monkeypatch):
+    """Through pipes (readers not forked) nothing bounds the views read ahead but the count:
+    at most AHEAD_PER_READER views per reader (plus the unit that crossed it) wait unread."""
+    monkeypatch.setattr(readers, "FORKED_READERS", False)
+    monkeypatch.setattr(readers, "AHEAD_PER_READER", 1)
+    config = embed_config(tiny_data, None, Path("unused.h5"), augment=2)
+    plan, pairs, _ = embed.plan_embed(config)
+    batches = embed.pending_batches(plan, set(), 2)
+    submitted = []
+    real = readers.background_processes
+
+    def counting(*args):
+        pool = real(*args)
+        submit = pool.submit
+        pool.submit = lambda fn, unit, slots: submitted.append(len(unit)) or submit(fn, unit, slots)
+        return pool
+
+    monkeypatch.setattr(readers, "background_processes", counting)
+    read = 0
+    for batch in readers.read_batches(batches, pairs, config, workers=1):
+        read += len(batch)
+        assert sum(submitted) - read <= 1 + (config.augment + 1), (sum(submitted), read)
+    assert read == len(plan) == sum(submitted)
+
+
 def test_borrowed_pixels_stay_until_the_batch_after_next_is_asked_for(tiny_data, monkeypatch):
     """Slots are used again (few of them here): a borrowed batch's pixels hold until
     HELD_BATCHES more batches are asked for; without borrowing they are copies and last."""
