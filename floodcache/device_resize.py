@@ -2,12 +2,14 @@
 
 `embed --resize torch`: readers send each view at its own size and the GPU resizes it (bilinear
 with antialias, no rounding to uint8, as `SamPredictor.set_torch_image` is fed), normalises and
-pads it, and makes the low-res training target from the mask the same way. That halves a
-reader's CPU per view (43 against 21 ms, generated scenes, development CPU). The
-pixels differ slightly from `apply_image`'s PIL resize (segment-anything: "may not exactly
-match"), so the cache records which resize made it. `apply_image_torch` itself is not called:
-segment-anything 1.0 reads its size from the batch and channel axes (every image becomes
-341x1024); the size here comes from the image's height and width.
+pads it, and makes the low-res training target from the mask the same way. That saves the
+readers SAM's PIL resize of each image (view 0: augmented views are made at SAM's input size
+already, `views.view_base`) and its mask's: 15 against 17 ms of CPU a view on generated
+scenes, 20 against 23 on the real data (development CPU). The pixels differ slightly from
+`apply_image`'s PIL resize (segment-anything: "may not exactly match"), so the cache records
+which resize made it. `apply_image_torch` itself is not called: segment-anything 1.0 reads
+its size from the batch and channel axes (every image becomes 341x1024); the size here comes
+from the image's height and width.
 """
 
 from __future__ import annotations
@@ -55,6 +57,8 @@ def resize_like_sam(pixels: torch.Tensor) -> torch.Tensor:
     1024: `ResizeLongestSide.apply_image_torch`'s interpolation, at the size
     `encoder.input_size` (`get_preprocess_shape`) gives for H, W."""
     size = input_size(pixels.shape[-2:])
+    if size == tuple(pixels.shape[-2:]):  # augmented views (`views.view_base`): no resize
+        return pixels.float()
     images = pixels.float() if pixels.dim() == 4 else pixels[None].float()
     resized = F.interpolate(images, size, mode="bilinear", align_corners=False, antialias=True)
     return resized if pixels.dim() == 4 else resized[0]

@@ -170,8 +170,8 @@ def warn_random_weights() -> None:
 def resize_to_input(image: np.ndarray) -> np.ndarray:
     """HxWx3 uint8 RGB -> hxwx3 uint8, longest side 1024, exactly as SamPredictor.set_image.
 
-    An image already at that size (augmented views of larger photos: `views.view_base`)
-    comes back as it is: PIL would only copy it."""
+    An image already at that size (every augmented view: `views.view_base`) comes back as
+    it is: PIL would only copy it."""
     if input_size(image.shape[:2]) == image.shape[:2]:
         return image
     return ResizeLongestSide(IMAGE_SIZE).apply_image(image)

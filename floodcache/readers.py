@@ -16,12 +16,12 @@ import os
 import sys
 import time
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import cv2
 import numpy as np
@@ -56,7 +56,7 @@ class ViewDataset:
         self.views, self.pairs = views, pairs
         self.seed, self.on_mismatch, self.resize = config.seed, config.on_mismatch, config.resize
         self.loaded: tuple[str, np.ndarray, np.ndarray] | None = None  # (image_id, image, mask)
-        self.base: tuple[np.ndarray, np.ndarray] | None = None  # its `view_base`, once made
+        self.made: dict[str, Any] = {}  # arrays made once from it (`_once`)
 
     def __len__(self) -> int:
         return len(self.views)
@@ -70,8 +70,8 @@ class ViewDataset:
             image, mask = make_view(
                 image, mask, self.seed, key.image_id, key.view, self.view_base()
             )
-        elif self.resize == "pil" and self.view_base()[0] is not image:
-            resized = self.base[0]  # SAM's resize of a larger image: made once for its views
+        elif self.resize == "pil":
+            resized = self.resized()
         return prepare_view(image, mask, self.resize, resized) | {
             "image_id": key.image_id,
             "view": key.view,
@@ -90,16 +90,26 @@ class ViewDataset:
         if self.loaded is None or self.loaded[0] != image_id:
             image, mask = data.load_pair(self.pairs[image_id], self.on_mismatch)
             image.flags.writeable = mask.flags.writeable = False
-            self.loaded, self.base = (image_id, image, mask), None
+            self.loaded, self.made = (image_id, image, mask), {}
         return self.loaded[1], self.loaded[2]
+
+    def resized(self) -> np.ndarray:
+        """The loaded image resized to SAM's input (`encoder.resize_to_input`), made once: it
+        is view 0's input and its augmented views' base."""
+        return self._once("resized", lambda: encoder.resize_to_input(self.loaded[1]))
 
     def view_base(self) -> tuple[np.ndarray, np.ndarray]:
         """The loaded image's `views.view_base`, made once for all its views."""
-        if self.base is None:
-            self.base = view_base(*self.loaded[1:])
-            for array in self.base:
+        return self._once("base", lambda: view_base(*self.loaded[1:], self.resized()))
+
+    def _once(self, name: str, make: Callable[[], Any]) -> Any:
+        """`make()`'s array or arrays, made read-only once for the loaded image's views."""
+        if name not in self.made:
+            made = make()
+            for array in made if isinstance(made, tuple) else (made,):
                 array.flags.writeable = False
-        return self.base
+            self.made[name] = made
+        return self.made[name]
 
 
 def prepare_view(

@@ -132,24 +132,29 @@ def _shared_augmentation() -> A.Compose:
 
 
 # What augmented views are made from, recorded in a cache's identity (see `view_base`)
-AUGMENTED_FROM = "the image, or its resize to SAM's input where larger (views.view_base)"
+AUGMENTED_FROM = "the image resized to SAM's input (views.view_base)"
 
 
-def view_base(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """What an image's augmented views are made from: the image and mask themselves, or,
-    for an image larger than SAM's input, its resize to that input exactly as the encoder
-    makes it (`encoder.resize_to_input`) and the mask area-averaged to the same size and
-    cut at one half.
+def view_base(
+    image: np.ndarray, mask: np.ndarray, resized: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """What an image's augmented views are made from: the image resized to SAM's input
+    exactly as the encoder resizes it (`encoder.resize_to_input`; `resized` if already made),
+    and the mask area-resized to the same size and cut at one half.
 
-    The encoder sees a view at that size anyway, and augmenting it there costs a fraction
-    of the photo's pixels: the recipe took ~28 ms for an augmented 1080p view at full size
-    on the development CPU, and the view's own resize ~14 ms more.
+    The encoder sees every view at that size. Augmented there, a view needs no resize of
+    its own: on the development CPU that resize cost ~7 ms a view for a 480x640 photo (up)
+    and ~14 ms for a 1080p one (down), and the recipe at 1080p ~20 ms more; the recipe at
+    SAM's input costs ~1.5 ms more than at 480x640. With `--resize torch` the readers
+    resize a smaller image only for its augmented views (~2 ms a view), and the device
+    resizes none of them.
     """
     h, w = input_size(image.shape[:2])
-    if h * w >= image.shape[0] * image.shape[1]:
-        return image, mask
+    resized = resize_to_input(image) if resized is None else resized
+    if mask.shape == (h, w):
+        return resized, mask
     grey = cv2.resize(mask.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_AREA)
-    return resize_to_input(image), (grey >= 128).astype(np.uint8)
+    return resized, (grey >= 128).astype(np.uint8)
 
 
 def make_view(
@@ -163,8 +168,7 @@ def make_view(
     """View `view` of an image: (hxwx3 uint8 RGB, hxw uint8 {0,1}).
 
     View 0 returns the inputs unchanged; other views are the augmentation of `view_base`
-    (the input's size, or SAM's input size where that is smaller; `base` if already made),
-    reproducible from (seed, image_id, view).
+    (at SAM's input size; `base` if already made), reproducible from (seed, image_id, view).
     """
     if view == 0:
         return image, mask

@@ -42,6 +42,18 @@ def test_device_resize_encodes_as_sam_predictor_set_torch_image(tiny_checkpoint)
         assert float((embedding - theirs).norm() / theirs.norm()) < 1e-5
 
 
+def test_a_view_at_sams_input_size_is_not_resized():
+    """Augmented views come at SAM's input size: their pixels go through as they are, which
+    is what the interpolation gives at that size too."""
+    pixels = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (2, 3, 768, 1024)))
+    pixels = pixels.to(torch.uint8)
+    same = device_resize.resize_like_sam(pixels)
+    assert same.dtype == torch.float32 and torch.equal(same, pixels.float())
+    kw = {"mode": "bilinear", "align_corners": False, "antialias": True}
+    interpolated = F.interpolate(pixels.float(), (768, 1024), **kw)
+    assert float((interpolated - same).abs().max()) < 1e-3
+
+
 def test_views_of_one_size_are_resized_together_as_one_at_a_time():
     """The device resizes a batch's views group by group of one size: the same pixels and
     targets as resizing each view alone, in the batch's order."""

@@ -364,13 +364,17 @@ def test_readers_decode_an_image_once_for_its_views(tiny_data, monkeypatch):
 
 
 def test_augmentation_never_writes_into_the_shared_image(monkeypatch):
-    """The readers' decoded image is shared by its views, read-only: every transform of the
-    recipe, each forced on, must leave it as it was."""
+    """The readers' decoded image and its views' base (`views.view_base`) are shared by its
+    views, read-only: every transform of the recipe, each forced on, must leave them as they
+    were."""
     rng = np.random.default_rng(5)
     image = rng.integers(0, 256, (90, 120, 3), np.uint8)
     mask = (rng.random((90, 120)) > 0.5).astype(np.uint8)
-    before = image.copy(), mask.copy()
-    image.flags.writeable = mask.flags.writeable = False  # a write raises instead
+    base = views.view_base(image, mask)
+    shared = (image, mask, *base)
+    before = [array.copy() for array in shared]
+    for array in shared:
+        array.flags.writeable = False  # a write raises instead
     recipe = views.augmentation().transforms
     pieces = [p for t in recipe for p in (t.transforms if isinstance(t, A.OneOf) else [t])]
     for piece in pieces:
@@ -378,10 +382,10 @@ def test_augmentation_never_writes_into_the_shared_image(monkeypatch):
         recipe = A.Compose([piece])
         monkeypatch.setattr(views, "_shared_augmentation", lambda recipe=recipe: recipe)
         for view in (1, 2, 3):
-            out_image, out_mask = views.make_view(image, mask, 0, "0", view)
-            assert out_image.shape == image.shape and out_mask.shape == mask.shape
+            out_image, out_mask = views.make_view(image, mask, 0, "0", view, base)
+            assert out_image.shape == base[0].shape and out_mask.shape == base[1].shape
     assert len(pieces) >= 8
-    assert np.array_equal(image, before[0]) and np.array_equal(mask, before[1])
+    assert all(np.array_equal(a, b) for a, b in zip(shared, before, strict=True))
 
 
 def test_wait_clock_adds_up_the_waits_and_passes_every_item():

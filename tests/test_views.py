@@ -7,8 +7,10 @@ import sys
 
 import cv2
 import numpy as np
+import pytest
+from segment_anything.utils.transforms import ResizeLongestSide
 
-from floodcache import data, encoder, readers
+from floodcache import data, encoder
 from floodcache.readers import ViewDataset
 from floodcache.views import (
     ViewKey,
@@ -83,7 +85,8 @@ def test_views_are_reproducible_and_distinct():
     assert np.array_equal(first[0], again[0]) and np.array_equal(first[1], again[1])
     assert not np.array_equal(first[0], other[0])
     assert set(np.unique(first[1])) <= {0, 1}
-    assert first[0].shape == image.shape and first[1].shape == mask.shape
+    h, w = encoder.input_size(image.shape[:2])  # made at SAM's input size
+    assert first[0].shape == (h, w, 3) and first[1].shape == (h, w)
 
 
 def test_a_view_does_not_depend_on_the_views_made_before_it():
@@ -92,10 +95,11 @@ def test_a_view_does_not_depend_on_the_views_made_before_it():
     keys = [("7", 1), ("8", 2), ("7", 3), ("9", 1), ("8", 4)]
     forward = {key: make_view(image, mask, 0, *key) for key in keys}
     backward = {key: make_view(image, mask, 0, *key) for key in reversed(keys)}
+    base_image, base_mask = view_base(image, mask)
     for image_id, view in keys:
         fresh = augmentation()
         fresh.set_random_seed(stable_seed(0, image_id, view))
-        out = fresh(image=image, mask=mask)
+        out = fresh(image=base_image, mask=base_mask)
         for made in (forward[image_id, view], backward[image_id, view]):
             assert np.array_equal(made[0], out["image"]) and np.array_equal(made[1], out["mask"])
 
@@ -137,7 +141,7 @@ def test_mask_follows_the_geometric_transform():
 
 
 def large_scene(height: int = 1200, width: int = 1700) -> tuple[np.ndarray, np.ndarray]:
-    """A photo larger than SAM's input: water (bright) below a slanted line."""
+    """A photo (by default larger than SAM's input): water (bright) below a slanted line."""
     rng = np.random.default_rng(3)
     rows, cols = np.mgrid[:height, :width]
     mask = (rows > height * 0.4 + cols * 0.2).astype(np.uint8)
@@ -145,10 +149,11 @@ def large_scene(height: int = 1200, width: int = 1700) -> tuple[np.ndarray, np.n
     return image.clip(0, 255).astype(np.uint8), mask
 
 
-def test_a_larger_image_is_augmented_at_sams_input_size():
-    """Views of an image larger than SAM's input are made from its resize to that input, as
-    the encoder makes it (its mask area-averaged alike): the recipe on those pixels."""
-    image, mask = large_scene()
+@pytest.mark.parametrize("size", [(1100, 1500), (300, 500)], ids=["larger", "smaller"])
+def test_an_image_is_augmented_at_sams_input_size(size):
+    """Views are made from the image resized to SAM's input as the encoder resizes it (its
+    mask area-resized alike), larger or smaller than that input: the recipe on those pixels."""
+    image, mask = large_scene(*size)
     h, w = encoder.input_size(image.shape[:2])
     base_image, base_mask = view_base(image, mask)
     assert np.array_equal(base_image, encoder.resize_to_input(image))
@@ -165,24 +170,24 @@ def test_a_larger_image_is_augmented_at_sams_input_size():
     assert make_view(image, mask, 0, "big", 0)[0] is image  # view 0: the photo itself
 
 
-def test_an_image_no_larger_than_sams_input_is_augmented_as_it_is():
-    image, mask = scene()
-    assert all(a is b for a, b in zip(view_base(image, mask), (image, mask), strict=True))
+def test_an_image_at_sams_input_size_is_augmented_as_it_is():
     square = np.zeros((1024, 1024, 3), np.uint8), np.zeros((1024, 1024), np.uint8)
-    assert view_base(*square)[0] is square[0]
+    assert all(a is b for a, b in zip(view_base(*square), square, strict=True))
 
 
-def test_readers_resize_a_larger_image_once_for_all_its_views(tmp_path, monkeypatch):
-    """The readers make an image's base once; its view 0's SAM input is that very resize."""
-    image, mask = large_scene(1100, 1500)
+@pytest.mark.parametrize("size", [(1100, 1500), (300, 500)], ids=["larger", "smaller"])
+def test_readers_resize_an_image_once_for_all_its_views(tmp_path, monkeypatch, size):
+    """The readers resize an image to SAM's input once: view 0's input, and its augmented
+    views' base."""
+    image, mask = large_scene(*size)
     (tmp_path / "Image").mkdir()
     (tmp_path / "Mask").mkdir()
     cv2.imwrite(str(tmp_path / "Image" / "a.png"), image[..., ::-1])
     cv2.imwrite(str(tmp_path / "Mask" / "a.png"), mask * 255)
     pairs = {pair.image_id: pair for pair in data.find_pairs(tmp_path)[0]}
-    calls = []
-    real = readers.view_base
-    monkeypatch.setattr(readers, "view_base", lambda *a: calls.append(1) or real(*a))
+    resizes = []
+    real = ResizeLongestSide.apply_image
+    monkeypatch.setattr(ResizeLongestSide, "apply_image", lambda *a: resizes.append(1) or real(*a))
 
     class Config:
         seed, on_mismatch, resize = 0, "exclude", "pil"
@@ -191,7 +196,7 @@ def test_readers_resize_a_larger_image_once_for_all_its_views(tmp_path, monkeypa
     alone = ViewDataset(keys[:1], pairs, Config())[0]  # a val/test image: view 0 only
     dataset = ViewDataset(keys, pairs, Config())
     made = [dataset[i] for i in range(4)]
-    assert len(calls) == 2  # once for view 0 alone, once for all four views
+    assert len(resizes) == 2  # once for view 0 alone, once for all four views
     assert np.array_equal(alone["resized"], made[0]["resized"])
     assert np.array_equal(made[0]["resized"], encoder.resize_to_input(image))
     assert tuple(made[0]["original_size"]) == image.shape[:2]
