@@ -83,7 +83,10 @@ def same_size(arrays: list[torch.Tensor]) -> list[tuple[list[int], torch.Tensor]
 def pixels_on_device(sam: Sam, images: list[np.ndarray], device: torch.device) -> torch.Tensor:
     """HxWx3 uint8 views of any size -> Bx3x1024x1024 float32 on `device`: resized there
     (`resize_like_sam`), normalised and zero-padded bottom and right, as `Sam.preprocess`."""
-    batch = torch.zeros(len(images), 3, IMAGE_SIZE, IMAGE_SIZE, device=device)
+    # Laid out as `encoder.batch_to_tensor` lays out the readers' resized views (channels
+    # last), so that the compiled encoder takes both without compiling again (~27 s).
+    shape = (len(images), IMAGE_SIZE, IMAGE_SIZE, 3)
+    batch = torch.zeros(shape, device=device).permute(0, 3, 1, 2)
     mean, std = sam.pixel_mean.to(device), sam.pixel_std.to(device)
     for rows, pixels in same_size(staged(images, device)):
         resized = resize_like_sam(pixels.permute(0, 3, 1, 2))

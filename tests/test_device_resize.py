@@ -54,6 +54,17 @@ def test_a_view_at_sams_input_size_is_not_resized():
     assert float((interpolated - same).abs().max()) < 1e-3
 
 
+def test_both_resizes_lay_a_batch_out_alike():
+    """The device's batch has the strides of the readers' resized one: a compiled encoder
+    would otherwise compile again for the other resize (its guards check strides)."""
+    sam = encoder.build_sam("vit_tiny")
+    image = np.random.default_rng(3).integers(0, 256, (150, 220, 3), dtype=np.uint8)
+    readers = encoder.batch_to_tensor(sam, [encoder.resize_to_input(image)] * 2, CPU)
+    on_device = device_resize.pixels_on_device(sam, [image] * 2, CPU)
+    assert on_device.shape == readers.shape and on_device.stride() == readers.stride()
+    assert on_device.is_contiguous(memory_format=torch.channels_last)
+
+
 def test_views_of_one_size_are_resized_together_as_one_at_a_time():
     """The device resizes a batch's views group by group of one size: the same pixels and
     targets as resizing each view alone, in the batch's order."""
