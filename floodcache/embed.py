@@ -289,6 +289,8 @@ def _encode_pending(
     )
     encoded = 0
     clock = [HostClock.now()]  # at the start, then once the first batch is written
+    times = ReaderTimes()
+    readers_then = [times]  # the readers' times then, likewise
 
     def written(count: int, finished: float) -> None:
         nonlocal encoded
@@ -296,6 +298,7 @@ def _encode_pending(
         timing.first_batch(count, finished)
         if len(clock) == 1:
             clock.append(HostClock.now())
+            readers_then.append(replace(times))
         bar.update(count)
 
     # Fast attention (same maths), batches that fit the device's memory, halved on OOM; on
@@ -313,7 +316,6 @@ def _encode_pending(
     # the next but one (`stream`), and on CUDA they go to the GPU straight from the readers'
     # page-locked memory.
     cuda = device.type == "cuda"
-    times = ReaderTimes()
     batches = read_batches(mine, pairs, config, workers, borrow=True, pin=cuda, times=times)
     readers = WaitClock(batches)
     try:
@@ -329,13 +331,13 @@ def _encode_pending(
     end = HostClock.now()
     log.info(
         "encoded %d views in %.1f s; waited %.1f s for the readers (%.1f s after the first "
-        "batch; %s) and %.1f s for the %d writer processes, which wrote for %.1f s; after "
-        "the first batch this process used %s",
+        "batch, when %s) and %.1f s for the %d writer processes, which wrote for %.1f s; "
+        "after the first batch this process used %s",
         encoded,
         end.wall - clock[0].wall,
         readers.waited,
         readers.waited - (readers.first or 0.0),
-        times.line(workers, end.wall - clock[0].wall),
+        (times - readers_then[-1]).line(workers, end.wall - clock[-1].wall),
         parts.waited,
         parts.processes,
         parts.busy,

@@ -254,12 +254,16 @@ class ReaderTimes:
     wall: float = 0.0
     cpu: float = 0.0
 
+    def __sub__(self, earlier: ReaderTimes) -> ReaderTimes:
+        return ReaderTimes(self.wall - earlier.wall, self.cpu - earlier.cpu)
+
     def line(self, workers: int, seconds: float) -> str:
         if not workers:
             return "views read in this process"
         busy = self.wall / (workers * seconds) if seconds else 0.0
+        who = "the reader was" if workers == 1 else f"the {workers} readers were"
         return (
-            f"the {workers} readers were at work {busy:.0%} of the time, on a core "
+            f"{who} at work {busy:.0%} of the time, on a core "
             f"{self.cpu / max(self.wall, 1e-9):.0%} of that"
         )
 

@@ -388,6 +388,17 @@ def test_augmentation_never_writes_into_the_shared_image(monkeypatch):
     assert all(np.array_equal(a, b) for a, b in zip(shared, before, strict=True))
 
 
+def test_reader_times_since_the_first_batch():
+    """embed logs the readers' work after its first batch only: the time before it (model
+    load, compiling) would make busy readers look idle."""
+    then, now = readers.ReaderTimes(wall=3.0, cpu=2.5), readers.ReaderTimes(wall=9.0, cpu=7.0)
+    assert (now - then).line(4, 2.0) == (
+        "the 4 readers were at work 75% of the time, on a core 75% of that"
+    )
+    assert now.line(1, 12.0).startswith("the reader was at work 75% of the time")
+    assert now.line(0, 2.0) == "views read in this process"
+
+
 def test_wait_clock_adds_up_the_waits_and_passes_every_item():
     def slow():
         for item in range(3):
