@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 4, as one call on a lent GPU machine (or any CUDA machine):
+# The GPU checks of issue 4, as one call on a lent GPU machine (or any CUDA machine).
+# The next session's call (carry [".whl"], timeout_s ~590), embed's goal against the encoder:
+#   LIMIT=560 VIEWS=640 SKIP_8GB=1 SCALING=0 BENCH_ARGS="--embed-views 2560
+#   --reference-views 4 --skip eager-encoders --skip mask-encoders --skip compression
+#   --skip writing --resize pil --resize torch" bash scripts/device_check.sh
 #   1. `bench` on the whole card;
 #   2. the CUDA-only tests (fast fp16 encoder eager and compiled, each attention, within the
 #      error goal; streaming; default settings fitting an 8 GB card);
@@ -27,8 +31,8 @@ VIEWS=${VIEWS:-320}
     # The CPU the readers get: embed was bound by it (~4 cores' worth of work on 16 cores).
     echo "nproc $(nproc); cgroup cpu.max $(cat /sys/fs/cgroup/cpu.max 2>/dev/null || echo -)"
     grep -m1 "model name" /proc/cpuinfo
-    # The readers hand pixels over in /dev/shm when it has room; the cache goes to $TMPDIR.
-    df -h /dev/shm "${TMPDIR:-/tmp}"
+    # The cache and its parts go to $TMPDIR (the readers' memory is an anonymous mapping).
+    df -h "${TMPDIR:-/tmp}"
     # Whether N busy processes get N cores' worth of work (the readers are N processes).
     [ "${SCALING:-1}" = 1 ] && timeout 60 python3 scripts/cpu_scaling.py 1.5
 } 2>&1 | tee "$OUT/gpu.txt"
