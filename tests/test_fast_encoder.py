@@ -277,7 +277,7 @@ def test_cuda_stream_waits_for_the_gpu_without_burning_a_core(monkeypatch):
 def test_cuda_defaults_fit_an_8_gb_laptop_gpu():
     """With the ~7.5 GiB an 8 GB card leaves free, the default batch of ViT-B fp16 (the
     `auto` precision on a GPU) runs without running out, and peaks at <= 6 GB."""
-    from floodcache.bench import PeakMemory, hold_gpu_memory
+    from floodcache.bench_table import PeakMemory, hold_gpu_memory
 
     cuda = torch.device("cuda")
     with hold_gpu_memory(cuda, 7.5):

@@ -1,0 +1,145 @@
+"""`bench`'s embed stages: the `embed` command end to end, on generated scenes (or real data)
+read from disk, for each resize; then its reader processes alone, the rate they can feed
+the GPU; and each embed row's share of the encoder alone."""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import cv2
+import numpy as np
+import torch
+
+from floodcache import encoder
+from floodcache.bench_encoder import compiling, fast_stage
+from floodcache.bench_table import Bench, PeakMemory, Row
+from floodcache.embed import EmbedConfig, pending_batches, plan_embed, run_embed
+from floodcache.fast_encoder import attention_kind, compile_wanted
+from floodcache.readers import ReaderTimes, read_batches
+
+if TYPE_CHECKING:
+    from floodcache.bench import BenchConfig
+
+SCENE_SIZES = [(480, 640), (720, 1280), (600, 800), (1080, 1920), (768, 1024), (512, 512)]
+
+
+def dataset(config: BenchConfig, tmp: Path) -> tuple[Path, int]:
+    """A data folder holding enough images for `views` views, and the augmentation to ask."""
+    augment = min(3, config.views - 1)
+    if config.data_dir:
+        return Path(config.data_dir), augment
+    rng = np.random.default_rng(0)
+    root = tmp / "data"
+    (root / "Image").mkdir(parents=True)
+    (root / "Mask").mkdir()
+    for index in range(math.ceil(embed_views(config) / (augment + 1))):
+        image, mask = synthetic_scene(rng, *SCENE_SIZES[index % len(SCENE_SIZES)])
+        cv2.imwrite(str(root / "Image" / f"{index}.jpg"), image[..., ::-1])
+        cv2.imwrite(str(root / "Mask" / f"{index}.png"), mask * 255)
+    return root, augment
+
+
+def embed_views(config: BenchConfig) -> int:
+    return max(config.views, config.embed_views or 0)
+
+
+def synthetic_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, ...]:
+    """A flood-like photo (HxWx3 uint8 RGB), water below a wavy line, and its HxW {0,1} mask."""
+    rows, cols = np.mgrid[:height, :width]
+    level = height * rng.uniform(0.35, 0.65) + height * 0.08 * np.sin(cols / width * 6.28)
+    water = rows > level
+    image = np.where(water[..., None], rng.integers(90, 150, 3), rng.integers(60, 200, 3))
+    image = image + rng.integers(0, 25, (height, width, 1))
+    return np.clip(image, 0, 255).astype(np.uint8), water.astype(np.uint8)
+
+
+def embed_stage(
+    config: BenchConfig, data_dir: Path, augment: int, cache: Path, device, resize: str
+):
+    """`embed` end to end with `resize`, in this process (its reader processes are its own),
+    with the settings a user gets by default; on a GPU compiled, as a long run is. Then its
+    readers alone over the same views: the rate the GPU can be fed at. [embed row, readers']"""
+    cache.unlink(missing_ok=True)  # each resize makes its own cache
+    settings = EmbedConfig(
+        cache=cache,
+        data_dir=data_dir,
+        checkpoint=config.checkpoint,
+        random_weights=config.checkpoint is None,
+        model_type=config.model_type,
+        augment=augment,
+        fractions=(1.0, 0.0, 0.0),
+        limit=math.ceil(embed_views(config) / (augment + 1)),
+        batch_size=config.batch_size,
+        workers=config.workers,
+        resize=resize,
+        device=str(device),
+        progress=False,
+        command="python cli.py bench",
+    )
+    with compiling(compile_wanted(device)), PeakMemory(device) as peak:
+        result = run_embed(settings)
+    note = (
+        f"{result.workers} readers, resize {settings.resize}; "
+        f"{result.views_per_second:.3g} views/s over the whole run, "
+        f"{result.warmup_seconds:.1f} s to the first batch (audit, model load, compiling), "
+        f"{result.finalize_seconds:.1f} s finishing the cache after the last batch"
+    )
+    # After the first batch, as a long run goes on; a run of one batch has only the whole.
+    steady = result.embedded > result.warmup_views
+    row = Row(
+        "embed (after 1st batch)" if steady else "embed (whole run)",
+        encoder.resolve_precision(settings.precision, device),
+        result.batch_size,
+        result.embedded - result.warmup_views if steady else result.embedded,
+        result.seconds - result.warmup_seconds if steady else result.seconds,
+        peak.megabytes(),
+        note=note,
+    )
+    return [row, _readers(settings, result.batch_size, result.workers)]
+
+
+def _readers(settings: EmbedConfig, batch_size: int, workers: int) -> Row:
+    """embed's reader processes alone (read, decode, augment, resize, encode previews), with
+    the CPU they and this process used: CPU seconds per wall second is the cores they had."""
+    plan, pairs, _ = plan_embed(settings)
+    before, start = os.times(), time.perf_counter()
+    pending = pending_batches(plan, set(), batch_size)
+    times = ReaderTimes()
+    views, first = 0, None  # (views, time, reader times) once the first batch is read
+    for batch in read_batches(pending, pairs, settings, workers, borrow=True, times=times):
+        views += len(batch)
+        if first is None:
+            first = (views, time.perf_counter(), replace(times))
+    end = time.perf_counter()
+    seconds = end - start
+    used = [after - earlier for after, earlier in zip(os.times(), before, strict=True)]
+    readers_cpu = used[2] + used[3] if workers else used[0] + used[1]  # reaped children
+    note = (
+        f"{workers} reader processes, resize {settings.resize}, no encoder: the rate they can "
+        f"feed it after the first batch, as embed's row ({views / seconds:.1f} views/s from "
+        f"the readers' start); over the whole run {readers_cpu / views * 1000:.1f} ms of "
+        f"reader CPU a view, {readers_cpu / seconds:.1f} cores busy, "
+        f"{(used[0] + used[1]) / views * 1000:.1f} ms of this process's CPU a view"
+    )
+    counted, counted_seconds = views - first[0], end - first[1]
+    if not counted:  # one batch: the whole run
+        counted, counted_seconds = views, seconds
+    elif workers:
+        note += "; after the first batch " + (times - first[2]).line(workers, counted_seconds)
+    return Row("embed readers alone", "-", batch_size, counted, counted_seconds, 0.0, note=note)
+
+
+def compare_embed(bench: Bench, device: torch.device) -> None:
+    """Add to each embed row's note its rate as a share of the encoder alone, as embed ran."""
+    compiled = compile_wanted(device)
+    alone = fast_stage(attention_kind(device.type == "cuda"), compiled)
+    for row in (r for r in bench.rows if r.stage.startswith("embed (")):
+        same = [r for r in bench.rows if (r.stage, r.precision) == (alone, row.precision)]
+        if same:
+            share = row.views_per_second / same[0].views_per_second
+            row.note = f"{share:.0%} of {alone} {row.precision}; {row.note}"
