@@ -270,12 +270,12 @@ def _encode_pending(
     mine = group.share(pending_batches(plan, done, size))
     views = [key for batch in mine for key in batch]
     log.info(
-        "encoding %d views on %s in %s, %d per batch, %d reader processes",
+        "encoding %d views on %s in %s, %d per batch, %s",
         len(views),
         device,
         config.precision,
         size,
-        workers,
+        "one reader process" if workers == 1 else f"{workers} reader processes",
     )
     # One process shows the whole cache's progress; under torchrun each shows its own share.
     total, initial = (len(plan), len(done)) if group.world == 1 else (len(views), 0)
