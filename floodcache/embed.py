@@ -26,7 +26,7 @@ from floodcache import data, distributed, encoder
 from floodcache.cache import CacheError
 from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
-from floodcache.readers import ReaderTimes, default_workers, read_batches
+from floodcache.readers import ReaderTimes, default_workers, described, read_batches
 from floodcache.views import (
     AUGMENTED_FROM,
     DEFAULT_FRACTIONS,
@@ -275,7 +275,7 @@ def _encode_pending(
         device,
         config.precision,
         size,
-        "one reader process" if workers == 1 else f"{workers} reader processes",
+        described(workers),
     )
     # One process shows the whole cache's progress; under torchrun each shows its own share.
     total, initial = (len(plan), len(done)) if group.world == 1 else (len(views), 0)

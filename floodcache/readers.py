@@ -40,6 +40,11 @@ log = logging.getLogger(__name__)
 MAX_WORKERS = 16  # ~250 views/s at up to ~60 ms of CPU a view (this CPU: 16-32 ms a view)
 
 
+def described(workers: int) -> str:
+    """ "one reader process", "15 reader processes": for logs and bench's notes."""
+    return "one reader process" if workers == 1 else f"{workers} reader processes"
+
+
 def default_workers() -> int:
     """Reader processes when not told: one per CPU core but the main process's, at most 16."""
     return max(1, min(MAX_WORKERS, (os.cpu_count() or 2) - 1))

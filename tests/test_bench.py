@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 
+import cv2
 import pytest
 from click.testing import CliRunner
 
 import cli
-from floodcache import bench, bench_io
+from floodcache import bench, bench_embed, bench_io
 from floodcache.bench import BenchConfig, run_bench
 
 
@@ -118,3 +119,21 @@ def test_a_skipped_stage_is_left_out_and_embed_runs_for_each_resize():
     for row in readers:  # the CPU they used, as measured
         cpu = float(row.note.split(" ms of reader CPU")[0].split(" ")[-1])
         assert cpu > 0, row.note
+
+
+def test_generated_scenes_are_the_same_made_by_processes_or_here(tmp_path):
+    """bench's scenes are made by background processes, each from its own seed: the files
+    are the scenes made in this process, water over part of each."""
+    root, augment = bench_embed.dataset(BenchConfig(views=12), tmp_path / "pool")
+    assert augment == 3
+    here = tmp_path / "here"
+    (here / "Image").mkdir(parents=True)
+    (here / "Mask").mkdir()
+    for index in range(3):
+        bench_embed._write_scene(here, index)
+        for kind, suffix in (("Image", "jpg"), ("Mask", "png")):
+            made = (root / kind / f"{index}.{suffix}").read_bytes()
+            assert made == (here / kind / f"{index}.{suffix}").read_bytes()
+        water = cv2.imread(str(here / "Mask" / f"{index}.png"), cv2.IMREAD_GRAYSCALE) > 0
+        assert 0.2 < water.mean() < 0.8  # below a wavy line at 35-65% of the height
+    assert len(list((root / "Image").iterdir())) == 3
