@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from segment_anything import SamPredictor
 
-from floodcache import data, encoder
+from floodcache import batch_encoder, data, encoder
 from floodcache import decoder as sam_decoder
 from floodcache.bench_table import Bench, PeakMemory, Row, timed
 from floodcache.fast_encoder import ATTENTIONS, attention_kind, compile_wanted, fast_image_encoder
@@ -160,7 +160,7 @@ def fast_stage(attention: str, compiled: bool) -> str:
 
 def _encoder_row(sam, views, reference, device, config, precision: str, fast: bool) -> Row:
     """One encoder variant over all views; the first ACCURACY_VIEWS results are kept."""
-    batches = encoder.BatchEncoder(sam, device, config.model_type, precision, fast)
+    batches = batch_encoder.BatchEncoder(sam, device, config.model_type, precision, fast)
     batches.batch_size = min(config.batch_size or batches.batch_size, len(views))
     resized = [view.resized for view in views]
     forward = fast_image_encoder(sam.image_encoder, batches.compile) if fast else None

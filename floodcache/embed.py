@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from floodcache import data, distributed, encoder
+from floodcache import batch_encoder, data, distributed, encoder
 from floodcache.cache import CacheError
 from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
@@ -261,7 +261,7 @@ def _encode_pending(
     to `assembler`, if any, once written)."""
     done = writer.done()
     sam.image_encoder.to(device)  # before sizing batches: the weights count as used memory
-    size = config.batch_size or encoder.default_batch_size(
+    size = config.batch_size or batch_encoder.default_batch_size(
         device, config.model_type, config.precision
     )
     size = group.from_leader(size)  # every process cuts the plan the same way
@@ -303,7 +303,7 @@ def _encode_pending(
 
     # Fast attention (same maths), batches that fit the device's memory, halved on OOM; on
     # CUDA the next batch encodes while the writer processes write this one (`PartWriter`).
-    views_encoder = encoder.BatchEncoder(
+    views_encoder = batch_encoder.BatchEncoder(
         sam,
         device,
         config.model_type,

@@ -1,4 +1,5 @@
-"""SAM model building, SAM-exact preprocessing, and the batched image-encoder forward.
+"""SAM model building, SAM-exact preprocessing, and the batched image-encoder forward
+(`batch_encoder` sizes the batches to the device and streams them).
 
 Preprocessing follows `SamPredictor.set_image` for numpy input exactly: segment-anything's
 `ResizeLongestSide.apply_image` (PIL resize of the uint8 image, longest side 1024), then
@@ -8,9 +9,7 @@ Preprocessing follows `SamPredictor.set_image` for numpy input exactly: segment-
 from __future__ import annotations
 
 import logging
-import math
-import os
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +22,7 @@ from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from floodcache.download import CHECKPOINTS, find_checkpoint, sha256_file
-from floodcache.fast_encoder import attention_kind, compile_wanted, fast_image_encoder
+from floodcache.fast_encoder import compile_wanted, fast_image_encoder
 
 IMAGE_SIZE = 1024  # SAM's encoder input side
 EMBEDDING_SHAPE = (256, 64, 64)  # one view's image embedding
@@ -315,183 +314,3 @@ def pick_device(device: str | None) -> torch.device:
     if device:
         return torch.device(device)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
-# --- Batches that fit: size from free memory, halve on out-of-memory -------------------------
-
-MAX_BATCH = 32  # more views per call buys no speed on an H100/H200
-CPU_BATCH = 4  # on a CPU larger batches buy no speed, and smaller parts lose less to a crash
-MEMORY_FRACTION = 0.75  # of the free memory; an 8 GB laptop GPU then peaks under 6 GB
-
-
-def view_memory(model_type: str, precision: str, fast: bool, attention: str = "mask") -> int:
-    """Bytes one view adds to the encoder's peak memory: an estimate with headroom.
-
-    Attention dominates. SAM's own attention holds float32 scores, the scores plus the
-    relative-position term, and the softmax (three heads x T x T tensors, T = 4096 tokens in
-    a global block); the fast path with the "mask" attention holds the relative-position mask
-    once (counted twice, for a kernel that pads it); "folded" holds q and k widened by the
-    term, T x (head width + H + W) per head each (counted twice, for the concatenation).
-    Activations: ~24 T x width float32 tensors (residual, qkv, MLP).
-    """
-    spec = MODEL_TYPES[model_type]
-    side = IMAGE_SIZE // 16
-    windows = math.ceil(side / 14) ** 2  # 14x14-token windows cover the padded 70x70 grid
-    global_attention = bool(spec.global_attn_indexes)
-    pairs = side**4 if global_attention else windows * 14**4
-    itemsize = 4 if PRECISIONS[precision] is None else 2
-    if fast and attention == "folded":
-        tokens, grid = (side**2, side) if global_attention else (windows * 14**2, 14)
-        width = spec.embed_dim // spec.num_heads + 2 * grid
-        scores = spec.num_heads * tokens * width * 2 * 2 * itemsize
-    else:
-        scores = spec.num_heads * pairs * (2 * itemsize if fast else 12)
-    return scores + 24 * side * side * spec.embed_dim * 4
-
-
-def free_memory(device: torch.device) -> int:
-    """Bytes free on `device`: CUDA's free memory (with what PyTorch holds cached but unused),
-    or the RAM Linux says is available."""
-    if device.type == "cuda":
-        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        return torch.cuda.mem_get_info(device)[0] + cached
-    try:
-        with open("/proc/meminfo") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
-
-
-def pick_batch_size(
-    device: torch.device, model_type: str, precision: str = "fp32", fast: bool = True
-) -> int:
-    """The most views per encoder call that fit MEMORY_FRACTION of the free memory (1..32).
-
-    Call it with the encoder already on `device`, so that its weights count as used.
-    """
-    attention = attention_kind(device.type == "cuda")
-    need = view_memory(model_type, precision, fast, attention)
-    fits = int(MEMORY_FRACTION * free_memory(device) // need)
-    return max(1, min(MAX_BATCH, fits))
-
-
-def default_batch_size(device: torch.device, model_type: str, precision: str) -> int:
-    """`embed`'s views per encoder call (and per cache part) when not told: what fits a GPU's
-    free memory (`pick_batch_size`), CPU_BATCH on a CPU."""
-    if device.type != "cuda":
-        return CPU_BATCH
-    return pick_batch_size(device, model_type, precision, fast=True)
-
-
-class BatchEncoder:
-    """Encodes views in batches that fit the device: sized from free memory, halved on OOM.
-
-    Each call splits its views into batches of at most `batch_size` (default:
-    `pick_batch_size`). When CUDA runs out of memory the batch size is halved and the same
-    views go again, down to one view at a time; the smaller size is kept for later calls.
-    `views`, the number the run will encode, decides whether compiling pays (`compile_wanted`).
-    With resize="torch" views come at their own size and are resized on the device.
-    """
-
-    def __init__(
-        self,
-        sam: Sam,
-        device: torch.device,
-        model_type: str,
-        precision: str = "fp32",
-        fast: bool = True,
-        batch_size: int | None = None,
-        views: int | None = None,
-        resize: str = "pil",
-    ):
-        self.sam, self.device, self.precision, self.fast = sam, device, precision, fast
-        self.resize = resize
-        self.compile = fast and compile_wanted(device, views)
-        sam.image_encoder.to(device)
-        self.batch_size = batch_size or pick_batch_size(device, model_type, precision, fast)
-        self.largest = 0  # largest batch run so far: compiled code pads short ones up to it
-
-    def __call__(self, resized: list[np.ndarray]) -> torch.Tensor:
-        """Resized hxwx3 uint8 views -> Bx256x64x64 float32 embeddings on the device."""
-        parts: list[torch.Tensor] = []
-        start = 0
-        while start < len(resized):
-            views = resized[start : start + self.batch_size]
-            try:
-                parts.append(self._encode(views))
-            except torch.cuda.OutOfMemoryError:
-                if self.batch_size == 1:
-                    raise
-                self.batch_size //= 2
-                log.warning("out of GPU memory: going on with batches of %d", self.batch_size)
-                if torch.cuda.is_available():
-                    torch.cuda.empty_cache()
-                continue
-            start += len(views)
-        return torch.cat(parts)
-
-    def _encode(self, views: list[np.ndarray]) -> torch.Tensor:
-        padding = 0
-        if self.compile and fast_image_encoder(self.sam.image_encoder, True).compiled is not None:
-            self.largest = min(max(self.largest, len(views)), self.batch_size)
-            padding = self.largest - len(views)  # one compiled shape for the whole run
-        views = views + [np.zeros((1, 1, 3), np.uint8)] * padding
-        embeddings = encode(
-            self.sam, views, self.device, self.precision, self.fast, self.compile, self.resize
-        )
-        return embeddings[: len(views) - padding]
-
-    def stream(
-        self, batches: Iterable[list[dict]], memory: Callable[[int], np.ndarray] | None = None
-    ) -> Iterator[tuple[list[dict], np.ndarray]]:
-        """(batch, Bx256x64x64 float16 embeddings) for batches of view dicts.
-
-        Takes each dict's "resized" image (hxwx3 uint8) out and encodes it; with resize="torch"
-        its "image" (the view at its own size) and its "mask", from which the "lowres_mask"
-        target is made on the device too. On CUDA the results come back one batch late: the
-        next batch is already on the GPU while the caller writes the one it got, and results
-        reach the host through pinned memory: the embeddings into `memory(views)`, where given
-        (the part writer's, page-locked: `PartWriter.memory`).
-        """
-        from floodcache.device_resize import lowres_targets
-
-        cuda = self.device.type == "cuda"
-        on_device = self.resize == "torch"
-        waiting = None
-        for batch in batches:
-            pixels = [view.pop("image" if on_device else "resized") for view in batch]
-            results = [self(pixels).half()]
-            if on_device:
-                results.append(lowres_targets([view.pop("mask") for view in batch], self.device))
-            if not cuda:
-                yield _arrived(batch, results, None)
-                continue
-            hosts = [torch.from_numpy(memory(len(batch)))] if memory else []
-            hosts += [
-                torch.empty(r.shape, dtype=r.dtype, pin_memory=True) for r in results[len(hosts) :]
-            ]
-            for host, result in zip(hosts, results, strict=True):
-                host.copy_(result, non_blocking=True)
-            # Waited on by sleeping, not spinning: a spinning wait burns a core for as long as
-            # the GPU works, a core the reader processes need.
-            copied = torch.cuda.Event(blocking=True)
-            copied.record()
-            if waiting is not None:
-                yield _arrived(*waiting)
-            waiting = (batch, hosts, copied)
-        if waiting is not None:
-            yield _arrived(*waiting)
-
-
-def _arrived(batch: list[dict], hosts: list[torch.Tensor], copied) -> tuple[list[dict], np.ndarray]:
-    """The batch with its embeddings once on the host (and its low-res targets, if made)."""
-    if copied is not None:
-        copied.synchronize()
-    embeddings, *targets = (host.numpy() for host in hosts)
-    for made in targets:
-        for view, target in zip(batch, made, strict=True):
-            view["lowres_mask"] = target
-    return batch, embeddings

@@ -9,7 +9,7 @@ from segment_anything import SamPredictor
 from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as F
 
-from floodcache import device_resize, encoder
+from floodcache import batch_encoder, device_resize, encoder
 from floodcache.encoder import load_sam
 
 CPU = torch.device("cpu")
@@ -124,7 +124,7 @@ def test_cuda_stream_resizes_on_the_gpu_as_on_the_cpu(tiny_checkpoint):
         sam = load_sam("vit_tiny", tiny_checkpoint)
         pairs = enumerate(zip(images, masks, strict=True))
         batches = [[{"image": image, "mask": mask, "n": n}] for n, (image, mask) in pairs]
-        stream = encoder.BatchEncoder(sam, device, "vit_tiny", views=3, resize="torch")
+        stream = batch_encoder.BatchEncoder(sam, device, "vit_tiny", views=3, resize="torch")
         results[device.type] = list(stream.stream(batches))
     for (cpu_batch, cpu_emb), (gpu_batch, gpu_emb) in zip(*results.values(), strict=True):
         assert cpu_batch[0]["n"] == gpu_batch[0]["n"]

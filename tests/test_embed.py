@@ -20,7 +20,7 @@ import pytest
 import torch
 from segment_anything import SamPredictor
 
-from floodcache import cache_writer, data, embed, encoder, readers, views
+from floodcache import batch_encoder, cache_writer, data, embed, encoder, readers, views
 from floodcache.cache import Cache, CacheError, verify, view_digest
 from floodcache.embed import run_embed
 from floodcache.encoder import load_sam
@@ -104,11 +104,11 @@ def test_defaults_fit_the_device_and_the_result_says_where_time_went(
     config = embed_config(tiny_data, tiny_checkpoint, tmp_path / "c.h5", batch_size=None)
     config.workers = None
     result = run_embed(config)
-    assert result.batch_size == encoder.CPU_BATCH
+    assert result.batch_size == batch_encoder.CPU_BATCH
     assert result.workers == readers.default_workers() >= 1
     with Cache.open(result.cache) as cache:
         assert json.loads(cache.file.attrs["config"])["identity"]["precision"] == "fp32"
-    assert result.warmup_views == encoder.CPU_BATCH  # the first batch written
+    assert result.warmup_views == batch_encoder.CPU_BATCH  # the first batch written
     assert 0 < result.warmup_seconds < result.seconds
     assert 0 < result.finalize_seconds < result.seconds - result.warmup_seconds
     steady = (result.embedded - result.warmup_views) / (result.seconds - result.warmup_seconds)

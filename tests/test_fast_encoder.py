@@ -12,7 +12,7 @@ from segment_anything import SamPredictor
 from segment_anything.modeling import ImageEncoderViT
 from segment_anything.modeling.image_encoder import Block, get_rel_pos
 
-from floodcache import decoder, encoder, fast_encoder
+from floodcache import batch_encoder, decoder, encoder, fast_encoder
 from floodcache.prompts import Prompt
 
 CPU = torch.device("cpu")
@@ -241,7 +241,7 @@ def test_cuda_stream_returns_each_batch_once_in_order():
     sam = small_encoder_sam().to(cuda)
     batches = [[{"resized": image, "i": i}] for i, image in enumerate(views(3))]
     expected = [encoder.encode(sam, [b[0]["resized"]], cuda)[0].cpu() for b in batches]
-    streamed = list(encoder.BatchEncoder(sam, cuda, "vit_tiny", views=3).stream(batches))
+    streamed = list(batch_encoder.BatchEncoder(sam, cuda, "vit_tiny", views=3).stream(batches))
     assert [batch[0]["i"] for batch, _ in streamed] == [0, 1, 2]
     for (_, embeddings), reference in zip(streamed, expected, strict=True):
         assert relative_error(torch.from_numpy(embeddings[0]).float(), reference) < 1e-3
@@ -267,7 +267,7 @@ def test_cuda_stream_waits_for_the_gpu_without_burning_a_core(monkeypatch):
     sam = encoder.build_sam("vit_b").to(cuda)
     images = views(2) * 16
     batches = [[{"resized": image} for image in images] for _ in range(4)]
-    list(encoder.BatchEncoder(sam, cuda, "vit_b", "fp16", views=128).stream(batches))
+    list(batch_encoder.BatchEncoder(sam, cuda, "vit_b", "fp16", views=128).stream(batches))
     wall, cpu = (sum(times) for times in zip(*waits, strict=True))
     assert len(waits) == 4 and wall > 0.05, waits  # it did wait for the GPU
     assert cpu < 0.2 * wall, waits
@@ -282,8 +282,8 @@ def test_cuda_defaults_fit_an_8_gb_laptop_gpu():
     cuda = torch.device("cuda")
     with hold_gpu_memory(cuda, 7.5):
         sam = encoder.build_sam("vit_b").to(cuda)
-        size = encoder.default_batch_size(cuda, "vit_b", "fp16")
-        batches = encoder.BatchEncoder(sam, cuda, "vit_b", "fp16", batch_size=size, views=64)
+        size = batch_encoder.default_batch_size(cuda, "vit_b", "fp16")
+        batches = batch_encoder.BatchEncoder(sam, cuda, "vit_b", "fp16", batch_size=size, views=64)
         with PeakMemory(cuda) as peak:
             embeddings = batches(views(2) * size)
         assert embeddings.shape[0] == 2 * size and batches.batch_size == size  # no OOM halving

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-from floodcache import cache_writer, encoder, readers
+from floodcache import batch_encoder, cache_writer, readers
 from floodcache.cache import Cache, CacheError, verify
 from floodcache.embed import plan_embed, run_embed
 from floodcache.part_writer import PARTS_IN_FLIGHT
@@ -365,7 +365,7 @@ def test_interrupt_waits_for_the_parts_handed_over(
     """Ctrl-C while parts are still being written: they are all on disk, whole, when the
     KeyboardInterrupt reaches the caller."""
     real_write_part = cache_writer.write_part
-    real_stream = encoder.BatchEncoder.stream
+    real_stream = batch_encoder.BatchEncoder.stream
 
     def slow_write_part(*args):
         time.sleep(0.3)
@@ -378,7 +378,7 @@ def test_interrupt_waits_for_the_parts_handed_over(
                 raise KeyboardInterrupt
 
     monkeypatch.setattr(cache_writer, "write_part", slow_write_part)
-    monkeypatch.setattr(encoder.BatchEncoder, "stream", interrupted_stream)
+    monkeypatch.setattr(batch_encoder.BatchEncoder, "stream", interrupted_stream)
     cache = tmp_path / "interrupted.h5"
     with pytest.raises(KeyboardInterrupt):
         run_embed(embed_config(tiny_data, tiny_checkpoint, cache, batch_size=1))
