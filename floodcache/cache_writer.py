@@ -15,6 +15,7 @@ import itertools
 import json
 import os
 import shutil
+import time
 from contextlib import suppress
 from pathlib import Path
 
@@ -118,6 +119,18 @@ def _fsync_replace(tmp: Path, final: Path) -> None:
         os.fsync(dir_fd)
     finally:
         os.close(dir_fd)
+
+
+class _StepClock:
+    """Seconds per named step, each from the end of the one before."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.last = time.perf_counter()
+
+    def step(self, name: str) -> None:
+        now = time.perf_counter()
+        self.seconds[name], self.last = now - self.last, now
 
 
 def _remove_quietly(path: Path) -> None:
@@ -324,10 +337,13 @@ class Assembly:
 
     def finish(
         self, parts: list[Path], identity: dict, config: dict, sam_state: dict[str, np.ndarray]
-    ) -> None:
-        """Add `parts` (all of the run's), complete the cache and put it in place."""
+    ) -> dict[str, float]:
+        """Add `parts` (all of the run's), complete the cache and put it in place. Returns
+        the seconds each step took, for embed's log."""
+        clock = _StepClock()
         for part in parts:
             self.add(part)
+        clock.step("adding parts not added yet")
         if self.failed is not None:
             raise self.failed
         if not self.filled.all():
@@ -335,8 +351,12 @@ class Assembly:
             missing = int((~self.filled).sum())
             raise CacheError(f"{missing} planned views are missing from {self.parts}")
         self._guarded(lambda: self._complete(identity, config, sam_state))
+        clock.step("completing the cache")
         self._guarded(lambda: _fsync_replace(self.tmp, self.path))
+        clock.step("syncing it and renaming it into place")
         shutil.rmtree(self.parts)
+        clock.step("removing the parts")
+        return clock.seconds
 
     def _complete(self, identity: dict, config: dict, sam_state: dict[str, np.ndarray]) -> None:
         out = self.file

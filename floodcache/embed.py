@@ -157,8 +157,13 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
                         full_config["embed_seconds"] = round(time.perf_counter() - start, 1)
                         assembling = time.perf_counter()
                         state = sam_prompt_state(sam)
-                        assembler.finish(writer.part_files(), identity, full_config, state)
+                        steps = assembler.finish(writer.part_files(), identity, full_config, state)
                         timing.finalize = time.perf_counter() - assembling
+                        log.info(
+                            "finished the cache in %.2f s: %s",
+                            timing.finalize,
+                            ", ".join(f"{name} {seconds:.2f} s" for name, seconds in steps.items()),
+                        )
                 group.barrier()  # the cache is in place before anyone reports success
     finally:
         distributed.leave(group)
