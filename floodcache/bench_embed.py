@@ -75,14 +75,12 @@ def synthetic_scene(rng: np.random.Generator, height: int, width: int) -> tuple[
     return image, water.astype(np.uint8)
 
 
-def embed_stage(
+def embed_settings(
     config: BenchConfig, data_dir: Path, augment: int, cache: Path, device, resize: str
-):
-    """`embed` end to end with `resize`, in this process (its reader processes are its own),
-    with the settings a user gets by default; on a GPU compiled, as a long run is. Then its
-    readers alone over the same views: the rate the GPU can be fed at. [embed row, readers']"""
-    cache.unlink(missing_ok=True)  # each resize makes its own cache
-    settings = EmbedConfig(
+) -> EmbedConfig:
+    """embed's settings for bench's views, as a user gets them by default, but for all
+    views in training (so that each image gets its augmented views) and no progress bar."""
+    return EmbedConfig(
         cache=cache,
         data_dir=data_dir,
         checkpoint=config.checkpoint,
@@ -98,6 +96,16 @@ def embed_stage(
         progress=False,
         command="python cli.py bench",
     )
+
+
+def embed_stage(
+    config: BenchConfig, data_dir: Path, augment: int, cache: Path, device, resize: str
+):
+    """`embed` end to end with `resize`, in this process (its reader processes are its own),
+    with the settings a user gets by default; on a GPU compiled, as a long run is. Then its
+    readers alone over the same views: the rate the GPU can be fed at. [embed row, readers']"""
+    cache.unlink(missing_ok=True)  # each resize makes its own cache
+    settings = embed_settings(config, data_dir, augment, cache, device, resize)
     with compiling(compile_wanted(device)), PeakMemory(device) as peak:
         result = run_embed(settings)
     note = (

@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 4, as one call on a lent GPU machine (or any CUDA machine).
-# The next session's call (carry [".whl"], timeout_s ~590), embed's goal against the encoder:
-#   LIMIT=560 VIEWS=640 SKIP_8GB=1 SCALING=0 BENCH_ARGS="--embed-views 2560
-#   --reference-views 4 --skip eager-encoders --skip mask-encoders --skip compression
-#   --skip writing --resize pil --resize torch" bash scripts/device_check.sh
+# The GPU checks of issue 4, as one call on a lent GPU machine (or any CUDA machine):
 #   1. `bench` on the whole card;
 #   2. the CUDA-only tests (fast fp16 encoder eager and compiled, each attention, within the
 #      error goal; streaming; default settings fitting an 8 GB card);
-#   3. `bench` acting as an 8 GB laptop GPU (7.5 GiB free): default batch sizes and peaks.
+#   3. with PROFILE=1, where embed's main thread spends its CPU (scripts/profile_embed.py);
+#   4. `bench` acting as an 8 GB laptop GPU (7.5 GiB free): default batch sizes and peaks.
+# The next session's call (carry [".whl"], timeout_s ~590), embed's goal against the encoder:
+#   LIMIT=560 VIEWS=640 SKIP_8GB=1 SCALING=0 PROFILE=1 BENCH_ARGS="--embed-views 2560
+#   --reference-views 4 --skip eager-encoders --skip mask-encoders --skip compression
+#   --skip writing --resize pil --resize torch" bash scripts/device_check.sh
 # Results go under $OUT (default /tmp/floodcache-device). Missing Python packages can come as
 # wheels in .whl/ (see /work/.library/device/README.md); they are installed to /tmp/site.
 # The lent machines (Python 3.12, torch 2.11) lacked: segment-anything albumentations
@@ -51,6 +52,13 @@ timeout "$(left 70)" python3 cli.py bench --views "$VIEWS" ${BENCH_ARGS:-} \
     --json "$OUT/bench-gpu.json" 2>&1 | tee "$OUT/bench-gpu.txt" | grep -v RANDOM | tail -24
 timeout "$(left 5)" python3 -m pytest -q -p no:cacheprovider tests/test_fast_encoder.py \
     tests/test_device_resize.py tests/test_embed.py -k "${TESTS:-cuda}" 2>&1 | tee "$OUT/tests.txt" | tail -4
+# PROFILE=1: where embed's main thread spends its CPU, per resize (uncompiled; ~1 minute).
+if [ "${PROFILE:-0}" = 1 ] && [ "$(left)" -gt 90 ]; then
+    timeout "$(left 5)" python3 scripts/profile_embed.py --views "$VIEWS" --top 30 \
+        ${PROFILE_ARGS:-} 2>&1 \
+        | grep -v RANDOM > "$OUT/profile.txt"
+    grep -A12 "===" "$OUT/profile.txt" | head -40
+fi
 # SECOND_BENCH_ARGS: a second bench instead of the 8 GB card's, e.g. the same run with
 # "--resize torch" to compare embed's two resizes on one machine.
 if [ -n "${SECOND_BENCH_ARGS:-}" ] && [ "$(left)" -gt 120 ]; then
