@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 
 from floodcache import data, download
+from floodcache.audit import audit_folder
 from floodcache.bench import SKIPPABLE
 from floodcache.cache import CacheError, verify
 from floodcache.embed import EmbedConfig, run_embed
@@ -160,7 +161,7 @@ def audit(data_dir, images, masks, on_mismatch, out) -> None:
 
     Example: python cli.py audit --data ../shared/flood_dataset --out reports/audit.csv
     """
-    report = data.audit_folder(data_dir, images, masks, on_mismatch, progress=True)
+    report = audit_folder(data_dir, images, masks, on_mismatch, progress=True)
     click.echo(report.summary())
     if out:
         report.write_csv(out)

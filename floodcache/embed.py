@@ -23,6 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from floodcache import batch_encoder, data, distributed, encoder
+from floodcache.audit import audit_folder
 from floodcache.cache import CacheError
 from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
@@ -202,7 +203,7 @@ class Timing:
 
 def plan_embed(config: EmbedConfig) -> tuple[list[ViewKey], dict[str, data.Pair], dict]:
     """Audit the data and plan every view: (plan, usable pairs by id, excluded pairs)."""
-    report = data.audit_folder(
+    report = audit_folder(
         config.data_dir, config.images, config.masks, config.on_mismatch, config.progress
     )
     if report.excluded:

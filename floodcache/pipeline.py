@@ -20,7 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from floodcache import data
+from floodcache.audit import audit_folder
 from floodcache.cache import Cache, config_difference
 from floodcache.embed import EmbedConfig, run_embed
 from floodcache.prompts import PROMPTS
@@ -82,7 +82,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     steps: dict[str, str] = {}
 
     tic = time.perf_counter()
-    audit = data.audit_folder(
+    audit = audit_folder(
         config.data_dir, config.images, config.masks, config.on_mismatch, config.progress
     )
     audit.write_csv(report_dir / "audit.csv")

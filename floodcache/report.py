@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from floodcache import data, failures, figures, markdown
+from floodcache import failures, figures, markdown
+from floodcache.audit import AuditReport, audit_folder
 from floodcache.cache import Cache, CacheError
 from floodcache.evaluate import (
     Decoders,
@@ -77,7 +78,7 @@ class Material:
     metadata: dict
     models: list[DecoderModel]
     summary: pl.DataFrame
-    audit: data.AuditReport | None
+    audit: AuditReport | None
     figures: list[Path] = field(default_factory=list)
     _masks: dict = field(default_factory=dict)
     _decoders: Decoders | None = None
@@ -116,7 +117,7 @@ class Material:
         return self._masks[(model, record["prompt"], record["row"])]
 
 
-def run_report(config: ReportConfig, audit: data.AuditReport | None = None) -> ReportResult:
+def run_report(config: ReportConfig, audit: AuditReport | None = None) -> ReportResult:
     """Evaluate when given a cache (reusing a matching evaluation), then write report.md.
 
     `audit`: the data's audit, when the caller has one; else the data folder named in the
@@ -252,7 +253,7 @@ def _audit_summary(material: Material) -> str:
     if not any(folder and Path(folder).exists() for folder in folders):
         return f"the data folder {folders[0] or folders[1]} is not here: audit not repeated"
     paths = [Path(f) if f else None for f in folders]
-    return data.audit_folder(*paths, run.get("on_mismatch", "exclude")).summary()
+    return audit_folder(*paths, run.get("on_mismatch", "exclude")).summary()
 
 
 def _results_section(material: Material) -> list[str]:

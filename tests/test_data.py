@@ -1,4 +1,5 @@
-"""floodcache.data: pairing, reading by content, and the audit of every problem code."""
+"""floodcache.data and floodcache.audit: pairing, reading by content, and the audit of every
+problem code."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from floodcache import data
+from floodcache import audit, data
 from tests.datagen import picture, save, save_rotated_jpeg, save_text, water, write_zoo
 
 REAL_DATA = Path(__file__).resolve().parents[2] / "shared" / "flood_dataset"
@@ -51,14 +52,14 @@ UNUSABLE = {"zero_byte", "truncated", "text", "bad_mask", "no_mask", "no_image"}
 UNUSABLE |= {"turned_mask", "swap_a", "swap_b"}
 
 
-def codes_by_id(report: data.AuditReport) -> dict[str, set[str]]:
+def codes_by_id(report: audit.AuditReport) -> dict[str, set[str]]:
     found: dict[str, set[str]] = {}
     for row in report.problems:
         found.setdefault(Path(row.image or row.mask).stem, set()).add(row.problem)
     return found
 
 
-def ids_with(report: data.AuditReport, code: str) -> set[str]:
+def ids_with(report: audit.AuditReport, code: str) -> set[str]:
     return {Path(r.image or r.mask).stem for r in report.problems if r.problem == code}
 
 
@@ -68,14 +69,14 @@ def zoo(tmp_path_factory) -> tuple[Path, Path]:
 
 
 @pytest.fixture(scope="module")
-def zoo_report(zoo) -> data.AuditReport:
-    return data.audit_folder(images=zoo[0], masks=zoo[1])
+def zoo_report(zoo) -> audit.AuditReport:
+    return audit.audit_folder(images=zoo[0], masks=zoo[1])
 
 
 def test_every_problem_code_is_documented_and_generated():
     generated = set().union(*ZOO_CODES.values()) | {"unlisted_image", "unlisted_mask"}
     assert generated == set(data.PROBLEMS)
-    assert set(data.BLOCKING) <= set(data.PROBLEMS)
+    assert set(audit.BLOCKING) <= set(data.PROBLEMS)
 
 
 def test_audit_reports_exactly_the_defects_of_each_pair(zoo_report):
@@ -92,7 +93,7 @@ def test_unusable_pairs_are_excluded_with_their_blocking_codes(zoo_report):
 
 
 def test_resize_opt_in_keeps_only_masks_of_the_same_aspect_ratio(zoo):
-    report = data.audit_folder(images=zoo[0], masks=zoo[1], on_mismatch="resize")
+    report = audit.audit_folder(images=zoo[0], masks=zoo[1], on_mismatch="resize")
     assert set(report.excluded) == UNUSABLE
     assert "size_mismatch" in codes_by_id(report)["small_mask"]  # still reported
     assert report.excluded["swap_a"] == ["aspect_mismatch"]
@@ -133,7 +134,7 @@ def test_metadata_maps_names_and_finds_missing_and_unlisted_files(tmp_path):
         save(tmp_path / "Mask" / name, water(seed), "PNG")
     rows = ["1.jpg,1.png", "2.jpg,water_of_2.png", "10.jpg,10.png", "11.jpg,11.png", "3.jpg,3.png"]
     (tmp_path / "metadata.csv").write_text("\n".join(["Image,Mask", *rows]) + "\n")
-    report = data.audit_folder(tmp_path)
+    report = audit.audit_folder(tmp_path)
     assert [p.image_id for p in report.pairs] == ["1", "2", "3", "10", "11"]
     assert report.pairs[1].mask_path == tmp_path / "Mask" / "water_of_2.png"
     assert [(Path(r.image or r.mask).name, r.problem) for r in report.problems] == [
@@ -328,7 +329,7 @@ def test_summary_counts_codes_and_names_excluded_pairs(zoo_report):
 
 def test_progress_bar_does_not_change_the_report(zoo, zoo_report, capsys):
     pairs, problems = data.find_pairs(images=zoo[0], masks=zoo[1])
-    assert data.audit(pairs, problems, progress=True) == zoo_report
+    assert audit.audit(pairs, problems, progress=True) == zoo_report
     assert "audit" in capsys.readouterr().err
 
 
@@ -345,7 +346,7 @@ def real():
     if not REAL_DATA.is_dir():
         pytest.skip(f"real data set not found at {REAL_DATA}")
     start = time.perf_counter()
-    report = data.audit_folder(REAL_DATA)
+    report = audit.audit_folder(REAL_DATA)
     return report, time.perf_counter() - start
 
 
@@ -391,7 +392,7 @@ def test_real_data_masks_that_belong_to_other_images(real):
 def test_real_data_resize_keeps_no_misfit(real, tmp_path):
     report, _ = real
     misfits = [p for p in report.pairs if p.image_id in MISFIT]
-    assert set(data.audit(misfits, on_mismatch="resize").excluded) == MISFIT
+    assert set(audit.audit(misfits, on_mismatch="resize").excluded) == MISFIT
 
 
 def test_real_data_exif_image_is_upright_and_fits_its_mask(real):
@@ -409,5 +410,5 @@ def test_real_data_copy_of_a_file_is_a_duplicate(real, tmp_path):
     shutil.copy(pair.image_path, tmp_path / "copy.jpg")
     shutil.copy(pair.mask_path, tmp_path / "copy.png")
     copy = data.Pair("copy", tmp_path / "copy.jpg", tmp_path / "copy.png")
-    found = codes_by_id(data.audit([pair, copy]))
+    found = codes_by_id(audit.audit([pair, copy]))
     assert found["copy"] == {"duplicate_image", "duplicate_mask", "non_binary_mask"}
