@@ -37,7 +37,8 @@ from floodcache.bench_encoder import bench_views, encoders, reference_stages
 from floodcache.bench_table import Bench, PeakMemory, Row, hold_gpu_memory, timed
 from floodcache.cache import Cache
 from floodcache.prompts import PROMPTS, PromptOptions
-from floodcache.train import DecoderTrainer, TrainConfig, Views, lowres_prompt
+from floodcache.train import DecoderTrainer, TrainConfig
+from floodcache.train_views import Views, lowres_prompt
 
 WRITING_BATCH = 32  # the writing stage's views per part: embed's batch on a large GPU
 SKIPPABLE = {  # stages `--skip` can leave out, and what they are

@@ -18,13 +18,11 @@ from floodcache.prompts import PROMPTS, PromptOptions
 from floodcache.train import (
     DecoderTrainer,
     TrainConfig,
-    Views,
-    lowres_prompt,
-    make_batches,
     resolve_precision,
     run_train,
     views_per_pass,
 )
+from floodcache.train_views import Views, lowres_prompt, make_batches
 from tests.conftest import PROJECT, press_ctrl_c, start_interruptible
 
 
