@@ -40,7 +40,7 @@ def dataset(config: BenchConfig, tmp: Path) -> tuple[Path, int]:
     root = tmp / "data"
     (root / "Image").mkdir(parents=True)
     (root / "Mask").mkdir()
-    count = math.ceil(embed_views(config) / (augment + 1))
+    count = _images(config, augment)
     pool = background_processes(min(default_workers(), count))
     try:
         list(pool.map(_write_scene, [root] * count, range(count), chunksize=8))
@@ -57,8 +57,10 @@ def _write_scene(root: Path, index: int) -> None:
     cv2.imwrite(str(root / "Mask" / f"{index}.png"), mask * 255)
 
 
-def embed_views(config: BenchConfig) -> int:
-    return max(config.views, config.embed_views or 0)
+def _images(config: BenchConfig, augment: int) -> int:
+    """Images for embed's views (`embed_views` if more than `views`), each with `augment`
+    augmented views besides itself."""
+    return math.ceil(max(config.views, config.embed_views or 0) / (augment + 1))
 
 
 def synthetic_scene(rng: np.random.Generator, height: int, width: int) -> tuple[np.ndarray, ...]:
@@ -88,7 +90,7 @@ def embed_settings(
         model_type=config.model_type,
         augment=augment,
         fractions=(1.0, 0.0, 0.0),
-        limit=math.ceil(embed_views(config) / (augment + 1)),
+        limit=_images(config, augment),
         batch_size=config.batch_size,
         workers=config.workers,
         resize=resize,
