@@ -141,10 +141,8 @@ class PartWriter:
         finally:
             wait([future for future, _ in self.pending])  # only after an error: they may fail
             self.pool.shutdown()
-            if self.locked:
-                torch.cuda.synchronize()  # no copy may still write into them
-                for block in self.locked:
-                    shared_memory.page_unlock(block)
+            for block in self.locked:
+                shared_memory.page_unlock(block)
 
 
 def _rows_of(rows: list[np.ndarray], block: torch.Tensor) -> bool:

@@ -399,5 +399,4 @@ def _page_locked(block: torch.Tensor | None) -> Iterator[None]:
         yield
     finally:
         if locked:
-            torch.cuda.synchronize()  # no copy may still read it
             shared_memory.page_unlock(block)

@@ -31,5 +31,6 @@ def page_lock(block: torch.Tensor) -> bool:
 
 
 def page_unlock(block: torch.Tensor) -> None:
-    """Undo `page_lock`, once no copy uses the memory any more."""
+    """Undo `page_lock`, once the GPU has finished every copy from or into the memory."""
+    torch.cuda.synchronize()
     torch.cuda.cudart().cudaHostUnregister(block.data_ptr())
