@@ -195,7 +195,7 @@ def _encoder_row(sam, views, reference, device, config, precision: str, fast: bo
         len(views),
         seconds,
         peak.megabytes(),
-        rel_error=float((embeddings - reference).norm() / reference.norm()),
+        rel_error=encoder.relative_error(embeddings, reference),
         mask_iou=_mask_iou(sam, views, embeddings, reference),
         note=note,
     )

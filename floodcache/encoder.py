@@ -270,6 +270,13 @@ def resolve_precision(precision: str, device: torch.device, gpu: str = "fp16") -
     return precision
 
 
+def relative_error(ours, reference) -> float:
+    """||ours - reference|| / ||reference|| over all elements, in float32: how far embeddings
+    (tensors or arrays, float16 cached ones too) are from the reference ones."""
+    ours, reference = (torch.as_tensor(x).float() for x in (ours, reference))
+    return float((ours - reference).norm() / reference.norm())
+
+
 @contextmanager
 def autocast(device: torch.device, precision: str) -> Iterator[None]:
     """Autocast the encoder to `precision` ('fp32' runs without autocast)."""

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from floodcache import batch_encoder, encoder
-from floodcache.encoder import load_sam
-from tests.test_encoder import relative_error
+from floodcache.encoder import load_sam, relative_error
 
 GIB = 2**30
 

@@ -23,13 +23,8 @@ from segment_anything import SamPredictor
 from floodcache import batch_encoder, cache_writer, data, embed, encoder, readers, views
 from floodcache.cache import Cache, CacheError, verify, view_digest
 from floodcache.embed import run_embed
-from floodcache.encoder import load_sam
+from floodcache.encoder import load_sam, relative_error
 from tests.conftest import PROJECT, REAL_DATA, embed_config, write_dataset
-
-
-def relative_error(a, b) -> float:
-    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
-    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
 
 
 def test_cache_layout_and_counts(tiny_cache):
@@ -569,6 +564,6 @@ def test_device_resize_makes_the_same_cache_but_for_the_resized_pixels(
         assert ours.shape == theirs.shape and (ours != theirs).mean() < 0.02
         ours, theirs = (c.embeddings(rows).astype(np.float32) for c in (on_device, pil))
         assert not np.array_equal(ours, theirs)  # other pixels, other embeddings ...
-        assert np.linalg.norm(ours - theirs) / np.linalg.norm(theirs) < 0.1  # ... close ones
+        assert relative_error(ours, theirs) < 0.1  # ... close ones
     with pytest.raises(CacheError, match="resize_method"):
         run_embed(embed_config(tiny_data, tiny_checkpoint, caches["torch"], limit=3))

@@ -10,11 +10,7 @@ from segment_anything import SamPredictor
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from floodcache import encoder
-from floodcache.encoder import CheckpointError, load_sam
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm())
+from floodcache.encoder import CheckpointError, load_sam, relative_error
 
 
 def test_load_sam_roundtrip(tiny_checkpoint):
@@ -169,3 +165,11 @@ def test_auto_precision_is_fp16_on_a_gpu_and_fp32_elsewhere():
     assert encoder.resolve_precision("auto", torch.device("cuda")) == "fp16"
     assert encoder.resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert encoder.resolve_precision("bf16", torch.device("cpu")) == "bf16"  # asked: kept
+
+
+def test_relative_error_of_tensors_and_float16_arrays():
+    reference = torch.tensor([3.0, 4.0])  # norm 5
+    assert relative_error(reference, reference) == 0.0
+    assert relative_error(torch.tensor([3.0, 5.0]), reference) == pytest.approx(0.2)
+    cached = np.array([3.0, 5.0], np.float16)  # float16 sums would round: compared in float32
+    assert relative_error(cached, reference.numpy()) == pytest.approx(0.2)

@@ -13,13 +13,10 @@ from segment_anything.modeling import ImageEncoderViT
 from segment_anything.modeling.image_encoder import Block, get_rel_pos
 
 from floodcache import batch_encoder, decoder, encoder, fast_encoder
+from floodcache.encoder import relative_error
 from floodcache.prompts import Prompt
 
 CPU = torch.device("cpu")
-
-
-def relative_error(a: torch.Tensor, b: torch.Tensor) -> float:
-    return float((a - b).norm() / b.norm())
 
 
 def randomize_rel_pos(module: torch.nn.Module, seed: int = 0) -> None:
