@@ -33,23 +33,22 @@ def staged(arrays: list[np.ndarray], device: torch.device) -> list[torch.Tensor]
     cuda = device.type == "cuda"
     with warnings.catch_warnings():  # read-only arrays (unpickled ones): only read here
         warnings.simplefilter("ignore", UserWarning)
-        hosts = [torch.from_numpy(array) for array in arrays] if cuda else []
-    pinned = [host.is_pinned() for host in hosts] or [False] * len(arrays)
-    loose = [array for array, done in zip(arrays, pinned, strict=True) if not done]
-    sizes = [array.size for array in loose]
-    flat = torch.empty(sum(sizes), dtype=torch.uint8, pin_memory=cuda)
-    packed, start = flat.numpy(), 0  # numpy copies from read-only arrays (readers' views) too
-    for array, size in zip(loose, sizes, strict=True):
-        packed[start : start + size] = array.reshape(-1)
-        start += size
-    sent, start, parts = flat.to(device, non_blocking=cuda), 0, []
-    for i, (array, done) in enumerate(zip(arrays, pinned, strict=True)):
-        if done:
-            parts.append(hosts[i].to(device, non_blocking=True))
-        else:
-            parts.append(sent[start : start + array.size].view(array.shape))
-            start += array.size
-    return parts
+        hosts = [torch.from_numpy(array) for array in arrays]
+    offsets, start = {}, 0  # index of each array to pack -> where it starts in the buffer
+    for index, host in enumerate(hosts):
+        if not (cuda and host.is_pinned()):
+            offsets[index], start = start, start + host.numel()
+    flat = torch.empty(start, dtype=torch.uint8, pin_memory=cuda)
+    packed = flat.numpy()  # numpy copies from read-only arrays (readers' views) too
+    for index, offset in offsets.items():
+        packed[offset : offset + arrays[index].size] = arrays[index].reshape(-1)
+    sent = flat.to(device, non_blocking=cuda)
+    return [
+        sent[offsets[i] : offsets[i] + array.size].view(array.shape)
+        if i in offsets
+        else hosts[i].to(device, non_blocking=True)
+        for i, array in enumerate(arrays)
+    ]
 
 
 def resize_like_sam(pixels: torch.Tensor) -> torch.Tensor:
