@@ -5,6 +5,8 @@ Whole embed runs, crashes and resumes are in tests/test_embed.py and tests/test_
 
 from __future__ import annotations
 
+import errno
+
 import h5py
 import numpy as np
 import pytest
@@ -71,6 +73,33 @@ def test_parts_in_any_order_assemble_into_plan_order(tmp_path):
     writer.finalize(plan, SAM_STATE)
     writer.close()
     assert_cache_holds(tmp_path / "c.h5", plan, records)
+
+
+def test_a_failed_flush_to_disk_while_assembling_keeps_the_parts(tmp_path, monkeypatch):
+    """The .tmp is flushed to disk on a thread while the next part is copied: its error
+    (here a full disk) still stops the assembly with what to do, and loses no part."""
+    plan = make_plan(4)
+    records = make_records(plan)
+    path = tmp_path / "c.h5"
+    writer = CacheWriter(path, IDENTITY, {"identity": IDENTITY})
+    parts = [writer.write_part([dict(r) for r in records[i : i + 2]], str(i)) for i in (0, 2)]
+    synced = []
+
+    def full_disk(fd: int) -> None:
+        synced.append(fd)
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(cache_writer, "_DATASYNC", full_disk)
+    assembly = cache_writer.Assembly(path, plan)
+    assembly.add(parts[0])  # its flush fails on the flushing thread ...
+    with pytest.raises(cache.CacheError, match="free some space and rerun"):
+        assembly.add(parts[1])  # ... and is raised when the next part waits for it
+    with pytest.raises(cache.CacheError, match="No space left"):
+        assembly.finish(parts, IDENTITY, {"identity": IDENTITY}, SAM_STATE)
+    assert len(synced) == 1
+    assert not assembly.tmp.exists() and not path.exists()
+    assert sorted(writer.part_files()) == sorted(parts)
+    writer.close()
 
 
 def _chunk(dataset: h5py.Dataset, row: int) -> tuple[int, bytes]:
