@@ -13,6 +13,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from floodcache.assembly import assemble
 from floodcache.cache import FIELDS, STR, Cache
 from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
@@ -110,7 +111,7 @@ def _write(
         else:
             for index, batch in enumerate(batches):
                 writer.write_part([dict(r) for r in batch], f"{index:06d}")
-            writer.finalize(plan, {})
+            assemble(writer, plan, {})
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     path.unlink()
     return seconds, cpu

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from floodcache import cache_writer, shared_memory
+from floodcache import assembly, cache_writer, shared_memory
 from floodcache.background import background_processes
 from floodcache.cache import EMBEDDING_SHAPE
 from floodcache.cache_writer import CacheWriter
@@ -163,7 +163,7 @@ def _write_part(
 
 
 class Assembler:
-    """A `cache_writer.Assembly` in a background process: `add` hands it each part once
+    """An `assembly.Assembly` in a background process: `add` hands it each part once
     written, and `finish` completes the cache with what is left, so embed does not end by
     copying every embedding again (~2 ms a view on this CPU: more than half of the ~3.3 ms a
     view the H100 takes to encode).
@@ -183,7 +183,7 @@ class Assembler:
     def finish(
         self, parts: list[Path], identity: dict, config: dict, sam_state: dict[str, np.ndarray]
     ) -> dict[str, float]:
-        """Complete the cache (`cache_writer.Assembly.finish`) and put it in place; raises the
+        """Complete the cache (`assembly.Assembly.finish`) and put it in place; raises the
         first error the assembly met (a CacheError naming the fix). Returns the seconds each
         step took, the wait for the parts handed over before first."""
         start = time.perf_counter()
@@ -208,12 +208,12 @@ class Assembler:
             self.pool.shutdown()
 
 
-_assembly: cache_writer.Assembly | None = None  # the Assembler process's cache being assembled
+_assembly: assembly.Assembly | None = None  # the Assembler process's cache being assembled
 
 
 def _start_assembly(path: Path, plan: list[ViewKey]) -> None:
     global _assembly
-    _assembly = cache_writer.Assembly(path, plan)
+    _assembly = assembly.Assembly(path, plan)
 
 
 def _add_to_assembly(part: Path) -> None:

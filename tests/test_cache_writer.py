@@ -1,4 +1,5 @@
-"""The cache's parts and their assembly into one file (floodcache/cache_writer.py).
+"""The cache's parts and their assembly into one file (floodcache/cache_writer.py,
+floodcache/assembly.py).
 
 Whole embed runs, crashes and resumes are in tests/test_embed.py and tests/test_faults.py.
 """
@@ -11,7 +12,8 @@ import h5py
 import numpy as np
 import pytest
 
-from floodcache import cache, cache_writer
+from floodcache import assembly, cache, cache_writer
+from floodcache.assembly import assemble
 from floodcache.cache import FIELDS, Cache, verify
 from floodcache.cache_writer import CacheWriter
 from floodcache.views import ViewKey
@@ -70,7 +72,7 @@ def test_parts_in_any_order_assemble_into_plan_order(tmp_path):
     # Parts in another order than the plan, one of them with rows that are not consecutive.
     for name, rows in (("b", [3, 4]), ("a", [0, 2, 6]), ("c", [1, 5])):
         writer.write_part([dict(records[row]) for row in rows], name)
-    writer.finalize(plan, SAM_STATE)
+    assemble(writer, plan, SAM_STATE)
     writer.close()
     assert_cache_holds(tmp_path / "c.h5", plan, records)
 
@@ -89,15 +91,15 @@ def test_a_failed_flush_to_disk_while_assembling_keeps_the_parts(tmp_path, monke
         synced.append(fd)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cache_writer, "_DATASYNC", full_disk)
-    assembly = cache_writer.Assembly(path, plan)
-    assembly.add(parts[0])  # its flush fails on the flushing thread ...
+    monkeypatch.setattr(assembly, "_DATASYNC", full_disk)
+    assembling = assembly.Assembly(path, plan)
+    assembling.add(parts[0])  # its flush fails on the flushing thread ...
     with pytest.raises(cache.CacheError, match="free some space and rerun"):
-        assembly.add(parts[1])  # ... and is raised when the next part waits for it
+        assembling.add(parts[1])  # ... and is raised when the next part waits for it
     with pytest.raises(cache.CacheError, match="No space left"):
-        assembly.finish(parts, IDENTITY, {"identity": IDENTITY}, SAM_STATE)
+        assembling.finish(parts, IDENTITY, {"identity": IDENTITY}, SAM_STATE)
     assert len(synced) == 1
-    assert not assembly.tmp.exists() and not path.exists()
+    assert not assembling.tmp.exists() and not path.exists()
     assert sorted(writer.part_files()) == sorted(parts)
     writer.close()
 
@@ -121,7 +123,7 @@ def test_assembly_copies_the_stored_chunks_of_embeddings_and_targets(tmp_path):
             for i, view in enumerate(f["view"][:].tolist()):
                 row = plan.index(ViewKey(ids[i], view, "train"))
                 stored |= {(name, row): _chunk(f[name], i) for name in cache_writer.CHUNKED}
-    writer.finalize(plan, SAM_STATE)
+    assemble(writer, plan, SAM_STATE)
     writer.close()
     with h5py.File(tmp_path / "c.h5", "r") as built:
         for (name, row), chunk in stored.items():
@@ -139,7 +141,7 @@ def test_parts_of_an_older_layout_still_assemble(tmp_path):
     writer.write_part([dict(records[row]) for row in (1, 3)], "b")
     for part in writer.part_files():
         _rewrite_contiguous(part)
-    writer.finalize(plan, SAM_STATE)
+    assemble(writer, plan, SAM_STATE)
     writer.close()
     assert_cache_holds(tmp_path / "c.h5", plan, records)
 
@@ -160,8 +162,8 @@ def test_parts_and_cache_store_chunked_fields_alike(tmp_path, name):
     writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
     writer.write_part(make_records(make_plan(2)), "0")
     with h5py.File(writer.part_files()[0], "r") as part, h5py.File(tmp_path / "x.h5", "w") as f:
-        cache_writer._create_fields(f, 2)
+        cache_writer.create_fields(f, 2)
         assert part[name].chunks == (1, *FIELDS[name][0])
         assert part[name].fletcher32
-        assert cache_writer._same_storage(part[name], f[name])
+        assert assembly._same_storage(part[name], f[name])
     writer.close()

@@ -18,7 +18,7 @@ import h5py
 import numpy as np
 import pytest
 
-from floodcache import batch_encoder, cache_writer, readers
+from floodcache import assembly, batch_encoder, cache_writer, readers
 from floodcache.cache import Cache, CacheError, verify
 from floodcache.embed import plan_embed, run_embed
 from floodcache.part_writer import PARTS_IN_FLIGHT
@@ -230,17 +230,17 @@ def test_disk_full_keeps_the_finished_parts(tiny_data, tiny_checkpoint, tmp_path
 
 def test_disk_full_while_assembling(tiny_data, tiny_checkpoint, tmp_path, monkeypatch):
     cache = tmp_path / "full.h5"
-    real_complete = cache_writer.Assembly._complete
+    real_complete = assembly.Assembly._complete
 
     def full_disk(self, *args):
         real_complete(self, *args)
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(cache_writer.Assembly, "_complete", full_disk)
+    monkeypatch.setattr(assembly.Assembly, "_complete", full_disk)
     with pytest.raises(CacheError, match="finished parts .* are kept"):
         run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
     assert not cache.exists() and not cache.with_name("full.h5.tmp").exists()
-    monkeypatch.setattr(cache_writer.Assembly, "_complete", real_complete)
+    monkeypatch.setattr(assembly.Assembly, "_complete", real_complete)
     result = run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
     assert result.embedded == 0 and verify(cache).ok  # every view came from the kept parts
 

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from floodcache import shared_memory
+from floodcache.assembly import assemble
 from floodcache.cache import verify
 from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
@@ -43,7 +44,7 @@ def test_parts_are_written_in_order_whatever_the_batch_sizes(tmp_path, monkeypat
             for i, row in enumerate(rows):
                 np.testing.assert_array_equal(f["embeddings"][i], records[row]["embeddings"])
                 assert f["image_id"].asstr()[i] == records[row]["image_id"]
-    writer.finalize(plan, SAM_STATE)
+    assemble(writer, plan, SAM_STATE)
     writer.close()
     assert_cache_holds(tmp_path / "c.h5", plan, records)
 
@@ -71,7 +72,7 @@ def test_embeddings_put_in_lent_memory_are_written_without_another_copy(
                     view["embeddings"] = row
             parts.submit(batch, name)
     assert taken == [3, 2, 2]  # a's and c's by memory(), b's by submit
-    writer.finalize(plan, SAM_STATE)
+    assemble(writer, plan, SAM_STATE)
     writer.close()
     assert_cache_holds(tmp_path / "c.h5", plan, records)
 
