@@ -23,7 +23,7 @@ import numpy as np
 from tqdm import tqdm
 
 from floodcache import batch_encoder, data, distributed, encoder
-from floodcache.audit import audit_folder
+from floodcache.audit import AuditReport, audit_folder
 from floodcache.cache import CacheError
 from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
@@ -120,8 +120,9 @@ def sam_prompt_state(sam) -> dict[str, np.ndarray]:
     }
 
 
-def run_embed(config: EmbedConfig) -> EmbedResult:
-    """Audit the data, plan the views, encode what is not cached yet, and finish the cache.
+def run_embed(config: EmbedConfig, audit: AuditReport | None = None) -> EmbedResult:
+    """Audit the data (unless given its `audit`, as `run` does), plan the views, encode what
+    is not cached yet, and finish the cache.
 
     Under torchrun every process runs this: each encodes its share of the pending batches on
     its own device, and rank 0 checks the existing cache first and assembles it at the end.
@@ -131,7 +132,7 @@ def run_embed(config: EmbedConfig) -> EmbedResult:
     try:
         device = encoder.pick_device(group.device(config.device))
         config = replace(config, precision=encoder.resolve_precision(config.precision, device))
-        plan, pairs, excluded = plan_embed(config)
+        plan, pairs, excluded = plan_embed(config, audit)
         sam, checkpoint_sha = encoder.load_or_random_sam(
             config.model_type, config.checkpoint, config.random_weights
         )
@@ -201,9 +202,12 @@ class Timing:
             self.warmup, self.warmup_views = written - self.start, views
 
 
-def plan_embed(config: EmbedConfig) -> tuple[list[ViewKey], dict[str, data.Pair], dict]:
-    """Audit the data and plan every view: (plan, usable pairs by id, excluded pairs)."""
-    report = audit_folder(
+def plan_embed(
+    config: EmbedConfig, audit: AuditReport | None = None
+) -> tuple[list[ViewKey], dict[str, data.Pair], dict]:
+    """Audit the data (`audit` if made already) and plan every view: (plan, usable pairs by
+    id, excluded pairs)."""
+    report = audit or audit_folder(
         config.data_dir, config.images, config.masks, config.on_mismatch, config.progress
     )
     if report.excluded:

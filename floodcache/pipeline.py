@@ -89,7 +89,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     steps["audit"] = _done(f"{len(audit.usable)} usable pairs, {report_dir / 'audit.csv'}", tic)
 
     tic = time.perf_counter()
-    embedded = run_embed(_embed_config(config, cache))
+    embedded = run_embed(_embed_config(config, cache), audit)  # the data is read once
     what = f"{embedded.embedded} views encoded" if embedded.embedded else "cache complete, kept"
     steps["embed"] = _done(f"{what}: {cache}", tic)
 

@@ -6,11 +6,20 @@ import dataclasses
 
 import pytest
 
+from floodcache import audit, embed, pipeline
 from floodcache.cache import Cache
 from floodcache.pipeline import PipelineConfig, layout, run_pipeline
 
 
-def test_run_does_every_step_once_and_refuses_silent_retraining(tiny_data, tmp_path):
+def test_run_does_every_step_once_and_refuses_silent_retraining(tiny_data, tmp_path, monkeypatch):
+    audits = []
+
+    def counted_audit(*args, **kwargs):
+        audits.append(args)
+        return audit.audit_folder(*args, **kwargs)
+
+    for module in (pipeline, embed):
+        monkeypatch.setattr(module, "audit_folder", counted_audit)
     config = PipelineConfig(
         data_dir=tiny_data,
         random_weights=True,
@@ -22,6 +31,7 @@ def test_run_does_every_step_once_and_refuses_silent_retraining(tiny_data, tmp_p
         progress=False,
     )
     first = run_pipeline(config)
+    assert len(audits) == 1  # embed plans from run's audit: the data is read once
     cache, run, report_dir = layout(config)
     assert (first.cache, first.run) == (cache, run)
     assert "views encoded" in first.steps["embed"] and "trained" in first.steps["train"]
