@@ -72,6 +72,16 @@ def view_digest(record: dict) -> str:
     return digest.hexdigest()
 
 
+def sam_prompt_state(sam) -> dict[str, np.ndarray]:
+    """Pretrained prompt encoder and mask decoder weights, keyed `module/param/path` as the
+    cache stores them under sam/ (`Cache.sam_state` reads them back)."""
+    return {
+        f"{module}/{name.replace('.', '/')}": tensor.detach().cpu().numpy()
+        for module in ("prompt_encoder", "mask_decoder")
+        for name, tensor in getattr(sam, module).state_dict().items()
+    }
+
+
 def fingerprint(identity: dict, digests: list[str]) -> str:
     """sha256 of what produced the cache (identity config) and of every view's digest, in order."""
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())

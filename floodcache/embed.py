@@ -19,12 +19,11 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-import numpy as np
 from tqdm import tqdm
 
 from floodcache import batch_encoder, data, distributed, encoder
 from floodcache.audit import AuditReport, audit_folder
-from floodcache.cache import CacheError
+from floodcache.cache import CacheError, sam_prompt_state
 from floodcache.cache_writer import CacheWriter
 from floodcache.part_writer import Assembler, PartWriter
 from floodcache.readers import ReaderTimes, default_workers, described, read_batches
@@ -111,15 +110,6 @@ def identity_of(config: EmbedConfig, checkpoint_sha256: str, plan: list[ViewKey]
     }
 
 
-def sam_prompt_state(sam) -> dict[str, np.ndarray]:
-    """Pretrained prompt encoder and mask decoder weights, keyed `module/param/path` for HDF5."""
-    return {
-        f"{module}/{name.replace('.', '/')}": tensor.detach().cpu().numpy()
-        for module in ("prompt_encoder", "mask_decoder")
-        for name, tensor in getattr(sam, module).state_dict().items()
-    }
-
-
 def run_embed(config: EmbedConfig, audit: AuditReport | None = None) -> EmbedResult:
     """Audit the data (unless given its `audit`, as `run` does), plan the views, encode what
     is not cached yet, and finish the cache.
@@ -158,7 +148,7 @@ def run_embed(config: EmbedConfig, audit: AuditReport | None = None) -> EmbedRes
                         # For the report's timings: this run's wall time to the whole cache.
                         full_config["embed_seconds"] = round(time.perf_counter() - start, 1)
                         assembling = time.perf_counter()
-                        state = sam_prompt_state(sam)
+                        state = sam_prompt_state(sam)  # read back by Cache.sam_state
                         steps = assembler.finish(writer.part_files(), identity, full_config, state)
                         timing.finalize = time.perf_counter() - assembling
                         log.info(
