@@ -19,6 +19,7 @@ from floodcache import encoder
 from floodcache.background import background_processes
 from floodcache.bench_encoder import compiling, fast_stage
 from floodcache.bench_table import Bench, PeakMemory, Row
+from floodcache.cache_writer import wait_for_removals
 from floodcache.embed import EmbedConfig, pending_batches, plan_embed, run_embed
 from floodcache.fast_encoder import attention_kind, compile_wanted
 from floodcache.readers import ReaderTimes, default_workers, described, read_batches
@@ -110,11 +111,13 @@ def embed_stage(
     settings = embed_settings(config, data_dir, augment, cache, device, resize)
     with compiling(compile_wanted(device)), PeakMemory(device) as peak:
         result = run_embed(settings)
+    removed = wait_for_removals(cache)  # not to slow the readers' row down
     note = (
         f"{described(result.workers)}, resize {settings.resize}; "
         f"{result.views_per_second:.3g} views/s over the whole run, "
         f"{result.warmup_seconds:.1f} s to the first batch (audit, model load, compiling), "
-        f"{result.finalize_seconds:.1f} s finishing the cache after the last batch"
+        f"{result.finalize_seconds:.1f} s finishing the cache after the last batch, its "
+        f"parts removed in the background {removed:.1f} s after"
     )
     # After the first batch, as a long run goes on; a run of one batch has only the whole.
     steady = result.embedded > result.warmup_views

@@ -104,6 +104,57 @@ def test_a_failed_flush_to_disk_while_assembling_keeps_the_parts(tmp_path, monke
     writer.close()
 
 
+def test_parts_are_set_aside_at_once_and_removed_in_the_background(tmp_path):
+    plan = make_plan(4)
+    writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
+    writer.write_part(make_records(plan), "0")
+    assemble(writer, plan, SAM_STATE)
+    writer.close()
+    assert not writer.parts.exists()  # out of the way as soon as the cache is in place
+    cache_writer.wait_for_removals(tmp_path / "c.h5", timeout=30)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["c.h5"]
+
+
+def test_parts_left_set_aside_are_removed_by_the_next_run(tmp_path):
+    """A machine stopped while the parts were removed: the next writer removes them."""
+    left = cache_writer.parts_folder(tmp_path / "c.h5").with_name("c.h5.parts.removing-1-2")
+    (left / "sub").mkdir(parents=True)
+    (left / "sub" / "part-0.h5").write_bytes(b"\0" * 1000)
+    assert cache_writer.removals_pending(tmp_path / "c.h5") == [left]
+    CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY}).close()
+    cache_writer.wait_for_removals(tmp_path / "c.h5", timeout=30)
+    assert not left.exists()
+
+
+def test_parts_left_beside_a_complete_cache_are_removed(tmp_path):
+    """Stopped after the cache was in place, before its parts were set aside."""
+    plan = make_plan(2)
+    with CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY}) as writer:
+        writer.write_part(make_records(plan), "0")
+        parts = sorted(writer.parts.iterdir())
+        kept = {path.name: path.read_bytes() for path in parts}
+        assemble(writer, plan, SAM_STATE)
+    writer.parts.mkdir()
+    for name, content in kept.items():
+        (writer.parts / name).write_bytes(content)
+    with CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY}) as again:
+        assert again.already_complete and not again.parts.exists()
+    cache_writer.wait_for_removals(tmp_path / "c.h5", timeout=30)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["c.h5"]
+
+
+def test_without_rm_the_parts_are_removed_in_this_process(tmp_path, monkeypatch):
+    def no_rm(*args, **kwargs):
+        raise FileNotFoundError("rm")
+
+    monkeypatch.setattr(cache_writer.subprocess, "Popen", no_rm)
+    parts = tmp_path / "c.h5.parts"
+    parts.mkdir()
+    (parts / "part-0.h5").write_bytes(b"\0" * 1000)
+    cache_writer.set_aside_and_remove(parts)
+    assert list(tmp_path.iterdir()) == []
+
+
 def _chunk(dataset: h5py.Dataset, row: int) -> tuple[int, bytes]:
     """(filter mask, bytes) of a one-row-per-chunk dataset's row, as stored in the file."""
     return dataset.id.read_direct_chunk((row,) + (0,) * (dataset.ndim - 1))
