@@ -96,9 +96,13 @@ def set_aside_and_remove(parts: Path) -> Path:
     return set_aside
 
 
+_removing: list[subprocess.Popen] = []  # held while they run: a dropped one warns of a leak
+
+
 def _remove_in_background(folder: Path) -> None:
+    _removing[:] = [process for process in _removing if process.poll() is None]
     try:
-        subprocess.Popen(
+        process = subprocess.Popen(
             ["rm", "-rf", "--", str(folder)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -107,6 +111,8 @@ def _remove_in_background(folder: Path) -> None:
         )
     except OSError:  # no `rm` to run: remove it here
         shutil.rmtree(folder, ignore_errors=True)
+    else:
+        _removing.append(process)
 
 
 def removals_pending(cache: Path) -> list[Path]:
@@ -123,6 +129,7 @@ def wait_for_removals(cache: Path, timeout: float = 120.0) -> float:
         if time.perf_counter() - start > timeout:
             raise TimeoutError(f"{removals_pending(cache)} still there after {timeout:.0f} s")
         time.sleep(0.01)
+    _removing[:] = [process for process in _removing if process.poll() is None]
     return time.perf_counter() - start
 
 
