@@ -25,12 +25,9 @@ from floodcache.cache import Cache, config_difference
 from floodcache.embed import EmbedConfig, run_embed
 from floodcache.prompts import PROMPTS
 from floodcache.report import ReportConfig, ReportResult, run_report
-from floodcache.train import TrainConfig, run_train
+from floodcache.train import LEARNING_SETTINGS, TrainConfig, run_train
 
 log = logging.getLogger(__name__)
-# TrainConfig fields that change what a run learns (not where it is written or how it is shown).
-TRAIN_SETTINGS = ("prompt", "epochs", "lr", "step_size", "gamma", "batch_size", "seed")
-TRAIN_SETTINGS += ("points", "box_jitter")
 
 
 @dataclass
@@ -175,7 +172,7 @@ def run_difference(run: Path, cache: Path, config: TrainConfig) -> list[str] | N
     with Cache.open(cache) as opened:
         fingerprint = opened.fingerprint
     settings = asdict(config)
-    old = {k: record["config"].get(k) for k in TRAIN_SETTINGS}
+    old = {k: record["config"].get(k) for k in LEARNING_SETTINGS}
     old["cache_fingerprint"] = record.get("cache_fingerprint")
-    new = {k: settings[k] for k in TRAIN_SETTINGS} | {"cache_fingerprint": fingerprint}
+    new = {k: settings[k] for k in LEARNING_SETTINGS} | {"cache_fingerprint": fingerprint}
     return config_difference(old, new, "run has", "asked")

@@ -62,6 +62,12 @@ class TrainConfig:
     precision: str = "auto"
 
 
+# TrainConfig fields that change what a run learns (not where it goes or how it is shown);
+# `run` keeps a finished run that matches them, and a resumed run must match them too.
+LEARNING_SETTINGS = ("prompt", "epochs", "lr", "step_size", "gamma", "batch_size", "seed")
+LEARNING_SETTINGS += ("points", "box_jitter")
+
+
 @dataclass
 class EpochStats:
     epoch: int
@@ -297,19 +303,9 @@ def run_train(config: TrainConfig) -> TrainResult:
 class Progress:
     """The state after the last finished epoch, in `<out>.partial/state.pt`, for resuming."""
 
-    # The settings a resumed run must share with the run it continues.
-    SAME = (
-        "prompt",
-        "epochs",
-        "lr",
-        "step_size",
-        "gamma",
-        "batch_size",
-        "seed",
-        "points",
-        "box_jitter",
-        "precision",
-    )
+    # The settings a resumed run must share with the run it continues (precision resolved:
+    # `run` asks "auto", so it does not compare it).
+    SAME = (*LEARNING_SETTINGS, "precision")
 
     def __init__(self, config: TrainConfig, cache: Cache):
         out = Path(config.out)
