@@ -152,9 +152,11 @@ def run_embed(config: EmbedConfig, audit: AuditReport | None = None) -> EmbedRes
                         steps = assembler.finish(writer.part_files(), identity, full_config, state)
                         timing.finalize = time.perf_counter() - assembling
                         log.info(
-                            "finished the cache in %.2f s: %s",
+                            "finished the cache in %.2f s: %s; before that the assembler "
+                            "added parts for %.1f s",
                             timing.finalize,
                             ", ".join(f"{name} {seconds:.2f} s" for name, seconds in steps.items()),
+                            assembler.busy,
                         )
                 group.barrier()  # the cache is in place before anyone reports success
     finally:

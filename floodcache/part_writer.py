@@ -176,6 +176,7 @@ class Assembler:
         self.pool = background_processes(1)
         self.pending: list[Future] = [self.pool.submit(_start_assembly, path, plan)]
         self.finished = False
+        self.busy = 0.0  # seconds its process spent adding parts, known once finished
 
     def add(self, part: Path) -> None:
         self.pending.append(self.pool.submit(_add_to_assembly, part))
@@ -187,8 +188,7 @@ class Assembler:
         first error the assembly met (a CacheError naming the fix). Returns the seconds each
         step took, the wait for the parts handed over before first."""
         start = time.perf_counter()
-        for future in self.pending:
-            future.result()
+        self.busy = sum(future.result() or 0.0 for future in self.pending)
         waited = time.perf_counter() - start
         steps = self.pool.submit(_finish_assembly, parts, identity, config, sam_state).result()
         self.finished = True
@@ -216,8 +216,11 @@ def _start_assembly(path: Path, plan: list[ViewKey]) -> None:
     _assembly = assembly.Assembly(path, plan)
 
 
-def _add_to_assembly(part: Path) -> None:
+def _add_to_assembly(part: Path) -> float:
+    """Seconds it took."""
+    start = time.perf_counter()
     _assembly.add(part)
+    return time.perf_counter() - start
 
 
 def _finish_assembly(

@@ -89,8 +89,10 @@ def test_the_assembler_builds_the_cache_as_parts_come(tmp_path):
             parts.submit([dict(r) for r in records[:2]], "early")
         writer.write_part([dict(records[2])], "other-rank")  # never handed to the assembler
         assert path.with_name("c.h5.tmp").exists() and not path.exists()
-        assembler.finish(writer.part_files(), IDENTITY, {"identity": IDENTITY}, SAM_STATE)
+        steps = assembler.finish(writer.part_files(), IDENTITY, {"identity": IDENTITY}, SAM_STATE)
     writer.close()
+    assert 0 < assembler.busy < 60  # the two parts handed over, for embed's log
+    assert all(0 <= seconds < 60 for seconds in steps.values())
     assert not path.with_name("c.h5.tmp").exists() and not writer.parts.exists()
     assert verify(path).ok
     assert_cache_holds(path, plan, records)
