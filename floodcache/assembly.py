@@ -1,6 +1,7 @@
 """The final cache, assembled from the parts `cache_writer` writes: `<cache>.tmp`, filled as
 the parts come, completed, synced and renamed into place, so `<cache>` is either absent or
-complete; then the parts are removed.
+complete; then the parts are set aside and removed in the background
+(`cache_writer.set_aside_and_remove`).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ from floodcache.views import ViewKey
 
 
 def assemble(writer: CacheWriter, plan: list[ViewKey], sam_state: dict[str, np.ndarray]) -> None:
-    """Assemble all of `writer`'s parts in plan order into the final cache, in this process,
-    then remove the parts."""
+    """Assemble all of `writer`'s parts in plan order into the final cache, in this process;
+    then the parts go (`Assembly.finish`)."""
     Assembly(writer.path, plan).finish(
         writer.part_files(), writer.identity, writer.config, sam_state
     )
@@ -91,8 +92,9 @@ class Assembly:
 
     `embed` adds each part as soon as it is written, so that when the last one is, little is
     left to do; `finish` adds the parts not added yet, writes the rest of the cache and
-    renames it into place, then removes the parts. Until then the parts are the record of
-    the run: the .tmp file is rebuilt from them if the run stops.
+    renames it into place, then sets the parts aside to be removed in the background. Until
+    then the parts are the record of the run: the .tmp file is rebuilt from them if the run
+    stops.
     """
 
     def __init__(self, path: Path, plan: list[ViewKey]):
