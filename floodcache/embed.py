@@ -323,11 +323,12 @@ def _encode_pending(
     try:
         with PartWriter(writer, written, assembler, pin=cuda) as parts:
             # On CUDA the embeddings come straight into the writers' memory
+            submitted = 0
             for batch, embeddings in views_encoder.stream(readers, parts.memory if cuda else None):
                 for view, embedding in zip(batch, embeddings, strict=True):
                     view["embeddings"] = embedding
-                first = batch[0]
-                parts.submit(batch, f"{first['image_id']}-{first['view']:04d}")
+                submitted += len(batch)
+                parts.submit(batch, last=submitted == len(views))
     finally:
         bar.close()
     end = HostClock.now()

@@ -10,6 +10,7 @@ else pickled through a pipe.
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import time
@@ -67,7 +68,10 @@ class PartWriter:
         self.lent: dict[int, torch.Tensor] = {}  # memory(): data pointer -> block
         self.locked: list[torch.Tensor] = []  # blocks page-locked for CUDA
         self.pool = background_processes(processes)
-        self.pending: deque[tuple[Future, torch.Tensor]] = deque()
+        # Parts handed over, oldest first, each with its batch's memory if it is the batch's
+        # last part (then the memory is free and `written` hears of the batch).
+        self.pending: deque[tuple[Future, torch.Tensor | None]] = deque()
+        self.batch_views = 0  # views in the parts collected of a batch not whole yet
         self.blocks: list[torch.Tensor] = []  # memory free for the next batches
         self.shared: bool | None = None  # embeddings through shared memory (decided at once)
         self.busy = self.waited = 0.0
@@ -79,8 +83,12 @@ class PartWriter:
         self.lent[block.data_ptr()] = block
         return block[:views].numpy()
 
-    def submit(self, records: list[dict], name: str) -> None:
-        """Hand over a batch of finished views (dicts of every cache field) as part `name`."""
+    def submit(self, records: list[dict], name: str | None = None, last: bool = False) -> None:
+        """Hand over a batch of finished views (dicts of every cache field) as part `name`
+        (default: `part_name` of its first view). The run's `last` batch is cut into one
+        part per writer process, each named after its first view, written side by side:
+        the end of the run waits for it (~0.25 s for 32 views in one writer on the H100
+        machine's cores)."""
         while self.pending and (len(self.pending) >= self.depth or self.pending[0][0].done()):
             self._collect_oldest()
         self._share_if_room(len(records))
@@ -97,8 +105,13 @@ class PartWriter:
                 row[...] = embedding
         rest = [{k: v for k, v in record.items() if k != "embeddings"} for record in records]
         sent = embeddings if self.shared else embeddings.numpy()  # else pickled, by pipe
-        future = self.pool.submit(_write_part, self.parts, rest, sent, name)
-        self.pending.append((future, block))
+        cuts = np.linspace(0, len(records), min(self.processes if last else 1, len(records)) + 1)
+        pieces = list(itertools.pairwise(cuts.astype(int).tolist()))
+        for start, stop in pieces:
+            piece = rest[start:stop]
+            named = name if len(pieces) == 1 and name else part_name(piece[0])
+            future = self.pool.submit(_write_part, self.parts, piece, sent[start:stop], named)
+            self.pending.append((future, block if stop == len(records) else None))
 
     def _share_if_room(self, views: int) -> None:
         """Decide, at the first batch (the largest), whether embeddings go in shared memory."""
@@ -126,10 +139,13 @@ class PartWriter:
         began, finished, part, views = future.result()  # a failed write raises here
         self.waited += time.perf_counter() - start
         self.busy += finished - began
-        self.blocks.append(block)
         if self.assembler is not None:
             self.assembler.add(part)
-        self.written(views, finished)
+        self.batch_views += views
+        if block is not None:  # the batch's last part
+            self.blocks.append(block)
+            self.written(self.batch_views, finished)
+            self.batch_views = 0
 
     def __enter__(self) -> PartWriter:
         return self
@@ -149,6 +165,11 @@ def _rows_of(rows: list[np.ndarray], block: torch.Tensor) -> bool:
     """Whether `rows` are `block`'s rows, in order."""
     start, step = block.data_ptr(), block[0].nbytes
     return all(row.ctypes.data == start + i * step for i, row in enumerate(rows))
+
+
+def part_name(record: dict) -> str:
+    """A part's name, from its first view: unique, since a view is written in one part."""
+    return f"{record['image_id']}-{record['view']:04d}"
 
 
 def _write_part(

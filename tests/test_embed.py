@@ -24,6 +24,7 @@ from floodcache import batch_encoder, cache_writer, data, embed, encoder, reader
 from floodcache.cache import Cache, CacheError, verify, view_digest
 from floodcache.embed import run_embed
 from floodcache.encoder import load_sam, relative_error
+from floodcache.part_writer import part_name
 from tests.conftest import PROJECT, REAL_DATA, embed_config, write_dataset
 
 
@@ -261,8 +262,8 @@ def test_writer_processes_give_the_cache_of_writing_in_line(
             self.writer, self.written = writer, written
             self.busy = self.waited = 0.0
 
-        def submit(self, records, name):
-            self.writer.write_part(records, name)
+        def submit(self, records, last=False):
+            self.writer.write_part(records, part_name(records[0]))
             self.written(len(records), time.perf_counter())
 
         def __enter__(self):

@@ -18,7 +18,7 @@ from floodcache import shared_memory
 from floodcache.assembly import assemble
 from floodcache.cache import verify
 from floodcache.cache_writer import CacheWriter
-from floodcache.part_writer import Assembler, PartWriter
+from floodcache.part_writer import Assembler, PartWriter, part_name
 from tests.test_cache_writer import IDENTITY, SAM_STATE, assert_cache_holds, make_plan, make_records
 
 
@@ -44,6 +44,33 @@ def test_parts_are_written_in_order_whatever_the_batch_sizes(tmp_path, monkeypat
             for i, row in enumerate(rows):
                 np.testing.assert_array_equal(f["embeddings"][i], records[row]["embeddings"])
                 assert f["image_id"].asstr()[i] == records[row]["image_id"]
+    assemble(writer, plan, SAM_STATE)
+    writer.close()
+    assert_cache_holds(tmp_path / "c.h5", plan, records)
+
+
+@pytest.mark.parametrize("room", [1 << 40, 0], ids=["shared-memory", "pipes"])
+def test_the_last_batch_is_written_by_every_writer_at_once(tmp_path, monkeypatch, room):
+    """The run's last batch becomes one part per writer process, named after its first view;
+    `written` hears of the batch once, whole, and the cache is the same."""
+    monkeypatch.setattr(shared_memory, "room", lambda: room)
+    plan = make_plan(9)
+    records = make_records(plan, seed=4)
+    writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
+    heard = []
+    with PartWriter(writer, lambda views, finished: heard.append(views), processes=3) as parts:
+        parts.submit([dict(r) for r in records[:2]], "first")
+        parts.submit([dict(r) for r in records[2:]], last=True)
+    assert heard == [2, 7]
+    names = [part.name for part in writer.part_files()]
+    pieces = ([2, 3], [4, 5], [6, 7, 8])  # 7 views cut among 3 writers
+    expected = ["part-first.h5"] + [f"part-{part_name(records[rows[0]])}.h5" for rows in pieces]
+    assert sorted(names) == sorted(expected)
+    for rows in pieces:
+        with h5py.File(writer.parts / f"part-{part_name(records[rows[0]])}.h5", "r") as f:
+            assert f["view"][:].tolist() == [records[row]["view"] for row in rows]
+            for i, row in enumerate(rows):
+                np.testing.assert_array_equal(f["embeddings"][i], records[row]["embeddings"])
     assemble(writer, plan, SAM_STATE)
     writer.close()
     assert_cache_holds(tmp_path / "c.h5", plan, records)
