@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# The Python packages the lent GPU machines lack (Python 3.12 with torch 2.11 there), as wheels
+# in .whl/ for the device call's `carry` (scripts/device_check.sh installs them there). The
+# versions are those installed here, so both machines run the same code. Run it once in a
+# fresh checkout, before the call: pip reaches PyPI here, not there.
+set -eu
+cd "$(dirname "$0")/.."
+PACKAGES="segment-anything albumentations albucore simsimd stringzilla pydantic pydantic_core
+annotated-types typing-inspection"
+# shellcheck disable=SC2086  # one word a package
+pins=$(python3 -m pip show $PACKAGES | awk '/^Name:/ {name = $2} /^Version:/ {print name "==" $2}')
+platforms=""
+for platform in manylinux_2_28 manylinux_2_27 manylinux_2_17 manylinux2014 manylinux1; do
+    platforms="$platforms --platform ${platform}_x86_64"
+done
+rm -rf .whl
+# shellcheck disable=SC2086
+python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 \
+    --implementation cp $platforms -d .whl $pins
+ls .whl
+du -sh .whl
