@@ -147,11 +147,10 @@ class Assembly:
         for part in parts:
             self.add(part)
         clock.step("adding parts not added yet")
-        if self.failed is None:
-            self._guarded(self._await_sync)
-        clock.step("the last part's flush to disk")
         if self.failed is not None:
             raise self.failed
+        self._guarded(self._await_sync)
+        clock.step("the last part's flush to disk")
         if not self.filled.all():
             self.abandon()
             missing = int((~self.filled).sum())

@@ -85,22 +85,26 @@ def fsync_replace(tmp: Path, final: Path) -> None:
 SET_ASIDE = ".removing-"
 
 
-def set_aside_and_remove(parts: Path) -> Path:
+def set_aside_and_remove(parts: Path) -> None:
     """Rename the `parts` folder out of the way, then remove it in a process that may outlive
     this one, as `git gc --auto` does: the cache is complete and in place already, and a
     folder of ~2 MiB a view took ~0.2 s a GiB to remove on the development disk, the last
-    thing embed waited for. Returns the folder's new name (`removals_pending` lists them)."""
+    thing embed waited for (`removals_pending` lists such folders)."""
     set_aside = parts.with_name(f"{parts.name}{SET_ASIDE}{os.getpid()}-{time.time_ns()}")
     os.replace(parts, set_aside)
     _remove_in_background(set_aside)
-    return set_aside
 
 
 _removing: list[subprocess.Popen] = []  # held while they run: a dropped one warns of a leak
 
 
-def _remove_in_background(folder: Path) -> None:
+def _reap_removals() -> None:
+    """Forget the removal processes that have ended (`poll` reaps them)."""
     _removing[:] = [process for process in _removing if process.poll() is None]
+
+
+def _remove_in_background(folder: Path) -> None:
+    _reap_removals()
     try:
         process = subprocess.Popen(
             ["rm", "-rf", "--", str(folder)],
@@ -129,7 +133,7 @@ def wait_for_removals(cache: Path, timeout: float = 120.0) -> float:
         if time.perf_counter() - start > timeout:
             raise TimeoutError(f"{removals_pending(cache)} still there after {timeout:.0f} s")
         time.sleep(0.01)
-    _removing[:] = [process for process in _removing if process.poll() is None]
+    _reap_removals()
     return time.perf_counter() - start
 
 

@@ -199,9 +199,8 @@ def plan_embed(
 ) -> tuple[list[ViewKey], dict[str, data.Pair], dict]:
     """Audit the data (`audit` if made already) and plan every view: (plan, usable pairs by
     id, excluded pairs)."""
-    report = audit or audit_folder(
-        config.data_dir, config.images, config.masks, config.on_mismatch, config.progress
-    )
+    asked = config.data_dir, config.images, config.masks, config.on_mismatch, config.progress
+    report = audit if audit is not None else audit_folder(*asked)
     if report.excluded:
         log.warning(
             "excluding %d unusable pairs: %s",
