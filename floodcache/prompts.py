@@ -23,7 +23,6 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
-import torch
 
 # Mixed into every prompt stream so it never coincides with another module's stream that
 # happens to be seeded from the same (seed, image, view) numbers.
@@ -355,65 +354,3 @@ def make_prompt(
     if mask is None and strategy.oracle:
         raise ValueError(f"prompt strategy {strategy.name!r} needs the view's water mask")
     return strategy.make(mask, prompt_rng(seed, image_id, view, epoch), options)
-
-
-def to_sam_inputs(
-    prompts: list[Prompt], device=None, pad_points: bool = False
-) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
-    """Batch prompts of one strategy for `PromptEncoder.forward(points=, boxes=, masks=None)`.
-
-    Returns (coords BxKx2 float32, labels BxK int32) or None, and boxes Bx4 float32 or None.
-    Coordinates pass through unchanged: scale them to SAM's 1024 input frame first
-    (`Prompt.scaled`). Prompts with different point counts raise ValueError, unless pad_points
-    is True: then shorter prompts are padded to the longest with SAM's "not a point" (label -1 at
-    0, 0), which the encoder embeds as no point (e.g. `points` on an all-water view).
-
-    All-empty prompts (`none`) give (None, None). PromptEncoder then returns a batch of 1
-    (sparse 1x0x256, dense 1x256x64x64), to be expanded to B; `encode_prompts` does that.
-    """
-    if not prompts:
-        raise ValueError("to_sam_inputs needs at least one prompt")
-    counts = {prompt.num_points for prompt in prompts}
-    if len(counts) > 1 and not pad_points:
-        raise ValueError(
-            f"prompts in one batch must have the same number of points, got {sorted(counts)}; "
-            "batch one strategy at a time, or pass pad_points=True"
-        )
-    if len({prompt.box is None for prompt in prompts}) > 1:
-        raise ValueError("prompts in one batch must all have a box or all have none")
-    points = None
-    if max(counts) > 0:
-        padded = [_padded_points(prompt, max(counts)) for prompt in prompts]
-        coords = torch.as_tensor(np.stack([coords for coords, _ in padded]), device=device)
-        labels = torch.as_tensor(np.stack([labels for _, labels in padded]), device=device)
-        points = (coords, labels)
-    boxes = None
-    if prompts[0].box is not None:
-        boxes = torch.as_tensor(np.stack([prompt.box for prompt in prompts]), device=device)
-    return points, boxes
-
-
-def _padded_points(prompt: Prompt, count: int) -> tuple[np.ndarray, np.ndarray]:
-    coords = np.zeros((count, 2), dtype=np.float32)
-    labels = np.full(count, -1, dtype=np.int32)
-    if prompt.points is not None:
-        coords[: prompt.num_points] = prompt.points
-        labels[: prompt.num_points] = prompt.labels
-    return coords, labels
-
-
-def encode_prompts(
-    prompt_encoder: torch.nn.Module, prompts: list[Prompt], pad_points: bool = False
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Run SAM's PromptEncoder on a batch of B prompts (already in the 1024 frame).
-
-    Returns sparse BxNx256 and dense Bx256x64x64 embeddings (N: points, plus one padding point
-    when there is no box, plus 2 for a box; 0 for `none`), on the encoder's device.
-    """
-    device = next(prompt_encoder.parameters()).device
-    points, boxes = to_sam_inputs(prompts, device=device, pad_points=pad_points)
-    sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=None)
-    if points is None and boxes is None:
-        sparse = sparse.expand(len(prompts), -1, -1)
-        dense = dense.expand(len(prompts), -1, -1, -1)
-    return sparse, dense

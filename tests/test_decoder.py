@@ -1,4 +1,5 @@
-"""The batched decoder gives what segment-anything's own decoder gives, image by image."""
+"""The batched decoder gives what segment-anything's own decoder gives, image by image, and
+batches of prompts reach SAM's prompt encoder as it expects them."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import torch
 from segment_anything.modeling.transformer import Attention
 
 from floodcache import decoder
-from floodcache.prompts import PROMPTS, PromptOptions, make_prompt, to_sam_inputs
+from floodcache.prompts import PROMPTS, Prompt, PromptOptions, make_prompt
+from tests.test_prompts import blobs
+from tests.test_prompts import prompt as blob_prompt
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +36,7 @@ def sam_decode(prompt_encoder, mask_decoder, embedding, prompt, multimask: bool)
 
     The prompt embeddings are detached: the prompt encoder is frozen, as in training.
     """
-    points, boxes = to_sam_inputs([prompt])
+    points, boxes = decoder.to_sam_inputs([prompt])
     sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=None)
     return mask_decoder(
         image_embeddings=embedding,
@@ -199,3 +202,79 @@ def test_a_batch_decoded_in_parts_equals_the_whole_batch(prompt_side):
     joined = [torch.cat([part[i] for part in parts]) for i in range(2)]  # logits, IoU
     for ours, theirs in zip(whole, joined, strict=True):
         torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def prompt_encoder(prompt_side):
+    return prompt_side[0]
+
+
+# Sparse tokens per prompt: points (+1 padding point when there is no box) + 2 box corners.
+SPARSE_TOKENS = {"point": 2, "center": 2, "points": 7, "box": 2, "box+point": 3, "none": 0}
+
+
+@pytest.mark.parametrize("name", list(PROMPTS))
+def test_to_sam_inputs_feeds_the_prompt_encoder(name, prompt_encoder):
+    mask = blobs()  # 64x80: to the 1024 frame by 1024 / 80
+    prompts = [blob_prompt(name, mask, view=v).scaled(12.8, 12.8) for v in range(3)]
+    points, boxes = decoder.to_sam_inputs(prompts)
+    if points is not None:
+        coords, labels = points
+        assert coords.dtype == torch.float32 and coords.shape == (3, prompts[0].num_points, 2)
+        assert labels.shape == (3, prompts[0].num_points)
+        assert torch.equal(coords[1], torch.tensor(prompts[1].points.tolist()))
+    if boxes is not None:
+        assert boxes.dtype == torch.float32 and boxes.shape == (3, 4)
+    with torch.no_grad():
+        sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=None)
+        encoded = decoder.encode_prompts(prompt_encoder, prompts)
+    expected_batch = 1 if name == "none" else 3  # no prompt at all: the encoder sees batch 1
+    assert sparse.shape == (expected_batch, SPARSE_TOKENS[name], 256)
+    assert dense.shape == (expected_batch, 256, 64, 64)
+    assert encoded[0].shape == (3, SPARSE_TOKENS[name], 256)
+    assert encoded[1].shape == (3, 256, 64, 64)
+
+
+@pytest.mark.parametrize("name", list(PROMPTS))
+def test_encoded_prompts_run_through_the_mask_decoder(name, prompt_side):
+    prompt_encoder, mask_decoder = prompt_side
+    prompts = [blob_prompt(name, blobs(), view=v).scaled(12.8, 12.8) for v in range(2)]
+    with torch.no_grad():
+        sparse, dense = decoder.encode_prompts(prompt_encoder, prompts)
+        masks, iou = mask_decoder(
+            image_embeddings=torch.randn(1, 256, 64, 64),
+            image_pe=prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=PROMPTS[name].multimask,
+        )
+    outputs = 3 if PROMPTS[name].multimask else 1
+    assert masks.shape == (2, outputs, 256, 256) and iou.shape == (2, outputs)
+
+
+def test_to_sam_inputs_refuses_mixed_point_counts():
+    full = blob_prompt("points", blobs(), points=2)
+    all_water = blob_prompt("points", np.ones((8, 8), dtype=bool), points=2)
+    with pytest.raises(ValueError, match="pad_points=True"):
+        decoder.to_sam_inputs([full, all_water])
+    with pytest.raises(ValueError, match="same number of points"):
+        decoder.to_sam_inputs([blob_prompt("point", blobs()), full])
+    no_prompt = Prompt(points=None, labels=None, box=None)
+    with pytest.raises(ValueError, match="box"):
+        decoder.to_sam_inputs([blob_prompt("box", blobs()), no_prompt])
+    with pytest.raises(ValueError, match="at least one"):
+        decoder.to_sam_inputs([])
+
+
+def test_pad_points_pads_with_sams_not_a_point(prompt_encoder):
+    full = blob_prompt("points", blobs(), points=2)
+    all_water = blob_prompt("points", np.ones((8, 8), dtype=bool), points=2)
+    (coords, labels), boxes = decoder.to_sam_inputs([full, all_water], pad_points=True)
+    assert boxes is None
+    assert labels.tolist() == [[1, 1, 0, 0], [1, 1, -1, -1]]
+    assert coords[1, :2].tolist() == all_water.points.tolist()
+    with torch.no_grad():
+        sparse, _ = decoder.encode_prompts(prompt_encoder, [full, all_water], pad_points=True)
+    not_a_point = prompt_encoder.not_a_point_embed.weight[0]
+    assert sparse.shape == (2, 5, 256)
+    assert torch.equal(sparse[1, 2], not_a_point) and torch.equal(sparse[1, 4], not_a_point)

@@ -9,18 +9,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-import torch
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
 from floodcache.prompts import (
     PROMPTS,
     Prompt,
     PromptOptions,
-    encode_prompts,
     make_prompt,
     parse_prompts,
     prompt_rng,
-    to_sam_inputs,
 )
 
 REAL_MASKS = Path(__file__).resolve().parents[2] / "shared" / "flood_dataset" / "Mask"
@@ -50,17 +46,6 @@ def on_water(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
     """Whether each XY point lies on water."""
     cols, rows = points.astype(int).T
     return mask[rows, cols].astype(bool)
-
-
-@pytest.fixture(scope="module")
-def prompt_encoder() -> PromptEncoder:
-    torch.manual_seed(0)
-    return PromptEncoder(
-        embed_dim=256,
-        image_embedding_size=(64, 64),
-        input_image_size=(1024, 1024),
-        mask_in_chans=16,
-    ).eval()
 
 
 def test_registry_names_and_flags():
@@ -312,78 +297,6 @@ def test_parse_prompts_names_the_valid_strategies(text):
     with pytest.raises(ValueError) as error:
         parse_prompts(text)
     assert all(name in str(error.value) for name in PROMPTS)
-
-
-# Sparse tokens per prompt: points (+1 padding point when there is no box) + 2 box corners.
-SPARSE_TOKENS = {"point": 2, "center": 2, "points": 7, "box": 2, "box+point": 3, "none": 0}
-
-
-@pytest.mark.parametrize("name", list(PROMPTS))
-def test_to_sam_inputs_feeds_the_prompt_encoder(name, prompt_encoder):
-    mask = blobs()  # 64x80: to the 1024 frame by 1024 / 80
-    prompts = [prompt(name, mask, view=v).scaled(12.8, 12.8) for v in range(3)]
-    points, boxes = to_sam_inputs(prompts)
-    if points is not None:
-        coords, labels = points
-        assert coords.dtype == torch.float32 and coords.shape == (3, prompts[0].num_points, 2)
-        assert labels.shape == (3, prompts[0].num_points)
-        assert torch.equal(coords[1], torch.tensor(prompts[1].points.tolist()))
-    if boxes is not None:
-        assert boxes.dtype == torch.float32 and boxes.shape == (3, 4)
-    with torch.no_grad():
-        sparse, dense = prompt_encoder(points=points, boxes=boxes, masks=None)
-        encoded = encode_prompts(prompt_encoder, prompts)
-    expected_batch = 1 if name == "none" else 3  # no prompt at all: the encoder sees batch 1
-    assert sparse.shape == (expected_batch, SPARSE_TOKENS[name], 256)
-    assert dense.shape == (expected_batch, 256, 64, 64)
-    assert encoded[0].shape == (3, SPARSE_TOKENS[name], 256)
-    assert encoded[1].shape == (3, 256, 64, 64)
-
-
-@pytest.mark.parametrize("name", list(PROMPTS))
-def test_encoded_prompts_run_through_the_mask_decoder(name, prompt_encoder):
-    torch.manual_seed(0)
-    transformer = TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8)
-    decoder = MaskDecoder(transformer_dim=256, transformer=transformer).eval()
-    prompts = [prompt(name, blobs(), view=v).scaled(12.8, 12.8) for v in range(2)]
-    with torch.no_grad():
-        sparse, dense = encode_prompts(prompt_encoder, prompts)
-        masks, iou = decoder(
-            image_embeddings=torch.randn(1, 256, 64, 64),
-            image_pe=prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=PROMPTS[name].multimask,
-        )
-    outputs = 3 if PROMPTS[name].multimask else 1
-    assert masks.shape == (2, outputs, 256, 256) and iou.shape == (2, outputs)
-
-
-def test_to_sam_inputs_refuses_mixed_point_counts():
-    full = prompt("points", blobs(), points=2)
-    all_water = prompt("points", np.ones((8, 8), dtype=bool), points=2)
-    with pytest.raises(ValueError, match="pad_points=True"):
-        to_sam_inputs([full, all_water])
-    with pytest.raises(ValueError, match="same number of points"):
-        to_sam_inputs([prompt("point", blobs()), full])
-    with pytest.raises(ValueError, match="box"):
-        to_sam_inputs([prompt("box", blobs()), Prompt(points=None, labels=None, box=None)])
-    with pytest.raises(ValueError, match="at least one"):
-        to_sam_inputs([])
-
-
-def test_pad_points_pads_with_sams_not_a_point(prompt_encoder):
-    full = prompt("points", blobs(), points=2)
-    all_water = prompt("points", np.ones((8, 8), dtype=bool), points=2)
-    (coords, labels), boxes = to_sam_inputs([full, all_water], pad_points=True)
-    assert boxes is None
-    assert labels.tolist() == [[1, 1, 0, 0], [1, 1, -1, -1]]
-    assert coords[1, :2].tolist() == all_water.points.tolist()
-    with torch.no_grad():
-        sparse, _ = encode_prompts(prompt_encoder, [full, all_water], pad_points=True)
-    not_a_point = prompt_encoder.not_a_point_embed.weight[0]
-    assert sparse.shape == (2, 5, 256)
-    assert torch.equal(sparse[1, 2], not_a_point) and torch.equal(sparse[1, 4], not_a_point)
 
 
 @pytest.mark.skipif(not REAL_MASKS.is_dir(), reason="real data set not present")
