@@ -12,25 +12,25 @@ from pathlib import Path
 
 import click
 
+# Only modules free of torch are imported here, so that --help answers at once; a command
+# imports what it runs (`tests/test_cli.py`).
 from floodcache import data, download
 from floodcache.audit import audit_folder
-from floodcache.bench import SKIPPABLE
+from floodcache.background import ReaderDied
 from floodcache.cache import CacheError, verify
-from floodcache.embed import EmbedConfig, run_embed
-from floodcache.encoder import (
+from floodcache.choices import (
     AUTO_PRECISION,
+    BENCH_SKIPPABLE,
     MODEL_TYPES,
     PRECISIONS,
     RESIZE_METHODS,
-    CheckpointError,
+    TRAIN_PRECISIONS,
 )
 from floodcache.prompts import PROMPTS
-from floodcache.readers import ReaderDied
-from floodcache.train import TRAIN_PRECISIONS, TrainConfig, run_train
 
 USER_ERRORS = (
     CacheError,
-    CheckpointError,
+    download.CheckpointError,
     download.DownloadError,
     data.UnreadableFile,
     ReaderDied,
@@ -262,6 +262,8 @@ def embed(
     Example: python cli.py embed --data ../shared/flood_dataset
     --checkpoint checkpoints/sam_vit_b_01ec64.pth --augment 3
     """
+    from floodcache.embed import EmbedConfig, run_embed
+
     config = EmbedConfig(
         cache=cache,
         data_dir=data_dir,
@@ -378,6 +380,8 @@ def train(
 
     Example: python cli.py train --cache cache/flood.h5 --prompt point,box,none
     """
+    from floodcache.train import TrainConfig, run_train
+
     config = TrainConfig(
         cache=cache,
         out=out or Path("runs") / prompt.replace(",", "+"),
@@ -829,10 +833,10 @@ def export(checkpoint, decoder, out, overwrite) -> None:
 )
 @click.option(
     "--skip",
-    type=click.Choice(list(SKIPPABLE)),
+    type=click.Choice(list(BENCH_SKIPPABLE)),
     multiple=True,
     help="Leave a stage out (repeatable): "
-    + "; ".join(f"{name}: {what}" for name, what in SKIPPABLE.items())
+    + "; ".join(f"{name}: {what}" for name, what in BENCH_SKIPPABLE.items())
     + ".",
 )
 @click.option("--json", "json_path", type=click.Path(path_type=Path), help="Also write JSON here.")

@@ -13,6 +13,10 @@ from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, wait
 
 
+class ReaderDied(RuntimeError):
+    """A reader process ended without a word (killed: by the OOM killer, say)."""
+
+
 def background_processes(
     count: int, initializer: Callable | None = None, initargs: tuple = ()
 ) -> ProcessPoolExecutor:

@@ -14,7 +14,8 @@ import torch
 from segment_anything.modeling import Sam
 
 from floodcache import encoder
-from floodcache.encoder import IMAGE_SIZE, MODEL_TYPES, PRECISIONS
+from floodcache.choices import MODEL_TYPES
+from floodcache.encoder import DTYPES, IMAGE_SIZE
 from floodcache.fast_encoder import attention_kind, compile_wanted, fast_image_encoder
 
 log = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ def view_memory(model_type: str, precision: str, fast: bool, attention: str = "m
     windows = math.ceil(side / 14) ** 2  # 14x14-token windows cover the padded 70x70 grid
     global_attention = bool(spec.global_attn_indexes)
     pairs = side**4 if global_attention else windows * 14**4
-    itemsize = 4 if PRECISIONS[precision] is None else 2
+    itemsize = 4 if DTYPES[precision] is None else 2
     if fast and attention == "folded":
         tokens, grid = (side**2, side) if global_attention else (windows * 14**2, 14)
         width = spec.embed_dim // spec.num_heads + 2 * grid

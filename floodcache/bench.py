@@ -41,12 +41,6 @@ from floodcache.train import DecoderTrainer, TrainConfig
 from floodcache.train_views import Views, lowres_prompt
 
 WRITING_BATCH = 32  # the writing stage's views per part: embed's batch on a large GPU
-SKIPPABLE = {  # stages `--skip` can leave out, and what they are
-    "eager-encoders": "the uncompiled encoder rows (on CUDA, where compiled ones run)",
-    "mask-encoders": "the fast encoder with the mask attention where folded is the default",
-    "compression": "the cache's size and I/O with compression",
-    "writing": "embed's cache writing alone, in line and in the background",
-}
 
 
 @dataclass

@@ -82,6 +82,10 @@ class KaggleCredentialsMissing(DownloadError):
     """Kaggle refused to start: no credentials, or credentials it rejected."""
 
 
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, truncated or not a SAM checkpoint of the asked type."""
+
+
 class CheckpointNotFound(FileNotFoundError):
     """No SAM checkpoint where one was looked for; the message names the command that fetches it."""
 

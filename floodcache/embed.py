@@ -25,6 +25,7 @@ from floodcache import batch_encoder, data, distributed, encoder
 from floodcache.audit import AuditReport, audit_folder
 from floodcache.cache import CacheError, sam_prompt_state
 from floodcache.cache_writer import CacheWriter
+from floodcache.choices import AUTO_PRECISION, RESIZE_METHODS
 from floodcache.part_writer import Assembler, PartWriter
 from floodcache.readers import ReaderTimes, default_workers, described, read_batches
 from floodcache.views import (
@@ -53,7 +54,7 @@ class EmbedConfig:
     augment: int = 0  # extra augmented views per training image
     seed: int = 0  # split and augmentation seed
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS  # train/val/test
-    precision: str = encoder.AUTO_PRECISION  # fp16 on CUDA, fp32 on a CPU; cache: float16
+    precision: str = AUTO_PRECISION  # fp16 on CUDA, fp32 on a CPU; cache: float16
     resize: str = "pil"  # to SAM's input: "pil" in the readers, "torch" on the device
     on_mismatch: str = "exclude"  # or "resize": resize a mask to its image
     limit: int | None = None  # embed only the first N usable images (quick trials)
@@ -105,7 +106,7 @@ def identity_of(config: EmbedConfig, checkpoint_sha256: str, plan: list[ViewKey]
         "limit": config.limit,
         "augmentation_recipe": augmentation_recipe() if config.augment else None,
         "augmented_from": AUGMENTED_FROM if config.augment else None,
-        "resize_method": encoder.RESIZE_METHODS[config.resize],
+        "resize_method": RESIZE_METHODS[config.resize],
         "views": [[k.image_id, k.view, k.split] for k in plan],
     }
 

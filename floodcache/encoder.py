@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -21,42 +20,14 @@ from segment_anything.build_sam import _build_sam
 from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
-from floodcache.download import CHECKPOINTS, find_checkpoint, sha256_file
+from floodcache.choices import AUTO_PRECISION, MODEL_TYPES, PRECISIONS
+from floodcache.download import CHECKPOINTS, CheckpointError, find_checkpoint, sha256_file
 from floodcache.fast_encoder import compile_wanted, fast_image_encoder
 
 IMAGE_SIZE = 1024  # SAM's encoder input side
 EMBEDDING_SHAPE = (256, 64, 64)  # one view's image embedding
 LOWRES_SIZE = 256  # the mask decoder's low-res logits side, covering the padded 1024 square
 log = logging.getLogger(__name__)
-RESIZE_METHODS = {  # --resize -> what the cache's identity records
-    "pil": "segment_anything.ResizeLongestSide.apply_image (PIL, uint8)",
-    "torch": "F.interpolate bilinear antialias as ResizeLongestSide.apply_image_torch, on device",
-}
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """The ViT image-encoder hyper-parameters that tell SAM's model types apart."""
-
-    embed_dim: int
-    depth: int
-    num_heads: int
-    global_attn_indexes: tuple[int, ...]
-    test_only: bool = False  # a tiny architecture for tests and smoke runs, never pretrained
-
-
-MODEL_TYPES: dict[str, EncoderSpec] = {
-    "vit_b": EncoderSpec(768, 12, 12, (2, 5, 8, 11)),
-    "vit_l": EncoderSpec(1024, 24, 16, (5, 11, 17, 23)),
-    "vit_h": EncoderSpec(1280, 32, 16, (7, 15, 23, 31)),
-    # Same SAM modules, two narrow windowed blocks (global attention over 4096 tokens is what
-    # costs most on a CPU): lets tests embed a view in a fraction of a second.
-    "vit_tiny": EncoderSpec(64, 2, 2, (), test_only=True),
-}
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that is missing, truncated or not a SAM checkpoint of the asked type."""
 
 
 def build_sam(model_type: str = "vit_b") -> Sam:
@@ -249,14 +220,10 @@ def batch_to_tensor(
     return batch
 
 
-PRECISIONS: dict[str, torch.dtype | None] = {
-    "fp32": None,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-}
-
-
-AUTO_PRECISION = "auto"  # fp16 on CUDA, fp32 elsewhere (`resolve_precision`)
+# Each precision's autocast dtype (fp32: no autocast).
+DTYPES: dict[str, torch.dtype | None] = dict(
+    zip(PRECISIONS, (None, torch.float16, torch.bfloat16), strict=True)
+)
 
 
 def resolve_precision(precision: str, device: torch.device, gpu: str = "fp16") -> str:
@@ -280,9 +247,9 @@ def relative_error(ours, reference) -> float:
 @contextmanager
 def autocast(device: torch.device, precision: str) -> Iterator[None]:
     """Autocast the encoder to `precision` ('fp32' runs without autocast)."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    dtype = PRECISIONS[precision]
+    if precision not in DTYPES:
+        raise ValueError(f"unknown precision {precision!r}; choose one of {', '.join(DTYPES)}")
+    dtype = DTYPES[precision]
     if dtype is None:
         yield
         return

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from floodcache import data, encoder, shared_memory
-from floodcache.background import background_processes
+from floodcache.background import ReaderDied, background_processes
 from floodcache.encoder import IMAGE_SIZE, LOWRES_SIZE
 from floodcache.views import ViewKey, make_view, view_base
 
@@ -166,10 +166,6 @@ SLOT_BYTES = {"pil": IMAGE_SIZE * IMAGE_SIZE * 3 + LOWRES_SIZE**2, "torch": 1920
 FORKED_READERS = sys.platform == "linux"  # as `background_processes` starts them
 HELD_BATCHES = 2  # a borrowed batch's pixels stay as they are until this many more are asked
 AHEAD_PER_READER = 6  # views a reader may have read beyond the batches being held and joined
-
-
-class ReaderDied(RuntimeError):
-    """A reader process ended without a word (killed: by the OOM killer, say)."""
 
 
 class Shared(NamedTuple):

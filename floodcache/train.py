@@ -25,9 +25,9 @@ from tqdm import tqdm
 
 from floodcache import decoder as sam_decoder
 from floodcache.cache import Cache, CacheError, config_difference
+from floodcache.choices import AUTO_PRECISION, TRAIN_PRECISIONS
 from floodcache.encoder import (
-    AUTO_PRECISION,
-    PRECISIONS,
+    DTYPES,
     autocast,
     pick_device,
 )
@@ -115,9 +115,6 @@ def losses(logits, iou_pred, target, valid) -> tuple[torch.Tensor, torch.Tensor,
     return bce + dice, (iou_pred - iou.detach()) ** 2, iou
 
 
-TRAIN_PRECISIONS = ("fp32", "bf16")
-
-
 def resolve_precision(precision: str, device: torch.device) -> str:
     """`precision`, with 'auto' made bf16 on a GPU and fp32 on a CPU (fp16 training would
     need loss scaling).
@@ -139,7 +136,7 @@ def views_per_pass(device: torch.device, precision: str) -> int | None:
     """
     if device.type != "cpu":
         return None
-    dtype = PRECISIONS[precision] or torch.float32
+    dtype = DTYPES[precision] or torch.float32
     return torch.float32.itemsize // dtype.itemsize
 
 

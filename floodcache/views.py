@@ -18,7 +18,6 @@ import numpy as np
 
 from floodcache.encoder import input_size, resize_to_input
 
-SPLITS = ("train", "val", "test")
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
 
 

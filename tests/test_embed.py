@@ -22,6 +22,7 @@ from segment_anything import SamPredictor
 
 from floodcache import batch_encoder, cache_writer, data, embed, encoder, readers, views
 from floodcache.cache import Cache, CacheError, verify, view_digest
+from floodcache.choices import RESIZE_METHODS
 from floodcache.embed import run_embed
 from floodcache.encoder import load_sam, relative_error
 from floodcache.part_writer import part_name
@@ -555,7 +556,7 @@ def test_device_resize_makes_the_same_cache_but_for_the_resized_pixels(
         assert verify(caches[resize]).ok
     with Cache.open(caches["pil"]) as pil, Cache.open(caches["torch"]) as on_device:
         identity = json.loads(on_device.file.attrs["config"])["identity"]
-        assert identity["resize_method"] == encoder.RESIZE_METHODS["torch"]
+        assert identity["resize_method"] == RESIZE_METHODS["torch"]
         for name in ["image_id", "view", "split", "input_size", "water_fraction"]:
             assert np.array_equal(pil.column(name), on_device.column(name)), name
         pngs = zip(pil.file["mask_png"][:], on_device.file["mask_png"][:], strict=True)

@@ -10,7 +10,8 @@ from segment_anything import SamPredictor
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from floodcache import encoder
-from floodcache.encoder import CheckpointError, load_sam, relative_error
+from floodcache.download import CheckpointError
+from floodcache.encoder import load_sam, relative_error
 
 
 def test_load_sam_roundtrip(tiny_checkpoint):

@@ -1,0 +1,67 @@
+"""Tests for cli.py as a user meets it first: `--help` and `audit` answer without torch."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+HEAVY = ("torch", "torchvision", "segment_anything", "albumentations", "matplotlib", "polars")
+
+
+def heavy_modules_after(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter has imported after running `code` in the root."""
+    report = f"import json, sys; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{report}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("command", [[], ["embed"], ["train"], ["run"], ["bench"]])
+def test_help_imports_no_torch(command):
+    # Importing torch, torchvision and albumentations took ~5 s of every --help here.
+    code = (
+        "import cli\n"
+        "try:\n"
+        f"    cli.main({[*command, '--help']!r}, prog_name='cli.py')\n"
+        "except SystemExit as end:\n"
+        "    assert end.code == 0, end.code"
+    )
+    assert heavy_modules_after(code) == []
+
+
+def test_audit_runs_without_torch(tiny_data, tmp_path):
+    out = tmp_path / "problems.csv"
+    code = (
+        "import cli\n"
+        "try:\n"
+        f"    cli.main(['audit', '--data', {str(tiny_data)!r}, '--out', {str(out)!r}])\n"
+        "except SystemExit as end:\n"
+        "    assert end.code == 0, end.code"
+    )
+    assert heavy_modules_after(code) == []
+    assert out.read_text().startswith("image,mask,problem,detail")
+
+
+def test_the_choices_offered_are_the_ones_the_library_has():
+    import cli
+    from floodcache import encoder, readers
+
+    def choices(command: str, option: str) -> set[str]:
+        param = next(p for p in cli.main.commands[command].params if p.name == option)
+        return set(param.type.choices)
+
+    assert choices("embed", "precision") == {"auto", *encoder.DTYPES}
+    assert choices("train", "precision") <= {"auto", *encoder.DTYPES}
+    assert choices("embed", "resize") == set(readers.SLOT_BYTES)
+    assert choices("embed", "model_type") == {"vit_b", "vit_l", "vit_h", "vit_tiny"}
