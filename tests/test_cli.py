@@ -27,29 +27,27 @@ def heavy_modules_after(code: str) -> list[str]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
-@pytest.mark.parametrize("command", [[], ["embed"], ["train"], ["run"], ["bench"]])
-def test_help_imports_no_torch(command):
-    # Importing torch, torchvision and albumentations took ~5 s of every --help here.
-    code = (
+def cli_code(args: list[str]) -> str:
+    """Python code running `python cli.py ARGS` in-process; it fails unless the exit code is 0."""
+    return (
         "import cli\n"
         "try:\n"
-        f"    cli.main({[*command, '--help']!r}, prog_name='cli.py')\n"
+        f"    cli.main({args!r}, prog_name='cli.py')\n"
         "except SystemExit as end:\n"
         "    assert end.code == 0, end.code"
     )
-    assert heavy_modules_after(code) == []
+
+
+@pytest.mark.parametrize("command", [[], ["embed"], ["train"], ["run"], ["bench"]])
+def test_help_imports_no_torch(command):
+    # Importing torch, torchvision and albumentations took ~5 s of every --help here.
+    assert heavy_modules_after(cli_code([*command, "--help"])) == []
 
 
 def test_audit_runs_without_torch(tiny_data, tmp_path):
     out = tmp_path / "problems.csv"
-    code = (
-        "import cli\n"
-        "try:\n"
-        f"    cli.main(['audit', '--data', {str(tiny_data)!r}, '--out', {str(out)!r}])\n"
-        "except SystemExit as end:\n"
-        "    assert end.code == 0, end.code"
-    )
-    assert heavy_modules_after(code) == []
+    audit = ["audit", "--data", str(tiny_data), "--out", str(out)]
+    assert heavy_modules_after(cli_code(audit)) == []
     assert out.read_text().startswith("image,mask,problem,detail")
 
 
