@@ -10,10 +10,9 @@
 #   --reference-views 4 --skip eager-encoders --skip mask-encoders --skip compression
 #   --skip writing --resize pil --resize torch" bash scripts/device_check.sh
 # Results go under $OUT (default /tmp/floodcache-device). Missing Python packages come as
-# wheels in .whl/, installed to /tmp/site: the lent machines (Python 3.12, torch 2.11) lacked
-# segment-anything albumentations albucore simsimd stringzilla pydantic pydantic_core
-# annotated-types typing-inspection; `bash scripts/gpu_wheels.sh` fetches them here first
-# (cp312 manylinux wheels, 7.5 MB, ~10 s). polars is not needed: bench does not import it.
+# wheels in .whl/, installed to /tmp/site: `bash scripts/gpu_wheels.sh` fetches the ones the
+# lent machines (Python 3.12, torch 2.11) lacked, here first (cp312 manylinux wheels, 7.5 MB,
+# ~10 s). polars is not needed: bench does not import it.
 # Each step has its own time limit, so one that hangs or fails still leaves the others.
 set -u
 OUT=${OUT:-/tmp/floodcache-device}
