@@ -30,7 +30,7 @@ import numpy as np
 SPLITS = ("train", "val", "test")  # the values of the split field
 
 SCHEMA_VERSION = 1
-EMBEDDING_SHAPE = (256, 64, 64)
+EMBEDDING_SHAPE = (256, 64, 64)  # one view's image embedding
 STR = h5py.string_dtype()
 BYTES = h5py.vlen_dtype(np.uint8)
 

@@ -25,7 +25,6 @@ from floodcache.download import CHECKPOINTS, CheckpointError, find_checkpoint, s
 from floodcache.fast_encoder import compile_wanted, fast_image_encoder
 
 IMAGE_SIZE = 1024  # SAM's encoder input side
-EMBEDDING_SHAPE = (256, 64, 64)  # one view's image embedding
 LOWRES_SIZE = 256  # the mask decoder's low-res logits side, covering the padded 1024 square
 log = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from tqdm import tqdm
 
 from floodcache import decoder as sam_decoder
-from floodcache.cache import Cache, CacheError, config_difference
-from floodcache.encoder import EMBEDDING_SHAPE, IMAGE_SIZE, pick_device
+from floodcache.cache import EMBEDDING_SHAPE, Cache, CacheError, config_difference
+from floodcache.encoder import IMAGE_SIZE, pick_device
 from floodcache.metrics import METRICS, mask_metrics
 from floodcache.prompts import (
     PROMPTS,
