@@ -697,7 +697,12 @@ def _coordinates(count: int):
 @click.option(
     "--decoder", type=click.Path(path_type=Path), required=True, help="Fine-tuned run folder."
 )
-@click.option("--image", type=click.Path(path_type=Path), required=True)
+@click.option(
+    "--image",
+    type=click.Path(path_type=Path, exists=True),
+    required=True,
+    help="An image, or a folder of images (segmented prompt-free, SAM loaded once).",
+)
 @click.option(
     "--point",
     "points",
@@ -713,18 +718,51 @@ def _coordinates(count: int):
 )
 @click.option("--box", callback=_coordinates(4), help="Water box X0,Y0,X1,Y1 in image pixels.")
 @click.option(
-    "--out", type=click.Path(path_type=Path), required=True, help="Mask PNG (255 = water)."
+    "--out",
+    type=click.Path(path_type=Path),
+    required=True,
+    help="Mask PNG (255 = water); for a folder of images, a folder: <stem>.png per image and "
+    "predictions.csv (water fraction per image).",
+)
+@click.option(
+    "--overwrite",
+    is_flag=True,
+    help="Replace an existing --out (a folder's masks: predict them all again).",
 )
 @click.option("--device", help="torch device [default: cuda if available]")
 @user_errors
-def predict(checkpoint, decoder, image, points, background, box, out, device) -> None:
-    """Segment the water in a new image with a fine-tuned decoder (no prompt: prompt-free).
+def predict(checkpoint, decoder, image, points, background, box, out, overwrite, device) -> None:
+    """Segment the water in a new image, or each image of a folder, with a fine-tuned decoder.
+
+    No prompt: prompt-free (train the decoder with `none` among its --prompt). A folder's
+    images get no prompt; a rerun keeps the masks already written and goes on.
 
     Example: python cli.py predict --checkpoint checkpoints/sam_vit_b_01ec64.pth
     --decoder runs/point+box+none --image photo.jpg --out photo_water.png
+    (or --image photos/ --out water/)
     """
-    from floodcache.predict import PredictConfig, run_predict
+    from floodcache.predict import FolderConfig, PredictConfig, run_predict, run_predict_folder
 
+    if image.is_dir():
+        if points or background or box:
+            raise click.UsageError(
+                "--point, --background and --box are for one image; give --image FILE"
+            )
+        folder = FolderConfig(
+            checkpoint=checkpoint,
+            decoder=decoder,
+            images=image,
+            out=out,
+            overwrite=overwrite,
+            device=device,
+        )
+        result = run_predict_folder(folder)
+        click.echo(
+            f"{result.out}: {result.predicted} images segmented, {len(result.kept)} kept from "
+            f"an earlier run, {len(result.unreadable)} unreadable; water fraction per image "
+            f"in {result.summary}"
+        )
+        return
     config = PredictConfig(
         checkpoint=checkpoint,
         decoder=decoder,
@@ -734,6 +772,7 @@ def predict(checkpoint, decoder, image, points, background, box, out, device) ->
         background=background,
         box=box,
         device=device,
+        overwrite=overwrite,
     )
     result = run_predict(config)
     click.echo(

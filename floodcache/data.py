@@ -81,8 +81,8 @@ def find_pairs(
         pairs, problems = _pairs_from_metadata(metadata, image_dir, mask_dir)
     else:
         pairs, problems = _pairs_by_stem(image_dir, mask_dir)
-    pairs.sort(key=lambda pair: _natural_key(pair.image_id))
-    problems.sort(key=lambda row: _natural_key(Path(row.image or row.mask).stem))
+    pairs.sort(key=lambda pair: natural_key(pair.image_id))
+    problems.sort(key=lambda row: natural_key(Path(row.image or row.mask).stem))
     return pairs, problems
 
 
@@ -244,7 +244,7 @@ def path_str(path: Path | None) -> str:
     return "" if path is None else str(path)
 
 
-def _natural_key(text: str) -> list[tuple[int, int, str]]:
+def natural_key(text: str) -> list[tuple[int, int, str]]:
     """Sort key that puts "2" before "10": digit runs compare as numbers."""
     return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t]
 
@@ -333,7 +333,7 @@ def _pairs_from_metadata(metadata: Path, image_dir: Path, mask_dir: Path):
 
 def _pairs_by_stem(image_dir: Path, mask_dir: Path):
     """Pairs of image and mask files that share a file stem, plus missing_* problems."""
-    image_files, mask_files = _by_stem(image_dir), _by_stem(mask_dir)
+    image_files, mask_files = files_by_stem(image_dir), files_by_stem(mask_dir)
     pairs, problems = [], []
     for stem in set(image_files) | set(mask_files):
         folders = f"{image_dir} and {mask_dir}"
@@ -344,14 +344,18 @@ def _pairs_by_stem(image_dir: Path, mask_dir: Path):
     return pairs, problems
 
 
-def _by_stem(folder: Path) -> dict[str, Path]:
+PAIRING_BY_STEM = (
+    "so pairing by stem is ambiguous: rename one, or pair them with a metadata.csv (Image,Mask)"
+)
+
+
+def files_by_stem(folder: Path, why: str = PAIRING_BY_STEM) -> dict[str, Path]:
+    """The visible files of `folder` by file stem. Raises ValueError naming both files and
+    `why` it matters (what to do) where two share a stem."""
     by_stem: dict[str, Path] = {}
     for path in _files(folder):
         if path.stem in by_stem:
-            raise ValueError(
-                f"{by_stem[path.stem]} and {path} share the stem {path.stem!r}, so pairing by "
-                "stem is ambiguous: rename one, or pair them with a metadata.csv (Image,Mask)"
-            )
+            raise ValueError(f"{by_stem[path.stem]} and {path} share the stem {path.stem!r}, {why}")
         by_stem[path.stem] = path
     return by_stem
 

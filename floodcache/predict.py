@@ -3,6 +3,8 @@
 predict: a new image -> SAM's water mask, through segment-anything's own `SamPredictor` with
 the run's mask decoder in place of the checkpoint's, from points, a box, or no prompt at all
 (for a decoder trained on `none`: the one prompt a field deployment without ground truth has).
+A folder of images is segmented prompt-free, SAM loaded once, into a folder of masks and a
+table of each image's water fraction (`run_predict_folder`).
 
 export: the full SAM checkpoint (a state dict of the whole `Sam` module, like the official
 files) with `mask_decoder.*` replaced by the run's decoder, so that
@@ -11,9 +13,11 @@ files) with `mask_decoder.*` replaced by the run's decoder, so that
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -21,11 +25,12 @@ import numpy as np
 import torch
 from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
+from tqdm import tqdm
 
 from floodcache import data
 from floodcache.download import sha256_file
 from floodcache.encoder import load_sam, pick_device
-from floodcache.prompts import Prompt
+from floodcache.prompts import NO_PROMPT, Prompt
 from floodcache.runs import RANDOM_WEIGHTS, DecoderModel, check_same_sam, load_run
 
 log = logging.getLogger(__name__)
@@ -43,6 +48,7 @@ class PredictConfig:
     background: tuple[tuple[float, float], ...] = ()  # not-water clicks, XY pixels
     box: tuple[float, float, float, float] | None = None  # XYXY original-image pixels
     device: str | None = None
+    overwrite: bool = False  # replace an existing `out` file
 
 
 @dataclass
@@ -87,22 +93,44 @@ def user_prompt(config: PredictConfig) -> Prompt:
 
 
 def run_predict(config: PredictConfig) -> Prediction:
-    """Segment one image and write its mask PNG.
+    """Segment one image and write its mask PNG (`segment`)."""
+    out = Path(config.out)
+    if out.suffix.lower() != ".png":
+        raise ValueError(f"{out}: the mask is written as PNG; give --out a .png path")
+    if out.exists() and not config.overwrite:
+        raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
+    predictor, model = load_predictor(config.checkpoint, config.decoder, config.device)
+    prompt = user_prompt(config)
+    if prompt.num_points == 0 and prompt.box is None:
+        warn_if_not_prompt_free(model, config.decoder)
+    image, _ = data.read_image(config.image)
+    mask, score = segment(predictor, image, prompt)
+    write_mask(out, mask)
+    return Prediction(mask, score, prompt, out)
+
+
+def load_predictor(checkpoint: Path, run: Path, device: str | None):
+    """(segment-anything's SamPredictor with the run's decoder on `device`, the run)."""
+    sam, model = sam_with_decoder(checkpoint, run)
+    return SamPredictor(sam.to(pick_device(device))), model
+
+
+def warn_if_not_prompt_free(model: DecoderModel, run: Path) -> None:
+    if "none" not in model.trained_prompts:
+        log.warning(
+            "no prompt given, but %s was trained on %s, not `none`: its prompt-free masks are "
+            "unreliable; give --point/--box, or train with --prompt including none",
+            run,
+            ", ".join(model.trained_prompts),
+        )
+
+
+def segment(predictor: SamPredictor, image: np.ndarray, prompt: Prompt) -> tuple[np.ndarray, float]:
+    """HxWx3 uint8 RGB image -> (HxW bool water mask, SAM's predicted IoU of it).
 
     A single click without a box is ambiguous: SAM's three masks are made and the one its IoU
     head rates best is kept (as the `point` strategy is evaluated); otherwise one mask.
     """
-    sam, model = sam_with_decoder(config.checkpoint, config.decoder)
-    prompt = user_prompt(config)
-    if prompt.num_points == 0 and prompt.box is None and "none" not in model.trained_prompts:
-        log.warning(
-            "no prompt given, but %s was trained on %s, not `none`: its prompt-free masks are "
-            "unreliable; give --point/--box, or train with --prompt including none",
-            config.decoder,
-            ", ".join(model.trained_prompts),
-        )
-    image, _ = data.read_image(config.image)
-    predictor = SamPredictor(sam.to(pick_device(config.device)))
     predictor.set_image(image)
     multimask = prompt.num_points == 1 and prompt.box is None
     masks, scores, _ = predictor.predict(
@@ -112,11 +140,156 @@ def run_predict(config: PredictConfig) -> Prediction:
         multimask_output=multimask,
     )
     best = int(np.argmax(scores))
-    out = Path(config.out)
+    return masks[best], float(scores[best])
+
+
+def write_mask(out: Path, mask: np.ndarray) -> None:
+    """Write an HxW bool mask as a PNG (255 = water) whole or not at all: encoded first, then
+    written to a temporary name and renamed, so a stopped run leaves no half-written mask."""
+    ok, png = cv2.imencode(".png", mask.astype(np.uint8) * 255)
+    assert ok, "OpenCV failed to encode an in-memory mask"
     out.parent.mkdir(parents=True, exist_ok=True)
-    if not cv2.imwrite(str(out), masks[best].astype(np.uint8) * 255):
-        raise ValueError(f"could not write {out}: give --out a .png path in a writable folder")
-    return Prediction(masks[best], float(scores[best]), prompt, out)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_bytes(png.tobytes())
+    os.replace(tmp, out)
+
+
+SUMMARY = "predictions.csv"  # one row per file of the folder
+SUMMARY_COLUMNS = ("image", "mask", "water_fraction", "sam_iou", "problem")
+
+
+@dataclass
+class FolderConfig:
+    """Every file of a folder, segmented prompt-free with a fine-tuned decoder."""
+
+    checkpoint: Path  # the SAM checkpoint the run's cache was embedded with
+    decoder: Path  # run folder written by `train` (trained on `none`, for prompt-free masks)
+    images: Path  # a folder: each visible file in it is read as an image (not subfolders)
+    out: Path  # another folder: one mask <stem>.png per image (255 = water), and SUMMARY
+    overwrite: bool = False  # segment again images whose mask an earlier run wrote
+    device: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class FolderResult:
+    out: Path
+    summary: Path  # SUMMARY in `out`
+    predicted: int  # images segmented by this run
+    kept: list[str] = field(default_factory=list)  # images whose mask was there already
+    unreadable: list[str] = field(default_factory=list)  # files that are not images
+
+
+def run_predict_folder(config: FolderConfig) -> FolderResult:
+    """Segment each image of `config.images` prompt-free, in natural order, SAM loaded once.
+
+    A mask already in `out` (from a run that was stopped) is kept unless `overwrite`, so a
+    rerun goes on where the last one stopped. A file that cannot be read as an image is
+    logged and listed in the summary with its problem, and the run goes on. The summary is
+    written when the run ends, however it ends.
+    """
+    images, out = Path(config.images), Path(config.out)
+    if not images.is_dir():
+        raise FileNotFoundError(f"{images}: no such folder; give --image a folder of images")
+    if out.resolve() == images.resolve():
+        raise ValueError(f"--out {out}: masks are named after the images; give another folder")
+    why = f"so both would get that stem's mask in {out}: rename one, or move it elsewhere"
+    files = sorted(data.files_by_stem(images, why).items(), key=lambda i: data.natural_key(i[0]))
+    if not files:
+        raise FileNotFoundError(f"{images}: no files to segment; give --image a folder of images")
+    predictor, model = load_predictor(config.checkpoint, config.decoder, config.device)
+    warn_if_not_prompt_free(model, config.decoder)
+    masks = [out / f"{stem}.png" for stem, _ in files]
+    _claim(out, {"decoder": str(model.run), "decoder_sha256": model.sha256}, masks, config)
+    earlier = _read_summary(out / SUMMARY)
+    result = FolderResult(out, out / SUMMARY, predicted=0)
+    rows = []
+    try:
+        bar = tqdm(files, unit="image", desc="predict", disable=not config.progress)
+        for (_, path), mask_path in zip(bar, masks, strict=True):
+            kept = None if config.overwrite else _kept(path, mask_path, earlier)
+            if kept is not None:
+                rows.append(kept)
+                result.kept.append(path.name)
+                continue
+            try:
+                image, _ = data.read_image(path)
+            except data.UnreadableFile as error:
+                log.warning("%s", error)
+                rows.append({"image": path.name, "problem": str(error)})
+                result.unreadable.append(path.name)
+                continue
+            mask, score = segment(predictor, image, NO_PROMPT)
+            write_mask(mask_path, mask)
+            rows.append(_row(path, mask_path, mask, score))
+            result.predicted += 1
+    finally:
+        _write_summary(out / SUMMARY, rows)
+    return result
+
+
+RECORD = "predict.json"  # which decoder made the masks of an output folder
+
+
+def _claim(out: Path, record: dict, masks: list[Path], config: FolderConfig) -> None:
+    """Make `out` this run's, recording its decoder (RECORD), without losing what it holds:
+    the masks of another decoder, or files predict did not write, are replaced only with
+    `overwrite`. Masks of the same decoder are kept (`run_predict_folder`)."""
+    record_file = out / RECORD
+    if record_file.is_file() and not config.overwrite:
+        earlier = json.loads(record_file.read_text())
+        if earlier["decoder_sha256"] != record["decoder_sha256"]:
+            raise FileExistsError(
+                f"{out} holds the masks of another decoder ({earlier['decoder']}); choose "
+                "another --out, or pass --overwrite to replace them"
+            )
+    elif not config.overwrite:
+        there = [mask.name for mask in masks if mask.exists()]
+        if there:
+            raise FileExistsError(
+                f"{out} holds {there[0]} ({len(there)} such files), not written by predict; "
+                "choose another --out, or pass --overwrite to replace them"
+            )
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = record_file.with_name(f".{RECORD}.tmp")
+    tmp.write_text(json.dumps(record, indent=1))
+    os.replace(tmp, record_file)
+
+
+def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) -> dict:
+    return {
+        "image": image.name,
+        "mask": mask_path.name,
+        "water_fraction": f"{np.count_nonzero(mask) / mask.size:.6f}",
+        "sam_iou": "" if score is None else f"{score:.6f}",
+    }
+
+
+def _kept(image: Path, mask_path: Path, earlier: dict[str, dict]) -> dict | None:
+    """The summary row of a mask an earlier run wrote (its own row, where its summary has
+    one), or None if there is no such mask to keep."""
+    if image.name in earlier and mask_path.is_file():
+        return earlier[image.name]
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
+    return None if mask is None else _row(image, mask_path, mask >= 128, None)
+
+
+def _read_summary(path: Path) -> dict[str, dict]:
+    """An earlier run's rows of images it segmented, by image file name."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as lines:
+        return {row["image"]: row for row in csv.DictReader(lines) if not row["problem"]}
+
+
+def _write_summary(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    with tmp.open("w", newline="") as lines:
+        writer = csv.DictWriter(lines, SUMMARY_COLUMNS, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
 
 
 @dataclass

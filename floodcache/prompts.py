@@ -254,9 +254,12 @@ def _box_and_center(mask: np.ndarray, rng, options: PromptOptions) -> Prompt:
     return Prompt(points=_center_point(mask), labels=[1], box=box)
 
 
+NO_PROMPT = Prompt(points=None, labels=None, box=None)  # the decoder finds the water alone
+
+
 def _no_prompt(mask: np.ndarray | None, rng, options: PromptOptions) -> Prompt:
     """No prompt: the decoder must find the water on its own."""
-    return Prompt(points=None, labels=None, box=None)
+    return NO_PROMPT
 
 
 PROMPTS: dict[str, PromptStrategy] = {

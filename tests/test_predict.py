@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import json
 import shutil
 
@@ -14,9 +15,17 @@ from segment_anything import SamPredictor, sam_model_registry
 
 from cli import main
 from floodcache import data
+from floodcache import predict as predict_module
 from floodcache.download import sha256_file
 from floodcache.encoder import load_sam
-from floodcache.predict import ExportConfig, PredictConfig, run_export, run_predict
+from floodcache.predict import (
+    ExportConfig,
+    FolderConfig,
+    PredictConfig,
+    run_export,
+    run_predict,
+    run_predict_folder,
+)
 from tests.conftest import save_checkpoint
 
 
@@ -50,6 +59,142 @@ def test_predict_without_a_prompt_from_the_command_line(
     assert result.exit_code == 0, result.output
     assert "water" in result.output
     assert np.array(Image.open(out)).shape == (120, 160)
+
+
+def test_predict_keeps_an_existing_mask_unless_told_to_overwrite(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    out = tmp_path / "mask.png"
+    out.write_bytes(b"an earlier result")
+    config = PredictConfig(tiny_checkpoint, finetuned_run, tiny_data / "Image" / "0.jpg", out)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run_predict(config)
+    assert out.read_bytes() == b"an earlier result"
+    config.overwrite = True
+    result = run_predict(config)
+    assert np.array_equal(_mask(out), result.mask)
+    config.out = tmp_path / "mask.jpg"  # JPEG would blur the mask: refused
+    with pytest.raises(ValueError, match="give --out a .png path"):
+        run_predict(config)
+
+
+def _mask(path) -> np.ndarray:
+    return np.array(Image.open(path)) == 255
+
+
+def _photos(tiny_data, folder, names=("0.jpg", "3.jpg", "10.jpg")):
+    """A folder of photos named `names` (tiny_data's images 0, 3, 5), and a file that is not
+    an image."""
+    folder.mkdir()
+    for name, source in zip(names, ("0.jpg", "3.jpg", "5.jpg"), strict=True):
+        shutil.copy(tiny_data / "Image" / source, folder / name)
+    (folder / "notes.txt").write_text("not an image")
+    return folder
+
+
+def _summary(out) -> dict[str, dict]:
+    with (out / "predictions.csv").open(newline="") as lines:
+        return {row["image"]: row for row in csv.DictReader(lines)}
+
+
+def test_predict_folder_segments_each_image_as_predict_does_one(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    photos = _photos(tiny_data, tmp_path / "photos")
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config.progress = False
+    result = run_predict_folder(config)
+    assert (result.predicted, result.kept, result.unreadable) == (3, [], ["notes.txt"])
+    rows = _summary(result.out)
+    assert list(rows) == ["0.jpg", "3.jpg", "10.jpg", "notes.txt"]  # natural order
+    for stem in ("0", "3", "10"):
+        image, one_out = photos / f"{stem}.jpg", tmp_path / f"one-{stem}.png"
+        one = run_predict(PredictConfig(tiny_checkpoint, finetuned_run, image, one_out))
+        mask = _mask(result.out / f"{stem}.png")
+        assert np.array_equal(mask, one.mask)
+        row = rows[f"{stem}.jpg"]
+        assert row["mask"] == f"{stem}.png" and row["problem"] == ""
+        assert float(row["water_fraction"]) == pytest.approx(mask.mean(), abs=1e-6)
+        assert float(row["sam_iou"]) == pytest.approx(one.score, abs=1e-6)
+    assert "notes.txt: cannot be read as an image" in rows["notes.txt"]["problem"]
+    assert rows["notes.txt"]["mask"] == "" and not (result.out / "notes.png").exists()
+
+
+def test_predict_folder_goes_on_where_a_stopped_run_stopped(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch
+):
+    photos = _photos(tiny_data, tmp_path / "photos")
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config.progress = False
+    segment, calls = predict_module.segment, []
+
+    def stopped_at_the_second(*args):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return segment(*args)
+
+    monkeypatch.setattr(predict_module, "segment", stopped_at_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        run_predict_folder(config)
+    assert sorted(p.name for p in config.out.glob("*.png")) == ["0.png"]  # none half-written
+    assert list(_summary(config.out)) == ["0.jpg"]  # written however the run ended
+    first = (config.out / "0.png").stat().st_mtime_ns
+    monkeypatch.setattr(predict_module, "segment", segment)
+    result = run_predict_folder(config)
+    assert (result.predicted, result.kept) == (2, ["0.jpg"])
+    assert (config.out / "0.png").stat().st_mtime_ns == first
+    rows = _summary(config.out)
+    assert list(rows) == ["0.jpg", "3.jpg", "10.jpg", "notes.txt"]
+    assert rows["0.jpg"]["sam_iou"] != ""  # the earlier run's row, kept
+    (config.out / "predictions.csv").unlink()  # stopped before its summary: read back
+    result = run_predict_folder(config)
+    assert (result.predicted, len(result.kept)) == (0, 3)
+    mask = _mask(config.out / "3.png")
+    assert float(_summary(config.out)["3.jpg"]["water_fraction"]) == pytest.approx(mask.mean())
+    config.overwrite = True
+    assert run_predict_folder(config).predicted == 3
+
+
+def test_predict_folder_loses_nothing_it_did_not_write(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    photos = _photos(tiny_data, tmp_path / "photos")
+    out = tmp_path / "water"
+    out.mkdir()
+    (out / "3.png").write_bytes(b"someone's own mask")
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, out, progress=False)
+    with pytest.raises(FileExistsError, match="3.png .*not written by predict.*--overwrite"):
+        run_predict_folder(config)
+    assert (out / "3.png").read_bytes() == b"someone's own mask"
+    (out / "3.png").unlink()
+    run_predict_folder(config)
+    other = tmp_path / "other_run"  # the same run, but for one weight of its decoder
+    shutil.copytree(finetuned_run, other)
+    state = torch.load(other / "decoder.pt", weights_only=True)
+    next(iter(state.values())).add_(1)
+    torch.save(state, other / "decoder.pt")
+    with pytest.raises(FileExistsError, match="masks of another decoder"):
+        run_predict_folder(FolderConfig(tiny_checkpoint, other, photos, out, progress=False))
+    with pytest.raises(ValueError, match="give another folder"):
+        run_predict_folder(FolderConfig(tiny_checkpoint, finetuned_run, photos, photos))
+    (photos / "3.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="share the stem '3'.*rename one"):
+        run_predict_folder(config)
+
+
+def test_predict_a_folder_from_the_command_line(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    photos = _photos(tiny_data, tmp_path / "photos")
+    command = ["predict", "--checkpoint", str(tiny_checkpoint), "--decoder", str(finetuned_run)]
+    command += ["--image", str(photos), "--out", str(tmp_path / "water")]
+    clicked = CliRunner().invoke(main, [*command, "--box", "1,2,30,40"])
+    assert clicked.exit_code == 2 and "give --image FILE" in clicked.output
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert "3 images segmented, 0 kept from an earlier run, 1 unreadable" in result.output
+    assert _mask(tmp_path / "water" / "10.png").shape == (170, 120)  # image 5's size
 
 
 def test_predict_refuses_a_checkpoint_the_run_was_not_trained_with(
