@@ -112,7 +112,12 @@ def data_options(command):
 def main(verbose: bool) -> None:
     """floodcache: adapt Segment Anything (SAM) to flood-water segmentation.
 
-    audit -> embed (SAM's image encoder, once) -> train (mask decoder only, from the cache).
+    \b
+    download -> audit -> embed (SAM's image encoder, once, into an HDF5 cache)
+      -> train (the mask decoder only, from the cache) -> evaluate -> report
+    `run` does audit to report in one go; then `predict` segments new images and
+    `export` writes the fine-tuned SAM checkpoint. `verify` checks a cache, `bench`
+    times floodcache against the usual workflow.
     """
     logging.basicConfig(
         level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(message)s"
