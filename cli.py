@@ -748,37 +748,20 @@ def predict(checkpoint, decoder, image, points, background, box, out, overwrite,
     """
     from floodcache.predict import FolderConfig, PredictConfig, run_predict, run_predict_folder
 
+    run = dict(checkpoint=checkpoint, decoder=decoder, out=out, overwrite=overwrite, device=device)
     if image.is_dir():
         if points or background or box:
             raise click.UsageError(
                 "--point, --background and --box are for one image; give --image FILE"
             )
-        folder = FolderConfig(
-            checkpoint=checkpoint,
-            decoder=decoder,
-            images=image,
-            out=out,
-            overwrite=overwrite,
-            device=device,
-        )
-        result = run_predict_folder(folder)
+        result = run_predict_folder(FolderConfig(images=image, **run))
         click.echo(
             f"{result.out}: {result.predicted} images segmented, {len(result.kept)} kept from "
             f"an earlier run, {len(result.unreadable)} unreadable; water fraction per image "
             f"in {result.summary}"
         )
         return
-    config = PredictConfig(
-        checkpoint=checkpoint,
-        decoder=decoder,
-        image=image,
-        out=out,
-        points=points,
-        background=background,
-        box=box,
-        device=device,
-        overwrite=overwrite,
-    )
+    config = PredictConfig(image=image, points=points, background=background, box=box, **run)
     result = run_predict(config)
     click.echo(
         f"{result.out}: {result.mask.mean():.1%} water, SAM's predicted IoU {result.score:.3f}"
