@@ -234,16 +234,22 @@ RECORD = "predict.json"  # which decoder made the masks of an output folder
 def _claim(out: Path, record: dict, masks: list[Path], config: FolderConfig) -> None:
     """Make `out` this run's, recording its decoder (RECORD), without losing what it holds:
     the masks of another decoder, or files predict did not write, are replaced only with
-    `overwrite`. Masks of the same decoder are kept (`run_predict_folder`)."""
+    `overwrite`. Masks of the same decoder are kept (`run_predict_folder`).
+
+    With `overwrite` the masks there go first (the record before them), so that a run
+    stopped part way never leaves masks of two decoders under one record."""
     record_file = out / RECORD
-    if record_file.is_file() and not config.overwrite:
+    if config.overwrite:
+        for stale in (record_file, out / SUMMARY, *masks):
+            stale.unlink(missing_ok=True)
+    elif record_file.is_file():
         earlier = json.loads(record_file.read_text())
         if earlier["decoder_sha256"] != record["decoder_sha256"]:
             raise FileExistsError(
                 f"{out} holds the masks of another decoder ({earlier['decoder']}); choose "
                 "another --out, or pass --overwrite to replace them"
             )
-    elif not config.overwrite:
+    else:
         there = [mask.name for mask in masks if mask.exists()]
         if there:
             raise FileExistsError(

@@ -120,12 +120,8 @@ def test_predict_folder_segments_each_image_as_predict_does_one(
     assert rows["notes.txt"]["mask"] == "" and not (result.out / "notes.png").exists()
 
 
-def test_predict_folder_goes_on_where_a_stopped_run_stopped(
-    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch
-):
-    photos = _photos(tiny_data, tmp_path / "photos")
-    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
-    config.progress = False
+def _stop_at_the_second_image(monkeypatch) -> None:
+    """Make predict stop as Ctrl-C would, when it starts on its second image."""
     segment, calls = predict_module.segment, []
 
     def stopped_at_the_second(*args):
@@ -135,6 +131,16 @@ def test_predict_folder_goes_on_where_a_stopped_run_stopped(
         return segment(*args)
 
     monkeypatch.setattr(predict_module, "segment", stopped_at_the_second)
+
+
+def test_predict_folder_goes_on_where_a_stopped_run_stopped(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch
+):
+    photos = _photos(tiny_data, tmp_path / "photos")
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config.progress = False
+    segment = predict_module.segment
+    _stop_at_the_second_image(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run_predict_folder(config)
     assert sorted(p.name for p in config.out.glob("*.png")) == ["0.png"]  # none half-written
@@ -157,7 +163,7 @@ def test_predict_folder_goes_on_where_a_stopped_run_stopped(
 
 
 def test_predict_folder_loses_nothing_it_did_not_write(
-    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch
 ):
     photos = _photos(tiny_data, tmp_path / "photos")
     out = tmp_path / "water"
@@ -176,6 +182,14 @@ def test_predict_folder_loses_nothing_it_did_not_write(
     torch.save(state, other / "decoder.pt")
     with pytest.raises(FileExistsError, match="masks of another decoder"):
         run_predict_folder(FolderConfig(tiny_checkpoint, other, photos, out, progress=False))
+    replace = FolderConfig(tiny_checkpoint, other, photos, out, overwrite=True, progress=False)
+    _stop_at_the_second_image(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):  # replacing them, stopped part way
+        run_predict_folder(replace)
+    assert sorted(p.name for p in out.glob("*.png")) == ["0.png"]  # none of the first decoder
+    monkeypatch.undo()
+    result = run_predict_folder(FolderConfig(tiny_checkpoint, other, photos, out, progress=False))
+    assert (result.predicted, result.kept) == (2, ["0.jpg"])
     with pytest.raises(ValueError, match="give another folder"):
         run_predict_folder(FolderConfig(tiny_checkpoint, finetuned_run, photos, photos))
     (photos / "3.png").write_bytes(b"")
