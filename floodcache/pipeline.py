@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from floodcache import runs
 from floodcache.audit import audit_folder
 from floodcache.cache import Cache, config_difference
 from floodcache.embed import EmbedConfig, run_embed
@@ -165,10 +166,9 @@ def run_difference(run: Path, cache: Path, config: TrainConfig) -> list[str] | N
 
     An empty list means the run was trained from this very cache with these settings.
     """
-    record_file = Path(run) / "config.json"
-    if not record_file.is_file() or not (Path(run) / "decoder.pt").is_file():
+    if not runs.is_finished(run):
         return None
-    record = json.loads(record_file.read_text())
+    record = json.loads((Path(run) / runs.RECORD).read_text())
     with Cache.open(cache) as opened:
         fingerprint = opened.fingerprint
     settings = asdict(config)

@@ -1,16 +1,20 @@
 """Mask decoders to use: the pretrained one stored in a cache, and fine-tuned runs.
 
-A run folder is what `train` writes: decoder.pt (a MaskDecoder state dict), config.json (its
-TrainConfig, prompt strategies, the cache fingerprint, SAM's model type and checkpoint sha256,
-the best epoch) and history.csv (one row per epoch). A decoder only makes sense on embeddings of
-the SAM image encoder it was trained with, so every user of a run checks that first.
+A run folder is what `train` writes (`save_run`): decoder.pt (a MaskDecoder state dict),
+config.json (its TrainConfig, prompt strategies, the cache fingerprint, SAM's model type and
+checkpoint sha256, the best epoch) and history.csv (one row per epoch). A decoder only makes
+sense on embeddings of the SAM image encoder it was trained with, so every user of a run checks
+that first.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import json
 import logging
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,6 +28,7 @@ from floodcache.download import sha256_file
 log = logging.getLogger(__name__)
 PRETRAINED = "pretrained"
 RANDOM_WEIGHTS = "random-weights"  # the checkpoint_sha256 of a cache embedded with no checkpoint
+DECODER, RECORD, HISTORY = "decoder.pt", "config.json", "history.csv"  # a run folder's files
 
 
 @dataclass
@@ -55,18 +60,51 @@ def pretrained(cache: Cache) -> DecoderModel:
     return DecoderModel(PRETRAINED, state, digest.hexdigest())
 
 
+def is_finished(run: Path) -> bool:
+    """Whether `run` holds a finished run (`save_run` moves a run in only when whole)."""
+    return (Path(run) / DECODER).is_file() and (Path(run) / RECORD).is_file()
+
+
+def refuse_to_replace(run: Path, overwrite: bool) -> None:
+    """FileExistsError naming the fix where `run` holds a trained decoder, unless `overwrite`."""
+    if (Path(run) / DECODER).exists() and not overwrite:
+        raise FileExistsError(
+            f"{run} already holds a trained decoder; choose another --out, or pass --overwrite"
+        )
+
+
+def save_run(
+    run: Path, decoder: dict[str, torch.Tensor], record: dict, history: list[dict]
+) -> None:
+    """Write a run folder whole: its files go into a fresh `<run>.tmp`, which then replaces
+    `run`. history: one dict per epoch, the same keys in each."""
+    run = Path(run)
+    tmp = run.with_name(run.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    torch.save({k: v.cpu() for k, v in decoder.items()}, tmp / DECODER)
+    (tmp / RECORD).write_text(json.dumps(record, indent=1))
+    with open(tmp / HISTORY, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(history[0]))
+        writer.writeheader()
+        writer.writerows(history)
+    if run.exists():
+        shutil.rmtree(run)
+    os.replace(tmp, run)
+
+
 def load_run(run: Path) -> DecoderModel:
     """The decoder of a finished run folder; FileNotFoundError naming the fix otherwise."""
     run = Path(run)
-    weights, config_file = run / "decoder.pt", run / "config.json"
-    if not weights.is_file() or not config_file.is_file():
+    if not is_finished(run):
         raise FileNotFoundError(
-            f"{run} is not a finished run (it needs decoder.pt and config.json): train one "
+            f"{run} is not a finished run (it needs {DECODER} and {RECORD}): train one "
             f"with `python cli.py train --cache FILE.h5 --out {run}`"
         )
+    weights = run / DECODER
     state = torch.load(weights, map_location="cpu", weights_only=True)
     sha256 = sha256_file(weights)
-    record = json.loads(config_file.read_text())
+    record = json.loads((run / RECORD).read_text())
     return DecoderModel(run.name, {k: v.numpy() for k, v in state.items()}, sha256, run, record)
 
 
@@ -116,4 +154,4 @@ def decoder_models(cache: Cache, runs: tuple[Path, ...]) -> list[DecoderModel]:
 
 def read_history(run: Path) -> pl.DataFrame:
     """A run's history.csv: epoch, train_loss, train_iou, val_loss, val_iou, lr, seconds, ..."""
-    return pl.read_csv(Path(run) / "history.csv")
+    return pl.read_csv(Path(run) / HISTORY)

@@ -9,7 +9,6 @@ each mask, so that picking a mask by the IoU head stays meaningful after fine-tu
 from __future__ import annotations
 
 import copy
-import csv
 import json
 import logging
 import os
@@ -24,6 +23,7 @@ from torch.nn import functional as F
 from tqdm import tqdm
 
 from floodcache import decoder as sam_decoder
+from floodcache import runs
 from floodcache.cache import Cache, CacheError, config_difference
 from floodcache.choices import AUTO_PRECISION, TRAIN_PRECISIONS
 from floodcache.encoder import (
@@ -258,20 +258,13 @@ class DecoderTrainer:
         return total_loss.item() / count_or_1, total_iou.item() / count_or_1, count, skipped
 
 
-def check_out_dir(out: Path, overwrite: bool) -> None:
-    if (out / "decoder.pt").exists() and not overwrite:
-        raise FileExistsError(
-            f"{out} already holds a trained decoder; choose another --out, or pass --overwrite"
-        )
-
-
 def run_train(config: TrainConfig) -> TrainResult:
     """Train the mask decoder from the cache and write it, its config and its history.
 
     After every epoch the training state goes to `<out>.partial/`: a run stopped by Ctrl-C or
     a crash resumes from there when the same command runs again, and ends as it would have.
     """
-    check_out_dir(config.out, config.overwrite)
+    runs.refuse_to_replace(config.out, config.overwrite)
     strategies = parse_prompts(config.prompt)
     # Recorded resolved: config.json and a resumed run say what actually ran.
     config = replace(
@@ -292,7 +285,7 @@ def run_train(config: TrainConfig) -> TrainResult:
         history, best = _fit(
             trainer, strategies, train_views, val_views, config, progress, history, best
         )
-        _save_run(config, cache, trainer, history, best, strategies)
+        _save_run(config, cache, history, best, strategies)
         progress.remove()
     return TrainResult(config.out, best[0], history)
 
@@ -389,13 +382,8 @@ def _fit(trainer, strategies, train_views, val_views, config, progress, history,
     return history, best
 
 
-def _save_run(config, cache: Cache, trainer, history, best, strategies) -> None:
-    """Write decoder.pt, config.json and history.csv into a fresh folder, then move it in."""
-    out = Path(config.out)
-    tmp = out.with_name(out.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    torch.save({k: v.cpu() for k, v in best[2].items()}, tmp / "decoder.pt")
+def _save_run(config, cache: Cache, history, best, strategies) -> None:
+    """The best epoch's decoder, the run's record and its history, as a run folder."""
     record = {
         "config": json.loads(json.dumps(asdict(config), default=str)),
         "prompts": {s.name: {"oracle": s.oracle, "multimask": s.multimask} for s in strategies},
@@ -405,11 +393,4 @@ def _save_run(config, cache: Cache, trainer, history, best, strategies) -> None:
         "best_epoch": best[0],
         "best_val_iou": best[1],
     }
-    (tmp / "config.json").write_text(json.dumps(record, indent=1))
-    with open(tmp / "history.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(asdict(history[0])))
-        writer.writeheader()
-        writer.writerows(asdict(h) for h in history)
-    if out.exists():
-        shutil.rmtree(out)
-    os.replace(tmp, out)
+    runs.save_run(config.out, best[2], record, [asdict(h) for h in history])
