@@ -14,6 +14,7 @@ files) with `mask_decoder.*` replaced by the run's decoder, so that
 from __future__ import annotations
 
 import csv
+import io
 import json
 import logging
 import os
@@ -144,14 +145,25 @@ def segment(predictor: SamPredictor, image: np.ndarray, prompt: Prompt) -> tuple
 
 
 def write_mask(out: Path, mask: np.ndarray) -> None:
-    """Write an HxW bool mask as a PNG (255 = water) whole or not at all: encoded first, then
-    written to a temporary name and renamed, so a stopped run leaves no half-written mask."""
+    """Write an HxW bool mask as a PNG (255 = water), whole or not at all (`_write_whole`)."""
     ok, png = cv2.imencode(".png", mask.astype(np.uint8) * 255)
     assert ok, "OpenCV failed to encode an in-memory mask"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_bytes(png.tobytes())
-    os.replace(tmp, out)
+    _write_whole(out, png.tobytes())
+
+
+def _write_whole(path: Path, content: bytes) -> None:
+    """Write `content` to a temporary name, then rename it `path`: a stopped run leaves no
+    half-written file. An OSError (full disk...) becomes a ValueError naming the file."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(content)
+        os.replace(tmp, path)
+    except OSError as error:
+        tmp.unlink(missing_ok=True)
+        raise ValueError(
+            f"could not write {path} ({error}); give --out a folder you can write to, with room"
+        ) from error
 
 
 SUMMARY = "predictions.csv"  # one row per file of the folder
@@ -224,7 +236,10 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
             rows.append(_row(path, mask_path, mask, score))
             result.predicted += 1
     finally:
-        _write_summary(out / SUMMARY, rows)
+        try:
+            _write_summary(out / SUMMARY, rows)
+        except ValueError as error:  # a full disk, say: what stopped the run matters more
+            log.warning("%s", error)
     return result
 
 
@@ -256,10 +271,7 @@ def _claim(out: Path, record: dict, masks: list[Path], config: FolderConfig) -> 
                 f"{out} holds {there[0]} ({len(there)} such files), not written by predict; "
                 "choose another --out, or pass --overwrite to replace them"
             )
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = record_file.with_name(f".{RECORD}.tmp")
-    tmp.write_text(json.dumps(record, indent=1))
-    os.replace(tmp, record_file)
+    _write_whole(record_file, json.dumps(record, indent=1).encode())
 
 
 def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) -> dict:
@@ -285,17 +297,16 @@ def _read_summary(path: Path) -> dict[str, dict]:
     if not path.is_file():
         return {}
     with path.open(newline="") as lines:
-        return {row["image"]: row for row in csv.DictReader(lines) if not row["problem"]}
+        rows = csv.DictReader(lines)
+        return {row["image"]: row for row in rows if row.get("image") and not row.get("problem")}
 
 
 def _write_summary(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as lines:
-        writer = csv.DictWriter(lines, SUMMARY_COLUMNS, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, path)
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, SUMMARY_COLUMNS, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    _write_whole(path, table.getvalue().encode())
 
 
 @dataclass

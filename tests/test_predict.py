@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import csv
+import errno
 import json
+import os
 import shutil
 
 import numpy as np
@@ -195,6 +197,27 @@ def test_predict_folder_loses_nothing_it_did_not_write(
     (photos / "3.png").write_bytes(b"")
     with pytest.raises(ValueError, match="share the stem '3'.*rename one"):
         run_predict_folder(config)
+
+
+def test_predict_folder_on_a_full_disk_says_so_and_leaves_no_partial_file(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch, caplog
+):
+    photos = _photos(tiny_data, tmp_path / "photos")
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config.progress = False
+
+    replace = os.replace
+
+    def disk_full_after_the_record(source, target):
+        if not str(target).endswith("predict.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", disk_full_after_the_record)
+    with pytest.raises(ValueError, match="could not write .*0.png .*No space left.*with room"):
+        run_predict_folder(config)
+    assert sorted(p.name for p in config.out.iterdir()) == ["predict.json"]  # written before
+    assert "could not write" in caplog.text and "predictions.csv" in caplog.text
 
 
 def test_predict_a_folder_from_the_command_line(
