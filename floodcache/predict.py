@@ -18,6 +18,7 @@ import io
 import json
 import logging
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,16 +149,16 @@ def write_mask(out: Path, mask: np.ndarray) -> None:
     """Write an HxW bool mask as a PNG (255 = water), whole or not at all (`_write_whole`)."""
     ok, png = cv2.imencode(".png", mask.astype(np.uint8) * 255)
     assert ok, "OpenCV failed to encode an in-memory mask"
-    _write_whole(out, png.tobytes())
+    _write_whole(out, lambda tmp: tmp.write_bytes(png.tobytes()))
 
 
-def _write_whole(path: Path, content: bytes) -> None:
-    """Write `content` to a temporary name, then rename it `path`: a stopped run leaves no
-    half-written file. An OSError (full disk...) becomes a ValueError naming the file."""
+def _write_whole(path: Path, write: Callable[[Path], object]) -> None:
+    """`write` a temporary file, then rename it `path`: a stopped run leaves no half-written
+    file. An OSError (full disk...) becomes a ValueError naming the file."""
     tmp = path.with_name(f".{path.name}.tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(content)
+        write(tmp)
         os.replace(tmp, path)
     except OSError as error:
         tmp.unlink(missing_ok=True)
@@ -271,7 +272,8 @@ def _claim(out: Path, record: dict, masks: list[Path], config: FolderConfig) -> 
                 f"{out} holds {there[0]} ({len(there)} such files), not written by predict; "
                 "choose another --out, or pass --overwrite to replace them"
             )
-    _write_whole(record_file, json.dumps(record, indent=1).encode())
+    content = json.dumps(record, indent=1).encode()
+    _write_whole(record_file, lambda tmp: tmp.write_bytes(content))
 
 
 def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) -> dict:
@@ -306,7 +308,7 @@ def _write_summary(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(table, SUMMARY_COLUMNS, restval="")
     writer.writeheader()
     writer.writerows(rows)
-    _write_whole(path, table.getvalue().encode())
+    _write_whole(path, lambda tmp: tmp.write_bytes(table.getvalue().encode()))
 
 
 @dataclass
@@ -323,8 +325,6 @@ def run_export(config: ExportConfig) -> Path:
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
     sam, _ = sam_with_decoder(config.checkpoint, config.decoder)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    torch.save(sam.state_dict(), tmp)  # every Sam key, as the official checkpoints hold
-    os.replace(tmp, out)
+    # every Sam key, as the official checkpoints hold
+    _write_whole(out, lambda tmp: torch.save(sam.state_dict(), tmp))
     return out
