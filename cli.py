@@ -218,7 +218,7 @@ def audit(data_dir, images, masks, on_mismatch, out) -> None:
 @click.option(
     "--batch-size",
     type=click.IntRange(1),
-    help="Views per encoder call [default: what fits in GPU memory, at most 32; 4 on a CPU].",
+    help="Views per encoder call [default: what fits in GPU memory, at most 32; 2 on a CPU].",
 )
 @click.option(
     "--precision",

@@ -21,7 +21,9 @@ from floodcache.fast_encoder import attention_kind, compile_wanted, fast_image_e
 log = logging.getLogger(__name__)
 
 MAX_BATCH = 32  # more views per call buys no speed on an H100/H200
-CPU_BATCH = 4  # on a CPU larger batches buy no speed, and smaller parts lose less to a crash
+# On a CPU larger batches lose speed (ViT-B fp32 on 2 cores: 8.7-9.5 s a view in batches of
+# 1-2, 13.3-13.6 in batches of 4), need more memory, and lose more to a crash.
+CPU_BATCH = 2
 MEMORY_FRACTION = 0.75  # of the free memory; an 8 GB laptop GPU then peaks under 6 GB
 
 

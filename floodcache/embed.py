@@ -59,7 +59,7 @@ class EmbedConfig:
     on_mismatch: str = "exclude"  # or "resize": resize a mask to its image
     limit: int | None = None  # embed only the first N usable images (quick trials)
     batch_size: int | None = None  # views per encoder call and cache part (default: from the
-    # GPU's free memory, 4 on a CPU); does not change the result
+    # GPU's free memory, 2 on a CPU); does not change the result
     workers: int | None = None  # processes reading and augmenting images (default_workers)
     device: str | None = None  # default: cuda when available
     overwrite: bool = False  # replace an existing cache built differently
