@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +36,7 @@ from segment_anything.utils.transforms import ResizeLongestSide
 from tqdm import tqdm
 
 from floodcache import decoder as sam_decoder
+from floodcache.atomic_write import write_whole
 from floodcache.cache import EMBEDDING_SHAPE, Cache, CacheError, config_difference
 from floodcache.encoder import IMAGE_SIZE, pick_device
 from floodcache.metrics import METRICS, mask_metrics
@@ -368,6 +368,4 @@ def _write(out: Path, table: pl.DataFrame, metadata: dict) -> None:
         METADATA: lambda path: Path(path).write_text(json.dumps(metadata, indent=1)),
     }
     for name, write in writers.items():
-        tmp = out / f".{name}.tmp"
-        write(tmp)
-        os.replace(tmp, out / name)
+        write_whole(out / name, write)

@@ -17,8 +17,6 @@ import csv
 import io
 import json
 import logging
-import os
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from segment_anything.modeling import Sam
 from tqdm import tqdm
 
 from floodcache import data
+from floodcache.atomic_write import write_whole
 from floodcache.download import sha256_file
 from floodcache.encoder import load_sam, pick_device
 from floodcache.prompts import NO_PROMPT, Prompt
@@ -146,25 +145,10 @@ def segment(predictor: SamPredictor, image: np.ndarray, prompt: Prompt) -> tuple
 
 
 def write_mask(out: Path, mask: np.ndarray) -> None:
-    """Write an HxW bool mask as a PNG (255 = water), whole or not at all (`_write_whole`)."""
+    """Write an HxW bool mask as a PNG (255 = water), whole or not at all (`write_whole`)."""
     ok, png = cv2.imencode(".png", mask.astype(np.uint8) * 255)
     assert ok, "OpenCV failed to encode an in-memory mask"
-    _write_whole(out, lambda tmp: tmp.write_bytes(png.tobytes()))
-
-
-def _write_whole(path: Path, write: Callable[[Path], object]) -> None:
-    """`write` a temporary file, then rename it `path`: a stopped run leaves no half-written
-    file. An OSError (full disk...) becomes a ValueError naming the file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        write(tmp)
-        os.replace(tmp, path)
-    except OSError as error:
-        tmp.unlink(missing_ok=True)
-        raise ValueError(
-            f"could not write {path} ({error}); give --out a folder you can write to, with room"
-        ) from error
+    write_whole(out, lambda tmp: tmp.write_bytes(png.tobytes()))
 
 
 SUMMARY = "predictions.csv"  # one row per file of the folder
@@ -273,7 +257,7 @@ def _claim(out: Path, record: dict, masks: list[Path], config: FolderConfig) -> 
                 "choose another --out, or pass --overwrite to replace them"
             )
     content = json.dumps(record, indent=1).encode()
-    _write_whole(record_file, lambda tmp: tmp.write_bytes(content))
+    write_whole(record_file, lambda tmp: tmp.write_bytes(content))
 
 
 def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) -> dict:
@@ -308,7 +292,7 @@ def _write_summary(path: Path, rows: list[dict]) -> None:
     writer = csv.DictWriter(table, SUMMARY_COLUMNS, restval="")
     writer.writeheader()
     writer.writerows(rows)
-    _write_whole(path, lambda tmp: tmp.write_bytes(table.getvalue().encode()))
+    write_whole(path, lambda tmp: tmp.write_bytes(table.getvalue().encode()))
 
 
 @dataclass
@@ -326,5 +310,5 @@ def run_export(config: ExportConfig) -> Path:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
     sam, _ = sam_with_decoder(config.checkpoint, config.decoder)
     # every Sam key, as the official checkpoints hold
-    _write_whole(out, lambda tmp: torch.save(sam.state_dict(), tmp))
+    write_whole(out, lambda tmp: torch.save(sam.state_dict(), tmp))
     return out

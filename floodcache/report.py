@@ -20,6 +20,7 @@ import numpy as np
 import polars as pl
 
 from floodcache import failures, figures, markdown
+from floodcache.atomic_write import write_whole
 from floodcache.audit import AuditReport, audit_folder
 from floodcache.cache import Cache, CacheError
 from floodcache.evaluate import (
@@ -152,10 +153,7 @@ def run_report(config: ReportConfig, audit: AuditReport | None = None) -> Report
             lines += ["", *section(material)]
         lines += ["", *_timings(material, reused, time.perf_counter() - start)]
     report = Path(config.out) / "report.md"
-    report.parent.mkdir(parents=True, exist_ok=True)
-    tmp = report.with_name(".report.md.tmp")
-    tmp.write_text("\n".join(lines) + "\n")
-    os.replace(tmp, report)
+    write_whole(report, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     return ReportResult(report, material.figures, metrics_dir, reused)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -24,6 +23,7 @@ from tqdm import tqdm
 
 from floodcache import decoder as sam_decoder
 from floodcache import runs
+from floodcache.atomic_write import write_whole
 from floodcache.cache import Cache, CacheError, config_difference
 from floodcache.choices import AUTO_PRECISION, TRAIN_PRECISIONS
 from floodcache.encoder import (
@@ -335,9 +335,7 @@ class Progress:
             "history": [asdict(h) for h in history],
             "best": best,
         }
-        tmp = self.folder / "state.pt.tmp"
-        torch.save(state, tmp)
-        os.replace(tmp, self.folder / "state.pt")
+        write_whole(self.folder / "state.pt", lambda tmp: torch.save(state, tmp))
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
