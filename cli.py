@@ -45,6 +45,13 @@ RESIZE_HELP = (
     "the device (set_torch_image's interpolation; spares the readers each image's resize, "
     "~13% of their CPU)."
 )
+ENCODER_PRECISION_OPTION = click.option(
+    "--precision",
+    type=click.Choice([AUTO_PRECISION, *PRECISIONS]),
+    default=AUTO_PRECISION,
+    show_default=True,
+    help="Encoder precision: auto is fp16 on a GPU, fp32 on a CPU (the cache stores float16).",
+)
 RESIZE_OPTION = click.option(
     "--resize",
     type=click.Choice(list(RESIZE_METHODS)),
@@ -220,13 +227,7 @@ def audit(data_dir, images, masks, on_mismatch, out) -> None:
     type=click.IntRange(1),
     help="Views per encoder call [default: what fits in GPU memory, at most 32; 2 on a CPU].",
 )
-@click.option(
-    "--precision",
-    type=click.Choice([AUTO_PRECISION, *PRECISIONS]),
-    default=AUTO_PRECISION,
-    show_default=True,
-    help="Encoder precision: auto is fp16 on a GPU, fp32 on a CPU (the cache stores float16).",
-)
+@ENCODER_PRECISION_OPTION
 @RESIZE_OPTION
 @click.option("--device", help="torch device, e.g. cuda:0 or cpu [default: cuda if available]")
 @click.option("--limit", type=click.IntRange(1), help="Embed only the first N usable images.")
@@ -734,9 +735,12 @@ def _coordinates(count: int):
     is_flag=True,
     help="Replace an existing --out (a folder's masks: predict them all again).",
 )
+@ENCODER_PRECISION_OPTION
 @click.option("--device", help="torch device [default: cuda if available]")
 @user_errors
-def predict(checkpoint, decoder, image, points, background, box, out, overwrite, device) -> None:
+def predict(
+    checkpoint, decoder, image, points, background, box, out, overwrite, precision, device
+) -> None:
     """Segment the water in a new image, or each image of a folder, with a fine-tuned decoder.
 
     No prompt: prompt-free (train the decoder with `none` among its --prompt). A folder's
@@ -748,7 +752,8 @@ def predict(checkpoint, decoder, image, points, background, box, out, overwrite,
     """
     from floodcache.predict import FolderConfig, PredictConfig, run_predict, run_predict_folder
 
-    run = dict(checkpoint=checkpoint, decoder=decoder, out=out, overwrite=overwrite, device=device)
+    run = dict(checkpoint=checkpoint, decoder=decoder, out=out, overwrite=overwrite)
+    run.update(precision=precision, device=device)
     if image.is_dir():
         if points or background or box:
             raise click.UsageError(

@@ -32,13 +32,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
-from segment_anything.utils.transforms import ResizeLongestSide
 from tqdm import tqdm
 
 from floodcache import decoder as sam_decoder
 from floodcache.atomic_write import write_whole
 from floodcache.cache import EMBEDDING_SHAPE, Cache, CacheError, config_difference
-from floodcache.encoder import IMAGE_SIZE, pick_device
+from floodcache.encoder import pick_device
 from floodcache.metrics import METRICS, mask_metrics
 from floodcache.prompts import (
     PROMPTS,
@@ -101,19 +100,6 @@ class EvaluateResult:
     table: pl.DataFrame
     metadata: dict
     reused: bool  # a complete, matching evaluation was found in `out`
-
-
-def input_prompt(prompt: Prompt, original_size: tuple[int, int]) -> Prompt:
-    """A prompt in original-image pixels -> SAM's 1024 input frame, exactly as SamPredictor.
-
-    Uses segment-anything's ResizeLongestSide.apply_coords / apply_boxes, as
-    `SamPredictor.predict` does with the coordinates it is given.
-    """
-    transform = ResizeLongestSide(IMAGE_SIZE)
-    size = tuple(int(s) for s in original_size)
-    points = None if prompt.points is None else transform.apply_coords(prompt.points, size)
-    box = None if prompt.box is None else transform.apply_boxes(prompt.box[None], size)[0]
-    return Prompt(points=points, labels=prompt.labels, box=box)
 
 
 def prompt_from_row(row: dict) -> Prompt:
@@ -214,7 +200,7 @@ class Decoders:
     def predict(self, model: str, embeddings, views: dict, prompts, multimask: bool) -> list:
         """`predict_views` with this model's decoder; embeddings: Bx256x64x64 (any device)."""
         embeddings = torch.as_tensor(embeddings).to(self.device).float()
-        return predict_views(
+        return sam_decoder.predict_views(
             self.prompt_encoder, self.mask_decoders[model], embeddings, views, prompts, multimask
         )
 
@@ -255,34 +241,6 @@ def _views(cache: Cache, rows: np.ndarray) -> dict:
     for name in ("image_id", "view", "split", "image_file", "original_size", "input_size"):
         view[name] = cache.column(name)[rows].tolist()
     return view
-
-
-@torch.inference_mode()
-def predict_views(
-    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
-) -> list[tuple[np.ndarray, float] | None]:
-    """SAM's mask for each view whose prompt is not None: (HxW bool, predicted IoU), else None.
-
-    embeddings: Bx256x64x64; views: `input_size`, `original_size` lists of (h, w); prompts: B
-    prompts in original-image pixels (None = skipped). Decoding is batched over the views;
-    postprocessing runs per view, since original sizes differ. With `multimask` the mask with
-    the highest predicted IoU of SAM's three is kept, as at inference.
-    """
-    kept = [i for i, prompt in enumerate(prompts) if prompt is not None]
-    results: list[tuple[np.ndarray, float] | None] = [None] * len(prompts)
-    if not kept:
-        return results
-    inputs = [input_prompt(prompts[i], views["original_size"][i]) for i in kept]
-    logits, iou = sam_decoder.decode(
-        prompt_encoder, mask_decoder, embeddings[kept], inputs, multimask
-    )
-    best, score = sam_decoder.pick_by_iou(logits, iou)
-    for j, i in enumerate(kept):
-        full = sam_decoder.postprocess(
-            best[j : j + 1], views["input_size"][i], views["original_size"][i]
-        )
-        results[i] = ((full[0, 0] > 0).cpu().numpy(), float(score[j, 0]))
-    return results
 
 
 def recorded_masks(cache: Cache, decoders: Decoders, model: str, records: list[dict]) -> list:

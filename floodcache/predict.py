@@ -1,10 +1,13 @@
 """`predict` and `export`: a fine-tuned decoder used outside floodcache.
 
-predict: a new image -> SAM's water mask, through segment-anything's own `SamPredictor` with
-the run's mask decoder in place of the checkpoint's, from points, a box, or no prompt at all
-(for a decoder trained on `none`: the one prompt a field deployment without ground truth has).
-A folder of images is segmented prompt-free, SAM loaded once, into a folder of masks and a
-table of each image's water fraction (`run_predict_folder`).
+predict: a new image -> SAM's water mask with the run's mask decoder in place of the
+checkpoint's, from points, a box, or no prompt at all (for a decoder trained on `none`: the one
+prompt a field deployment without ground truth has). Images are encoded as `embed` encodes
+them (the fast image encoder in batches, at embed's default precision: fp16 on CUDA)
+and decoded as `evaluate` decodes them (`decoder.predict_views`); the masks are SamPredictor's
+up to that precision. A folder of images is segmented prompt-free, SAM loaded once, read ahead
+in threads and encoded in batches, into a folder of masks and a table of each image's water
+fraction (`run_predict_folder`).
 
 export: the full SAM checkpoint (a state dict of the whole `Sam` module, like the official
 files) with `mask_decoder.*` replaced by the run's decoder, so that
@@ -17,20 +20,26 @@ import csv
 import io
 import json
 import logging
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from segment_anything import SamPredictor
 from segment_anything.modeling import Sam
 from tqdm import tqdm
 
 from floodcache import data
 from floodcache.atomic_write import write_whole
+from floodcache.batch_encoder import BatchEncoder, default_batch_size
+from floodcache.choices import AUTO_PRECISION
+from floodcache.decoder import predict_views
 from floodcache.download import sha256_file
-from floodcache.encoder import load_sam, pick_device
+from floodcache.encoder import load_sam, pick_device, resize_to_input, resolve_precision
 from floodcache.prompts import NO_PROMPT, Prompt
 from floodcache.runs import RANDOM_WEIGHTS, DecoderModel, check_same_sam, load_run
 
@@ -49,6 +58,7 @@ class PredictConfig:
     background: tuple[tuple[float, float], ...] = ()  # not-water clicks, XY pixels
     box: tuple[float, float, float, float] | None = None  # XYXY original-image pixels
     device: str | None = None
+    precision: str = AUTO_PRECISION  # the encoder's: fp16 on CUDA, fp32 on a CPU, as embed's
     overwrite: bool = False  # replace an existing `out` file
 
 
@@ -94,26 +104,80 @@ def user_prompt(config: PredictConfig) -> Prompt:
 
 
 def run_predict(config: PredictConfig) -> Prediction:
-    """Segment one image and write its mask PNG (`segment`)."""
+    """Segment one image and write its mask PNG."""
     out = Path(config.out)
     if out.suffix.lower() != ".png":
         raise ValueError(f"{out}: the mask is written as PNG; give --out a .png path")
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
-    predictor, model = load_predictor(config.checkpoint, config.decoder, config.device)
+    segmenter = Segmenter(config.checkpoint, config.decoder, config.device, config.precision)
     prompt = user_prompt(config)
     if prompt.num_points == 0 and prompt.box is None:
-        warn_if_not_prompt_free(model, config.decoder)
+        warn_if_not_prompt_free(segmenter.model, config.decoder)
     image, _ = data.read_image(config.image)
-    mask, score = segment(predictor, image, prompt)
+    ((mask, score),) = segmenter([(resize_to_input(image), image.shape[:2])], [prompt])
     write_mask(out, mask)
     return Prediction(mask, score, prompt, out)
 
 
-def load_predictor(checkpoint: Path, run: Path, device: str | None):
-    """(segment-anything's SamPredictor with the run's decoder on `device`, the run)."""
-    sam, model = sam_with_decoder(checkpoint, run)
-    return SamPredictor(sam.to(pick_device(device))), model
+class Segmenter:
+    """The run's SAM, segmenting images as `embed` encodes and `evaluate` decodes them.
+
+    The fast image encoder runs in batches (`BatchEncoder`: at most `batch_size` images, what
+    fits the device's free memory, halved on running out of it), at embed's default precision
+    (`precision` auto: fp16 on CUDA, fp32 on a CPU), so the decoder sees embeddings made as
+    its cache's were; compiled on CUDA for 10000 images or more, as embed is.
+    """
+
+    def __init__(
+        self,
+        checkpoint: Path,
+        run: Path,
+        device: str | None,
+        precision: str = AUTO_PRECISION,
+        images: int = 1,
+    ):
+        self.sam, self.model = sam_with_decoder(checkpoint, run)
+        self.device = pick_device(device)
+        self.sam.to(self.device)
+        model_type = self.model.record["model_type"]
+        precision = resolve_precision(precision, self.device)
+        batch = default_batch_size(self.device, model_type, precision)
+        self.encoder = BatchEncoder(
+            self.sam, self.device, model_type, precision, batch_size=batch, views=images
+        )
+
+    @property
+    def batch_size(self) -> int:
+        return self.encoder.batch_size
+
+    def __call__(
+        self, images: list[tuple[np.ndarray, tuple[int, int]]], prompts: list[Prompt]
+    ) -> list[tuple[np.ndarray, float]]:
+        """(hxwx3 uint8 RGB resized to SAM's input (`resize_to_input`), (H, W) original size)
+        per image, and its prompt in original-image pixels -> (HxW bool water mask, SAM's
+        predicted IoU of it) per image.
+
+        A single click without a box is ambiguous: SAM's three masks are made and the one its
+        IoU head rates best is kept (as the `point` strategy is evaluated); otherwise one mask.
+        The prompts of one call must all be ambiguous or all not.
+        """
+        multimask = {prompt.num_points == 1 and prompt.box is None for prompt in prompts}
+        if len(multimask) != 1:
+            raise ValueError("segment single clicks and other prompts in separate calls")
+        embeddings = self.encoder([resized for resized, _ in images])
+        views = {
+            "input_size": [resized.shape[:2] for resized, _ in images],
+            "original_size": [size for _, size in images],
+        }
+        return predict_views(
+            self.sam.prompt_encoder,
+            self.sam.mask_decoder,
+            embeddings,
+            views,
+            prompts,
+            multimask.pop(),
+        )
 
 
 def warn_if_not_prompt_free(model: DecoderModel, run: Path) -> None:
@@ -124,24 +188,6 @@ def warn_if_not_prompt_free(model: DecoderModel, run: Path) -> None:
             run,
             ", ".join(model.trained_prompts),
         )
-
-
-def segment(predictor: SamPredictor, image: np.ndarray, prompt: Prompt) -> tuple[np.ndarray, float]:
-    """HxWx3 uint8 RGB image -> (HxW bool water mask, SAM's predicted IoU of it).
-
-    A single click without a box is ambiguous: SAM's three masks are made and the one its IoU
-    head rates best is kept (as the `point` strategy is evaluated); otherwise one mask.
-    """
-    predictor.set_image(image)
-    multimask = prompt.num_points == 1 and prompt.box is None
-    masks, scores, _ = predictor.predict(
-        point_coords=None if prompt.points is None else np.array(prompt.points),
-        point_labels=None if prompt.labels is None else np.array(prompt.labels),
-        box=None if prompt.box is None else np.array(prompt.box),
-        multimask_output=multimask,
-    )
-    best = int(np.argmax(scores))
-    return masks[best], float(scores[best])
 
 
 def write_mask(out: Path, mask: np.ndarray) -> None:
@@ -165,6 +211,7 @@ class FolderConfig:
     out: Path  # another folder: one mask <stem>.png per image (255 = water), and SUMMARY
     overwrite: bool = False  # segment again images whose mask an earlier run wrote
     device: str | None = None
+    precision: str = AUTO_PRECISION  # the encoder's: fp16 on CUDA, fp32 on a CPU, as embed's
     progress: bool = True
 
 
@@ -180,10 +227,11 @@ class FolderResult:
 def run_predict_folder(config: FolderConfig) -> FolderResult:
     """Segment each image of `config.images` prompt-free, in natural order, SAM loaded once.
 
-    A mask already in `out` (from a run that was stopped) is kept unless `overwrite`, so a
-    rerun goes on where the last one stopped. A file that cannot be read as an image is
-    logged and listed in the summary with its problem, and the run goes on. The summary is
-    written when the run ends, however it ends.
+    Images are read (decoded, resized to SAM's input) ahead in threads while the last batch
+    encodes. A mask already in `out` (from a run that was stopped) is kept unless
+    `overwrite`, so a rerun goes on where the last one stopped. A file that cannot be read
+    as an image is logged and listed in the summary with its problem, and the run goes on.
+    The summary is written when the run ends, however it ends.
     """
     images, out = Path(config.images), Path(config.out)
     if not images.is_dir():
@@ -191,41 +239,82 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     if out.resolve() == images.resolve():
         raise ValueError(f"--out {out}: masks are named after the images; give another folder")
     why = f"so both would get that stem's mask in {out}: rename one, or move it elsewhere"
-    files = sorted(data.files_by_stem(images, why).items(), key=lambda i: data.natural_key(i[0]))
+    by_stem = data.files_by_stem(images, why)
+    files = [by_stem[stem] for stem in sorted(by_stem, key=data.natural_key)]
     if not files:
         raise FileNotFoundError(f"{images}: no files to segment; give --image a folder of images")
-    predictor, model = load_predictor(config.checkpoint, config.decoder, config.device)
-    warn_if_not_prompt_free(model, config.decoder)
-    masks = [out / f"{stem}.png" for stem, _ in files]
-    _claim(out, {"decoder": str(model.run), "decoder_sha256": model.sha256}, masks, config)
+    segmenter = Segmenter(
+        config.checkpoint, config.decoder, config.device, config.precision, images=len(files)
+    )
+    warn_if_not_prompt_free(segmenter.model, config.decoder)
+    masks = {path.name: out / f"{path.stem}.png" for path in files}
+    record = {"decoder": str(segmenter.model.run), "decoder_sha256": segmenter.model.sha256}
+    _claim(out, record, list(masks.values()), config)
     earlier = _read_summary(out / SUMMARY)
     result = FolderResult(out, out / SUMMARY, predicted=0)
-    rows = []
+    rows: dict[str, dict] = {}
+    for path in files:
+        kept = None if config.overwrite else _kept(path, masks[path.name], earlier)
+        if kept is not None:
+            rows[path.name] = kept
+            result.kept.append(path.name)
+    todo = [path for path in files if path.name not in rows]
+    bar = tqdm(total=len(files), initial=len(rows), unit="image", desc="predict",
+               disable=not config.progress)  # fmt: skip
+    readers = ThreadPoolExecutor(min(READERS, os.cpu_count() or 1), "predict-reader")
+
+    def segment(batch: list[tuple[Path, tuple[np.ndarray, tuple[int, int]]]]) -> None:
+        made = segmenter([read for _, read in batch], [NO_PROMPT] * len(batch))
+        for (path, _), (mask, score) in zip(batch, made, strict=True):
+            write_mask(masks[path.name], mask)
+            rows[path.name] = _row(path, masks[path.name], mask, score)
+            result.predicted += 1
+            bar.update()
+
     try:
-        bar = tqdm(files, unit="image", desc="predict", disable=not config.progress)
-        for (_, path), mask_path in zip(bar, masks, strict=True):
-            kept = None if config.overwrite else _kept(path, mask_path, earlier)
-            if kept is not None:
-                rows.append(kept)
-                result.kept.append(path.name)
-                continue
+        batch = []
+        for path, read in _read_ahead(readers, todo, 2 * segmenter.batch_size):
             try:
-                image, _ = data.read_image(path)
+                batch.append((path, read.result()))
             except data.UnreadableFile as error:
                 log.warning("%s", error)
-                rows.append({"image": path.name, "problem": str(error)})
+                rows[path.name] = {"image": path.name, "problem": str(error)}
                 result.unreadable.append(path.name)
-                continue
-            mask, score = segment(predictor, image, NO_PROMPT)
-            write_mask(mask_path, mask)
-            rows.append(_row(path, mask_path, mask, score))
-            result.predicted += 1
+                bar.update()
+            if len(batch) >= segmenter.batch_size:
+                segment(batch)
+                batch = []
+        if batch:
+            segment(batch)
     finally:
+        readers.shutdown(cancel_futures=True)
+        bar.close()
         try:
-            _write_summary(out / SUMMARY, rows)
+            _write_summary(out / SUMMARY, [rows[p.name] for p in files if p.name in rows])
         except ValueError as error:  # a full disk, say: what stopped the run matters more
             log.warning("%s", error)
     return result
+
+
+READERS = 8  # threads reading images ahead of the encoder (decoding and resizing free the GIL)
+
+
+def _read_ahead(
+    readers: ThreadPoolExecutor, paths: Iterable[Path], ahead: int
+) -> Iterator[tuple[Path, Future]]:
+    """(path, future of `_read_for_sam(path)`) in order, with up to `ahead` read meanwhile."""
+    pending: deque[tuple[Path, Future]] = deque()
+    for path in paths:
+        pending.append((path, readers.submit(_read_for_sam, path)))
+        if len(pending) > ahead:
+            yield pending.popleft()
+    yield from pending
+
+
+def _read_for_sam(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+    """An image file -> (hxwx3 uint8 resized to SAM's input, (H, W) of the image)."""
+    image, _ = data.read_image(path)
+    return resize_to_input(image), image.shape[:2]
 
 
 RECORD = "predict.json"  # which decoder made the masks of an output folder
