@@ -55,7 +55,8 @@ left() { echo $((LIMIT - SECONDS - ${1:-0})); }
 timeout "$(left 70)" python3 cli.py bench --views "$VIEWS" ${BENCH_ARGS:-} \
     --json "$OUT/bench-gpu.json" 2>&1 | tee "$OUT/bench-gpu.txt" | grep -v RANDOM | tail -24
 timeout "$(left 5)" python3 -m pytest -q -p no:cacheprovider tests/test_fast_encoder.py \
-    tests/test_device_resize.py tests/test_embed.py -k "${TESTS:-cuda}" 2>&1 | tee "$OUT/tests.txt" | tail -4
+    tests/test_device_resize.py tests/test_embed.py tests/test_predict.py -k "${TESTS:-cuda}" \
+    2>&1 | tee "$OUT/tests.txt" | tail -4
 # PROFILE=1: where embed's main thread spends its CPU, per resize (uncompiled; ~1 minute).
 if [ "${PROFILE:-0}" = 1 ] && [ "$(left)" -gt 90 ]; then
     timeout "$(left 5)" python3 scripts/profile_embed.py --views "$VIEWS" --top 30 \
