@@ -796,7 +796,7 @@ def export(checkpoint, decoder, out, overwrite) -> None:
     Example: python cli.py export --checkpoint checkpoints/sam_vit_b_01ec64.pth
     --decoder runs/point+box+none --out checkpoints/sam_vit_b_flood.pth
     """
-    from floodcache.predict import ExportConfig, run_export
+    from floodcache.export import ExportConfig, run_export
 
     path = run_export(
         ExportConfig(checkpoint=checkpoint, decoder=decoder, out=out, overwrite=overwrite)

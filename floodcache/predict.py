@@ -1,6 +1,6 @@
-"""`predict` and `export`: a fine-tuned decoder used outside floodcache.
+"""`predict`: a fine-tuned decoder used outside floodcache, on new images.
 
-predict: a new image -> SAM's water mask with the run's mask decoder in place of the
+A new image -> SAM's water mask with the run's mask decoder in place of the
 checkpoint's, from points, a box, or no prompt at all (for a decoder trained on `none`: the one
 prompt a field deployment without ground truth has). Images are encoded as `embed` encodes
 them (the fast image encoder in batches, at embed's default precision: fp16 on CUDA)
@@ -8,10 +8,6 @@ and decoded as `evaluate` decodes them (`decoder.predict_views`); the masks are 
 up to that precision. A folder of images is segmented prompt-free, SAM loaded once, read ahead
 in threads and encoded in batches, into a folder of masks and a table of each image's water
 fraction (`run_predict_folder`).
-
-export: the full SAM checkpoint (a state dict of the whole `Sam` module, like the official
-files) with `mask_decoder.*` replaced by the run's decoder, so that
-`segment_anything.sam_model_registry[model_type](checkpoint=FILE)` loads the fine-tuned SAM.
 """
 
 from __future__ import annotations
@@ -29,8 +25,6 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-import torch
-from segment_anything.modeling import Sam
 from tqdm import tqdm
 
 from floodcache import data
@@ -38,10 +32,9 @@ from floodcache.atomic_write import write_whole
 from floodcache.batch_encoder import BatchEncoder, default_batch_size
 from floodcache.choices import AUTO_PRECISION
 from floodcache.decoder import predict_views
-from floodcache.download import sha256_file
-from floodcache.encoder import load_sam, pick_device, resize_to_input, resolve_precision
+from floodcache.encoder import pick_device, resize_to_input, resolve_precision
 from floodcache.prompts import NO_PROMPT, Prompt
-from floodcache.runs import RANDOM_WEIGHTS, DecoderModel, check_same_sam, load_run
+from floodcache.runs import DecoderModel, sam_with_decoder
 
 log = logging.getLogger(__name__)
 
@@ -68,28 +61,6 @@ class Prediction:
     score: float  # SAM's predicted IoU of the mask
     prompt: Prompt  # in original-image pixels (empty: no prompt)
     out: Path
-
-
-def sam_with_decoder(checkpoint: Path, run: Path) -> tuple[Sam, DecoderModel]:
-    """The run's SAM (model type from its config.json) with the run's mask decoder loaded.
-
-    The checkpoint must be the one the run's cache was embedded with (sha256 checked): the
-    decoder learnt from that image encoder's embeddings. A run made with random weights
-    accepts any checkpoint of its model type, with a warning.
-    """
-    model = load_run(run)
-    model_type = model.record["model_type"]
-    sam = load_sam(model_type, checkpoint)
-    if model.record.get("checkpoint_sha256") == RANDOM_WEIGHTS:
-        log.warning(
-            "%s was trained on embeddings of an untrained SAM (random weights): its masks mean "
-            "nothing, whatever checkpoint it is combined with",
-            run,
-        )
-    else:
-        check_same_sam(model, model_type, sha256_file(checkpoint), str(checkpoint))
-    sam.mask_decoder.load_state_dict({k: torch.from_numpy(v) for k, v in model.state.items()})
-    return sam.eval(), model
 
 
 def user_prompt(config: PredictConfig) -> Prompt:
@@ -382,22 +353,3 @@ def _write_summary(path: Path, rows: list[dict]) -> None:
     writer.writeheader()
     writer.writerows(rows)
     write_whole(path, lambda tmp: tmp.write_bytes(table.getvalue().encode()))
-
-
-@dataclass
-class ExportConfig:
-    checkpoint: Path  # the SAM checkpoint the run's cache was embedded with
-    decoder: Path  # run folder written by `train`
-    out: Path  # the merged checkpoint (.pth)
-    overwrite: bool = False
-
-
-def run_export(config: ExportConfig) -> Path:
-    """Write the SAM checkpoint with the run's mask decoder merged in; returns its path."""
-    out = Path(config.out)
-    if out.exists() and not config.overwrite:
-        raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
-    sam, _ = sam_with_decoder(config.checkpoint, config.decoder)
-    # every Sam key, as the official checkpoints hold
-    write_whole(out, lambda tmp: torch.save(sam.state_dict(), tmp))
-    return out

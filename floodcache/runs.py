@@ -4,7 +4,7 @@ A run folder is what `train` writes (`save_run`): decoder.pt (a MaskDecoder stat
 config.json (its TrainConfig, prompt strategies, the cache fingerprint, SAM's model type and
 checkpoint sha256, the best epoch) and history.csv (one row per epoch). A decoder only makes
 sense on embeddings of the SAM image encoder it was trained with, so every user of a run checks
-that first.
+that first (`sam_with_decoder` puts a run's decoder into its SAM).
 """
 
 from __future__ import annotations
@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import torch
+from segment_anything.modeling import Sam
 
 from floodcache.cache import Cache, config_difference
 from floodcache.download import sha256_file
+from floodcache.encoder import load_sam
 
 log = logging.getLogger(__name__)
 PRETRAINED = "pretrained"
@@ -155,3 +157,25 @@ def decoder_models(cache: Cache, runs: tuple[Path, ...]) -> list[DecoderModel]:
 def read_history(run: Path) -> pl.DataFrame:
     """A run's history.csv: epoch, train_loss, train_iou, val_loss, val_iou, lr, seconds, ..."""
     return pl.read_csv(Path(run) / HISTORY)
+
+
+def sam_with_decoder(checkpoint: Path, run: Path) -> tuple[Sam, DecoderModel]:
+    """The run's SAM (model type from its config.json) with the run's mask decoder loaded.
+
+    The checkpoint must be the one the run's cache was embedded with (sha256 checked): the
+    decoder learnt from that image encoder's embeddings. A run made with random weights
+    accepts any checkpoint of its model type, with a warning.
+    """
+    model = load_run(run)
+    model_type = model.record["model_type"]
+    sam = load_sam(model_type, checkpoint)
+    if model.record.get("checkpoint_sha256") == RANDOM_WEIGHTS:
+        log.warning(
+            "%s was trained on embeddings of an untrained SAM (random weights): its masks mean "
+            "nothing, whatever checkpoint it is combined with",
+            run,
+        )
+    else:
+        check_same_sam(model, model_type, sha256_file(checkpoint), str(checkpoint))
+    sam.mask_decoder.load_state_dict({k: torch.from_numpy(v) for k, v in model.state.items()})
+    return sam.eval(), model

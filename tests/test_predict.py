@@ -20,14 +20,8 @@ from floodcache import data
 from floodcache import predict as predict_module
 from floodcache.download import sha256_file
 from floodcache.encoder import load_sam
-from floodcache.predict import (
-    ExportConfig,
-    FolderConfig,
-    PredictConfig,
-    run_export,
-    run_predict,
-    run_predict_folder,
-)
+from floodcache.export import ExportConfig, run_export
+from floodcache.predict import FolderConfig, PredictConfig, run_predict, run_predict_folder
 from tests.conftest import save_checkpoint
 
 
