@@ -12,6 +12,8 @@ Stages, each timed on the same views (views/s, peak memory, ratio to the referen
                              reference
     embed (after 1st batch)  the `embed` command, for each resize, and its readers alone
                              (`bench_embed`)
+    predict (folder)         the `predict` command on a folder of `views` images
+                             (`bench_predict`)
     train from cache         floodcache.train's own step on the cached embeddings (here)
 
 then the cache's bytes per view, write and read times, with and without compression, and
@@ -34,6 +36,7 @@ import torch
 from floodcache import bench_io, encoder
 from floodcache.bench_embed import compare_embed, dataset, embed_stage
 from floodcache.bench_encoder import bench_views, encoders, reference_stages
+from floodcache.bench_predict import predict_stage
 from floodcache.bench_table import Bench, PeakMemory, Row, hold_gpu_memory, timed
 from floodcache.cache import Cache
 from floodcache.prompts import PROMPTS, PromptOptions
@@ -90,6 +93,11 @@ def run_bench(config: BenchConfig) -> Bench:
             cache = Path(tmp) / "bench.h5"
             for resize in config.resizes:
                 bench.add(*embed_stage(config, data_dir, augment, cache, device, resize))
+            if "predict" not in config.skip:
+                bench.add(
+                    predict_stage(sam, config.model_type, config.checkpoint, data_dir,
+                                  config.views, Path(tmp), device)
+                )  # fmt: skip
             bench.add(*[_train(config, cache, device, p) for p in ("fp32", "bf16")])
             if "compression" not in config.skip:
                 bench.compression = bench_io.compression(cache, Path(tmp) / "compression.h5")

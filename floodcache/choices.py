@@ -45,4 +45,5 @@ BENCH_SKIPPABLE = {  # stages `bench --skip` can leave out, and what they are
     "mask-encoders": "the fast encoder with the mask attention where folded is the default",
     "compression": "the cache's size and I/O with compression",
     "writing": "embed's cache writing alone, in line and in the background",
+    "predict": "predict on a folder of the bench's images",
 }

@@ -17,6 +17,7 @@ import io
 import json
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -112,10 +113,10 @@ class Segmenter:
         self.device = pick_device(device)
         self.sam.to(self.device)
         model_type = self.model.record["model_type"]
-        precision = resolve_precision(precision, self.device)
-        batch = default_batch_size(self.device, model_type, precision)
+        self.precision = resolve_precision(precision, self.device)
+        batch = default_batch_size(self.device, model_type, self.precision)
         self.encoder = BatchEncoder(
-            self.sam, self.device, model_type, precision, batch_size=batch, views=images
+            self.sam, self.device, model_type, self.precision, batch_size=batch, views=images
         )
 
     @property
@@ -193,6 +194,10 @@ class FolderResult:
     predicted: int  # images segmented by this run
     kept: list[str] = field(default_factory=list)  # images whose mask was there already
     unreadable: list[str] = field(default_factory=list)  # files that are not images
+    precision: str = ""  # the encoder's, resolved
+    batch_size: int = 0  # images per encoder call (the last, if out of memory halved it)
+    load_seconds: float = 0.0  # from the start until SAM was ready on the device
+    seconds: float = 0.0  # the whole run
 
 
 def run_predict_folder(config: FolderConfig) -> FolderResult:
@@ -214,6 +219,7 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     files = [by_stem[stem] for stem in sorted(by_stem, key=data.natural_key)]
     if not files:
         raise FileNotFoundError(f"{images}: no files to segment; give --image a folder of images")
+    start = time.perf_counter()
     segmenter = Segmenter(
         config.checkpoint, config.decoder, config.device, config.precision, images=len(files)
     )
@@ -222,7 +228,8 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     record = {"decoder": str(segmenter.model.run), "decoder_sha256": segmenter.model.sha256}
     _claim(out, record, list(masks.values()), config)
     earlier = _read_summary(out / SUMMARY)
-    result = FolderResult(out, out / SUMMARY, predicted=0)
+    result = FolderResult(out, out / SUMMARY, predicted=0, precision=segmenter.precision)
+    result.load_seconds = time.perf_counter() - start
     rows: dict[str, dict] = {}
     for path in files:
         kept = None if config.overwrite else _kept(path, masks[path.name], earlier)
@@ -260,6 +267,12 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     finally:
         readers.shutdown(cancel_futures=True)
         bar.close()
+        result.batch_size, result.seconds = segmenter.batch_size, time.perf_counter() - start
+        log.info(
+            "segmented %d images in %.1f s on %s in %s, %d a batch (SAM ready after %.1f s)",
+            result.predicted, result.seconds, segmenter.device, result.precision,
+            result.batch_size, result.load_seconds,
+        )  # fmt: skip
         try:
             _write_summary(out / SUMMARY, [rows[p.name] for p in files if p.name in rows])
         except ValueError as error:  # a full disk, say: what stopped the run matters more

@@ -43,6 +43,17 @@ def test_every_stage_is_measured(tiny_bench):
     assert train.ratio == pytest.approx(train.views_per_second / result.rows[1].views_per_second)
 
 
+def test_predict_on_a_folder_is_timed_as_a_user_runs_it(tiny_bench):
+    result, _ = tiny_bench
+    (predict,) = [row for row in result.rows if row.stage == "predict (folder)"]
+    # 2 views are one image and its augmented view: predict gets the one image
+    assert (predict.views, predict.precision, predict.batch) == (1, "fp32", CPU_BATCH)
+    assert predict.ratio == pytest.approx(
+        predict.views_per_second / result.rows[0].views_per_second
+    )
+    assert "1 images read, encoded, decoded, written as PNG" in predict.note
+
+
 def test_fast_fp32_encoder_matches_the_reference(tiny_bench):
     result, _ = tiny_bench
     fast = next(r for r in result.rows if r.stage == "encoder fast" and r.precision == "fp32")
