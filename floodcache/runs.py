@@ -17,15 +17,18 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import polars as pl
 import torch
 from segment_anything.modeling import Sam
 
 from floodcache.cache import Cache, config_difference
 from floodcache.download import sha256_file
 from floodcache.encoder import load_sam
+
+if TYPE_CHECKING:
+    import polars as pl
 
 log = logging.getLogger(__name__)
 PRETRAINED = "pretrained"
@@ -155,7 +158,12 @@ def decoder_models(cache: Cache, runs: tuple[Path, ...]) -> list[DecoderModel]:
 
 
 def read_history(run: Path) -> pl.DataFrame:
-    """A run's history.csv: epoch, train_loss, train_iou, val_loss, val_iou, lr, seconds, ..."""
+    """A run's history.csv: epoch, train_loss, train_iou, val_loss, val_iou, lr, seconds, ...
+
+    polars is imported here, by `report` alone: embed, train, predict and bench run without
+    it (the lent GPU machines do not have it)."""
+    import polars as pl
+
     return pl.read_csv(Path(run) / HISTORY)
 
 

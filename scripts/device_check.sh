@@ -12,7 +12,7 @@
 # Results go under $OUT (default /tmp/floodcache-device). Missing Python packages come as
 # wheels in .whl/, installed to /tmp/site: `bash scripts/gpu_wheels.sh` fetches the ones the
 # lent machines (Python 3.12, torch 2.11) lacked, here first (cp312 manylinux wheels, 7.5 MB,
-# ~10 s). polars is not needed: bench does not import it.
+# ~10 s). polars is not needed: bench does not import it (tests/test_cli.py checks).
 # Each step has its own time limit, so one that hangs or fails still leaves the others.
 set -u
 OUT=${OUT:-/tmp/floodcache-device}

@@ -51,6 +51,14 @@ def test_audit_runs_without_torch(tiny_data, tmp_path):
     assert out.read_text().startswith("image,mask,problem,detail")
 
 
+def test_the_gpu_check_needs_no_polars():
+    """The lent GPU machines have no polars (their package list, /work/.library/device):
+    bench, embed, train, predict and the CUDA tests' modules must import without it, or
+    scripts/device_check.sh fails before measuring anything. Only report reads with it."""
+    modules = "cli, floodcache.bench, floodcache.predict, tests.test_predict, tests.test_embed"
+    assert "polars" not in heavy_modules_after(f"import {modules}")
+
+
 def test_the_choices_offered_are_the_ones_the_library_has():
     import cli
     from floodcache import encoder, readers
