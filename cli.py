@@ -762,8 +762,8 @@ def predict(
         result = run_predict_folder(FolderConfig(images=image, **run))
         click.echo(
             f"{result.out}: {result.predicted} images segmented, {len(result.kept)} kept from "
-            f"an earlier run, {len(result.unreadable)} unreadable; water fraction per image "
-            f"in {result.summary}"
+            f"an earlier run, {len(result.unreadable)} unreadable ({result.seconds:.1f} s); "
+            f"water fraction per image in {result.summary}"
         )
         return
     config = PredictConfig(image=image, points=points, background=background, box=box, **run)
