@@ -223,13 +223,13 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     segmenter = Segmenter(
         config.checkpoint, config.decoder, config.device, config.precision, images=len(files)
     )
+    loaded = time.perf_counter() - start
     warn_if_not_prompt_free(segmenter.model, config.decoder)
     masks = {path.name: out / f"{path.stem}.png" for path in files}
     record = {"decoder": str(segmenter.model.run), "decoder_sha256": segmenter.model.sha256}
     _claim(out, record, list(masks.values()), config)
     earlier = _read_summary(out / SUMMARY)
-    result = FolderResult(out, out / SUMMARY, predicted=0, precision=segmenter.precision)
-    result.load_seconds = time.perf_counter() - start
+    result = FolderResult(out, out / SUMMARY, 0, precision=segmenter.precision, load_seconds=loaded)
     rows: dict[str, dict] = {}
     for path in files:
         kept = None if config.overwrite else _kept(path, masks[path.name], earlier)
