@@ -6,6 +6,7 @@ import json
 
 import cv2
 import pytest
+import torch
 from click.testing import CliRunner
 
 import cli
@@ -150,3 +151,29 @@ def test_generated_scenes_are_the_same_made_by_processes_or_here(tmp_path):
         water = cv2.imread(str(here / "Mask" / f"{index}.png"), cv2.IMREAD_GRAYSCALE) > 0
         assert 0.2 < water.mean() < 0.8  # below a wavy line at 35-65% of the height
     assert len(list((root / "Image").iterdir())) == 3
+
+
+def test_the_reference_is_timed_after_one_untimed_view(tiny_data, monkeypatch):
+    """Every stage leaves its first batch out (a GPU's first call sets CUDA up, for seconds):
+    the reference must too, or a few reference views make every ratio look better."""
+    import time
+
+    from segment_anything import SamPredictor
+
+    from floodcache.bench_encoder import bench_views, reference_stages
+    from floodcache.encoder import build_sam
+
+    calls, set_image = [], SamPredictor.set_image
+
+    def first_call_slow(predictor, image, *args, **kwargs):
+        calls.append(image.shape)
+        if len(calls) == 1:
+            time.sleep(1.0)
+        return set_image(predictor, image, *args, **kwargs)
+
+    monkeypatch.setattr(SamPredictor, "set_image", first_call_slow)
+    views = bench_views(tiny_data, augment=1, count=2)
+    encode, step, features = reference_stages(build_sam("vit_tiny"), views, torch.device("cpu"))
+    assert len(calls) == 3  # one untimed view, then each view timed
+    assert encode.views == step.views == 2 and len(features) == 2
+    assert 0 < encode.seconds < 1.0 and encode.seconds < step.seconds

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -57,6 +58,30 @@ def test_the_gpu_check_needs_no_polars():
     scripts/device_check.sh fails before measuring anything. Only report reads with it."""
     modules = "cli, floodcache.bench, floodcache.predict, tests.test_predict, tests.test_embed"
     assert "polars" not in heavy_modules_after(f"import {modules}")
+
+
+def test_importing_floodcache_asks_no_server_for_albumentations_updates():
+    """albumentations checks PyPI on import unless told not to: floodcache turns that off
+    (its opener, made for that request alone, is never made), and keeps a user's own choice."""
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+
+    def run(code: str, **setting: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", f"import os\n{code}"],
+            cwd=ROOT,
+            env=env | setting,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    checked = "import floodcache.views, albumentations.check_version as c\nprint(c.opener is None)"
+    assert run(checked) == "True"
+    setting = "print(os.environ['NO_ALBUMENTATIONS_UPDATE'])"
+    assert run(f"import floodcache\n{setting}") == "1"
+    assert run(f"import floodcache\n{setting}", NO_ALBUMENTATIONS_UPDATE="0") == "0"
 
 
 def test_the_choices_offered_are_the_ones_the_library_has():
