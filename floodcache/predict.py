@@ -204,10 +204,11 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     """Segment each image of `config.images` prompt-free, in natural order, SAM loaded once.
 
     Images are read (decoded, resized to SAM's input) ahead in threads while the last batch
-    encodes. A mask already in `out` (from a run that was stopped) is kept unless
-    `overwrite`, so a rerun goes on where the last one stopped. A file that cannot be read
-    as an image is logged and listed in the summary with its problem, and the run goes on.
-    The summary is written when the run ends, however it ends.
+    encodes, and masks written in other threads while the next batch encodes (a mask's row
+    counts once it is on disk). A mask already in `out` (from a run that was stopped) is kept
+    unless `overwrite`, so a rerun goes on where the last one stopped. A file that cannot be
+    read as an image is logged and listed in the summary with its problem, and the run goes
+    on. The summary is written when the run ends, however it ends.
     """
     images, out = Path(config.images), Path(config.out)
     if not images.is_dir():
@@ -240,14 +241,20 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     bar = tqdm(total=len(files), initial=len(rows), unit="image", desc="predict",
                disable=not config.progress)  # fmt: skip
     readers = ThreadPoolExecutor(min(READERS, os.cpu_count() or 1), "predict-reader")
+    writers = ThreadPoolExecutor(min(WRITERS, os.cpu_count() or 1), "predict-writer")
+    writing: deque[tuple[Path, Future]] = deque()  # masks handed to the writers, in order
+
+    def written(path: Path, row: Future) -> None:
+        rows[path.name] = row.result()  # a failed write raises here
+        result.predicted += 1
+        bar.update()
 
     def segment(batch: list[tuple[Path, tuple[np.ndarray, tuple[int, int]]]]) -> None:
         made = segmenter([read for _, read in batch], [NO_PROMPT] * len(batch))
         for (path, _), (mask, score) in zip(batch, made, strict=True):
-            write_mask(masks[path.name], mask)
-            rows[path.name] = _row(path, masks[path.name], mask, score)
-            result.predicted += 1
-            bar.update()
+            writing.append((path, writers.submit(_write, path, masks[path.name], mask, score)))
+        while writing and (writing[0][1].done() or len(writing) > 2 * segmenter.batch_size):
+            written(*writing.popleft())
 
     try:
         batch = []
@@ -264,8 +271,14 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
                 batch = []
         if batch:
             segment(batch)
+        while writing:
+            written(*writing.popleft())
     finally:
         readers.shutdown(cancel_futures=True)
+        writers.shutdown(cancel_futures=True)  # waits for the masks being written
+        for path, row in writing:  # stopped part way: the masks written are in the summary
+            if not row.cancelled() and row.exception() is None:
+                written(path, row)
         bar.close()
         result.batch_size, result.seconds = segmenter.batch_size, time.perf_counter() - start
         log.info(
@@ -281,6 +294,7 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
 
 
 READERS = 8  # threads reading images ahead of the encoder (decoding and resizing free the GIL)
+WRITERS = 4  # threads encoding and writing masks (PNG encoding frees the GIL) while SAM goes on
 
 
 def _read_ahead(
@@ -331,6 +345,12 @@ def _claim(out: Path, record: dict, masks: list[Path], config: FolderConfig) -> 
             )
     content = json.dumps(record, indent=1).encode()
     write_whole(record_file, lambda tmp: tmp.write_bytes(content))
+
+
+def _write(image: Path, mask_path: Path, mask: np.ndarray, score: float) -> dict:
+    """Write an image's mask (a writer thread's work) -> its summary row."""
+    write_mask(mask_path, mask)
+    return _row(image, mask_path, mask, score)
 
 
 def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) -> dict:
