@@ -23,19 +23,7 @@ def predict_stage(
 ) -> Row:  # fmt: skip
     """`run_predict_folder` on the first `count` images of `data_dir`/Image (views/s: images
     a second after SAM is ready; the note gives the whole run's, loading included)."""
-    if checkpoint is None:  # random weights: the bench's SAM, saved for predict to load
-        checkpoint, sha = tmp / "predict-sam.pth", RANDOM_WEIGHTS
-        torch.save(sam.state_dict(), checkpoint)
-    else:
-        sha = sha256_file(checkpoint)
-    run = tmp / "predict-run"
-    record = {"model_type": model_type, "checkpoint_sha256": sha, "prompts": {"none": 1.0}}
-    save_run(run, sam.mask_decoder.state_dict(), record, [{"epoch": 0}])
-    images = tmp / "predict-images"
-    images.mkdir()
-    for image in sorted((Path(data_dir) / "Image").iterdir())[:count]:
-        (images / image.name).symlink_to(image.resolve())
-    config = FolderConfig(checkpoint, run, images, tmp / "predict-masks", progress=False)
+    config = predict_folder(sam, model_type, checkpoint, data_dir, count, tmp)
     config.device = str(device)
     with PeakMemory(device) as peak:
         result = run_predict_folder(config)
@@ -50,3 +38,23 @@ def predict_stage(
         f"{result.predicted / result.seconds:.3f} images/s over the whole run, SAM loaded in "
         f"{result.load_seconds:.1f} s",
     )
+
+
+def predict_folder(
+    sam: Sam, model_type: str, checkpoint: Path | None, data_dir: Path, count: int, tmp: Path
+) -> FolderConfig:
+    """A folder of the first `count` images of `data_dir`/Image (links), and a run whose
+    decoder is `sam`'s, in `tmp`: predict's config, writing masks to tmp/predict-masks."""
+    if checkpoint is None:  # random weights: the bench's SAM, saved for predict to load
+        checkpoint, sha = tmp / "predict-sam.pth", RANDOM_WEIGHTS
+        torch.save(sam.state_dict(), checkpoint)
+    else:
+        sha = sha256_file(checkpoint)
+    run = tmp / "predict-run"
+    record = {"model_type": model_type, "checkpoint_sha256": sha, "prompts": {"none": 1.0}}
+    save_run(run, sam.mask_decoder.state_dict(), record, [{"epoch": 0}])
+    images = tmp / "predict-images"
+    images.mkdir()
+    for image in sorted((Path(data_dir) / "Image").iterdir())[:count]:
+        (images / image.name).symlink_to(image.resolve())
+    return FolderConfig(checkpoint, run, images, tmp / "predict-masks", progress=False)

@@ -177,3 +177,23 @@ def test_the_reference_is_timed_after_one_untimed_view(tiny_data, monkeypatch):
     assert len(calls) == 3  # one untimed view, then each view timed
     assert encode.views == step.views == 2 and len(features) == 2
     assert 0 < encode.seconds < 1.0 and encode.seconds < step.seconds
+
+
+def test_ab_predict_compares_two_predicts_on_the_same_images(tmp_path):
+    """scripts/ab_predict.py, given this predict.py as the earlier one: same masks, a ratio."""
+    import subprocess
+    import sys
+
+    from tests.conftest import PROJECT
+
+    script, old = PROJECT / "scripts" / "ab_predict.py", PROJECT / "floodcache" / "predict.py"
+    args = ["--images", "2", "--model-type", "vit_tiny", "--device", "cpu", "--rounds", "1"]
+    done = subprocess.run(
+        [sys.executable, str(script), str(old), *args, "--profile", str(tmp_path / "p.txt")],
+        capture_output=True, text=True, timeout=300, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "old0: 2 images" in done.stdout and "new0: 2 images" in done.stdout
+    assert "same masks: True" in done.stdout and "x\n" in done.stdout
+    profile = (tmp_path / "p.txt").read_text()
+    assert "Ordered by: internal time" in profile and "floodcache/" in profile
