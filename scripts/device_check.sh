@@ -5,7 +5,8 @@
 #      error goal; streaming; default settings fitting an 8 GB card);
 #   3. with PROFILE=1, where embed's main thread spends its CPU (scripts/profile_embed.py);
 #   4. `bench` acting as an 8 GB laptop GPU (7.5 GiB free): default batch sizes and peaks.
-# The next session's call (carry [".whl"], timeout_s ~590), embed's goal against the encoder:
+# The call that showed embed's goal against the encoder (carry [".whl"], timeout_s ~590;
+# 232 s on an H200, eleventh session):
 #   LIMIT=560 VIEWS=640 SKIP_8GB=1 SCALING=0 PROFILE=1 BENCH_ARGS="--embed-views 2560
 #   --reference-views 4 --skip eager-encoders --skip mask-encoders --skip compression
 #   --skip writing --resize pil --resize torch" bash scripts/device_check.sh
