@@ -168,6 +168,23 @@ def test_auto_precision_is_fp16_on_a_gpu_and_fp32_elsewhere():
     assert encoder.resolve_precision("bf16", torch.device("cpu")) == "bf16"  # asked: kept
 
 
+@pytest.mark.parametrize("fast", [True, False])
+def test_bf16_asked_on_a_cpu_that_emulates_it_is_warned_about_once(fast, monkeypatch, caplog):
+    monkeypatch.setattr(encoder, "cpu_has_fast_bf16", lambda: fast)
+    encoder._warn_slow_bf16.cache_clear()
+    for device, precision in [("cpu", "bf16"), ("cpu", "bf16"), ("cpu", "fp32"), ("cuda", "bf16")]:
+        assert encoder.resolve_precision(precision, torch.device(device)) == precision
+    assert encoder.resolve_precision("auto", torch.device("cpu")) == "fp32"
+    warnings = [r.getMessage() for r in caplog.records if "without fast bf16" in r.getMessage()]
+    assert len(warnings) == (0 if fast else 1) and all("--precision at auto" in w for w in warnings)
+
+
+def test_a_cpu_without_avx_512_has_no_fast_bf16():
+    if torch.backends.cpu.get_cpu_capability() not in ("AVX2", "DEFAULT"):
+        pytest.skip("an AVX-512 CPU: oneDNN's answer depends on its bf16 instructions")
+    assert encoder.cpu_has_fast_bf16() is False
+
+
 def test_relative_error_of_tensors_and_float16_arrays():
     reference = torch.tensor([3.0, 4.0])  # norm 5
     assert relative_error(reference, reference) == 0.0
