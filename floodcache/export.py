@@ -10,8 +10,8 @@ from pathlib import Path
 
 import torch
 
-from floodcache.atomic_write import write_whole
-from floodcache.runs import sam_with_decoder
+from floodcache.train.runs import sam_with_decoder
+from floodcache.utils.atomic import write_whole
 
 
 @dataclass

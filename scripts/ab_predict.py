@@ -1,13 +1,13 @@
-"""predict on a folder, an earlier predict.py against this one, alternating in one process.
+"""predict on a folder, an earlier version against this one, alternating in one process.
 
-    git show REV:floodcache/predict.py > /tmp/predict_old.py
-    python scripts/ab_predict.py /tmp/predict_old.py --images 640 [--model-type vit_b]
+    git show REV:floodcache/predict/folder.py > /tmp/folder_old.py
+    python scripts/ab_predict.py /tmp/folder_old.py --images 640 [--model-type vit_b]
         [--device cuda] [--rounds 3] [--profile FILE]
 
 Both segment the same generated scenes (bench's) with SAM's own decoder as the run's, after
 one untimed warm-up run; it prints each run's images/s after SAM is ready, whether both wrote
 the same masks, and the ratio of the medians. --profile: one more run of this predict under
-cProfile, by internal time. (How 456be74's writer threads were measured: 1.64x on an H200.)
+cProfile, by internal time.
 """
 
 from __future__ import annotations
@@ -24,16 +24,16 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from floodcache import encoder  # noqa: E402
-from floodcache import predict as new  # noqa: E402
-from floodcache.bench import BenchConfig  # noqa: E402
-from floodcache.bench_embed import dataset  # noqa: E402
-from floodcache.bench_predict import predict_folder  # noqa: E402
+from floodcache.bench.config import BenchConfig  # noqa: E402
+from floodcache.bench.embed import dataset  # noqa: E402
+from floodcache.bench.predict import predict_folder  # noqa: E402
+from floodcache.predict import folder as new  # noqa: E402
+from floodcache.sam.model import build_sam  # noqa: E402
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("old", type=Path, help="an earlier floodcache/predict.py")
+    parser.add_argument("old", type=Path, help="an earlier floodcache/predict/folder.py")
     parser.add_argument("--images", type=int, default=640)
     parser.add_argument("--model-type", default="vit_b")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -47,7 +47,7 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="ab-predict-"))
     data_dir, _ = dataset(BenchConfig(views=4 * args.images, device=args.device), tmp)
     torch.manual_seed(0)
-    sam = encoder.build_sam(args.model_type)
+    sam = build_sam(args.model_type)
     config = predict_folder(sam, args.model_type, None, data_dir, args.images, tmp)
     config.device = args.device
 

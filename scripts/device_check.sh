@@ -1,19 +1,18 @@
 #!/usr/bin/env bash
-# The GPU checks of issue 4, as one call on a lent GPU machine (or any CUDA machine):
+# The GPU checks, as one call on a CUDA machine:
 #   1. `bench` on the whole card;
-#   2. the CUDA-only tests (fast fp16 encoder eager and compiled, each attention, within the
-#      error goal; streaming; default settings fitting an 8 GB card);
+#   2. the CUDA-only tests (pytest -m cuda: fast fp16 encoder eager and compiled, each
+#      attention, within its error bound; streaming; default settings fitting an 8 GB card);
 #   3. with PROFILE=1, where embed's main thread spends its CPU (scripts/profile_embed.py);
 #   4. `bench` acting as an 8 GB laptop GPU (7.5 GiB free): default batch sizes and peaks.
-# The call that showed embed's goal against the encoder (carry [".whl"], timeout_s ~590;
-# 232 s on an H200, eleventh session):
+# The call that times embed against the encoder alone:
 #   LIMIT=560 VIEWS=640 SKIP_8GB=1 SCALING=0 PROFILE=1 BENCH_ARGS="--embed-views 2560
 #   --reference-views 4 --skip eager-encoders --skip mask-encoders --skip compression
 #   --skip writing --resize pil --resize torch" bash scripts/device_check.sh
-# Results go under $OUT (default /tmp/floodcache-device). Missing Python packages come as
-# wheels in .whl/, installed to /tmp/site: `bash scripts/gpu_wheels.sh` fetches the ones the
-# lent machines (Python 3.12, torch 2.11) lacked, here first (cp312 manylinux wheels, 7.5 MB,
-# ~10 s). polars is not needed: bench does not import it (tests/test_cli.py checks).
+# Results go under $OUT (default /tmp/floodcache-device). Python packages a machine without
+# internet lacks come as wheels in .whl/, installed to /tmp/site: `bash scripts/gpu_wheels.sh`
+# fetches them beforehand on a machine with internet. polars is not needed: bench does not
+# import it (tests/commands/test_cli.py checks).
 # Each step has its own time limit, so one that hangs or fails still leaves the others.
 set -u
 OUT=${OUT:-/tmp/floodcache-device}
@@ -39,8 +38,8 @@ VIEWS=${VIEWS:-320}
     dd if=/dev/zero of="${TMPDIR:-/tmp}/floodcache-dd" bs=16M count=64 conv=fdatasync 2>&1 \
         | tail -1
     # embed removes its parts (~2 MiB a view) in the background once the cache is in place;
-    # bench waits for that between stages. 0.2 s a GiB on the development disk (ext4 mounted
-    # with discard). How fast here:
+    # bench waits for that between stages. On a disk mounted with discard it can take a while.
+    # How fast here:
     mount | grep -E " (/|${TMPDIR:-/tmp}) " || true
     python3 -c "import os, sys, time; t = time.perf_counter(); os.unlink(sys.argv[1]);
 print(f'removing 1 GiB took {time.perf_counter() - t:.3f} s')" "${TMPDIR:-/tmp}/floodcache-dd"
@@ -49,14 +48,13 @@ print(f'removing 1 GiB took {time.perf_counter() - t:.3f} s')" "${TMPDIR:-/tmp}/
 } 2>&1 | tee "$OUT/gpu.txt"
 # bench first: it is the measurement; then the CUDA tests; the 8 GB card only if time is left
 # (LIMIT: the call's seconds). BENCH_ARGS adds options (e.g. --skip compression), TESTS picks
-# the CUDA tests (pytest -k), SECOND_BENCH_ARGS runs a second bench in the 8 GB one's place,
+# among the CUDA tests (pytest -k), SECOND_BENCH_ARGS runs a second bench in the 8 GB one's place,
 # SKIP_8GB=1 leaves the 8 GB one out.
 LIMIT=${LIMIT:-590}
 left() { echo $((LIMIT - SECONDS - ${1:-0})); }
 timeout "$(left 70)" python3 cli.py bench --views "$VIEWS" ${BENCH_ARGS:-} \
     --json "$OUT/bench-gpu.json" 2>&1 | tee "$OUT/bench-gpu.txt" | grep -v RANDOM | tail -24
-timeout "$(left 5)" python3 -m pytest -q -p no:cacheprovider tests/test_fast_encoder.py \
-    tests/test_device_resize.py tests/test_embed.py tests/test_predict.py -k "${TESTS:-cuda}" \
+timeout "$(left 5)" python3 -m pytest -q -p no:cacheprovider -m cuda tests ${TESTS:+-k "$TESTS"} \
     2>&1 | tee "$OUT/tests.txt" | tail -4
 # PROFILE=1: where embed's main thread spends its CPU, per resize (uncompiled; ~1 minute).
 if [ "${PROFILE:-0}" = 1 ] && [ "$(left)" -gt 90 ]; then

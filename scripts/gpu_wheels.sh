@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# The Python packages the lent GPU machines lack (Python 3.12 with torch 2.11 there), as wheels
-# in .whl/ for the device call's `carry` (scripts/device_check.sh installs them there). The
-# versions are those installed here, so both machines run the same code. Run it once in a
-# fresh checkout, before the call: pip reaches PyPI here, not there.
+# The Python packages a GPU machine without internet may lack (for Python 3.12 there), as
+# wheels in .whl/ to copy there with the checkout (scripts/device_check.sh installs them). The
+# versions are those installed here, so both machines run the same code. Run it here, where
+# pip reaches PyPI, before copying.
 set -eu
 cd "$(dirname "$0")/.."
 PACKAGES="segment-anything albumentations albucore simsimd stringzilla pydantic pydantic_core

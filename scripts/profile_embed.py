@@ -1,7 +1,7 @@
 """Where embed's main thread spends its CPU, by function: cProfile on thread CPU time.
 
-On the H100, embed's main thread used 3.0 ms of CPU a view with --resize torch against 0.7
-with pil, and with torch that thread bounds the rate. This runs embed on bench's generated
+On a fast GPU, embed's main thread can bound the rate (more so with --resize torch, where it
+drives the device's resize). This runs embed on bench's generated
 scenes for each resize, without compiling (compiling would fill the profile; the eager
 encoder only adds its kernel launches), and prints the functions that took the main
 thread's CPU, by their own time and with what they called.
@@ -25,10 +25,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from floodcache.bench import BenchConfig  # noqa: E402
-from floodcache.bench_embed import dataset, embed_settings  # noqa: E402
-from floodcache.embed import run_embed  # noqa: E402
-from floodcache.encoder import pick_device  # noqa: E402
+from floodcache.MISSING_bench import BenchConfig  # noqa: E402
+from floodcache.MISSING_bench_embed import embed_settings  # noqa: E402
+from floodcache.MISSING_embed import run_embed  # noqa: E402
+from floodcache.MISSING_encoder import pick_device  # noqa: E402
+
+from floodcache.bench.embed import dataset
 
 
 def main() -> None:

@@ -4,7 +4,6 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,34 +17,12 @@ from floodcache.prompts import (
     parse_prompts,
     prompt_rng,
 )
+from tests.helpers import PROJECT, REAL_DATA, blobs, on_water, prompt, rectangle
 
-REAL_MASKS = Path(__file__).resolve().parents[2] / "shared" / "flood_dataset" / "Mask"
+REAL_MASKS = REAL_DATA / "Mask"
+
+
 ORACLES = [name for name, strategy in PROMPTS.items() if strategy.oracle]
-
-
-def rectangle(shape=(40, 60), rows=(10, 30), cols=(5, 45)) -> np.ndarray:
-    """HxW uint8 {0,1} with water on rows[0]..rows[1] and cols[0]..cols[1], inclusive."""
-    mask = np.zeros(shape, dtype=np.uint8)
-    mask[rows[0] : rows[1] + 1, cols[0] : cols[1] + 1] = 1
-    return mask
-
-
-def blobs() -> np.ndarray:
-    """HxW bool: an irregular two-part water mask (a disc and a ring)."""
-    mask = np.zeros((64, 80), dtype=np.uint8)
-    cv2.circle(mask, (20, 30), 12, 1, thickness=-1)
-    cv2.circle(mask, (58, 28), 15, 1, thickness=3)
-    return mask.astype(bool)
-
-
-def prompt(name: str, mask, epoch: int = 0, view: int = 0, **options) -> Prompt | None:
-    return make_prompt(PROMPTS[name], mask, 7, "img_001", view, epoch, PromptOptions(**options))
-
-
-def on_water(mask: np.ndarray, points: np.ndarray) -> np.ndarray:
-    """Whether each XY point lies on water."""
-    cols, rows = points.astype(int).T
-    return mask[rows, cols].astype(bool)
 
 
 def test_registry_names_and_flags():
@@ -177,7 +154,7 @@ def test_prompt_rng_is_the_same_in_another_process():
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run(
         [sys.executable, "-c", code],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=PROJECT,
         env=env,
         capture_output=True,
         text=True,

@@ -1,0 +1,95 @@
+"""The HDF5 embedding cache's format: its fields, checksums and fingerprint (`reader` reads a
+cache, `verify` checks one, `writer` and `assembly` write one).
+
+Layout of a complete cache (N views, one row each, in plan order):
+
+    embeddings      N x 256 x 64 x 64 float16, one chunk per view, fletcher32 checksums
+    lowres_mask     N x 256 x 256 uint8 {0,1}, training target in the decoder's padded frame
+    mask_png        N vlen uint8, the view's full-resolution binary mask as PNG (for metrics)
+    image_jpeg      N vlen uint8, the view's image as JPEG, longest side <= 512 (for galleries)
+    image_id, split, image_file, mask_file   N str
+    view            N int32 (0 = un-augmented)
+    original_size   N x 2 int32 (H, W) of the view;  input_size  N x 2 int32 (h, w) after resize
+    water_fraction  N float32
+    view_sha256     N str, sha256 of the view's embedding, lowres_mask and mask_png bytes
+    sam/prompt_encoder/*, sam/mask_decoder/*   the pretrained weights of SAM's prompt side
+    attrs: schema_version, model_type, checkpoint_sha256, config (JSON), fingerprint, complete
+
+Written crash-safely by `writer` and `assembly`: whole or absent, never half written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+SCHEMA_VERSION = 1
+
+
+EMBEDDING_SHAPE = (256, 64, 64)  # one view's image embedding
+
+
+STR = h5py.string_dtype()
+
+
+BYTES = h5py.vlen_dtype(np.uint8)
+
+
+# Per-view fields: name -> (shape of one row, dtype). One table drives parts and final file.
+FIELDS: dict[str, tuple[tuple[int, ...], object]] = {
+    "embeddings": (EMBEDDING_SHAPE, np.float16),
+    "lowres_mask": ((256, 256), np.uint8),
+    "mask_png": ((), BYTES),
+    "image_jpeg": ((), BYTES),
+    "image_id": ((), STR),
+    "split": ((), STR),
+    "image_file": ((), STR),
+    "mask_file": ((), STR),
+    "view": ((), np.int32),
+    "original_size": ((2,), np.int32),
+    "input_size": ((2,), np.int32),
+    "water_fraction": ((), np.float32),
+    "view_sha256": ((), STR),
+}
+
+
+class CacheError(RuntimeError):
+    """A cache that cannot be used as asked; the message says what to run instead."""
+
+
+def parts_folder(cache: Path) -> Path:
+    """Where an unfinished embed run keeps the parts of `cache`: `<cache>.parts`."""
+    return cache.with_name(cache.name + ".parts")
+
+
+def view_digest(record: dict) -> str:
+    """sha256 of what a view's numbers are: embedding, low-res target and full mask bytes."""
+    digest = hashlib.sha256()
+    # hashlib reads a C-contiguous array's buffer in place: the same bytes as .tobytes(),
+    # without a 2 MiB copy per view (ascontiguousarray copies only what is not already so).
+    digest.update(np.ascontiguousarray(record["embeddings"], np.float16))
+    digest.update(np.ascontiguousarray(record["lowres_mask"], np.uint8))
+    digest.update(np.ascontiguousarray(record["mask_png"], np.uint8))
+    return digest.hexdigest()
+
+
+def sam_prompt_state(sam) -> dict[str, np.ndarray]:
+    """Pretrained prompt encoder and mask decoder weights, keyed `module/param/path` as the
+    cache stores them under sam/ (`Cache.sam_state` reads them back)."""
+    return {
+        f"{module}/{name.replace('.', '/')}": tensor.detach().cpu().numpy()
+        for module in ("prompt_encoder", "mask_decoder")
+        for name, tensor in getattr(sam, module).state_dict().items()
+    }
+
+
+def fingerprint(identity: dict, digests: list[str]) -> str:
+    """sha256 of what produced the cache (identity config) and of every view's digest, in order."""
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True).encode())
+    for view_sha in digests:
+        digest.update(view_sha.encode())
+    return digest.hexdigest()

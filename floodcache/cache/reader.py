@@ -1,0 +1,149 @@
+"""A complete cache opened for reading."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from floodcache.cache.format import SCHEMA_VERSION, STR, CacheError, parts_folder
+from floodcache.settings import SPLITS
+
+
+@dataclass
+class Cache:
+    """A complete cache opened for reading (the HDF5 file stays open while this lives)."""
+
+    path: Path
+    file: h5py.File
+
+    @classmethod
+    def open(cls, path: Path) -> Cache:
+        """Open a complete cache; CacheError naming the fix for a missing or unfinished one."""
+        path = Path(path)
+        if not path.exists():
+            parts = parts_folder(path)
+            if (parts / "config.json").exists():
+                command = json.loads((parts / "config.json").read_text()).get("command", "")
+                raise CacheError(
+                    f"{path} is not finished: an embed run stopped part way ({parts}). "
+                    f"Run the same command again to complete it:\n  {command}"
+                )
+            raise CacheError(f"{path} does not exist: build it with `python cli.py embed`")
+        try:
+            file = h5py.File(path, "r")
+        except OSError as err:
+            raise CacheError(
+                f"{path} is not a readable HDF5 file ({err}); it is damaged or truncated: "
+                "rebuild it with `python cli.py embed --overwrite ...`"
+            ) from err
+        cache = cls(path, file)
+        cache._check_header()
+        return cache
+
+    def _check_header(self) -> None:
+        attrs = self.file.attrs
+        if not attrs.get("complete", False) or "config" not in attrs:
+            raise CacheError(f"{self.path} is not a complete floodcache cache; rebuild it")
+        if int(attrs["schema_version"]) != SCHEMA_VERSION:
+            raise CacheError(
+                f"{self.path} has schema {attrs['schema_version']}, this floodcache reads "
+                f"{SCHEMA_VERSION}: rebuild it with `python cli.py embed --overwrite ...`"
+            )
+
+    @property
+    def config(self) -> dict:
+        return json.loads(self.file.attrs["config"])
+
+    @property
+    def model_type(self) -> str:
+        return str(self.file.attrs["model_type"])
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.file.attrs["fingerprint"])
+
+    def __len__(self) -> int:
+        return int(self.file["view"].shape[0])
+
+    def column(self, name: str) -> np.ndarray:
+        """A whole per-view column (not `embeddings`): strings decoded to str."""
+        data = self.file[name]
+        return data.asstr()[:] if data.dtype == STR else data[:]
+
+    def rows(self, split: str | None = None, view0_only: bool = False) -> np.ndarray:
+        """Row indices of a split (all splits when None), optionally only un-augmented views."""
+        keep = np.ones(len(self), bool)
+        if split is not None:
+            keep &= self.column("split") == split
+        if view0_only:
+            keep &= self.column("view") == 0
+        return np.flatnonzero(keep)
+
+    def embeddings(self, rows: np.ndarray) -> np.ndarray:
+        """len(rows) x 256 x 64 x 64 float16 (rows sorted ascending is fastest).
+
+        Raises CacheError when HDF5's checksum finds a damaged chunk, or values are not finite:
+        nothing gets trained or evaluated on garbage.
+        """
+        values = self.read("embeddings", rows)
+        if not np.isfinite(values).all():
+            raise self._damaged("embeddings", "NaN or infinite values")
+        return values
+
+    def read(self, name: str, rows: np.ndarray) -> np.ndarray:
+        """Rows of a per-view dataset, CacheError naming the fix when the file is damaged."""
+        try:
+            return self.file[name][np.asarray(rows)]
+        except OSError as err:  # fletcher32 mismatch or a broken HDF5 structure
+            raise self._damaged(name, str(err)) from err
+
+    def _damaged(self, name: str, detail: str) -> CacheError:
+        return CacheError(
+            f"{self.path} is damaged ({name}: {detail}); `python cli.py verify --cache "
+            f"{self.path}` names the views, and `python cli.py embed ... --overwrite` rebuilds it"
+        )
+
+    def full_mask(self, row: int) -> np.ndarray:
+        """HxW uint8 {0,1}: the view's full-resolution mask."""
+        import cv2
+
+        png = self.file["mask_png"][row]
+        return cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
+
+    def image_preview(self, row: int) -> np.ndarray:
+        """hxwx3 uint8 RGB: the view's image, longest side <= 512."""
+        import cv2
+
+        bgr = cv2.imdecode(self.file["image_jpeg"][row], cv2.IMREAD_COLOR)
+        return bgr[..., ::-1].copy()
+
+    def sam_state(self, module: str) -> dict[str, np.ndarray]:
+        """The pretrained state dict of `prompt_encoder` or `mask_decoder`."""
+        group = self.file["sam"][module]
+        state: dict[str, np.ndarray] = {}
+        group.visititems(
+            lambda name, item: (
+                state.__setitem__(name.replace("/", "."), item[()])
+                if isinstance(item, h5py.Dataset)
+                else None
+            )
+        )
+        return state
+
+    def counts(self) -> dict[str, tuple[int, int]]:
+        """split -> (images, views)."""
+        split, image_id = self.column("split"), self.column("image_id")
+        return {s: (len(set(image_id[split == s])), int((split == s).sum())) for s in SPLITS}
+
+    def close(self) -> None:
+        self.file.close()
+
+    def __enter__(self) -> Cache:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,129 @@
+"""What every command shares: the errors shown as messages rather than tracebacks, Ctrl-C,
+option defaults read from the stage's config, and the option groups several commands take."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import sys
+from pathlib import Path
+
+import click
+
+from floodcache.cache.format import CacheError
+from floodcache.data.download import DownloadError
+from floodcache.data.pairs import UnreadableFile
+from floodcache.embed.background import ReaderDied
+from floodcache.sam.checkpoints import CheckpointError
+from floodcache.settings import AUTO_PRECISION, ON_MISMATCH, RESIZE_METHODS, STAGE_PRECISIONS
+
+USER_ERRORS = (
+    CacheError,
+    CheckpointError,
+    DownloadError,
+    UnreadableFile,
+    ReaderDied,
+    FileExistsError,
+    FileNotFoundError,
+    ValueError,
+)
+PATH = click.Path(path_type=Path)
+DEVICE_HELP = "torch device, e.g. cuda:0 or cpu [default: cuda if available]"
+
+
+def user_errors(command):
+    """Turn the library's expected errors into a clean message and a non-zero exit."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except USER_ERRORS as err:
+            raise click.ClickException(str(err)) from err
+        except KeyboardInterrupt:
+            click.echo(
+                "\ninterrupted: finished work is kept; run the same command again to resume.",
+                err=True,
+            )
+            sys.exit(130)
+
+    return wrapper
+
+
+def default(source, name: str):
+    """The default of `name` in `source`: a config dataclass (or an instance of one, for a
+    nested config), or a function's keyword."""
+    if inspect.isfunction(source):
+        return inspect.signature(source).parameters[name].default
+    return getattr(source, name)
+
+
+def option(*flags: str, source, name: str | None = None, **settings):
+    """A click option whose default is `source`'s (see `default`), shown in --help. `name`:
+    the config field, when it is not the option's own name."""
+    field = name or flags[-1].lstrip("-").replace("-", "_")
+    settings.setdefault("show_default", True)
+    return click.option(*flags, field, default=default(source, field), **settings)
+
+
+def with_options(command, options: list):
+    """Apply click options to `command`, the first of the list shown first in --help."""
+    for each in reversed(options):
+        command = each(command)
+    return command
+
+
+def data_options(source):
+    """--data / --images / --masks / --on-mismatch, with `source`'s default for the last."""
+
+    def apply(command):
+        return with_options(
+            command,
+            [
+                click.option(
+                    "--data",
+                    "data_dir",
+                    type=PATH,
+                    help="Folder in the Kaggle layout: Image/, Mask/, optional metadata.csv.",
+                ),
+                click.option(
+                    "--images",
+                    type=PATH,
+                    help="Folder of images (with --masks), paired with masks by file stem.",
+                ),
+                click.option("--masks", type=PATH, help="Folder of masks."),
+                option(
+                    "--on-mismatch",
+                    source=source,
+                    type=click.Choice(ON_MISMATCH),
+                    help="A mask whose size differs from its image: leave the pair out, or "
+                    "resize the mask to the image (explicit opt-in).",
+                ),
+            ],
+        )
+
+    return apply
+
+
+def precision_option(source, stage: str, help: str):
+    return option(
+        "--precision",
+        source=source,
+        type=click.Choice([AUTO_PRECISION, *STAGE_PRECISIONS[stage]]),
+        help=help,
+    )
+
+
+ENCODER_PRECISION_HELP = (
+    "Encoder precision: auto is fp16 on a GPU, fp32 on a CPU (the cache stores float16)."
+)
+RESIZE_HELP = (
+    "Resize to SAM's input: pil in the readers (exactly SamPredictor.set_image), or torch on "
+    "the device (set_torch_image's interpolation; spares the readers each image's resize)."
+)
+
+
+def resize_option(source):
+    return option(
+        "--resize", source=source, type=click.Choice(list(RESIZE_METHODS)), help=RESIZE_HELP
+    )

@@ -1,0 +1,235 @@
+"""Audit image/mask pairs: every problem of every pair, one row per (file, problem).
+
+Every file is read once (`pairs.read_image`, `pairs.read_mask`); problems seen across pairs
+(duplicates, swapped masks) come from their content hashes and sizes. Pairs that cannot be
+used as they are get excluded; the report writes the rows as CSV and sums them up.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from floodcache.data.pairs import (
+    PROBLEMS,
+    Pair,
+    Problem,
+    UnreadableFile,
+    check_on_mismatch,
+    find_pairs,
+    path_str,
+    read_image,
+    read_mask,
+    size_problems,
+)
+
+# Codes that make a pair unusable as it is; size_mismatch alone is lifted by on_mismatch="resize".
+BLOCKING = (
+    "missing_image",
+    "missing_mask",
+    "unreadable_image",
+    "unreadable_mask",
+    "size_mismatch",
+    "aspect_mismatch",
+)
+CSV_COLUMNS = ("image", "mask", "problem", "detail")
+_THUMB = 128  # side of the mask thumbnails used to compare masks of duplicate images
+
+
+@dataclass
+class AuditReport:
+    """What audit found: all pairs, one Problem per (file, problem), the usable pairs and the
+    excluded ones (image_id -> blocking codes, in PROBLEMS order)."""
+
+    pairs: list[Pair]
+    problems: list[Problem]
+    usable: list[Pair]
+    excluded: dict[str, list[str]]
+    on_mismatch: str = "exclude"
+    # image_id -> sha256 of the decoded pixels: pixel-identical images share a split
+    image_hashes: dict[str, str] = field(default_factory=dict)
+
+    def write_csv(self, path: Path) -> None:
+        """Write the problems as CSV with columns image, mask, problem, detail."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="", encoding="utf-8") as out:
+            writer = csv.writer(out)
+            writer.writerow(CSV_COLUMNS)
+            writer.writerows((p.image, p.mask, p.problem, p.detail) for p in self.problems)
+
+    def summary(self) -> str:
+        """Terminal text: pair counts, rows per problem code, excluded pairs with their codes."""
+        lines = [
+            f"{len(self.pairs)} pairs found, {len(self.usable)} usable, "
+            f"{len(self.excluded)} excluded (on_mismatch={self.on_mismatch})"
+        ]
+        counts = Counter(row.problem for row in self.problems)
+        order = list(PROBLEMS) + sorted(set(counts) - set(PROBLEMS))
+        width = max(map(len, counts), default=0)
+        lines += ["problems (rows per code):"] if counts else ["no problems found"]
+        for code in (code for code in order if counts[code]):
+            lines.append(f"  {code:<{width}} {counts[code]:>5}  {PROBLEMS.get(code, '')}")
+        if self.excluded:
+            lines.append("excluded:")
+            lines += [f"  {key}: {', '.join(codes)}" for key, codes in self.excluded.items()]
+        resizable = [key for key, codes in self.excluded.items() if codes == ["size_mismatch"]]
+        if resizable:
+            lines.append(
+                f"{len(resizable)} of them only differ in size from their image: "
+                "--on-mismatch resize would keep them"
+            )
+        return "\n".join(lines)
+
+
+def audit(
+    pairs: list[Pair],
+    pairing_problems: Iterable[Problem] = (),
+    on_mismatch: str = "exclude",
+    progress: bool = False,
+) -> AuditReport:
+    """Read every file of `pairs` once (threads) and report every problem. `pairing_problems`
+    (from find_pairs) lead the report's rows; on_mismatch="resize" keeps size_mismatch pairs
+    whose aspect ratio matches. `progress` shows a tqdm bar."""
+    check_on_mismatch(on_mismatch)
+    pairs = list(pairs)
+    workers = min(4, os.cpu_count() or 1)
+    with ThreadPoolExecutor(workers) as pool:
+        results = pool.map(_inspect, pairs)
+        bar = tqdm(results, total=len(pairs), desc="audit", unit="pair", disable=not progress)
+        facts = list(bar)
+    _add_cross_pair_problems(pairs, facts)
+    blocking = [c for c in BLOCKING if not (on_mismatch == "resize" and c == "size_mismatch")]
+    excluded = {
+        pair.image_id: [code for code in blocking if code in found.codes]
+        for pair, found in zip(pairs, facts, strict=True)
+        if found.codes.intersection(blocking)
+    }
+    return AuditReport(
+        pairs=pairs,
+        problems=list(pairing_problems) + [row for found in facts for row in found.problems],
+        usable=[pair for pair in pairs if pair.image_id not in excluded],
+        excluded=excluded,
+        on_mismatch=on_mismatch,
+        image_hashes={
+            pair.image_id: found.image_hash
+            for pair, found in zip(pairs, facts, strict=True)
+            if found.image_hash
+        },
+    )
+
+
+def audit_folder(
+    data_dir: Path | None = None,
+    images: Path | None = None,
+    masks: Path | None = None,
+    on_mismatch: str = "exclude",
+    progress: bool = False,
+) -> AuditReport:
+    """find_pairs then audit: the whole audit of a data folder (see both)."""
+    check_on_mismatch(on_mismatch)
+    pairs, problems = find_pairs(data_dir, images, masks)
+    return audit(pairs, problems, on_mismatch, progress)
+
+
+@dataclass
+class _Facts:
+    """What reading one pair found; hashes and sizes feed the checks across pairs."""
+
+    image: str  # the pair's paths as Problem columns
+    mask: str
+    problems: list[Problem] = field(default_factory=list)
+    codes: set[str] = field(default_factory=set)
+    image_hw: tuple[int, int] | None = None
+    mask_hw: tuple[int, int] | None = None
+    image_hash: str | None = None
+    mask_hash: str | None = None
+    mask_thumb: np.ndarray | None = None  # _THUMB x _THUMB uint8 {0,1}: compares masks cheaply
+
+    def add(self, code: str, detail: str) -> None:
+        self.problems.append(Problem(self.image, self.mask, code, detail))
+        self.codes.add(code)
+
+
+def _inspect(pair: Pair) -> _Facts:
+    """Read both files of `pair` once and collect their problems, sizes and content hashes."""
+    facts = _Facts(path_str(pair.image_path), path_str(pair.mask_path))
+    pixels = {}
+    for role, path, read in (
+        ("image", pair.image_path, read_image),
+        ("mask", pair.mask_path, read_mask),
+    ):
+        if path is None:
+            facts.codes.add(f"missing_{role}")
+            continue
+        try:
+            pixels[role], notes = read(path)
+        except UnreadableFile as error:
+            facts.add(f"unreadable_{role}", str(error))
+            continue
+        for code, detail in notes:
+            facts.add(code, f"{role}: {detail}")
+    if "image" in pixels:
+        facts.image_hw, facts.image_hash = pixels["image"].shape[:2], _digest(pixels["image"])
+    if "mask" in pixels:
+        mask = pixels["mask"]
+        facts.mask_hw, facts.mask_hash = mask.shape, _digest(mask)
+        facts.mask_thumb = cv2.resize(mask, (_THUMB, _THUMB), interpolation=cv2.INTER_NEAREST)
+    if facts.image_hw and facts.mask_hw:
+        for code, detail in size_problems(facts.image_hw, facts.mask_hw):
+            facts.add(code, detail)
+    return facts
+
+
+def _add_cross_pair_problems(pairs: list[Pair], facts: list[_Facts]) -> None:
+    """duplicate_image, duplicate_mask and swapped_masks: problems seen only across pairs."""
+    for code, key in (("duplicate_image", "image_hash"), ("duplicate_mask", "mask_hash")):
+        groups = defaultdict(list)
+        for index, found in enumerate(facts):
+            if getattr(found, key):
+                groups[getattr(found, key)].append(index)
+        for group in (g for g in groups.values() if len(g) > 1):
+            for index in group:
+                others = [_duplicate_detail(pairs, facts, index, o, code) for o in group]
+                facts[index].add(code, "; ".join(o for o in others if o))
+    misfits = [i for i, found in enumerate(facts) if "size_mismatch" in found.codes]
+    for index in misfits:
+        for other in misfits:
+            a, b = facts[index], facts[other]
+            if other != index and a.mask_hw == b.image_hw and b.mask_hw == a.image_hw:
+                a.add(
+                    "swapped_masks",
+                    f"this mask fits image {pairs[other].image_id} ({b.image}) and that "
+                    f"pair's mask fits this image: swap the two mask files",
+                )
+
+
+def _duplicate_detail(pairs, facts, index: int, other: int, code: str) -> str:
+    """How pair `index` duplicates pair `other` ("" for itself); images compare their masks."""
+    if other == index:
+        return ""
+    if code == "duplicate_mask":
+        return f"same mask as {pairs[other].image_id} ({facts[other].mask})"
+    mine, theirs = facts[index].mask_thumb, facts[other].mask_thumb
+    agreement = "their masks cannot be compared"
+    if mine is not None and theirs is not None:
+        union = np.count_nonzero(mine | theirs)
+        iou = np.count_nonzero(mine & theirs) / union if union else 1.0
+        agreement = f"mask IoU {iou:.2f} at {_THUMB}x{_THUMB}"
+    return f"same pixels as {pairs[other].image_id} ({facts[other].image}), {agreement}"
+
+
+def _digest(pixels: np.ndarray) -> str:
+    """Content hash of an array, shape included: equal pixels, equal hash."""
+    digest = hashlib.sha1(np.ascontiguousarray(pixels), usedforsecurity=False).hexdigest()
+    return f"{pixels.shape}:{digest}"

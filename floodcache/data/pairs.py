@@ -1,0 +1,365 @@
+"""Find and read image/mask pairs: files on disk -> pairs (`audit` checks every one of them).
+
+Every file is decoded for real and by content, not by extension. Images come out as HxWx3 uint8
+RGB with their EXIF orientation applied, masks as HxW uint8 in {0, 1} (1 = water). PROBLEMS
+names every problem a pair can have: pairing finds some (missing or unlisted files), reading
+others (`audit`).
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, ImageOps
+
+from floodcache.settings import ON_MISMATCH
+
+PROBLEMS: dict[str, str] = {
+    "missing_image": "the pair's image file does not exist (pair excluded)",
+    "missing_mask": "the pair's mask file does not exist (pair excluded)",
+    "unreadable_image": "the image file cannot be decoded (pair excluded)",
+    "unreadable_mask": "the mask file cannot be decoded (pair excluded)",
+    "size_mismatch": "mask and image sizes differ (pair excluded unless on_mismatch='resize')",
+    "aspect_mismatch": "aspect ratios differ too: a resized mask would be stretched (excluded)",
+    "swapped_masks": "this mask fits another pair's image, and that pair's mask fits this one",
+    "duplicate_mask": "the mask equals another pair's mask (copied for the wrong image?)",
+    "duplicate_image": "same pixels as another pair's image (leaks across splits; masks compared)",
+    "exif_orientation": "EXIF orientation is not 1; the rotation/flip was applied",
+    "format_mismatch": "the content is not the format its extension says; read by content",
+    "converted_mode": "converted to 8-bit RGB (image) or L (mask) from the mode in detail",
+    "non_binary_mask": "grey mask values (detail: their fraction); water is >= half range",
+    "empty_mask": "the mask has no water pixel",
+    "full_mask": "the mask is water everywhere",
+    "unlisted_image": "an image file that metadata.csv does not list (not audited)",
+    "unlisted_mask": "a mask file that metadata.csv does not list (not audited)",
+}
+
+# MPO is how Pillow names camera JPEGs that carry a preview: still a JPEG file.
+_EXTENSION_FORMATS = {".jpg": ("JPEG", "MPO"), ".jpeg": ("JPEG", "MPO"), ".png": ("PNG",)}
+_EXTENSION_FORMATS |= {".webp": ("WEBP",), ".tif": ("TIFF",), ".tiff": ("TIFF",)}
+_EXTENSION_FORMATS |= {".bmp": ("BMP",), ".gif": ("GIF",)}
+# Modes whose pixels are not 8-bit: converted by value range, since Pillow would clip them.
+_NUMERIC_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One image and its mask; a path is None when that file is missing."""
+
+    image_id: str  # image file stem, e.g. "0" for Image/0.jpg
+    image_path: Path | None
+    mask_path: Path | None
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One row of the audit: a problem of one file of a pair. Paths as str, "" when none."""
+
+    image: str
+    mask: str
+    problem: str  # a key of PROBLEMS
+    detail: str
+
+
+class UnreadableFile(ValueError):
+    """A file that cannot be decoded as an image; the message names the file and the cause."""
+
+
+def find_pairs(
+    data_dir: Path | None = None, images: Path | None = None, masks: Path | None = None
+) -> tuple[list[Pair], list[Problem]]:
+    """Pair images with masks: by metadata.csv (columns Image, Mask) when `data_dir` has one,
+    else by file stem. `data_dir` is the Kaggle layout (DIR/Image, DIR/Mask); `images`/`masks`
+    name the folders directly. Returns pairs sorted by natural image id order, and the
+    missing_image / missing_mask / unlisted_* problems found while pairing."""
+    image_dir, mask_dir, metadata = _resolve_folders(data_dir, images, masks)
+    if metadata is not None:
+        pairs, problems = _pairs_from_metadata(metadata, image_dir, mask_dir)
+    else:
+        pairs, problems = _pairs_by_stem(image_dir, mask_dir)
+    pairs.sort(key=lambda pair: natural_key(pair.image_id))
+    problems.sort(key=lambda row: natural_key(Path(row.image or row.mask).stem))
+    return pairs, problems
+
+
+def read_image(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Decode an image by content -> (HxWx3 uint8 RGB with EXIF orientation applied, notes).
+
+    Notes are (code, detail) for format_mismatch, exif_orientation and converted_mode; 16-bit
+    pixels are scaled (65535 -> 255), not clipped. Raises UnreadableFile."""
+    image, notes = _open(Path(path), "image")
+    if image.mode == "RGB":
+        return np.array(image), notes
+    if image.mode in _NUMERIC_MODES:
+        rgb = np.repeat(_to_uint8(np.asarray(image))[:, :, None], 3, axis=2)
+    else:
+        rgb = np.array(_convert(image, "RGB", path))
+    notes.append(("converted_mode", f"{image.mode} -> RGB{_alpha_note(image)}"))
+    return rgb, notes
+
+
+def read_mask(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """Decode a mask by content -> (HxW uint8 in {0, 1}, 1 = water; notes).
+
+    EXIF orientation is applied as for images. Any mode becomes 8-bit L first (16-bit scaled,
+    RGB by luminance); a mask whose maximum is 1 is 0/1-coded. Water is value >= 128 of 255.
+    Notes add non_binary_mask, empty_mask and full_mask to those of read_image. Raises
+    UnreadableFile."""
+    mask, notes = _open(Path(path), "mask")
+    if mask.mode == "L" or mask.mode in _NUMERIC_MODES:
+        values = np.asarray(mask)
+    else:
+        values = np.asarray(_convert(mask, "L", path))
+    if mask.mode != "L":
+        notes.append(("converted_mode", f"{mask.mode} -> L{_alpha_note(mask)}"))
+    one_coded = values.max() == 1 and values.min() >= 0
+    levels = _to_uint8(values.astype(np.float32) * 255 if one_coded else values)
+    grey = np.count_nonzero((levels != 0) & (levels != 255)) / levels.size
+    if grey:
+        extremes = "0 and 1" if one_coded else "0 and 255"
+        notes.append(("non_binary_mask", f"{grey:.6f} of pixels are grey (not {extremes})"))
+    water = levels >= 128
+    if not water.any():
+        top = values.max()
+        notes.append(("empty_mask", f"no water pixel (highest value {top}, water is >= half)"))
+    elif water.all():
+        notes.append(("full_mask", "every pixel is water"))
+    return water.astype(np.uint8), notes
+
+
+def load_pair(pair: Pair, on_mismatch: str = "exclude") -> tuple[np.ndarray, np.ndarray]:
+    """(HxWx3 uint8 RGB, HxW uint8 {0,1}) exactly as audit reads them. With on_mismatch="resize"
+    a mask of another size but the same aspect ratio is resized (nearest) to the image.
+    Raises UnreadableFile, or ValueError for a missing file or a mask that does not fit."""
+    check_on_mismatch(on_mismatch)
+    for role, path in (("image", pair.image_path), ("mask", pair.mask_path)):
+        if path is None:
+            raise ValueError(f"pair {pair.image_id} has no {role} file: use audit's usable pairs")
+    image, _ = read_image(pair.image_path)
+    mask, _ = read_mask(pair.mask_path)
+    misfit = dict(size_problems(image.shape[:2], mask.shape))
+    if not misfit:
+        return image, mask
+    if "aspect_mismatch" in misfit:
+        fix = misfit["aspect_mismatch"]
+    elif on_mismatch == "resize":
+        size = (image.shape[1], image.shape[0])
+        return image, cv2.resize(mask, size, interpolation=cv2.INTER_NEAREST)
+    else:
+        fix = "pass --on-mismatch resize (on_mismatch='resize') to resize the mask to the image"
+    raise ValueError(
+        f"{pair.mask_path} does not fit {pair.image_path}: {misfit['size_mismatch']}; {fix}"
+    )
+
+
+def size_problems(image_hw: tuple[int, int], mask_hw: tuple[int, int]) -> list[tuple[str, str]]:
+    """size_mismatch (and aspect_mismatch when one scale cannot map the mask onto the image)."""
+    if tuple(image_hw) == tuple(mask_hw):
+        return []
+    (ih, iw), (mh, mw) = image_hw, mask_hw
+    size = f"image {iw}x{ih}, mask {mw}x{mh} (WxH)"
+    if (mh, mw) == (iw, ih):
+        size += ": the mask is the image turned 90°, drawn before or after EXIF rotation?"
+    found = [("size_mismatch", size)]
+    # one scale factor must map the mask onto the image within a pixel of rounding each way
+    if abs(mh * iw / mw - ih) > max(1.0, iw / mw) or abs(mw * ih / mh - iw) > max(1.0, ih / mh):
+        found.append(
+            (
+                "aspect_mismatch",
+                f"image aspect {iw / ih:.3f}, mask {mw / mh:.3f}: resizing would stretch the "
+                "mask, so the pair stays excluded; find the mask that belongs to this image",
+            )
+        )
+    return found
+
+
+def _open(path: Path, role: str) -> tuple[Image.Image, list[tuple[str, str]]]:
+    """Decode `path` fully, EXIF orientation applied -> (PIL image, format/orientation notes)."""
+    try:
+        with Image.open(path) as raw:
+            raw.load()
+            content, orientation = raw.format, raw.getexif().get(0x0112)
+            ImageOps.exif_transpose(raw, in_place=True)
+            image = raw
+    except Exception as error:  # Pillow's format plugins raise many types for broken files
+        raise UnreadableFile(
+            f"{path}: cannot be read as an {role} ({type(error).__name__}: {error}); "
+            "replace the file or remove its pair"
+        ) from error
+    notes = []
+    expected = _EXTENSION_FORMATS.get(path.suffix.lower())
+    if expected and content not in expected:
+        notes.append(("format_mismatch", f"content is {content}, extension is {path.suffix}"))
+    if orientation not in (None, 1):
+        notes.append(("exif_orientation", f"orientation {orientation}: {_turn(orientation)}"))
+    return image, notes
+
+
+def _convert(image: Image.Image, mode: str, path: Path) -> Image.Image:
+    try:
+        return image.convert(mode)
+    except ValueError as error:
+        raise UnreadableFile(
+            f"{path}: mode {image.mode} cannot be converted to {mode} ({error}); "
+            "re-save the file as 8-bit RGB (image) or L (mask)"
+        ) from error
+
+
+def _to_uint8(values: np.ndarray) -> np.ndarray:
+    """HxW numbers -> HxW uint8 by range: 16-bit x255/65535 (65535 -> 255), floats up to 1
+    x255, up to 255 as is, larger ranges scaled by their maximum; negatives clip to 0."""
+    if values.dtype == np.uint8:
+        return values
+    top = float(values.max())
+    if values.dtype.kind == "u" and values.dtype.itemsize == 2:
+        scale = 255 / 65535
+    elif values.dtype.kind == "f" and top <= 1.0:
+        scale = 255.0
+    elif top <= 255:
+        scale = 1.0
+    else:
+        scale = 255 / max(top, 65535)
+    return np.clip(np.rint(values.astype(np.float32) * scale), 0, 255).astype(np.uint8)
+
+
+def _alpha_note(image: Image.Image) -> str:
+    if "A" not in image.getbands():
+        return ""
+    alpha = np.asarray(image.getchannel("A"))
+    return f", alpha dropped ({np.mean(alpha < 255):.4f} of pixels were transparent)"
+
+
+def _turn(orientation: int) -> str:
+    """What EXIF orientation `orientation` asks for to show the picture upright."""
+    turns = ["mirror left-right", "rotate 180°", "mirror top-bottom", "transpose"]
+    turns += ["rotate 90° clockwise", "transverse", "rotate 90° counter-clockwise"]
+    return dict(enumerate(turns, start=2)).get(orientation, "not a valid value, ignored")
+
+
+def path_str(path: Path | None) -> str:
+    return "" if path is None else str(path)
+
+
+def natural_key(text: str) -> list[tuple[int, int, str]]:
+    """Sort key that puts "2" before "10": digit runs compare as numbers."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", text) if t]
+
+
+def check_on_mismatch(on_mismatch: str) -> None:
+    if on_mismatch not in ON_MISMATCH:
+        raise ValueError(
+            f"on_mismatch (--on-mismatch) must be one of {ON_MISMATCH}, not {on_mismatch!r}"
+        )
+
+
+def _resolve_folders(data_dir, images, masks) -> tuple[Path, Path, Path | None]:
+    """(image folder, mask folder, metadata.csv or None); errors name the flags to fix."""
+    if data_dir is None and (images is None or masks is None):
+        raise ValueError(
+            "give --data DIR (Kaggle layout: DIR/Image, DIR/Mask) or both --images and --masks"
+        )
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise FileNotFoundError(
+            f"--data {data_dir}: no such folder; give the folder that holds Image/ and Mask/"
+        )
+    images = Path(images) if images is not None else Path(data_dir) / "Image"
+    masks = Path(masks) if masks is not None else Path(data_dir) / "Mask"
+    for flag, folder in (("--images", images), ("--masks", masks)):
+        if not folder.is_dir():
+            raise FileNotFoundError(
+                f"{folder}: no such folder; check --data (expects DIR/Image and DIR/Mask) or {flag}"
+            )
+    metadata = Path(data_dir) / "metadata.csv" if data_dir is not None else None
+    return images, masks, metadata if metadata and metadata.is_file() else None
+
+
+def _files(folder: Path) -> list[Path]:
+    """Visible files of `folder`, sorted (hidden files such as .DS_Store are skipped)."""
+    return sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith("."))
+
+
+def _pair(
+    image_id: str, image: Path | None, mask: Path | None, why: str
+) -> tuple[Pair, list[Problem]]:
+    """A Pair of the files that exist, and a missing_* problem ({role} filled into `why`) for
+    each that does not. `image`/`mask`: expected paths, None when not even a name is known."""
+    pair = Pair(image_id, _if_file(image), _if_file(mask))
+    columns = (path_str(image), path_str(mask))
+    missing = [
+        role
+        for role, path in (("image", pair.image_path), ("mask", pair.mask_path))
+        if path is None
+    ]
+    return pair, [Problem(*columns, f"missing_{role}", why.format(role=role)) for role in missing]
+
+
+def _pairs_from_metadata(metadata: Path, image_dir: Path, mask_dir: Path):
+    """Pairs listed in metadata.csv (columns Image, Mask), plus missing and unlisted files."""
+    with metadata.open(newline="", encoding="utf-8-sig") as lines:
+        reader = csv.DictReader(lines)
+        columns = {name.strip().lower(): name for name in reader.fieldnames or []}
+        if not {"image", "mask"} <= set(columns):
+            raise ValueError(
+                f"{metadata}: needs the columns Image,Mask (found {reader.fieldnames}); fix its "
+                "header, or remove it to pair images and masks by file stem"
+            )
+        rows = [(row[columns["image"]].strip(), row[columns["mask"]].strip()) for row in reader]
+    pairs, problems, first_line = [], [], {}
+    masks = {mask_name for _, mask_name in rows}
+    for line, (image_name, mask_name) in enumerate(rows, start=2):
+        if image_name in first_line:
+            raise ValueError(
+                f"{metadata}: line {line} lists {image_name} again (first on line "
+                f"{first_line[image_name]}); keep one row per image"
+            )
+        first_line[image_name] = line
+        why = f"the {{role}} listed on line {line} of {metadata} does not exist"
+        pair, missing = _pair(
+            Path(image_name).stem, image_dir / image_name, mask_dir / mask_name, why
+        )
+        pairs.append(pair)
+        problems += missing
+    unlisted = f"not listed in {metadata}: add a row for it, or move it out of the folder"
+    for role, folder, listed in (("image", image_dir, first_line), ("mask", mask_dir, masks)):
+        for path in (p for p in _files(folder) if p.name not in listed):
+            columns = (str(path), "") if role == "image" else ("", str(path))
+            problems.append(Problem(*columns, f"unlisted_{role}", unlisted))
+    return pairs, problems
+
+
+def _pairs_by_stem(image_dir: Path, mask_dir: Path):
+    """Pairs of image and mask files that share a file stem, plus missing_* problems."""
+    image_files, mask_files = files_by_stem(image_dir), files_by_stem(mask_dir)
+    pairs, problems = [], []
+    for stem in set(image_files) | set(mask_files):
+        folders = f"{image_dir} and {mask_dir}"
+        why = f"no {{role}} file named {stem}.* next to the other file of the pair in {folders}"
+        pair, missing = _pair(stem, image_files.get(stem), mask_files.get(stem), why)
+        pairs.append(pair)
+        problems += missing
+    return pairs, problems
+
+
+PAIRING_BY_STEM = (
+    "so pairing by stem is ambiguous: rename one, or pair them with a metadata.csv (Image,Mask)"
+)
+
+
+def files_by_stem(folder: Path, why: str = PAIRING_BY_STEM) -> dict[str, Path]:
+    """The visible files of `folder` by file stem. Raises ValueError naming both files and
+    `why` it matters (what to do) where two share a stem."""
+    by_stem: dict[str, Path] = {}
+    for path in _files(folder):
+        if path.stem in by_stem:
+            raise ValueError(f"{by_stem[path.stem]} and {path} share the stem {path.stem!r}, {why}")
+        by_stem[path.stem] = path
+    return by_stem
+
+
+def _if_file(path: Path | None) -> Path | None:
+    return path if path is not None and path.is_file() else None

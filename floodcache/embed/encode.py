@@ -1,0 +1,168 @@
+"""The heart of `embed`: this process's share of the pending views read, encoded and written
+as parts, in four steps: size the batches, stream them through the encoder, count what was
+written, log where the time went."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field, replace
+
+import torch
+from segment_anything.modeling import Sam
+from tqdm import tqdm
+
+from floodcache.cache.writer import CacheWriter
+from floodcache.data.pairs import Pair
+from floodcache.data.views import ViewKey
+from floodcache.embed.clocks import HostClock, Timing, WaitClock
+from floodcache.embed.config import EmbedConfig
+from floodcache.embed.distributed import Group
+from floodcache.embed.part_writer import Assembler, PartWriter
+from floodcache.embed.plan import pending_batches
+from floodcache.embed.readers import ReaderTimes, default_workers, described, read_batches
+from floodcache.sam.batch_encoder import BatchEncoder, default_batch_size
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Share:
+    """This process's part of a run: its batches, their size and the reader processes."""
+
+    batches: list[list[ViewKey]]
+    batch_size: int
+    workers: int
+
+    @property
+    def views(self) -> int:
+        return sum(len(batch) for batch in self.batches)
+
+
+@dataclass
+class Written:
+    """What the writers have written so far, counted as each batch's last part lands."""
+
+    bar: tqdm
+    timing: Timing
+    readers: ReaderTimes = field(default_factory=ReaderTimes)
+    views: int = 0
+    start: HostClock = field(default_factory=HostClock.now)
+    first: HostClock | None = None  # once the first batch is written ...
+    readers_at_first: ReaderTimes | None = None  # ... and the readers' times then
+
+    def __call__(self, count: int, finished: float) -> None:
+        self.views += count
+        self.timing.first_batch(count, finished)
+        if self.first is None:
+            self.first, self.readers_at_first = HostClock.now(), replace(self.readers)
+        self.bar.update(count)
+
+
+def encode_pending(
+    sam: Sam,
+    plan: list[ViewKey],
+    pairs: dict[str, Pair],
+    config: EmbedConfig,
+    writer: CacheWriter,
+    assembler: Assembler | None,
+    group: Group,
+    device: torch.device,
+    timing: Timing,
+) -> int:
+    """Encode this process's share of the pending batches, one part per batch (each handed
+    to `assembler`, if any, once written); the views encoded."""
+    done = writer.done()
+    share = _share(sam, plan, done, config, group, device)
+    timing.batch_size, timing.workers = share.batch_size, share.workers
+    log.info(
+        "encoding %d views on %s in %s, %d per batch, %s",
+        share.views,
+        device,
+        config.precision,
+        share.batch_size,
+        described(share.workers),
+    )
+    if not share.views:
+        return 0
+    # One process shows the whole cache's progress; under torchrun each shows its own share.
+    total, initial = (len(plan), len(done)) if group.world == 1 else (share.views, 0)
+    bar = tqdm(
+        total=total,
+        initial=initial,
+        unit="view",
+        desc="embed" if group.world == 1 else f"embed rank {group.rank}",
+        disable=not config.progress,
+        dynamic_ncols=True,
+    )
+    written = Written(bar, timing)
+    try:
+        readers, parts = _stream(sam, share, pairs, config, writer, assembler, device, written)
+    finally:
+        bar.close()
+    _log_where_time_went(written, readers, parts, share.workers)
+    return written.views
+
+
+def _share(sam, plan, done, config: EmbedConfig, group: Group, device) -> Share:
+    """Size the batches (as asked, else for the device), cut the plan the same way in every
+    process, and take this process's share."""
+    sam.image_encoder.to(device)  # before sizing batches: the weights count as used memory
+    size = config.batch_size or default_batch_size(device, config.model_type, config.precision)
+    size = group.from_leader(size)  # every process cuts the plan the same way
+    workers = default_workers() if config.workers is None else config.workers
+    return Share(group.share(pending_batches(plan, done, size)), size, workers)
+
+
+def _stream(sam, share: Share, pairs, config, writer, assembler, device, written: Written):
+    """Read, encode and write every batch of the share: (the readers' wait clock, the part
+    writer), for the log."""
+    # Fast attention (same maths), batches that fit the device's memory, halved on OOM; on
+    # CUDA the next batch encodes while the writer processes write this one (`PartWriter`).
+    views_encoder = BatchEncoder(
+        sam,
+        device,
+        config.model_type,
+        config.precision,
+        batch_size=share.batch_size,
+        views=share.views,
+        resize=config.resize,
+        compile=config.compile,
+    )
+    # The readers' pixels are borrowed: the encoder is done with a batch's when it asks for
+    # the next but one (`stream`), and on CUDA they go to the GPU straight from the readers'
+    # page-locked memory.
+    cuda = device.type == "cuda"
+    batches = read_batches(
+        share.batches, pairs, config, share.workers, borrow=True, pin=cuda, times=written.readers
+    )
+    readers = WaitClock(batches)
+    with PartWriter(writer, written, assembler, pin=cuda) as parts:
+        # On CUDA the embeddings come straight into the writers' memory
+        submitted = 0
+        for batch, embeddings in views_encoder.stream(readers, parts.memory if cuda else None):
+            for view, embedding in zip(batch, embeddings, strict=True):
+                view["embeddings"] = embedding
+            submitted += len(batch)
+            parts.submit(batch, last=submitted == share.views)
+    return readers, parts
+
+
+def _log_where_time_went(written: Written, readers: WaitClock, parts, workers: int) -> None:
+    end = HostClock.now()
+    first = written.first or end
+    log.info(
+        "encoded %d views in %.1f s; waited %.1f s for the readers (%.1f s after the first "
+        "batch, when %s) and %.1f s for the %d writer processes, which wrote for %.1f s; "
+        "after the first batch this process used %s",
+        written.views,
+        end.wall - written.start.wall,
+        readers.waited,
+        readers.waited - (readers.first or 0.0),
+        (written.readers - (written.readers_at_first or written.readers)).line(
+            workers, end.wall - first.wall
+        ),
+        parts.waited,
+        parts.processes,
+        parts.busy,
+        end.since(first, written.views - written.timing.warmup_views),
+    )

@@ -1,0 +1,114 @@
+"""`run`: audit -> embed -> train -> evaluate -> report, skipping steps already done.
+
+Each step gets its own stage's config, nested in `PipelineConfig`; `layout` puts their files
+under `out_dir` (default: the working directory, so they land where the single commands put
+them):
+
+    cache/NAME.h5            embed (resumable; complete and matching: nothing to do)
+    runs/NAME-PROMPTS/       train (kept when its config.json matches the cache and settings)
+    reports/NAME/            audit.csv, the evaluation (reused when it matches), report.md
+
+Defaults: ViT-B, 3 augmented views per training image, 15 epochs, and one decoder trained on
+the mix `point,box,none`, so that one fine-tuned model is compared with the pretrained decoder
+on every prompt strategy, and the same decoder also segments without a prompt (`predict`).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from floodcache.cache.reader import Cache
+from floodcache.data.audit import audit_folder
+from floodcache.embed.run import run_embed
+from floodcache.pipeline.config import PipelineConfig, layout
+from floodcache.report.material import ReportResult
+from floodcache.report.report import run_report
+from floodcache.sam.checkpoints import resolve_checkpoint
+from floodcache.train import runs
+from floodcache.train.config import LEARNING_SETTINGS, TrainConfig
+from floodcache.train.run import run_train
+from floodcache.utils.differences import refuse_if_different
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PipelineResult:
+    cache: Path
+    run: Path
+    report: ReportResult
+    steps: dict[str, str] = field(default_factory=dict)  # step -> what it did, and how long
+
+
+def run_pipeline(config: PipelineConfig) -> PipelineResult:
+    """Run every step in order; a step whose output is complete and matching is skipped."""
+    embed = config.embed
+    resolve_checkpoint(embed.model_type, embed.checkpoint, embed.random_weights)
+    cache, run, report_dir = layout(config)
+    steps: dict[str, str] = {}
+
+    tic = time.perf_counter()
+    audit = audit_folder(
+        embed.data_dir, embed.images, embed.masks, embed.on_mismatch, embed.progress
+    )
+    audit.write_csv(report_dir / "audit.csv")
+    steps["audit"] = _done(f"{len(audit.usable)} usable pairs, {report_dir / 'audit.csv'}", tic)
+
+    tic = time.perf_counter()
+    embedded = run_embed(embed, audit)  # the data is read once
+    what = f"{embedded.embedded} views encoded" if embedded.embedded else "cache complete, kept"
+    steps["embed"] = _done(f"{what}: {cache}", tic)
+
+    tic = time.perf_counter()
+    steps["train"] = _done(_train(config.train), tic)
+
+    tic = time.perf_counter()
+    report = run_report(config.report, audit=audit)
+    kept = "evaluation kept" if report.reused else "evaluated"
+    steps["evaluate + report"] = _done(f"{kept}; {report.report}", tic)
+    return PipelineResult(cache, run, report, steps)
+
+
+def _done(what: str, tic: float) -> str:
+    message = f"{what} ({time.perf_counter() - tic:.1f} s)"
+    log.info(message)
+    return message
+
+
+def _train(config: TrainConfig) -> str:
+    """Train unless the run folder holds a decoder of this cache and these settings; what was
+    done."""
+    run = Path(config.out)
+    if runs.is_finished(run):
+        old, new = _learned(run, config)
+        if old == new:
+            return f"{run} matches the cache and settings, kept"
+        if not config.overwrite:
+            refuse_if_different(
+                old,
+                new,
+                f"{run} holds a decoder trained differently",
+                "pass --overwrite to train it again, or choose another --name",
+                FileExistsError,
+                ("run has", "asked"),
+            )
+    result = run_train(config)
+    return f"trained {run} (best epoch {result.best_epoch})"
+
+
+def _learned(run: Path, config: TrainConfig) -> tuple[dict, dict]:
+    """What the finished run learned from (its settings and cache), and what `config` asks.
+
+    Reads the run's config.json, not the run itself, so as not to load and hash its weights."""
+    record = json.loads((run / runs.RECORD).read_text())
+    with Cache.open(config.cache) as opened:
+        fingerprint = opened.fingerprint
+    settings = asdict(config)
+    old = {k: record["config"].get(k) for k in LEARNING_SETTINGS}
+    old["cache_fingerprint"] = record.get("cache_fingerprint")
+    new = {k: settings[k] for k in LEARNING_SETTINGS} | {"cache_fingerprint": fingerprint}
+    return old, new

@@ -1,0 +1,5 @@
+"""The `predict` command: a fine-tuned decoder used on new images, one at a time with any prompt
+(`segmenter.run_predict`) or a folder of them prompt-free (`folder.run_predict_folder`); its
+configs (`config`).
+
+Above `train` (it loads run folders) and `sam`; `bench` times it."""

@@ -1,0 +1,238 @@
+"""`predict` on a folder: every image segmented prompt-free, SAM loaded once, images read
+ahead in threads and encoded in batches, masks written in threads while SAM goes on, into a
+folder of masks and a table of each image's water fraction; a stopped run resumes."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from floodcache.data import pairs
+from floodcache.predict.config import FolderConfig
+from floodcache.predict.segmenter import Segmenter, warn_if_not_prompt_free, write_mask
+from floodcache.prompts import NO_PROMPT
+from floodcache.sam.preprocess import resize_to_input
+from floodcache.utils.atomic import write_whole
+
+log = logging.getLogger(__name__)
+
+SUMMARY = "predictions.csv"  # one row per file of the folder
+
+
+SUMMARY_COLUMNS = ("image", "mask", "water_fraction", "sam_iou", "problem")
+
+
+@dataclass
+class FolderResult:
+    out: Path
+    summary: Path  # SUMMARY in `out`
+    predicted: int  # images segmented by this run
+    kept: list[str] = field(default_factory=list)  # images whose mask was there already
+    unreadable: list[str] = field(default_factory=list)  # files that are not images
+    precision: str = ""  # the encoder's, resolved
+    batch_size: int = 0  # images per encoder call (the last, if out of memory halved it)
+    load_seconds: float = 0.0  # from the start until SAM was ready on the device
+    seconds: float = 0.0  # the whole run
+
+
+def run_predict_folder(config: FolderConfig) -> FolderResult:
+    """Segment each image of `config.images` prompt-free, in natural order, SAM loaded once.
+
+    Images are read (decoded, resized to SAM's input) ahead in threads while the last batch
+    encodes, and masks written in other threads while the next batch encodes (a mask's row
+    counts once it is on disk). A mask already in `out` (from a run that was stopped) is kept
+    unless `overwrite`, so a rerun goes on where the last one stopped. A file that cannot be
+    read as an image is logged and listed in the summary with its problem, and the run goes
+    on. The summary is written when the run ends, however it ends.
+    """
+    images, out = Path(config.images), Path(config.out)
+    if not images.is_dir():
+        raise FileNotFoundError(f"{images}: no such folder; give --image a folder of images")
+    if out.resolve() == images.resolve():
+        raise ValueError(f"--out {out}: masks are named after the images; give another folder")
+    why = f"so both would get that stem's mask in {out}: rename one, or move it elsewhere"
+    by_stem = pairs.files_by_stem(images, why)
+    files = [by_stem[stem] for stem in sorted(by_stem, key=pairs.natural_key)]
+    if not files:
+        raise FileNotFoundError(f"{images}: no files to segment; give --image a folder of images")
+    start = time.perf_counter()
+    segmenter = Segmenter(
+        config.checkpoint, config.decoder, config.device, config.precision, images=len(files)
+    )
+    loaded = time.perf_counter() - start
+    warn_if_not_prompt_free(segmenter.model, config.decoder)
+    masks = {path.name: out / f"{path.stem}.png" for path in files}
+    record = {"decoder": str(segmenter.model.run), "decoder_sha256": segmenter.model.sha256}
+    _claim(out, record, list(masks.values()), config)
+    earlier = _read_summary(out / SUMMARY)
+    result = FolderResult(out, out / SUMMARY, 0, precision=segmenter.precision, load_seconds=loaded)
+    rows: dict[str, dict] = {}
+    for path in files:
+        kept = None if config.overwrite else _kept(path, masks[path.name], earlier)
+        if kept is not None:
+            rows[path.name] = kept
+            result.kept.append(path.name)
+    todo = [path for path in files if path.name not in rows]
+    bar = tqdm(total=len(files), initial=len(rows), unit="image", desc="predict",
+               disable=not config.progress)  # fmt: skip
+    readers = ThreadPoolExecutor(min(READERS, os.cpu_count() or 1), "predict-reader")
+    writers = ThreadPoolExecutor(min(WRITERS, os.cpu_count() or 1), "predict-writer")
+    writing: deque[tuple[Path, Future]] = deque()  # masks handed to the writers, in order
+
+    def written(path: Path, row: Future) -> None:
+        rows[path.name] = row.result()  # a failed write raises here
+        result.predicted += 1
+        bar.update()
+
+    def segment(batch: list[tuple[Path, tuple[np.ndarray, tuple[int, int]]]]) -> None:
+        made = segmenter([read for _, read in batch], [NO_PROMPT] * len(batch))
+        for (path, _), (mask, score) in zip(batch, made, strict=True):
+            writing.append((path, writers.submit(_write, path, masks[path.name], mask, score)))
+        while writing and (writing[0][1].done() or len(writing) > 2 * segmenter.batch_size):
+            written(*writing.popleft())
+
+    try:
+        batch = []
+        for path, read in _read_ahead(readers, todo, 2 * segmenter.batch_size):
+            try:
+                batch.append((path, read.result()))
+            except pairs.UnreadableFile as error:
+                log.warning("%s", error)
+                rows[path.name] = {"image": path.name, "problem": str(error)}
+                result.unreadable.append(path.name)
+                bar.update()
+            if len(batch) >= segmenter.batch_size:
+                segment(batch)
+                batch = []
+        if batch:
+            segment(batch)
+        while writing:
+            written(*writing.popleft())
+    finally:
+        readers.shutdown(cancel_futures=True)
+        writers.shutdown(cancel_futures=True)  # waits for the masks being written
+        for path, row in writing:  # stopped part way: the masks written are in the summary
+            if not row.cancelled() and row.exception() is None:
+                written(path, row)
+        bar.close()
+        result.batch_size, result.seconds = segmenter.batch_size, time.perf_counter() - start
+        log.info(
+            "segmented %d images in %.1f s on %s in %s, %d a batch (SAM ready after %.1f s)",
+            result.predicted, result.seconds, segmenter.device, result.precision,
+            result.batch_size, result.load_seconds,
+        )  # fmt: skip
+        try:
+            _write_summary(out / SUMMARY, [rows[p.name] for p in files if p.name in rows])
+        except ValueError as error:  # a full disk, say: what stopped the run matters more
+            log.warning("%s", error)
+    return result
+
+
+READERS = 8  # threads reading images ahead of the encoder (decoding and resizing free the GIL)
+
+
+WRITERS = 4  # threads encoding and writing masks (PNG encoding frees the GIL) while SAM goes on
+
+
+def _read_ahead(
+    readers: ThreadPoolExecutor, paths: Iterable[Path], ahead: int
+) -> Iterator[tuple[Path, Future]]:
+    """(path, future of `_read_for_sam(path)`) in order, with up to `ahead` read meanwhile."""
+    pending: deque[tuple[Path, Future]] = deque()
+    for path in paths:
+        pending.append((path, readers.submit(_read_for_sam, path)))
+        if len(pending) > ahead:
+            yield pending.popleft()
+    yield from pending
+
+
+def _read_for_sam(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+    """An image file -> (hxwx3 uint8 resized to SAM's input, (H, W) of the image)."""
+    image, _ = pairs.read_image(path)
+    return resize_to_input(image), image.shape[:2]
+
+
+RECORD = "predict.json"  # which decoder made the masks of an output folder
+
+
+def _claim(out: Path, record: dict, masks: list[Path], config: FolderConfig) -> None:
+    """Make `out` this run's, recording its decoder (RECORD), without losing what it holds:
+    the masks of another decoder, or files predict did not write, are replaced only with
+    `overwrite`. Masks of the same decoder are kept (`run_predict_folder`).
+
+    With `overwrite` the masks there go first (the record before them), so that a run
+    stopped part way never leaves masks of two decoders under one record."""
+    record_file = out / RECORD
+    if config.overwrite:
+        for stale in (record_file, out / SUMMARY, *masks):
+            stale.unlink(missing_ok=True)
+    elif record_file.is_file():
+        earlier = json.loads(record_file.read_text())
+        if earlier["decoder_sha256"] != record["decoder_sha256"]:
+            raise FileExistsError(
+                f"{out} holds the masks of another decoder ({earlier['decoder']}); choose "
+                "another --out, or pass --overwrite to replace them"
+            )
+    else:
+        there = [mask.name for mask in masks if mask.exists()]
+        if there:
+            raise FileExistsError(
+                f"{out} holds {there[0]} ({len(there)} such files), not written by predict; "
+                "choose another --out, or pass --overwrite to replace them"
+            )
+    content = json.dumps(record, indent=1).encode()
+    write_whole(record_file, lambda tmp: tmp.write_bytes(content))
+
+
+def _write(image: Path, mask_path: Path, mask: np.ndarray, score: float) -> dict:
+    """Write an image's mask (a writer thread's work) -> its summary row."""
+    write_mask(mask_path, mask)
+    return _row(image, mask_path, mask, score)
+
+
+def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) -> dict:
+    return {
+        "image": image.name,
+        "mask": mask_path.name,
+        "water_fraction": f"{np.count_nonzero(mask) / mask.size:.6f}",
+        "sam_iou": "" if score is None else f"{score:.6f}",
+    }
+
+
+def _kept(image: Path, mask_path: Path, earlier: dict[str, dict]) -> dict | None:
+    """The summary row of a mask an earlier run wrote (its own row, where its summary has
+    one), or None if there is no such mask to keep."""
+    if image.name in earlier and mask_path.is_file():
+        return earlier[image.name]
+    mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
+    return None if mask is None else _row(image, mask_path, mask >= 128, None)
+
+
+def _read_summary(path: Path) -> dict[str, dict]:
+    """An earlier run's rows of images it segmented, by image file name."""
+    if not path.is_file():
+        return {}
+    with path.open(newline="") as lines:
+        rows = csv.DictReader(lines)
+        return {row["image"]: row for row in rows if row.get("image") and not row.get("problem")}
+
+
+def _write_summary(path: Path, rows: list[dict]) -> None:
+    table = io.StringIO(newline="")
+    writer = csv.DictWriter(table, SUMMARY_COLUMNS, restval="")
+    writer.writeheader()
+    writer.writerows(rows)
+    write_whole(path, lambda tmp: tmp.write_bytes(table.getvalue().encode()))

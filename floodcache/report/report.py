@@ -1,0 +1,141 @@
+"""`report`: an evaluation (per-view metrics table) -> report.md with its figures beside it.
+
+Given a cache and runs, `run_report` evaluates them first (reusing a complete, matching
+evaluation), so it is the one command to run after `train`. The report holds: the data (audit,
+splits, the cache's config and fingerprint), per-prompt tables of pretrained vs fine-tuned
+metrics, the prompt strategies side by side, metric histograms and mean bars, training curves,
+failure galleries (worst views, most helped and hurt by fine-tuning), IoU against water
+fraction and image size, and the time each step took. Figures go to `OUT/figures/`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import replace
+from pathlib import Path
+
+from floodcache.cache.format import CacheError
+from floodcache.cache.reader import Cache
+from floodcache.data.audit import AuditReport
+from floodcache.evaluate.evaluate import run_evaluate
+from floodcache.evaluate.metrics import summarize
+from floodcache.evaluate.table import load_evaluation
+from floodcache.report import failures, markdown, sections
+from floodcache.report.config import ReportConfig
+from floodcache.report.material import Material, ReportResult
+from floodcache.sam.model import RANDOM_WEIGHTS
+from floodcache.train.runs import PRETRAINED, DecoderModel, load_run, pretrained, read_history
+from floodcache.utils.atomic import write_whole
+
+
+def run_report(config: ReportConfig, audit: AuditReport | None = None) -> ReportResult:
+    """Evaluate when given a cache (reusing a matching evaluation), then write report.md.
+
+    `audit`: the data's audit, when the caller has one; else the data folder named in the
+    cache's config is audited again.
+    """
+    start = time.perf_counter()
+    metrics_dir = Path(config.metrics)
+    if config.evaluate is not None:
+        result = run_evaluate(replace(config.evaluate, out=metrics_dir))
+        table, metadata, reused = result.table, result.metadata, result.reused
+        cache_path = Path(config.evaluate.cache)
+    else:
+        (table, metadata), reused = load_evaluation(metrics_dir), True
+        cache_path = Path(metadata["cache"])
+    with _open_cache(cache_path, metadata) as cache:
+        material = Material(
+            config, cache, table, metadata, _models(cache, metadata), summarize(table), audit
+        )
+        lines = _header(material, metrics_dir)
+        for section in (*sections.SECTIONS, failures.failures_section):
+            lines += ["", *section(material)]
+        lines += ["", *_timings(material, reused, time.perf_counter() - start)]
+    report = Path(config.out) / "report.md"
+    write_whole(report, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
+    return ReportResult(report, material.figures, metrics_dir, reused)
+
+
+def _open_cache(path: Path, metadata: dict) -> Cache:
+    if not path.exists():
+        raise FileNotFoundError(
+            f"the evaluation's cache {path} is gone: pass --cache FILE.h5 (the same cache)"
+        )
+    cache = Cache.open(path)
+    if cache.fingerprint != metadata["identity"]["cache_fingerprint"]:
+        cache.close()
+        raise CacheError(
+            f"{path} is not the cache this evaluation was made from (fingerprints differ): "
+            "pass the right --cache, or evaluate again with --overwrite"
+        )
+    return cache
+
+
+def _models(cache: Cache, metadata: dict) -> list[DecoderModel]:
+    """The evaluated decoders, checked to be unchanged since the evaluation."""
+    models = []
+    for name, info in metadata["models"].items():
+        model = pretrained(cache) if info["run"] is None else load_run(Path(info["run"]))
+        if model.sha256 != info["decoder_sha256"]:
+            raise ValueError(
+                f"{info['run'] or name}'s decoder changed since the evaluation: evaluate again "
+                "(`python cli.py report --cache ... --decoder ... --overwrite`)"
+            )
+        models.append(model)
+    return models
+
+
+def _header(material: Material, metrics_dir: Path) -> list[str]:
+    meta = material.metadata
+    lines = ["# floodcache report: pretrained vs fine-tuned SAM mask decoder", ""]
+    if meta["checkpoint_sha256"] == RANDOM_WEIGHTS:
+        lines += [
+            "> **WARNING: RANDOM WEIGHTS. EVERY NUMBER IN THIS REPORT IS MEANINGLESS.** The cache",
+            "> was embedded with an untrained SAM (`--random-weights`): this report only shows",
+            "> that the pipeline runs. Embed with a real checkpoint for numbers that mean",
+            "> anything.",
+            "",
+        ]
+    table_link = Path(os.path.relpath(metrics_dir, material.config.out)).as_posix()
+    runs = [m for m in material.models if m.run is not None]
+    lines += [
+        f"Split `{meta['identity']['split']}`: {meta['views']} views, each evaluated with every "
+        f"prompt strategy and every model: `{PRETRAINED}` (the decoder of SAM's checkpoint)"
+        + "".join(f", `{m.name}` (fine-tuned on {', '.join(m.trained_prompts)})" for m in runs)
+        + ".",
+        "",
+        "Prompts marked * are oracle prompts: made from the ground truth, they measure SAM with a "
+        "perfect annotator, not a deployed system; only `none` needs no ground truth. An oracle "
+        "prompt does not exist for a view without water: such views are *skipped* (counted, "
+        "left out of every mean). Empty denominators: a metric is 1 when prediction and truth "
+        "are both empty, else 0. Metrics are computed at the original image resolution.",
+        "",
+        f"Per-view table: [{table_link}/metrics.csv]({table_link}/metrics.csv) (also Parquet), "
+        "with each view's exact prompt in original-image pixels.",
+    ]
+    return lines
+
+
+def _timings(material: Material, reused: bool, report_seconds: float) -> list[str]:
+    config = material.cache.config
+    embed = config.get("embed_seconds")
+    views = len(material.cache)
+    rows = [
+        [
+            "embed",
+            f"{embed:.1f}" if embed is not None else "not recorded",
+            f"{views} views, the run that completed the cache",
+        ],
+    ]
+    for model in (m for m in material.models if m.run is not None):
+        history = read_history(model.run)
+        rows.append(
+            [f"train `{model.name}`", f"{history['seconds'].sum():.1f}", f"{history.height} epochs"]
+        )
+    seconds = material.metadata["seconds"]
+    per_model = ", ".join(f"{name} {s:.1f} s" for name, s in seconds["per_model"].items())
+    detail = f"decoding: {per_model}" + ("; reused, not recomputed" if reused else "")
+    rows.append(["evaluate", f"{seconds['total']:.1f}", detail])
+    rows.append(["report", f"{report_seconds:.1f}", "including the galleries' decoder runs"])
+    return ["## Timings", "", *markdown.table(["step", "seconds", "detail"], rows)]

@@ -1,0 +1,121 @@
+"""The command line as a user meets it first: `--help` and `audit` answer without torch;
+the choices offered are the library's."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.helpers import PROJECT
+
+ROOT = PROJECT
+HEAVY = ("torch", "torchvision", "segment_anything", "albumentations", "matplotlib", "polars")
+
+
+def heavy_modules_after(code: str) -> list[str]:
+    """The heavy modules a fresh interpreter has imported after running `code` in the root."""
+    report = f"import json, sys; print(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))"
+    done = subprocess.run(
+        [sys.executable, "-c", f"{code}\n{report}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def cli_code(args: list[str]) -> str:
+    """Python code running `python cli.py ARGS` in-process; it fails unless the exit code is 0."""
+    return (
+        "import cli\n"
+        "try:\n"
+        f"    cli.main({args!r}, prog_name='cli.py')\n"
+        "except SystemExit as end:\n"
+        "    assert end.code == 0, end.code"
+    )
+
+
+COMMANDS = ["download", "audit", "embed", "verify", "train", "evaluate", "report", "run"]
+COMMANDS += ["predict", "export", "bench"]
+
+
+@pytest.mark.parametrize("command", [[]] + [[name] for name in COMMANDS])
+def test_help_imports_no_torch(command):
+    # Importing torch, torchvision and albumentations took ~5 s of every --help here.
+    assert heavy_modules_after(cli_code([*command, "--help"])) == []
+
+
+def test_audit_runs_without_torch(tiny_data, tmp_path):
+    out = tmp_path / "problems.csv"
+    audit = ["audit", "--data", str(tiny_data), "--out", str(out)]
+    assert heavy_modules_after(cli_code(audit)) == []
+    assert out.read_text().startswith("image,mask,problem,detail")
+
+
+def test_the_gpu_check_needs_no_polars():
+    """A GPU machine set up to embed and train need not have polars: bench, embed, train,
+    predict and the CUDA tests' modules import without it, or scripts/device_check.sh would
+    fail before measuring anything. Only report reads with it."""
+    modules = "cli, floodcache.bench.run, floodcache.predict.folder, tests.predict.test_segmenter, "
+    modules += "tests.embed.test_run, tests.embed.test_readers, tests.sam.test_fast_encoder"
+    assert "polars" not in heavy_modules_after(f"import {modules}")
+
+
+def test_importing_floodcache_asks_no_server_for_albumentations_updates():
+    """albumentations checks PyPI on import unless told not to: floodcache turns that off
+    (its opener, made for that request alone, is never made), and keeps a user's own choice."""
+    env = {k: v for k, v in os.environ.items() if k != "NO_ALBUMENTATIONS_UPDATE"}
+
+    def run(code: str, **setting: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-c", f"import os\n{code}"],
+            cwd=ROOT,
+            env=env | setting,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip().splitlines()[-1]
+
+    checked = "import floodcache.data.views, albumentations.check_version as c\n"
+    checked += "print(c.opener is None)"
+    assert run(checked) == "True"
+    setting = "print(os.environ['NO_ALBUMENTATIONS_UPDATE'])"
+    assert run(f"import floodcache\n{setting}") == "1"
+    assert run(f"import floodcache\n{setting}", NO_ALBUMENTATIONS_UPDATE="0") == "0"
+
+
+def test_the_choices_offered_are_the_ones_the_library_has():
+    import cli
+    from floodcache.embed import slots
+    from floodcache.sam import precision
+
+    def choices(command: str, option: str) -> set[str]:
+        param = next(p for p in cli.main.commands[command].params if p.name == option)
+        return set(param.type.choices)
+
+    assert choices("embed", "precision") == {"auto", *precision.DTYPES}
+    assert choices("train", "precision") <= {"auto", *precision.DTYPES}
+    assert choices("embed", "resize") == set(slots.SLOT_BYTES)
+    assert choices("embed", "model_type") == {"vit_b", "vit_l", "vit_h", "vit_tiny"}
+
+
+def test_importing_floodcache_gives_every_stage_and_costs_nothing():
+    assert heavy_modules_after("import floodcache") == []
+    stages = (
+        "import floodcache\nfloodcache.run_embed, floodcache.EmbedConfig, floodcache.run_report"
+    )
+    assert "torch" in heavy_modules_after(stages)  # imported when first used
+    import floodcache
+
+    for name in floodcache.__all__:
+        assert callable(getattr(floodcache, name)), name
+    for stage in ("embed", "train", "evaluate", "report", "predict"):
+        assert f"run_{stage}" in dir(floodcache)

@@ -1,0 +1,217 @@
+"""The audit: every problem of every pair, on generated defects and on the real data set."""
+
+from __future__ import annotations
+
+import csv
+import re
+import shutil
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from floodcache.data import audit
+from floodcache.data import pairs as data
+from tests.helpers import REAL_DATA
+
+# datagen.write_zoo's pairs (paired by file stem) -> the exact codes the audit must report.
+ZOO_CODES = {
+    "ok": set(),
+    "jpeg_as_png": {"format_mismatch"},
+    "webp_as_jpg": {"format_mismatch"},
+    "exif": {"exif_orientation"},
+    "rgba": {"converted_mode"},
+    "palette": {"converted_mode"},
+    "cmyk": {"converted_mode"},
+    "sixteen": {"converted_mode"},
+    "grey": {"converted_mode"},
+    "grey_mask": {"non_binary_mask"},
+    "rgb_mask": {"converted_mode"},
+    "empty": {"empty_mask"},
+    "full": {"full_mask"},
+    "zero_byte": {"unreadable_image"},
+    "truncated": {"unreadable_image"},
+    "text": {"unreadable_image"},
+    "bad_mask": {"unreadable_mask"},
+    "no_mask": {"missing_mask"},
+    "no_image": {"missing_image"},
+    "small_mask": {"size_mismatch"},
+    "turned_mask": {"size_mismatch", "aspect_mismatch"},
+    "swap_a": {"size_mismatch", "aspect_mismatch", "swapped_masks"},
+    "swap_b": {"size_mismatch", "aspect_mismatch", "swapped_masks"},
+    "dup_a": {"duplicate_image"},
+    "dup_b": {"duplicate_image"},
+    "copy_a": {"duplicate_mask"},
+    "copy_b": {"duplicate_mask"},
+}
+
+
+UNUSABLE = {"zero_byte", "truncated", "text", "bad_mask", "no_mask", "no_image"}
+UNUSABLE |= {"turned_mask", "swap_a", "swap_b"}
+
+
+def codes_by_id(report: audit.AuditReport) -> dict[str, set[str]]:
+    found: dict[str, set[str]] = {}
+    for row in report.problems:
+        found.setdefault(Path(row.image or row.mask).stem, set()).add(row.problem)
+    return found
+
+
+def ids_with(report: audit.AuditReport, code: str) -> set[str]:
+    return {Path(r.image or r.mask).stem for r in report.problems if r.problem == code}
+
+
+def test_every_problem_code_is_documented_and_generated():
+    generated = set().union(*ZOO_CODES.values()) | {"unlisted_image", "unlisted_mask"}
+    assert generated == set(data.PROBLEMS)
+    assert set(audit.BLOCKING) <= set(data.PROBLEMS)
+
+
+def test_audit_reports_exactly_the_defects_of_each_pair(zoo_report):
+    found = codes_by_id(zoo_report)
+    assert {key: found.get(key, set()) for key in ZOO_CODES} == ZOO_CODES
+
+
+def test_unusable_pairs_are_excluded_with_their_blocking_codes(zoo_report):
+    assert set(zoo_report.excluded) == UNUSABLE | {"small_mask"}
+    assert {p.image_id for p in zoo_report.usable} == set(ZOO_CODES) - UNUSABLE - {"small_mask"}
+    assert zoo_report.excluded["turned_mask"] == ["size_mismatch", "aspect_mismatch"]
+    assert zoo_report.excluded["no_image"] == ["missing_image"]
+    assert zoo_report.excluded["truncated"] == ["unreadable_image"]
+
+
+def test_resize_opt_in_keeps_only_masks_of_the_same_aspect_ratio(zoo):
+    report = audit.audit_folder(images=zoo[0], masks=zoo[1], on_mismatch="resize")
+    assert set(report.excluded) == UNUSABLE
+    assert "size_mismatch" in codes_by_id(report)["small_mask"]  # still reported
+    assert report.excluded["swap_a"] == ["aspect_mismatch"]
+
+
+def test_details_say_what_was_found(zoo_report):
+    details = {(Path(r.image or r.mask).stem, r.problem): r.detail for r in zoo_report.problems}
+    assert details["webp_as_jpg", "format_mismatch"] == "image: content is WEBP, extension is .jpg"
+    assert details["jpeg_as_png", "format_mismatch"] == "image: content is JPEG, extension is .png"
+    assert details["exif", "exif_orientation"] == "image: orientation 6: rotate 90° clockwise"
+    assert details["sixteen", "converted_mode"] == "image: I;16 -> RGB"
+    assert details["rgb_mask", "converted_mode"] == "mask: RGB -> L"
+    assert (
+        details["grey_mask", "non_binary_mask"]
+        == "mask: 1.000000 of pixels are grey (not 0 and 255)"
+    )
+    assert details["small_mask", "size_mismatch"] == "image 16x12, mask 8x6 (WxH)"
+    assert "truncated" in details["truncated", "unreadable_image"]
+    assert "swap_b" in details["swap_a", "swapped_masks"]
+    assert details["dup_a", "duplicate_image"].startswith("same pixels as dup_b")
+    assert "mask IoU" in details["dup_a", "duplicate_image"]
+    assert details["copy_b", "duplicate_mask"].startswith("same mask as copy_a")
+
+
+def test_csv_has_one_row_per_problem(zoo_report, tmp_path):
+    out = tmp_path / "reports" / "audit.csv"
+    zoo_report.write_csv(out)
+    with out.open(newline="") as lines:
+        reader = csv.DictReader(lines)
+        rows = list(reader)
+    assert tuple(reader.fieldnames) == ("image", "mask", "problem", "detail")
+    assert [data.Problem(**row) for row in rows] == zoo_report.problems
+
+
+def test_summary_counts_codes_and_names_excluded_pairs(zoo_report):
+    text = zoo_report.summary()
+    total = len(ZOO_CODES)
+    excluded = len(UNUSABLE) + 1
+    assert f"{total} pairs found, {total - excluded} usable, {excluded} excluded" in text
+    assert re.search(r"\n  unreadable_image +3  the image file cannot be decoded", text)
+    assert "  turned_mask: size_mismatch, aspect_mismatch" in text
+    assert "1 of them only differ in size from their image: --on-mismatch resize" in text
+
+
+def test_progress_bar_does_not_change_the_report(zoo, zoo_report, capsys):
+    pairs, problems = data.find_pairs(images=zoo[0], masks=zoo[1])
+    assert audit.audit(pairs, problems, progress=True) == zoo_report
+    assert "audit" in capsys.readouterr().err
+
+
+MISSING = {"1024", "1084", "2021", "3074"}
+
+
+MISFIT = {"14", "15", "1061", "1079", "2052", "2053", "3059"}  # all of another aspect ratio
+
+
+DUPLICATE_IMAGES = {"18", "1026", "26", "3020", "29", "35", "43", "1021", "46", "1044"}
+DUPLICATE_IMAGES |= {"1012", "1057", "1033", "3029", "1041", "3033", "1049", "3019"}
+
+
+@pytest.fixture(scope="module")
+def real():
+    if not REAL_DATA.is_dir():
+        pytest.skip(f"real data set not found at {REAL_DATA}")
+    start = time.perf_counter()
+    report = audit.audit_folder(REAL_DATA)
+    return report, time.perf_counter() - start
+
+
+def test_real_data_pairs_and_exclusions(real):
+    report, seconds = real
+    assert seconds < 60
+    assert len(report.pairs) == 290 and len(report.usable) == 279
+    assert [p.image_id for p in report.pairs[48:52]] == ["48", "49", "1000", "1001"]
+    assert set(report.excluded) == MISSING | MISFIT
+    assert ids_with(report, "missing_image") == MISSING
+    for code in ("missing_mask", "unreadable_image", "unreadable_mask", "empty_mask", "full_mask"):
+        assert ids_with(report, code) == set()
+    assert ids_with(report, "unlisted_image") == ids_with(report, "unlisted_mask") == set()
+
+
+def test_real_data_file_problems(real):
+    report, _ = real
+    rows = report.problems
+    formats = [r.detail for r in rows if r.problem == "format_mismatch"]
+    assert len(formats) == 43 and formats.count("image: content is WEBP, extension is .jpg") == 41
+    png = {
+        Path(r.image).stem for r in rows if r.detail == "image: content is PNG, extension is .jpg"
+    }
+    assert png == {"2", "2017"}
+    assert [(Path(r.image).stem, r.detail) for r in rows if r.problem == "exif_orientation"] == [
+        ("2018", "image: orientation 3: rotate 180°")
+    ]
+    assert [(Path(r.image).stem, r.detail) for r in rows if r.problem == "converted_mode"] == [
+        ("2", "image: RGBA -> RGB, alpha dropped (0.0000 of pixels were transparent)")
+    ]
+    grey = [float(r.detail.split()[1]) for r in rows if r.problem == "non_binary_mask"]
+    assert len(grey) == 290 and 0 < min(grey) and max(grey) < 0.05  # anti-aliased edges only
+
+
+def test_real_data_masks_that_belong_to_other_images(real):
+    report, _ = real
+    assert ids_with(report, "size_mismatch") == ids_with(report, "aspect_mismatch") == MISFIT
+    assert ids_with(report, "swapped_masks") == {"14", "15", "2052", "2053"}
+    assert ids_with(report, "duplicate_mask") == {"1032", "1061", "1038", "1079", "3034", "3059"}
+    assert ids_with(report, "duplicate_image") == DUPLICATE_IMAGES
+
+
+def test_real_data_resize_keeps_no_misfit(real, tmp_path):
+    report, _ = real
+    misfits = [p for p in report.pairs if p.image_id in MISFIT]
+    assert set(audit.audit(misfits, on_mismatch="resize").excluded) == MISFIT
+
+
+def test_real_data_exif_image_is_upright_and_fits_its_mask(real):
+    report, _ = real
+    pair = next(p for p in report.pairs if p.image_id == "2018")
+    image, mask = data.load_pair(pair)
+    assert image.shape[:2] == mask.shape == (332, 590)
+    raw = np.asarray(Image.open(pair.image_path).convert("RGB"))
+    assert (np.abs(image[::-1, ::-1].astype(int) - raw).mean()) < 1  # rotated 180°
+
+
+def test_real_data_copy_of_a_file_is_a_duplicate(real, tmp_path):
+    report, _ = real
+    pair = report.pairs[0]
+    shutil.copy(pair.image_path, tmp_path / "copy.jpg")
+    shutil.copy(pair.mask_path, tmp_path / "copy.png")
+    copy = data.Pair("copy", tmp_path / "copy.jpg", tmp_path / "copy.png")
+    found = codes_by_id(audit.audit([pair, copy]))
+    assert found["copy"] == {"duplicate_image", "duplicate_mask", "non_binary_mask"}

@@ -1,0 +1,59 @@
+"""`run`: audit -> embed -> train -> evaluate -> report, then nothing redone on a second run."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from floodcache.cache.reader import Cache
+from floodcache.data import audit
+from floodcache.embed import plan
+from floodcache.embed.config import EmbedConfig
+from floodcache.evaluate.config import EvaluateConfig
+from floodcache.pipeline import run as pipeline
+from floodcache.pipeline.config import PipelineConfig, layout
+from floodcache.pipeline.run import run_pipeline
+from floodcache.report.config import ReportConfig
+from floodcache.train.config import TrainConfig
+
+
+def test_run_does_every_step_once_and_refuses_silent_retraining(tiny_data, tmp_path, monkeypatch):
+    audits = []
+
+    def counted_audit(*args, **kwargs):
+        audits.append(args)
+        return audit.audit_folder(*args, **kwargs)
+
+    for module in (pipeline, plan):
+        monkeypatch.setattr(module, "audit_folder", counted_audit)
+    config = PipelineConfig(
+        embed=EmbedConfig(
+            data_dir=tiny_data, random_weights=True, model_type="vit_tiny", augment=0
+        ),
+        train=TrainConfig(train_prompts="point,box,none", epochs=1),
+        report=ReportConfig(evaluate=EvaluateConfig(eval_prompts="box,none")),
+        out_dir=tmp_path,
+        progress=False,
+    )
+    first = run_pipeline(config)
+    assert len(audits) == 1  # embed plans from run's audit: the data is read once
+    cache, run, report_dir = layout(config)
+    assert (first.cache, first.run) == (cache, run)
+    assert "views encoded" in first.steps["embed"] and "trained" in first.steps["train"]
+    text = first.report.report.read_text()
+    assert text.splitlines()[2].startswith("> **WARNING: RANDOM WEIGHTS")
+    assert (report_dir / "audit.csv").exists() and (report_dir / "metrics.parquet").exists()
+    with Cache.open(cache) as opened:
+        assert opened.config["embed_seconds"] > 0  # for the report's timings
+    outputs = [cache, run / "decoder.pt", report_dir / "metrics.parquet"]
+    written = [path.stat().st_mtime_ns for path in outputs]
+
+    second = run_pipeline(config)
+    assert "cache complete, kept" in second.steps["embed"]
+    assert "kept" in second.steps["train"] and second.report.reused
+    assert [path.stat().st_mtime_ns for path in outputs] == written
+
+    with pytest.raises(FileExistsError, match="(?s)epochs: run has 1, asked 2.*--overwrite"):
+        run_pipeline(dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=2)))
+    assert (run / "decoder.pt").stat().st_mtime_ns == written[1]

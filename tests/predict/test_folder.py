@@ -1,0 +1,180 @@
+"""`predict` on a folder: each image as predict does one, masks written whole, a stopped run
+resumed, nothing lost."""
+
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import threading
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from cli import main
+from floodcache.predict import folder, segmenter
+from floodcache.predict.config import FolderConfig, PredictConfig
+from floodcache.predict.folder import run_predict_folder
+from floodcache.predict.segmenter import run_predict
+from tests.helpers import mask_png, photo_folder, read_predictions
+
+
+def test_predict_folder_segments_each_image_as_predict_does_one(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    photos = photo_folder(tiny_data, tmp_path / "photos")
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config.progress = False
+    result = run_predict_folder(config)
+    assert (result.predicted, result.kept, result.unreadable) == (3, [], ["notes.txt"])
+    rows = read_predictions(result.out)
+    assert list(rows) == ["0.jpg", "3.jpg", "10.jpg", "notes.txt"]  # natural order
+    for stem in ("0", "3", "10"):
+        image, one_out = photos / f"{stem}.jpg", tmp_path / f"one-{stem}.png"
+        one = run_predict(PredictConfig(tiny_checkpoint, finetuned_run, image, one_out))
+        mask = mask_png(result.out / f"{stem}.png")
+        assert np.array_equal(mask, one.mask)
+        row = rows[f"{stem}.jpg"]
+        assert row["mask"] == f"{stem}.png" and row["problem"] == ""
+        assert float(row["water_fraction"]) == pytest.approx(mask.mean(), abs=1e-6)
+        assert float(row["sam_iou"]) == pytest.approx(one.score, abs=1e-6)
+    assert "notes.txt: cannot be read as an image" in rows["notes.txt"]["problem"]
+    assert rows["notes.txt"]["mask"] == "" and not (result.out / "notes.png").exists()
+
+
+def test_predict_folder_writes_masks_while_sam_goes_on(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch
+):
+    """PNG encoding and writing is not the main thread's work: on a GPU it would wait."""
+    write_mask, threads = segmenter.write_mask, []
+
+    def noted(out, mask):
+        threads.append(threading.current_thread().name)
+        return write_mask(out, mask)
+
+    monkeypatch.setattr(folder, "write_mask", noted)
+    photos = photo_folder(tiny_data, tmp_path / "photos")
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    assert run_predict_folder(config).predicted == 3
+    assert len(threads) == 3 and all(name.startswith("predict-writer") for name in threads)
+
+
+def _stop_at_the_second_image(monkeypatch) -> None:
+    """Make predict stop as Ctrl-C would, when it comes to write the second image's mask
+    (3.png; masks are written in threads, so not necessarily the second written)."""
+    write_mask = segmenter.write_mask
+
+    def stopped_at_the_second(out, mask):
+        if out.name == "3.png":
+            raise KeyboardInterrupt
+        return write_mask(out, mask)
+
+    monkeypatch.setattr(folder, "write_mask", stopped_at_the_second)
+
+
+def test_predict_folder_goes_on_where_a_stopped_run_stopped(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch
+):
+    photos = photo_folder(tiny_data, tmp_path / "photos")
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config.progress = False
+    write_mask = segmenter.write_mask
+    _stop_at_the_second_image(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):
+        run_predict_folder(config)
+    # masks are written in threads: a later image's may be done before the stop is seen
+    done = sorted(p.name for p in config.out.glob("*.png"))
+    assert done in (["0.png"], ["0.png", "10.png"]) and not list(config.out.glob(".*.tmp"))
+    # written however the run ended: the images done (and the unreadable file, if read ahead)
+    summary = [name for name in read_predictions(config.out) if name != "notes.txt"]
+    assert sorted(summary) == sorted(name.replace(".png", ".jpg") for name in done)
+    first = (config.out / "0.png").stat().st_mtime_ns
+    monkeypatch.setattr(folder, "write_mask", write_mask)
+    result = run_predict_folder(config)
+    assert (result.predicted, len(result.kept)) == (3 - len(done), len(done))
+    assert (config.out / "0.png").stat().st_mtime_ns == first
+    rows = read_predictions(config.out)
+    assert list(rows) == ["0.jpg", "3.jpg", "10.jpg", "notes.txt"]
+    assert rows["0.jpg"]["sam_iou"] != ""  # the earlier run's row, kept
+    (config.out / "predictions.csv").unlink()  # stopped before its summary: read back
+    result = run_predict_folder(config)
+    assert (result.predicted, len(result.kept)) == (0, 3)
+    mask = mask_png(config.out / "3.png")
+    assert float(read_predictions(config.out)["3.jpg"]["water_fraction"]) == pytest.approx(
+        mask.mean()
+    )
+    config.overwrite = True
+    assert run_predict_folder(config).predicted == 3
+
+
+def test_predict_folder_loses_nothing_it_did_not_write(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch
+):
+    photos = photo_folder(tiny_data, tmp_path / "photos")
+    out = tmp_path / "water"
+    out.mkdir()
+    (out / "3.png").write_bytes(b"someone's own mask")
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, out, progress=False)
+    with pytest.raises(FileExistsError, match="3.png .*not written by predict.*--overwrite"):
+        run_predict_folder(config)
+    assert (out / "3.png").read_bytes() == b"someone's own mask"
+    (out / "3.png").unlink()
+    run_predict_folder(config)
+    other = tmp_path / "other_run"  # the same run, but for one weight of its decoder
+    shutil.copytree(finetuned_run, other)
+    state = torch.load(other / "decoder.pt", weights_only=True)
+    next(iter(state.values())).add_(1)
+    torch.save(state, other / "decoder.pt")
+    with pytest.raises(FileExistsError, match="masks of another decoder"):
+        run_predict_folder(FolderConfig(tiny_checkpoint, other, photos, out, progress=False))
+    replace = FolderConfig(tiny_checkpoint, other, photos, out, overwrite=True, progress=False)
+    _stop_at_the_second_image(monkeypatch)
+    with pytest.raises(KeyboardInterrupt):  # replacing them, stopped part way
+        run_predict_folder(replace)
+    done = sorted(p.name for p in out.glob("*.png"))  # none of the first decoder: 3.png went
+    assert done in (["0.png"], ["0.png", "10.png"])
+    monkeypatch.undo()
+    result = run_predict_folder(FolderConfig(tiny_checkpoint, other, photos, out, progress=False))
+    assert (result.predicted, len(result.kept)) == (3 - len(done), len(done))
+    with pytest.raises(ValueError, match="give another folder"):
+        run_predict_folder(FolderConfig(tiny_checkpoint, finetuned_run, photos, photos))
+    (photos / "3.png").write_bytes(b"")
+    with pytest.raises(ValueError, match="share the stem '3'.*rename one"):
+        run_predict_folder(config)
+
+
+def test_predict_folder_on_a_full_disk_says_so_and_leaves_no_partial_file(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch, caplog
+):
+    photos = photo_folder(tiny_data, tmp_path / "photos")
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config.progress = False
+
+    replace = os.replace
+
+    def disk_full_after_the_record(source, target):
+        if not str(target).endswith("predict.json"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", disk_full_after_the_record)
+    with pytest.raises(ValueError, match="could not write .*0.png .*No space left.*with room"):
+        run_predict_folder(config)
+    assert sorted(p.name for p in config.out.iterdir()) == ["predict.json"]  # written before
+    assert "could not write" in caplog.text and "predictions.csv" in caplog.text
+
+
+def test_predict_a_folder_from_the_command_line(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    photos = photo_folder(tiny_data, tmp_path / "photos")
+    command = ["predict", "--checkpoint", str(tiny_checkpoint), "--decoder", str(finetuned_run)]
+    command += ["--image", str(photos), "--out", str(tmp_path / "water")]
+    clicked = CliRunner().invoke(main, [*command, "--box", "1,2,30,40"])
+    assert clicked.exit_code == 2 and "give --image FILE" in clicked.output
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert "3 images segmented, 0 kept from an earlier run, 1 unreadable" in result.output
+    assert mask_png(tmp_path / "water" / "10.png").shape == (170, 120)  # image 5's size

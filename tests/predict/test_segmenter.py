@@ -1,0 +1,97 @@
+"""`predict` on one image: SamPredictor's mask with the run's decoder, from any prompt."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+from segment_anything import SamPredictor
+
+from cli import main
+from floodcache.data import pairs
+from floodcache.predict.config import FolderConfig, PredictConfig
+from floodcache.predict.folder import run_predict_folder
+from floodcache.predict.segmenter import run_predict
+from floodcache.sam.model import load_sam
+from tests.helpers import mask_png, photo_folder, read_predictions, save_checkpoint
+
+
+def test_predict_is_sam_predictor_with_the_run_decoder(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    image_file = tiny_data / "Image" / "3.jpg"
+    config = PredictConfig(
+        tiny_checkpoint, finetuned_run, image_file, tmp_path / "mask.png", box=(10, 60, 200, 149)
+    )
+    result = run_predict(config)
+    sam = load_sam("vit_tiny", tiny_checkpoint)
+    sam.mask_decoder.load_state_dict(torch.load(finetuned_run / "decoder.pt", weights_only=True))
+    predictor = SamPredictor(sam)
+    image, _ = pairs.read_image(image_file)
+    predictor.set_image(image)
+    masks, scores, _ = predictor.predict(box=np.array([10, 60, 200, 149]), multimask_output=False)
+    assert np.array_equal(result.mask, masks[0]) and result.score == pytest.approx(scores[0])
+    written = np.array(Image.open(tmp_path / "mask.png"))
+    assert written.shape == image.shape[:2] and set(np.unique(written)) <= {0, 255}
+    assert np.array_equal(written == 255, masks[0])
+
+
+def test_predict_without_a_prompt_from_the_command_line(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    out = tmp_path / "prompt_free.png"
+    command = ["predict", "--checkpoint", str(tiny_checkpoint), "--decoder", str(finetuned_run)]
+    command += ["--image", str(tiny_data / "Image" / "0.jpg"), "--out", str(out)]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 0, result.output
+    assert "water" in result.output
+    assert np.array(Image.open(out)).shape == (120, 160)
+
+
+def test_predict_keeps_an_existing_mask_unless_told_to_overwrite(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    out = tmp_path / "mask.png"
+    out.write_bytes(b"an earlier result")
+    config = PredictConfig(tiny_checkpoint, finetuned_run, tiny_data / "Image" / "0.jpg", out)
+    with pytest.raises(FileExistsError, match="--overwrite"):
+        run_predict(config)
+    assert out.read_bytes() == b"an earlier result"
+    config.overwrite = True
+    result = run_predict(config)
+    assert np.array_equal(mask_png(out), result.mask)
+    config.out = tmp_path / "mask.jpg"  # JPEG would blur the mask: refused
+    with pytest.raises(ValueError, match="give --out a .png path"):
+        run_predict(config)
+
+
+@pytest.mark.cuda
+def test_cuda_predict_in_fp16_agrees_with_the_cpu_in_fp32(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    """On a GPU predict encodes in fp16 (as embed does): its masks and scores stay those of
+    fp32 on the CPU, up to fp16's rounding. (bf16 on the CPU, 8x fp16's relative error: 99.9%
+    of pixels agree, scores within 4e-4.)"""
+    photos = photo_folder(tiny_data, tmp_path / "photos")
+    made = {}
+    for device in ("cpu", "cuda"):
+        config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / device)
+        config.device, config.progress = device, False
+        assert run_predict_folder(config).predicted == 3
+        made[device] = read_predictions(config.out)
+    for stem in ("0", "3", "10"):
+        cpu, cuda = (mask_png(tmp_path / device / f"{stem}.png") for device in ("cpu", "cuda"))
+        assert np.mean(cpu == cuda) >= 0.995
+        scores = [float(made[device][f"{stem}.jpg"]["sam_iou"]) for device in ("cpu", "cuda")]
+        assert scores[0] == pytest.approx(scores[1], abs=1e-2)
+
+
+def test_predict_refuses_a_checkpoint_the_run_was_not_trained_with(
+    tiny_data, finetuned_run, tmp_path
+):
+    other = save_checkpoint("vit_tiny", tmp_path / "other.pth", seed=1)
+    config = PredictConfig(other, finetuned_run, tiny_data / "Image" / "0.jpg", tmp_path / "m.png")
+    with pytest.raises(ValueError, match="another SAM"):
+        run_predict(config)
