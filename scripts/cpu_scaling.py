@@ -1,9 +1,10 @@
 """How many cores' worth of work this machine gives N busy processes at once.
 
 A machine can give N busy processes fewer than N cores' worth of work (a CPU quota, shared
-cores), which caps embed's readers whatever their number. This runs N processes (N = 1, 2, 4, ... up to the cores) each doing the readers' kind of work
-(OpenCV on one thread: a 1080p resize and blur) for a fixed time, and prints the work done per
-second against one process's: a machine with N free cores prints ~N.
+cores), which caps embed's readers whatever their number. This runs N processes (N = 1, 2, 4,
+... up to the cores) each doing the readers' kind of work (OpenCV on one thread: a 1080p resize
+and blur) for a fixed time, and prints the work done per second against one process's: a machine
+with N free cores prints ~N.
 
     python scripts/cpu_scaling.py [SECONDS_PER_STEP]
 """

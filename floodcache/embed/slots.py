@@ -41,7 +41,8 @@ class Slots:
 
     The block is an anonymous shared mapping the readers inherit when forked: made in no
     time, its pages touched only when used (torch's shared memory zeroes or copies all of
-    it, seconds of this process's CPU), and not in /dev/shm (Docker's holds 64 MB). Where readers are not forked, there are no slots: the views come through pipes.
+    it, seconds of this process's CPU), and not in /dev/shm (Docker's holds 64 MB). Where
+    readers are not forked, there are no slots: the views come through pipes.
     """
 
     block: torch.Tensor
