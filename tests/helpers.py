@@ -82,6 +82,20 @@ def embed_command(data_dir: Path, checkpoint: Path, cache: Path) -> list[str]:
     ]
 
 
+def torchrun(args: list[str], port: int) -> list[str]:
+    """`args` (a `python cli.py ...` command) as two CPU processes under torchrun."""
+    return [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc-per-node",
+        "2",
+        "--master-port",
+        str(port),
+        *args[1:],
+    ]
+
+
 def kill_after_parts(command: list[str], parts: Path, count: int) -> None:
     """Start `command`, SIGKILL it once `parts` holds `count` finished parts."""
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -285,7 +299,7 @@ def save_text(path: Path, text: str = "404 Not Found\n") -> Path:
 
 def write_zoo(root: Path) -> tuple[Path, Path]:
     """images/ and masks/ folders (no metadata.csv) with one pair per defect, named after it:
-    every problem code of floodcache.data but the metadata ones (see tests/test_data.py)."""
+    every problem code of floodcache.data but the metadata ones (see tests/data/test_audit.py)."""
     images, masks = root / "images", root / "masks"
     seeds = iter(range(1000))
 
@@ -326,4 +340,86 @@ def write_zoo(root: Path) -> tuple[Path, Path]:
     pair("dup_b", picture(1018))
     pair("copy_a", mask=water(1019))
     pair("copy_b", mask=water(1019))
+    save_geotiff(images / "georef.tif", picture(1020))
+    save_geotiff(masks / "georef.tif", water(1020), shift=1)  # a pixel east of its image
     return images, masks
+
+
+# Georeferenced rasters: the real scene, and rasters made from it.
+
+GEO_SCENE = PROJECT.parent / "shared" / "geo" / "RGB.byte.tif"  # Landsat, EPSG:32618, nodata 0
+
+
+def write_raster(path: Path, values: np.ndarray, like: Path = GEO_SCENE, **profile) -> Path:
+    """A GeoTIFF of CxHxW `values` on `like`'s grid (its CRS and transform), `profile`
+    overriding (nodata=None: none)."""
+    import rasterio
+
+    with rasterio.open(like) as source:
+        settings = source.profile | {"count": len(values), "dtype": values.dtype.name}
+    settings |= {"height": values.shape[1], "width": values.shape[2]} | profile
+    settings.pop("blockxsize", None), settings.pop("blockysize", None)
+    with rasterio.open(path, "w", **settings) as out:
+        out.write(values)
+    return path
+
+
+def read_scene(path: Path = GEO_SCENE) -> tuple[np.ndarray, np.ndarray]:
+    """(CxHxW values, HxW bool: GDAL's dataset mask says the pixel holds data) of a raster."""
+    import rasterio
+
+    with rasterio.open(path) as source:
+        return source.read(), source.dataset_mask() > 0
+
+
+def write_chips(root: Path, count: int = 3) -> tuple[Path, Path]:
+    """images/ and masks/ of Sen1Floods11-style chips cut from the real scene: 4 bands uint16
+    (blue, green, red, near infrared), masks int16 (1 water, 0 land, -1 no data), each
+    64 x 64 on its own part of the scene's grid."""
+    import rasterio
+    from rasterio.windows import Window, transform
+
+    values, valid = read_scene()
+    with rasterio.open(GEO_SCENE) as scene:
+        grid = scene.transform
+    for folder in ("images", "masks"):
+        (root / folder).mkdir(parents=True, exist_ok=True)
+    for index in range(count):
+        window = Window(300 + 64 * index, 300, 64, 64)
+        cut = np.s_[:, 300:364, window.col_off : window.col_off + 64]
+        red, green, blue = values[cut].astype(np.uint16) * 40 + 500
+        bands = np.stack([blue, green, red, (red + blue) // 2])
+        water = np.where(blue > red, 1, 0).astype(np.int16)
+        water[valid[cut[1:]] == 0] = -1
+        where = {"transform": transform(window, grid), "nodata": None}
+        write_raster(root / "images" / f"chip_{index}.tif", bands, **where)
+        write_raster(root / "masks" / f"chip_{index}.tif", water[None], **where)
+    return root / "images", root / "masks"
+
+
+def write_mosaic(path: Path, rows: int, cols: int, like: Path = GEO_SCENE) -> Path:
+    """`rows` x `cols` copies of `like` side by side on one grid (its transform continued),
+    written a copy at a time: a scene larger than memory need hold."""
+    import rasterio
+    from rasterio.windows import Window
+
+    values, _ = read_scene(like)
+    height, width = values.shape[1:]
+    with rasterio.open(like) as source:
+        settings = source.profile | {"height": rows * height, "width": cols * width}
+    settings |= {"tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "deflate"}
+    with rasterio.open(path, "w", **settings) as out:
+        for row in range(rows):
+            for col in range(cols):
+                out.write(values, window=Window(col * width, row * height, width, height))
+    return path
+
+
+def save_geotiff(path: Path, pixels: np.ndarray, shift: int = 0, crs: str = "EPSG:32618") -> Path:
+    """HxW or HxWx3 `pixels` as a GeoTIFF on a 10 m grid, moved `shift` pixels east."""
+    from affine import Affine
+
+    bands = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    transform = Affine(10, 0, 300000 + 10 * shift, 0, -10, 2800000)
+    profile = {"driver": "GTiff", "crs": crs, "transform": transform, "nodata": None}
+    return write_raster(path, np.ascontiguousarray(bands), **profile)

@@ -13,6 +13,7 @@ import click
 from floodcache.cache.format import CacheError
 from floodcache.data.download import DownloadError
 from floodcache.data.pairs import UnreadableFile
+from floodcache.data.raster import SCALES, RasterReading, UnreadableRaster
 from floodcache.embed.background import ReaderDied
 from floodcache.sam.checkpoints import CheckpointError
 from floodcache.settings import AUTO_PRECISION, ON_MISMATCH, RESIZE_METHODS, STAGE_PRECISIONS
@@ -22,6 +23,7 @@ USER_ERRORS = (
     CheckpointError,
     DownloadError,
     UnreadableFile,
+    UnreadableRaster,
     ReaderDied,
     FileExistsError,
     FileNotFoundError,
@@ -126,4 +128,39 @@ RESIZE_HELP = (
 def resize_option(source):
     return option(
         "--resize", source=source, type=click.Choice(list(RESIZE_METHODS)), help=RESIZE_HELP
+    )
+
+
+def _band_numbers(ctx, param, value: str | None) -> tuple[int, ...] | None:
+    """'3,2,1' -> (3, 2, 1) (click callback)."""
+    if value is None:
+        return None
+    try:
+        return tuple(int(band) for band in value.split(","))
+    except ValueError:
+        raise click.BadParameter(f"{value!r}: give band numbers, e.g. 3,2,1") from None
+
+
+def raster_options(command):
+    """--bands / --scale: how georeferenced rasters (GeoTIFF...) are shown to SAM."""
+    return with_options(
+        command,
+        [
+            click.option(
+                "--bands",
+                callback=_band_numbers,
+                help="Georeferenced rasters: the bands shown to SAM as red,green,blue (e.g. "
+                "4,3,2), or one band as grey [default: the bands whose colour is red, green "
+                "and blue, else 1,2,3].",
+            ),
+            option(
+                "--scale",
+                source=RasterReading,
+                type=click.Choice(list(SCALES)),
+                help="Georeferenced rasters: how values become 8 bits. auto: uint8 as it is, "
+                "others by percentile; percentile: per band, the 2nd to 98th percentile of "
+                "the scene -> 0..255; dtype: the data type's range (uint16 0..65535, float "
+                "0..1) -> 0..255.",
+            ),
+        ],
     )

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import click
 
-from floodcache.commands.common import PATH, data_options, option, user_errors
+from floodcache.commands.common import PATH, data_options, option, raster_options, user_errors
 from floodcache.data import download
 from floodcache.data.audit import audit_folder
+from floodcache.data.raster import RasterReading
 from floodcache.sam.checkpoints import CHECKPOINTS
 
 
@@ -42,16 +43,18 @@ def download_command(data_dir, checkpoint_dir, model_type) -> None:
 
 @click.command()
 @data_options(audit_folder)
+@raster_options
 @click.option("--out", type=PATH, help="Write the problems as CSV here.")
 @user_errors
-def audit(data_dir, images, masks, on_mismatch, out) -> None:
+def audit(data_dir, images, masks, on_mismatch, bands, scale, out) -> None:
     """Read every image and mask for real and report every problem found.
 
     One CSV row per (file, problem): image, mask, problem, detail.
 
     Example: python cli.py audit --data ../shared/flood_dataset --out reports/audit.csv
     """
-    report = audit_folder(data_dir, images, masks, on_mismatch, progress=True)
+    reading = RasterReading(bands, scale)
+    report = audit_folder(data_dir, images, masks, on_mismatch, progress=True, reading=reading)
     click.echo(report.summary())
     if out:
         report.write_csv(out)

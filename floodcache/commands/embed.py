@@ -12,11 +12,18 @@ from floodcache.commands.common import (
     data_options,
     option,
     precision_option,
+    raster_options,
     resize_option,
     user_errors,
 )
+from floodcache.data.raster import RasterReading
 from floodcache.embed.config import EmbedConfig
 from floodcache.settings import MODEL_TYPES
+
+
+def raster_reading(options: dict) -> RasterReading:
+    """--bands and --scale, taken out of a command's options."""
+    return RasterReading(options.pop("bands"), options.pop("scale"))
 
 
 def checkpoint_options(command):
@@ -43,6 +50,7 @@ def checkpoint_options(command):
 
 @click.command()
 @data_options(EmbedConfig)
+@raster_options
 @checkpoint_options
 @option("--cache", source=EmbedConfig, type=PATH, help="The HDF5 cache to write.")
 @option(
@@ -79,7 +87,7 @@ def embed(**options) -> None:
     """
     from floodcache.embed.run import run_embed
 
-    result = run_embed(EmbedConfig(**options))
+    result = run_embed(EmbedConfig(raster=raster_reading(options), **options))
     if result.rank != 0:  # under torchrun, rank 0 speaks for the run
         return
     if result.embedded:

@@ -6,8 +6,15 @@ from dataclasses import replace
 
 import click
 
-from floodcache.commands.common import DEVICE_HELP, PATH, data_options, option, user_errors
-from floodcache.commands.embed import checkpoint_options
+from floodcache.commands.common import (
+    DEVICE_HELP,
+    PATH,
+    data_options,
+    option,
+    raster_options,
+    user_errors,
+)
+from floodcache.commands.embed import checkpoint_options, raster_reading
 from floodcache.commands.evaluate import EVAL_PROMPTS_HELP
 from floodcache.commands.train import TRAIN_PROMPTS_HELP
 from floodcache.pipeline.config import PipelineConfig
@@ -17,6 +24,7 @@ STUDY = PipelineConfig()  # the defaults of `run`: each stage's, as the study se
 
 @click.command(name="run")
 @data_options(STUDY.embed)
+@raster_options
 @checkpoint_options
 @option(
     "--augment", source=STUDY.embed, type=click.IntRange(0), help="Extra views per training image."
@@ -61,7 +69,9 @@ def pipeline_config(
     shared = {"seed": seed, "device": device}
     evaluate = replace(STUDY.report.evaluate, eval_prompts=eval_prompts, **shared)
     return PipelineConfig(
-        embed=replace(STUDY.embed, augment=augment, **embed, **shared),
+        embed=replace(
+            STUDY.embed, augment=augment, raster=raster_reading(embed), **embed, **shared
+        ),
         train=replace(STUDY.train, epochs=epochs, train_prompts=train_prompts, **shared),
         report=replace(STUDY.report, evaluate=evaluate),
         out_dir=out_dir,

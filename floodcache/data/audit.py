@@ -8,6 +8,7 @@ used as they are get excluded; the report writes the rows as CSV and sums them u
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import os
 from collections import Counter, defaultdict
@@ -20,6 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from floodcache.data import raster
 from floodcache.data.pairs import (
     PROBLEMS,
     Pair,
@@ -41,6 +43,7 @@ BLOCKING = (
     "unreadable_mask",
     "size_mismatch",
     "aspect_mismatch",
+    "georef_mismatch",
 )
 CSV_COLUMNS = ("image", "mask", "problem", "detail")
 _THUMB = 128  # side of the mask thumbnails used to compare masks of duplicate images
@@ -97,15 +100,17 @@ def audit(
     pairing_problems: Iterable[Problem] = (),
     on_mismatch: str = "exclude",
     progress: bool = False,
+    reading: raster.RasterReading | None = None,
 ) -> AuditReport:
     """Read every file of `pairs` once (threads) and report every problem. `pairing_problems`
     (from find_pairs) lead the report's rows; on_mismatch="resize" keeps size_mismatch pairs
-    whose aspect ratio matches. `progress` shows a tqdm bar."""
+    whose aspect ratio matches. `progress` shows a tqdm bar. Georeferenced images are read as
+    `reading` says (`pairs.read_image`)."""
     check_on_mismatch(on_mismatch)
     pairs = list(pairs)
     workers = min(4, os.cpu_count() or 1)
     with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(_inspect, pairs)
+        results = pool.map(functools.partial(_inspect, reading=reading), pairs)
         bar = tqdm(results, total=len(pairs), desc="audit", unit="pair", disable=not progress)
         facts = list(bar)
     _add_cross_pair_problems(pairs, facts)
@@ -135,11 +140,12 @@ def audit_folder(
     masks: Path | None = None,
     on_mismatch: str = "exclude",
     progress: bool = False,
+    reading: raster.RasterReading | None = None,
 ) -> AuditReport:
     """find_pairs then audit: the whole audit of a data folder (see both)."""
     check_on_mismatch(on_mismatch)
     pairs, problems = find_pairs(data_dir, images, masks)
-    return audit(pairs, problems, on_mismatch, progress)
+    return audit(pairs, problems, on_mismatch, progress, reading)
 
 
 @dataclass
@@ -161,12 +167,12 @@ class _Facts:
         self.codes.add(code)
 
 
-def _inspect(pair: Pair) -> _Facts:
+def _inspect(pair: Pair, reading: raster.RasterReading | None = None) -> _Facts:
     """Read both files of `pair` once and collect their problems, sizes and content hashes."""
     facts = _Facts(path_str(pair.image_path), path_str(pair.mask_path))
     pixels = {}
     for role, path, read in (
-        ("image", pair.image_path, read_image),
+        ("image", pair.image_path, functools.partial(read_image, reading=reading)),
         ("mask", pair.mask_path, read_mask),
     ):
         if path is None:
@@ -188,7 +194,17 @@ def _inspect(pair: Pair) -> _Facts:
     if facts.image_hw and facts.mask_hw:
         for code, detail in size_problems(facts.image_hw, facts.mask_hw):
             facts.add(code, detail)
+        _add_georef_problems(facts, pair)
     return facts
+
+
+def _add_georef_problems(facts: _Facts, pair: Pair) -> None:
+    """georef_mismatch where image and mask are both georeferenced, on different grids."""
+    image, mask = raster.georeference(pair.image_path), raster.georeference(pair.mask_path)
+    if image is not None and mask is not None:
+        found = image.differences(mask)
+        if found:
+            facts.add("georef_mismatch", f"image against mask: {'; '.join(found)}")
 
 
 def _add_cross_pair_problems(pairs: list[Pair], facts: list[_Facts]) -> None:

@@ -17,6 +17,8 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from floodcache.data import raster
+from floodcache.data.raster import RasterReading
 from floodcache.settings import ON_MISMATCH
 
 PROBLEMS: dict[str, str] = {
@@ -26,6 +28,7 @@ PROBLEMS: dict[str, str] = {
     "unreadable_mask": "the mask file cannot be decoded (pair excluded)",
     "size_mismatch": "mask and image sizes differ (pair excluded unless on_mismatch='resize')",
     "aspect_mismatch": "aspect ratios differ too: a resized mask would be stretched (excluded)",
+    "georef_mismatch": "mask and image lie on different grids (CRS or transform) (excluded)",
     "swapped_masks": "this mask fits another pair's image, and that pair's mask fits this one",
     "duplicate_mask": "the mask equals another pair's mask (copied for the wrong image?)",
     "duplicate_image": "same pixels as another pair's image (leaks across splits; masks compared)",
@@ -87,11 +90,17 @@ def find_pairs(
     return pairs, problems
 
 
-def read_image(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
+def read_image(
+    path: Path, reading: RasterReading | None = None
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Decode an image by content -> (HxWx3 uint8 RGB with EXIF orientation applied, notes).
 
     Notes are (code, detail) for format_mismatch, exif_orientation and converted_mode; 16-bit
-    pixels are scaled (65535 -> 255), not clipped. Raises UnreadableFile."""
+    pixels are scaled (65535 -> 255), not clipped. A georeferenced raster (GeoTIFF...) is read
+    by GDAL, its bands and scaling as `reading` says (`raster.read_chip`). Raises
+    UnreadableFile."""
+    if raster.georeferenced(path):
+        return _read_raster(raster.read_chip, path, reading or RasterReading())
     image, notes = _open(Path(path), "image")
     if image.mode == "RGB":
         return np.array(image), notes
@@ -108,15 +117,13 @@ def read_mask(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
 
     EXIF orientation is applied as for images. Any mode becomes 8-bit L first (16-bit scaled,
     RGB by luminance); a mask whose maximum is 1 is 0/1-coded. Water is value >= 128 of 255.
-    Notes add non_binary_mask, empty_mask and full_mask to those of read_image. Raises
-    UnreadableFile."""
-    mask, notes = _open(Path(path), "mask")
-    if mask.mode == "L" or mask.mode in _NUMERIC_MODES:
-        values = np.asarray(mask)
+    A georeferenced raster's first band is read by GDAL, pixels without data (and negative
+    values) as not water (`raster.read_mask_values`). Notes add non_binary_mask, empty_mask
+    and full_mask to those of read_image. Raises UnreadableFile."""
+    if raster.georeferenced(path):
+        values, notes = _read_raster(raster.read_mask_values, path)
     else:
-        values = np.asarray(_convert(mask, "L", path))
-    if mask.mode != "L":
-        notes.append(("converted_mode", f"{mask.mode} -> L{_alpha_note(mask)}"))
+        values, notes = _mask_values(Path(path))
     one_coded = values.max() == 1 and values.min() >= 0
     levels = _to_uint8(values.astype(np.float32) * 255 if one_coded else values)
     grey = np.count_nonzero((levels != 0) & (levels != 255)) / levels.size
@@ -132,15 +139,38 @@ def read_mask(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
     return water.astype(np.uint8), notes
 
 
-def load_pair(pair: Pair, on_mismatch: str = "exclude") -> tuple[np.ndarray, np.ndarray]:
-    """(HxWx3 uint8 RGB, HxW uint8 {0,1}) exactly as audit reads them. With on_mismatch="resize"
-    a mask of another size but the same aspect ratio is resized (nearest) to the image.
+def _mask_values(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
+    """A mask file decoded by Pillow -> (HxW values: 8-bit, 16-bit or float; notes)."""
+    mask, notes = _open(path, "mask")
+    if mask.mode == "L" or mask.mode in _NUMERIC_MODES:
+        values = np.asarray(mask)
+    else:
+        values = np.asarray(_convert(mask, "L", path))
+    if mask.mode != "L":
+        notes.append(("converted_mode", f"{mask.mode} -> L{_alpha_note(mask)}"))
+    return values, notes
+
+
+def _read_raster(read, path: Path, *args):
+    """`read(path, *args)` of `raster`, its UnreadableRaster an UnreadableFile."""
+    try:
+        return read(path, *args)
+    except raster.UnreadableRaster as error:
+        raise UnreadableFile(str(error)) from error
+
+
+def load_pair(
+    pair: Pair, on_mismatch: str = "exclude", reading: RasterReading | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(HxWx3 uint8 RGB, HxW uint8 {0,1}) exactly as audit reads them (a georeferenced image
+    as `reading` says). With on_mismatch="resize" a mask of another size but the same aspect
+    ratio is resized (nearest) to the image.
     Raises UnreadableFile, or ValueError for a missing file or a mask that does not fit."""
     check_on_mismatch(on_mismatch)
     for role, path in (("image", pair.image_path), ("mask", pair.mask_path)):
         if path is None:
             raise ValueError(f"pair {pair.image_id} has no {role} file: use audit's usable pairs")
-    image, _ = read_image(pair.image_path)
+    image, _ = read_image(pair.image_path, reading)
     mask, _ = read_mask(pair.mask_path)
     misfit = dict(size_problems(image.shape[:2], mask.shape))
     if not misfit:

@@ -8,6 +8,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from floodcache.data.raster import RasterReading
 from floodcache.settings import (
     AUTO_PRECISION,
     DEFAULT_FRACTIONS,
@@ -38,6 +39,8 @@ class EmbedConfig:
     precision: str = AUTO_PRECISION  # fp16 on CUDA, fp32 on a CPU; cache: float16
     resize: str = "pil"  # to SAM's input: "pil" in the readers, "torch" on the device
     on_mismatch: str = "exclude"  # or "resize": resize a mask to its image
+    # Georeferenced images (GeoTIFF chips...): the bands shown to SAM and their scaling
+    raster: RasterReading = field(default_factory=RasterReading)
     limit: int | None = None  # embed only the first N usable images (quick trials)
     # Views per encoder call and cache part (default: from the GPU's free memory, a few on a
     # CPU); does not change the result.

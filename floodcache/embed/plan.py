@@ -4,9 +4,11 @@ identity that tells one cache from another, and the plan cut into batches."""
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 
 from floodcache.data.audit import AuditReport, audit_folder
 from floodcache.data.pairs import Pair
+from floodcache.data.raster import RasterReading
 from floodcache.data.views import (
     AUGMENTED_FROM,
     ViewKey,
@@ -22,7 +24,7 @@ log = logging.getLogger(__name__)
 
 def identity_of(config: EmbedConfig, checkpoint_sha256: str, plan: list[ViewKey]) -> dict:
     """What makes a cache what it is: two runs with equal identity give the same cache."""
-    return {
+    identity = {
         "model_type": config.model_type,
         "checkpoint_sha256": checkpoint_sha256,
         "augment": config.augment,
@@ -36,6 +38,11 @@ def identity_of(config: EmbedConfig, checkpoint_sha256: str, plan: list[ViewKey]
         "resize_method": RESIZE_METHODS[config.resize],
         "views": [[k.image_id, k.view, k.split] for k in plan],
     }
+    # How georeferenced images are read, where not the default: caches built before there
+    # was a choice keep their identity.
+    if config.raster != RasterReading():
+        identity["raster"] = asdict(config.raster)
+    return identity
 
 
 def plan_embed(
@@ -44,7 +51,7 @@ def plan_embed(
     """Audit the data (`audit` if made already) and plan every view: (plan, usable pairs by
     id, excluded pairs)."""
     asked = config.data_dir, config.images, config.masks, config.on_mismatch, config.progress
-    report = audit if audit is not None else audit_folder(*asked)
+    report = audit if audit is not None else audit_folder(*asked, config.raster)
     if report.excluded:
         log.warning(
             "excluding %d unusable pairs: %s",

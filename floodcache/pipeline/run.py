@@ -53,7 +53,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
 
     tic = time.perf_counter()
     audit = audit_folder(
-        embed.data_dir, embed.images, embed.masks, embed.on_mismatch, embed.progress
+        embed.data_dir, embed.images, embed.masks, embed.on_mismatch, embed.progress, embed.raster
     )
     audit.write_csv(report_dir / "audit.csv")
     steps["audit"] = _done(f"{len(audit.usable)} usable pairs, {report_dir / 'audit.csv'}", tic)

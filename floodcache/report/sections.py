@@ -10,6 +10,7 @@ from pathlib import Path
 import polars as pl
 
 from floodcache.data.audit import audit_folder
+from floodcache.data.raster import RasterReading
 from floodcache.evaluate.metrics import METRICS
 from floodcache.prompts import PROMPTS
 from floodcache.report import figures, markdown
@@ -53,7 +54,13 @@ def _audit_summary(material: Material) -> str:
     if not any(folder and Path(folder).exists() for folder in folders):
         return f"the data folder {folders[0] or folders[1]} is not here: audit not repeated"
     paths = [Path(f) if f else None for f in folders]
-    return audit_folder(*paths, run.get("on_mismatch", "exclude")).summary()
+    reading = RasterReading(**_tuples(run["raster"])) if run.get("raster") else None
+    return audit_folder(*paths, run.get("on_mismatch", "exclude"), reading=reading).summary()
+
+
+def _tuples(fields: dict) -> dict:
+    """JSON's lists back into the tuples a config holds."""
+    return {key: tuple(v) if isinstance(v, list) else v for key, v in fields.items()}
 
 
 def _results_section(material: Material) -> list[str]:

@@ -14,7 +14,8 @@ from PIL import Image
 
 from floodcache.data import audit
 from floodcache.data import pairs as data
-from tests.helpers import REAL_DATA
+from floodcache.data.raster import RasterReading
+from tests.helpers import REAL_DATA, write_chips
 
 # datagen.write_zoo's pairs (paired by file stem) -> the exact codes the audit must report.
 ZOO_CODES = {
@@ -45,11 +46,12 @@ ZOO_CODES = {
     "dup_b": {"duplicate_image"},
     "copy_a": {"duplicate_mask"},
     "copy_b": {"duplicate_mask"},
+    "georef": {"georef_mismatch"},
 }
 
 
 UNUSABLE = {"zero_byte", "truncated", "text", "bad_mask", "no_mask", "no_image"}
-UNUSABLE |= {"turned_mask", "swap_a", "swap_b"}
+UNUSABLE |= {"turned_mask", "swap_a", "swap_b", "georef"}
 
 
 def codes_by_id(report: audit.AuditReport) -> dict[str, set[str]]:
@@ -215,3 +217,23 @@ def test_real_data_copy_of_a_file_is_a_duplicate(real, tmp_path):
     copy = data.Pair("copy", tmp_path / "copy.jpg", tmp_path / "copy.png")
     found = codes_by_id(audit.audit([pair, copy]))
     assert found["copy"] == {"duplicate_image", "duplicate_mask", "non_binary_mask"}
+
+
+def test_georeferenced_chips_are_read_with_the_bands_and_scaling_asked(tmp_path):
+    """Sen1Floods11-style chips: 4 bands of uint16, masks with -1 for no data."""
+    import rasterio
+
+    images, masks = write_chips(tmp_path)
+    report = audit.audit_folder(images=images, masks=masks, reading=RasterReading(bands=(3, 2, 1)))
+    assert len(report.usable) == 3 and not report.excluded
+    details = [row.detail for row in report.problems if row.problem == "converted_mode"]
+    assert sum("bands 3,2,1 of 4 (uint16), percentile 2-98" in d for d in details) == 3
+    assert any("without data or negative, read as not water" in d for d in details)
+    with pytest.raises(ValueError, match=r"chip_0.tif has 4 bands, so --bands 5,3,2 .* 1 to 4"):
+        audit.audit_folder(images=images, masks=masks, reading=RasterReading(bands=(5, 3, 2)))
+    with rasterio.open(masks / "chip_1.tif", "r+") as mask:
+        mask.crs = "EPSG:32617"  # the next UTM zone: the mask lies elsewhere
+    report = audit.audit_folder(images=images, masks=masks)
+    (row,) = [row for row in report.problems if row.problem == "georef_mismatch"]
+    assert "chip_1" in row.image and "CRS EPSG:32618 vs EPSG:32617" in row.detail
+    assert report.excluded == {"chip_1": ["georef_mismatch"]}

@@ -9,7 +9,6 @@ import random
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -33,6 +32,7 @@ from tests.helpers import (
     embed_config,
     press_ctrl_c,
     start_interruptible,
+    torchrun,
 )
 
 PARTS = "part-*.h5"
@@ -215,19 +215,6 @@ def test_bad_files_in_the_middle_are_reported_and_skipped(
     with Cache.open(cache) as opened:
         assert set(opened.column("image_id")) == {"0", "1", "3", "6"}
     assert verify(cache).ok
-
-
-def torchrun(args: list[str], port: int) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--nproc-per-node",
-        "2",
-        "--master-port",
-        str(port),
-        *args[1:],
-    ]
 
 
 def rank_pids(cache: Path, rank: int) -> list[int]:

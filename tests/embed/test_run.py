@@ -18,6 +18,7 @@ from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import verify
 from floodcache.data import pairs
+from floodcache.data.raster import RasterReading
 from floodcache.embed import encode, readers
 from floodcache.embed.part_writer import part_name
 from floodcache.embed.run import run_embed
@@ -31,6 +32,8 @@ from tests.helpers import (
     embed_command,
     embed_config,
     kill_after_parts,
+    save,
+    write_chips,
     write_dataset,
 )
 
@@ -264,3 +267,42 @@ def test_device_resize_makes_the_same_cache_but_for_the_resized_pixels(
         assert relative_error(ours, theirs) < 0.1  # ... close ones
     with pytest.raises(CacheError, match="resize_method"):
         run_embed(embed_config(tiny_data, tiny_checkpoint, caches["torch"], limit=3))
+
+
+def test_georeferenced_chips_embed_as_the_pixels_their_reading_gives(tiny_checkpoint, tmp_path):
+    """uint16 chips of 4 bands, read with --bands 3,2,1 and the percentile stretch: the same
+    cache as 8-bit PNGs of those pixels; another reading is another cache."""
+    images, masks = write_chips(tmp_path / "chips")
+    reading = RasterReading(bands=(3, 2, 1))
+    photos = tmp_path / "photos"
+    for chip in sorted(images.iterdir()):
+        pixels, _ = pairs.read_image(chip, reading)
+        mask, _ = pairs.read_mask(masks / chip.name)
+        save(photos / "images" / f"{chip.stem}.png", pixels, "PNG")
+        save(photos / "masks" / f"{chip.stem}.png", mask * 255, "PNG")
+    settings = dict(augment=0)
+    chips = embed_config(
+        None,
+        tiny_checkpoint,
+        tmp_path / "chips.h5",
+        images=images,
+        masks=masks,
+        raster=reading,
+        **settings,
+    )
+    run_embed(chips)
+    png = embed_config(
+        None,
+        tiny_checkpoint,
+        tmp_path / "png.h5",
+        images=photos / "images",
+        masks=photos / "masks",
+        **settings,
+    )
+    run_embed(png)
+    with Cache.open(chips.cache) as a, Cache.open(png.cache) as b:
+        assert np.array_equal(a.file["embeddings"][:], b.file["embeddings"][:])
+        for field in ("lowres_mask", "image_id", "split"):
+            assert np.array_equal(a.column(field), b.column(field)), field
+    with pytest.raises(CacheError, match="raster: cache has"):
+        run_embed(replace(chips, raster=RasterReading(bands=(1, 2, 3))))
