@@ -10,7 +10,14 @@ import torch
 
 from floodcache.data import audit
 from floodcache.embed.run import run_embed
-from tests.helpers import SIZES, embed_config, save_checkpoint, write_dataset, write_zoo
+from tests.helpers import (
+    GEO_SCENE,
+    SIZES,
+    embed_config,
+    save_checkpoint,
+    write_dataset,
+    write_zoo,
+)
 
 
 def pytest_configure(config) -> None:
@@ -98,3 +105,28 @@ def zoo(tmp_path_factory) -> tuple[Path, Path]:
 @pytest.fixture(scope="session")
 def zoo_report(zoo) -> audit.AuditReport:
     return audit.audit_folder(images=zoo[0], masks=zoo[1])
+
+
+@pytest.fixture(scope="session")
+def geo_prediction(tiny_checkpoint, finetuned_run, tmp_path_factory):
+    """(config, result) of `predict` on the real scene: 4 tiles of 512 px overlapping by 64 or
+    more, with its polygons and float16 probabilities."""
+    from floodcache.predict.config import SceneConfig
+    from floodcache.predict.scene import run_predict_scene
+
+    if not GEO_SCENE.exists():
+        pytest.skip("needs ../shared/geo")
+    out = tmp_path_factory.mktemp("geo")
+    config = SceneConfig(
+        tiny_checkpoint,
+        finetuned_run,
+        GEO_SCENE,
+        out / "water.tif",
+        polygons=out / "water.geojson",
+        probabilities=out / "probabilities.tif",
+        probability_dtype="float16",
+        tile=512,
+        overlap=64,
+        progress=False,
+    )
+    return config, run_predict_scene(config)

@@ -10,10 +10,16 @@ from floodcache.commands.common import (
     DEVICE_HELP,
     ENCODER_PRECISION_HELP,
     PATH,
+    option,
     precision_option,
+    raster_options,
     user_errors,
+    with_options,
 )
-from floodcache.predict.config import FolderConfig, PredictConfig
+from floodcache.data.raster import RasterReading
+from floodcache.predict.config import FolderConfig, PredictConfig, SceneConfig
+from floodcache.predict.geotiff import PROBABILITIES
+from floodcache.predict.tiles import MIN_TILE
 
 CHECKPOINT_OPTION = click.option(
     "--checkpoint",
@@ -44,6 +50,58 @@ def _coordinates(count: int):
     return parse
 
 
+def scene_options(command):
+    """The options of georeferenced rasters (scenes) alone."""
+    return with_options(
+        command,
+        [
+            option(
+                "--tile",
+                source=SceneConfig,
+                type=click.IntRange(MIN_TILE),
+                help="Rasters: tile side in pixels at the scene's resolution (1024: SAM's "
+                "input, no resize).",
+            ),
+            option(
+                "--overlap",
+                source=SceneConfig,
+                type=click.IntRange(0),
+                help="Rasters: pixels shared by neighbouring tiles, where their logits are "
+                "blended (at most half of --tile).",
+            ),
+            raster_options,
+            click.option(
+                "--polygons",
+                type=PATH,
+                help="Rasters: also write the water as GeoJSON polygons (EPSG:4326, each "
+                "with its area_m2); for a folder of rasters, a folder of <stem>.geojson.",
+            ),
+            option(
+                "--min-area",
+                source=SceneConfig,
+                type=click.FloatRange(0),
+                help="Rasters: leave water polygons smaller than this (m2) out of --polygons.",
+            ),
+            click.option(
+                "--probabilities",
+                type=PATH,
+                help="Rasters: also write P(water) as a COG; for a folder, a folder.",
+            ),
+            option(
+                "--probability-dtype",
+                source=SceneConfig,
+                type=click.Choice(list(PROBABILITIES)),
+                help="Rasters: uint8 is P(water) x 254 (255 no data); float16 is P(water) "
+                "(NaN no data).",
+            ),
+        ],
+    )
+
+
+SCENE_ONLY = ("tile", "overlap", "bands", "scale", "polygons", "min_area", "probabilities")
+SCENE_ONLY += ("probability_dtype",)
+
+
 @click.command()
 @CHECKPOINT_OPTION
 @DECODER_OPTION
@@ -51,7 +109,8 @@ def _coordinates(count: int):
     "--image",
     type=click.Path(path_type=Path, exists=True),
     required=True,
-    help="An image, or a folder of images (segmented prompt-free, SAM loaded once).",
+    help="An image, or a folder of images (segmented prompt-free, SAM loaded once); or a "
+    "georeferenced raster (GeoTIFF...), or a folder of them, segmented tile by tile.",
 )
 @click.option(
     "--point",
@@ -72,7 +131,9 @@ def _coordinates(count: int):
     type=PATH,
     required=True,
     help="Mask PNG (255 = water); for a folder of images, a folder: <stem>.png per image and "
-    "predictions.csv (water fraction per image).",
+    "predictions.csv (water fraction per image). For a raster, a GeoTIFF (COG) on its grid: "
+    "1 water, 0 land, 255 no data; for a folder of them, a folder of <stem>.tif and "
+    "predictions.csv (water km2 per scene).",
 )
 @click.option(
     "--overwrite",
@@ -81,6 +142,7 @@ def _coordinates(count: int):
 )
 @precision_option(PredictConfig, "encoder", ENCODER_PRECISION_HELP)
 @click.option("--device", help=DEVICE_HELP)
+@scene_options
 @user_errors
 def predict(image, points, background, box, **run) -> None:
     """Segment the water in a new image, or each image of a folder, with a fine-tuned decoder.
@@ -88,10 +150,25 @@ def predict(image, points, background, box, **run) -> None:
     No prompt: prompt-free (train the decoder with `none` among its --train-prompts). A
     folder's images get no prompt; a rerun keeps the masks already written and goes on.
 
+    A georeferenced raster (a file with a CRS: GeoTIFF, COG...) is read window by window in
+    overlapping tiles, prompt-free, and its mask keeps the raster's CRS and transform; nodata
+    stays nodata.
+
     Example: python cli.py predict --checkpoint checkpoints/sam_vit_b_01ec64.pth
     --decoder runs/point+box+none --image photo.jpg --out photo_water.png
-    (or --image photos/ --out water/)
+    (or --image photos/ --out water/, or --image scene.tif --out water.tif
+    --polygons water.geojson)
     """
+    scene_only = {name: run.pop(name) for name in SCENE_ONLY}
+    if _georeferenced(image):
+        if points or background or box:
+            raise click.UsageError("--point, --background and --box are for photos")
+        _predict_scenes(image, scene_only, run)
+        return
+    given = [name for name in SCENE_ONLY if _given(name)]
+    if given:
+        flag = "--" + given[0].replace("_", "-")
+        raise click.UsageError(f"{flag} is for georeferenced rasters; {image} holds none")
     if image.is_dir():
         if points or background or box:
             raise click.UsageError(
@@ -112,6 +189,54 @@ def predict(image, points, background, box, **run) -> None:
     result = run_predict(config)
     click.echo(
         f"{result.out}: {result.mask.mean():.1%} water, SAM's predicted IoU {result.score:.3f}"
+    )
+
+
+def _given(name: str) -> bool:
+    source = click.get_current_context().get_parameter_source(name)
+    return source == click.core.ParameterSource.COMMANDLINE
+
+
+def _georeferenced(image: Path) -> bool:
+    """A raster with a CRS, or a folder holding one."""
+    from floodcache.data.raster import georeferenced
+
+    if not image.is_dir():
+        return georeferenced(image)
+    return any(georeferenced(path) for path in sorted(image.iterdir()) if path.is_file())
+
+
+def _predict_scenes(image: Path, options: dict, run: dict) -> None:
+    raster = RasterReading(options.pop("bands"), options.pop("scale"))
+    config = SceneConfig(image=image, raster=raster, **options, **run)
+    if image.is_dir():
+        from floodcache.predict.scene_folder import run_predict_scenes
+
+        result = run_predict_scenes(config)
+        if result.rank == 0:
+            click.echo(
+                f"{result.out}: {result.predicted} scenes segmented, {len(result.kept)} kept "
+                f"from an earlier run, {len(result.unreadable)} not usable "
+                f"({result.seconds:.1f} s); water area per scene in {result.summary}"
+            )
+        return
+    from floodcache.predict.scene import run_predict_scene
+
+    result = run_predict_scene(config)
+    if result.summary is not None:  # under torchrun, rank 0 wrote the outputs and speaks
+        click.echo(scene_line(result))
+
+
+def scene_line(result) -> str:
+    """The summary line of one scene."""
+    summary, polygons = result.summary, ""
+    if result.outputs.polygons:
+        polygons = f"; {summary.polygons} polygons in {result.outputs.polygons}"
+    return (
+        f"{result.outputs.mask}: {summary.water_m2 / 1e6:.3f} km2 of water, "
+        f"{summary.water_fraction:.1%} of the {summary.data_m2 / 1e6:.3f} km2 with data"
+        f"{polygons}; {result.tiles} tiles, {result.tiles - result.decoded} of them without "
+        f"data (not encoded), in {result.seconds:.1f} s"
     )
 
 

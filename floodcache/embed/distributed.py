@@ -1,4 +1,5 @@
-"""Several `embed` processes started by torchrun: who am I, and agreeing with the others.
+"""Several `embed` (or `predict`) processes started by torchrun: who am I, and agreeing with the
+others.
 
 Under `torchrun --nproc-per-node N cli.py embed ...` every process runs the same command; the
 environment (RANK, WORLD_SIZE, LOCAL_RANK) says which share is its own. Without torchrun this
@@ -48,6 +49,21 @@ class Group:
         box = [value]
         dist.broadcast_object_list(box, src=0)
         return box[0]
+
+    def gather(self, value) -> list:
+        """Every process's `value`, in rank order, on every process."""
+        if self.world == 1:
+            return [value]
+        values = [None] * self.world
+        dist.all_gather_object(values, value)
+        return values
+
+    def spans(self, count: int) -> list[range]:
+        """Each process's share of `count` consecutive items, in rank order: one unbroken
+        run of them each (empty for some when there are fewer items than processes)."""
+        return [
+            range(count * r // self.world, count * (r + 1) // self.world) for r in range(self.world)
+        ]
 
 
 def join() -> Group:

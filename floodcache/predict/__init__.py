@@ -1,5 +1,6 @@
 """The `predict` command: a fine-tuned decoder used on new images, one at a time with any prompt
-(`segmenter.run_predict`) or a folder of them prompt-free (`folder.run_predict_folder`); its
-configs (`config`).
+(`segmenter.run_predict`) or a folder of them prompt-free (`folder.run_predict_folder`); on
+georeferenced scenes tile by tile (`scene.run_predict_scene`, `scene_folder`: `tiles`,
+`geotiff`, `polygons`); its configs (`config`).
 
 Above `train` (it loads run folders) and `sam`; `bench` times it."""

@@ -1,12 +1,16 @@
-"""What `predict` is asked: one image (`PredictConfig`) or a folder of them (`FolderConfig`).
-Torch-free, so that the command line reads its defaults from here at once."""
+"""What `predict` is asked: one image (`PredictConfig`), a folder of them (`FolderConfig`), or
+georeferenced scenes (`SceneConfig`). Torch-free, so that the command line reads its defaults
+from here at once."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from floodcache.settings import AUTO_PRECISION, check_precision
+from floodcache.data.raster import RasterReading
+from floodcache.predict.geotiff import PROBABILITIES
+from floodcache.predict.tiles import check_tiling
+from floodcache.settings import AUTO_PRECISION, check_at_least, check_choice, check_precision
 
 
 @dataclass
@@ -43,3 +47,33 @@ class FolderConfig:
 
     def __post_init__(self) -> None:
         check_precision(self.precision, "encoder")
+
+
+@dataclass
+class SceneConfig:
+    """A georeferenced raster, or a folder of them, segmented prompt-free tile by tile into
+    water masks on the same grid."""
+
+    checkpoint: Path  # the SAM checkpoint the run's cache was embedded with
+    decoder: Path  # run folder written by `train` (trained on `none`, for prompt-free masks)
+    image: Path  # a raster with a CRS (GeoTIFF, COG...), or a folder of them
+    # The water mask, a COG on the input's grid: 1 water, 0 land, 255 no data. For a folder,
+    # a folder: <stem>.tif per scene and predictions.csv.
+    out: Path
+    polygons: Path | None = None  # the water as GeoJSON (a folder: <stem>.geojson per scene)
+    min_area: float = 0.0  # m2: smaller polygons are left out of the GeoJSON
+    probabilities: Path | None = None  # P(water) as a COG (a folder: <stem>.tif per scene)
+    probability_dtype: str = "uint8"  # a key of geotiff.PROBABILITIES
+    tile: int = 1024  # pixels a side at the scene's resolution: SAM's input, no resize
+    overlap: int = 128  # pixels shared by neighbouring tiles, where their logits are blended
+    raster: RasterReading = field(default_factory=RasterReading)  # bands and scaling
+    device: str | None = None
+    precision: str = AUTO_PRECISION  # the encoder's: fp16 on CUDA, fp32 on a CPU, as embed's
+    overwrite: bool = False  # replace existing outputs (a folder's: segment every scene again)
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision, "encoder")
+        check_tiling(self.tile, self.overlap)
+        check_choice(self.probability_dtype, PROBABILITIES, "--probability-dtype")
+        check_at_least(self.min_area, 0, "--min-area")

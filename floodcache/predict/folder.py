@@ -26,6 +26,7 @@ from floodcache.predict.segmenter import Segmenter, warn_if_not_prompt_free, wri
 from floodcache.prompts import NO_PROMPT
 from floodcache.sam.preprocess import resize_to_input
 from floodcache.utils.atomic import write_whole
+from floodcache.utils.differences import refuse_if_different
 
 log = logging.getLogger(__name__)
 
@@ -76,8 +77,8 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     warn_if_not_prompt_free(segmenter.model, config.decoder)
     masks = {path.name: out / f"{path.stem}.png" for path in files}
     record = {"decoder": str(segmenter.model.run), "decoder_sha256": segmenter.model.sha256}
-    _claim(out, record, list(masks.values()), config)
-    earlier = _read_summary(out / SUMMARY)
+    claim(out, record, list(masks.values()), config.overwrite)
+    earlier = read_summary(out / SUMMARY)
     result = FolderResult(out, out / SUMMARY, 0, precision=segmenter.precision, load_seconds=loaded)
     rows: dict[str, dict] = {}
     for path in files:
@@ -135,7 +136,7 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
             result.batch_size, result.load_seconds,
         )  # fmt: skip
         try:
-            _write_summary(out / SUMMARY, [rows[p.name] for p in files if p.name in rows])
+            write_summary(out / SUMMARY, [rows[p.name] for p in files if p.name in rows])
         except ValueError as error:  # a full disk, say: what stopped the run matters more
             log.warning("%s", error)
     return result
@@ -165,27 +166,33 @@ def _read_for_sam(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
     return resize_to_input(image), image.shape[:2]
 
 
-RECORD = "predict.json"  # which decoder made the masks of an output folder
+RECORD = "predict.json"  # which decoder (and settings) made the masks of an output folder
 
 
-def _claim(out: Path, record: dict, masks: list[Path], config: FolderConfig) -> None:
-    """Make `out` this run's, recording its decoder (RECORD), without losing what it holds:
-    the masks of another decoder, or files predict did not write, are replaced only with
-    `overwrite`. Masks of the same decoder are kept (`run_predict_folder`).
+def claim(out: Path, record: dict, masks: list[Path], overwrite: bool) -> None:
+    """Make `out` this run's, recording its decoder and settings (RECORD), without losing
+    what it holds: the masks of another decoder or other settings, or files predict did not
+    write, are replaced only with `overwrite`. Masks of the same record are kept (a rerun
+    resumes). `record["decoder"]`, the run folder's path, may differ: its sha256 decides.
 
     With `overwrite` the masks there go first (the record before them), so that a run
     stopped part way never leaves masks of two decoders under one record."""
     record_file = out / RECORD
-    if config.overwrite:
+    if overwrite:
         for stale in (record_file, out / SUMMARY, *masks):
             stale.unlink(missing_ok=True)
     elif record_file.is_file():
         earlier = json.loads(record_file.read_text())
+        fix = "choose another --out, or pass --overwrite to replace them"
         if earlier["decoder_sha256"] != record["decoder_sha256"]:
             raise FileExistsError(
-                f"{out} holds the masks of another decoder ({earlier['decoder']}); choose "
-                "another --out, or pass --overwrite to replace them"
+                f"{out} holds the masks of another decoder ({earlier['decoder']}); {fix}"
             )
+        same = {key: value for key, value in earlier.items() if key != "decoder"}
+        # as JSON keeps it (tuples become lists), to compare like with like
+        asked = {k: v for k, v in json.loads(json.dumps(record)).items() if k != "decoder"}
+        what = f"{out} holds masks made with other settings"
+        refuse_if_different(same, asked, what, fix, FileExistsError, ("there", "are"))
     else:
         there = [mask.name for mask in masks if mask.exists()]
         if there:
@@ -221,7 +228,7 @@ def _kept(image: Path, mask_path: Path, earlier: dict[str, dict]) -> dict | None
     return None if mask is None else _row(image, mask_path, mask >= 128, None)
 
 
-def _read_summary(path: Path) -> dict[str, dict]:
+def read_summary(path: Path) -> dict[str, dict]:
     """An earlier run's rows of images it segmented, by image file name."""
     if not path.is_file():
         return {}
@@ -230,9 +237,10 @@ def _read_summary(path: Path) -> dict[str, dict]:
         return {row["image"]: row for row in rows if row.get("image") and not row.get("problem")}
 
 
-def _write_summary(path: Path, rows: list[dict]) -> None:
+def write_summary(path: Path, rows: list[dict], columns: tuple[str, ...] = SUMMARY_COLUMNS):
+    """The rows as CSV, written whole."""
     table = io.StringIO(newline="")
-    writer = csv.DictWriter(table, SUMMARY_COLUMNS, restval="")
+    writer = csv.DictWriter(table, columns, restval="")
     writer.writeheader()
     writer.writerows(rows)
     write_whole(path, lambda tmp: tmp.write_bytes(table.getvalue().encode()))

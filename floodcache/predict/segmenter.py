@@ -21,9 +21,9 @@ import numpy as np
 
 from floodcache.data import pairs
 from floodcache.predict.config import PredictConfig
-from floodcache.prompts import Prompt
+from floodcache.prompts import NO_PROMPT, Prompt
 from floodcache.sam.batch_encoder import BatchEncoder, default_batch_size
-from floodcache.sam.decoder import predict_views
+from floodcache.sam.decoder import predict_views, view_logits
 from floodcache.sam.precision import pick_device, resolve_precision
 from floodcache.sam.preprocess import resize_to_input
 from floodcache.settings import AUTO_PRECISION
@@ -127,6 +127,18 @@ class Segmenter:
             prompts,
             multimask.pop(),
         )
+
+    def logits(self, images: list[tuple[np.ndarray, tuple[int, int]]]) -> list[np.ndarray]:
+        """Prompt-free: (hxwx3 uint8 resized to SAM's input, (H, W) original size) per image ->
+        HxW float32 logits at the original size (water where > 0), as `__call__` thresholds."""
+        embeddings = self.encoder([resized for resized, _ in images])
+        views = {
+            "input_size": [resized.shape[:2] for resized, _ in images],
+            "original_size": [size for _, size in images],
+        }
+        decoder = self.sam.prompt_encoder, self.sam.mask_decoder
+        made = view_logits(*decoder, embeddings, views, [NO_PROMPT] * len(images), False)
+        return [logits.cpu().numpy() for logits, _ in made]
 
 
 def warn_if_not_prompt_free(model: DecoderModel, run: Path) -> None:

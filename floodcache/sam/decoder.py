@@ -378,13 +378,26 @@ def predict_views(
 ) -> list[tuple[np.ndarray, float] | None]:
     """SAM's mask for each view whose prompt is not None: (HxW bool, predicted IoU), else None.
 
+    As `view_logits`, thresholded at SAM's 0.
+    """
+    made = view_logits(prompt_encoder, mask_decoder, embeddings, views, prompts, multimask)
+    return [None if one is None else ((one[0] > 0).cpu().numpy(), one[1]) for one in made]
+
+
+@torch.inference_mode()
+def view_logits(
+    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
+) -> list[tuple[torch.Tensor, float] | None]:
+    """SAM's mask logits for each view whose prompt is not None: (HxW float32 on the device,
+    predicted IoU), else None.
+
     embeddings: Bx256x64x64; views: `input_size`, `original_size` lists of (h, w); prompts: B
     prompts in original-image pixels (None = skipped). Decoding is batched over the views;
     postprocessing runs per view, since original sizes differ. With `multimask` the mask with
     the highest predicted IoU of SAM's three is kept, as at inference.
     """
     kept = [i for i, prompt in enumerate(prompts) if prompt is not None]
-    results: list[tuple[np.ndarray, float] | None] = [None] * len(prompts)
+    results: list[tuple[torch.Tensor, float] | None] = [None] * len(prompts)
     if not kept:
         return results
     inputs = [input_prompt(prompts[i], views["original_size"][i]) for i in kept]
@@ -392,5 +405,5 @@ def predict_views(
     best, score = pick_by_iou(logits, iou)
     for j, i in enumerate(kept):
         full = postprocess(best[j : j + 1], views["input_size"][i], views["original_size"][i])
-        results[i] = ((full[0, 0] > 0).cpu().numpy(), float(score[j, 0]))
+        results[i] = (full[0, 0].float(), float(score[j, 0]))
     return results
