@@ -59,32 +59,34 @@ class Areas:
         """m2 of one pixel of each row start..stop-1 (in the middle column)."""
         if not self.geographic:
             return np.full(stop - start, self.pixel_m2)
-        from shapely.geometry import box
+        import shapely
 
-        middle = self.grid.width // 2
+        rows, middle = np.arange(start, stop), self.grid.width // 2
+        return self.of_pixels(shapely.box(middle, rows, middle + 1, rows + 1))
+
+    def of_pixels(self, polygons: np.ndarray) -> np.ndarray:
+        """m2 of each of an array of polygons in pixel coordinates (x: column, y: row)."""
+        import shapely
+
+        if not self.geographic:
+            return shapely.area(polygons) * self.pixel_m2
         return np.array(
-            [self.of_pixels(box(middle, row, middle + 1, row + 1)) for row in range(start, stop)]
+            [abs(self.geod.geometry_area_perimeter(p)[0]) for p in self.wgs84(polygons)]
         )
 
-    def of_pixels(self, polygon) -> float:
-        """m2 of a polygon in pixel coordinates (x: column, y: row)."""
-        if not self.geographic:
-            return polygon.area * self.pixel_m2
-        area, _ = self.geod.geometry_area_perimeter(self.wgs84(polygon))
-        return abs(area)
-
-    def wgs84(self, polygon):
-        """A polygon in pixel coordinates -> longitude/latitude, exterior counter-clockwise."""
+    def wgs84(self, polygons: np.ndarray) -> np.ndarray:
+        """An array of polygons in pixel coordinates -> longitude/latitude (DECIMALS), each
+        exterior counter-clockwise."""
         import shapely
-        from shapely.affinity import affine_transform
-        from shapely.geometry.polygon import orient
 
         t = self.grid.transform
-        in_crs = affine_transform(polygon, [t.a, t.b, t.d, t.e, t.c, t.f])
-        lonlat = shapely.transform(
-            in_crs, lambda xy: np.column_stack(self.to_wgs84.transform(xy[:, 0], xy[:, 1]))
-        )
-        return orient(lonlat, sign=1.0)
+
+        def to_wgs84(xy: np.ndarray) -> np.ndarray:
+            x = t.a * xy[:, 0] + t.b * xy[:, 1] + t.c
+            y = t.d * xy[:, 0] + t.e * xy[:, 1] + t.f
+            return np.round(np.column_stack(self.to_wgs84.transform(x, y)), DECIMALS)
+
+        return shapely.orient_polygons(shapely.transform(polygons, to_wgs84))
 
 
 def summarize(mask: Path, polygons: Path | None = None, min_area: float = 0.0) -> MaskSummary:
@@ -126,66 +128,52 @@ def _count(summary: MaskSummary, values: np.ndarray, row_m2: np.ndarray) -> None
 
 
 def _write_geojson(tmp: Path, strips, areas: Areas, min_area: float, summary: MaskSummary):
-    from shapely.geometry import mapping
+    import shapely
 
     with tmp.open("w") as out:
-        out.write('{"type": "FeatureCollection", "features": [\n')
-        for polygon in water_polygons(strips, areas.grid.height):
-            area = areas.of_pixels(polygon)
-            if area < min_area:
-                continue
-            geometry = _rounded(mapping(areas.wgs84(polygon)))
-            feature = {
-                "type": "Feature",
-                "properties": {"area_m2": round(area, 1)},
-                "geometry": geometry,
-            }
-            out.write((",\n" if summary.polygons else "") + json.dumps(feature))
-            summary.polygons += 1
+        out.write('{"type": "FeatureCollection", "features": [')
+        for polygons in water_polygons(strips, areas.grid.height):
+            m2 = areas.of_pixels(polygons)
+            kept = m2 >= min_area
+            for geometry, area in zip(
+                shapely.to_geojson(areas.wgs84(polygons[kept])), m2[kept], strict=True
+            ):
+                properties = json.dumps({"area_m2": round(float(area), 1)})
+                feature = (
+                    f'{{"type": "Feature", "properties": {properties}, "geometry": {geometry}}}'
+                )
+                out.write(("," if summary.polygons else "") + "\n" + feature)
+                summary.polygons += 1
         out.write("\n]}\n")
 
 
-def water_polygons(strips, height: int) -> Iterator:
-    """Shapely polygons in pixel coordinates of the water (value 1) of (start row, hxW values)
-    strips that cover `height` rows in order; each complete, never cut at a strip boundary."""
+def water_polygons(strips, height: int) -> Iterator[np.ndarray]:
+    """Arrays of shapely polygons in pixel coordinates: the water (value 1) of (start row,
+    hxW values) strips that cover `height` rows in order; each polygon complete, never cut at
+    a strip boundary (one that reaches a strip's last row waits for the next strip)."""
+    import shapely
     from rasterio.features import shapes
-    from shapely import unary_union
     from shapely.geometry import shape
 
-    waiting: list = []  # polygons that reach the last strip's bottom row
+    waiting = _array([])  # polygons that reach the last strip's bottom row
     for start, values in strips:
         stop = start + len(values)
         water = (values == 1).astype(np.uint8)
-        found = [
-            _shifted(shape(geometry), start)
-            for geometry, _ in shapes(water, mask=water.astype(bool), connectivity=4)
-        ]
-        touching = [p for p in found if p.bounds[1] <= start]
-        # simplify(0): no vertex left on a straight edge where two parts were joined
-        merged = _parts(unary_union(waiting + touching).simplify(0)) if waiting else touching
-        waiting = []
-        for polygon in merged + [p for p in found if p.bounds[1] > start]:
-            if polygon.bounds[3] >= stop and stop < height:
-                waiting.append(polygon)
-            else:
-                yield polygon
-    yield from waiting
+        found = _array([shape(g) for g, _ in shapes(water, mask=water > 0, connectivity=4)])
+        found = shapely.transform(found, lambda xy, start=start: xy + (0, start))
+        if len(waiting):
+            touching = shapely.bounds(found)[:, 1] <= start
+            # simplify(0): no vertex left on a straight edge where two parts were joined
+            joined = shapely.get_parts(shapely.union_all([*waiting, *found[touching]]))
+            found = np.concatenate([shapely.simplify(joined, 0), found[~touching]])
+        waits = (shapely.bounds(found)[:, 3] >= stop) & (stop < height)
+        waiting = found[waits]
+        yield found[~waits]
+    yield waiting
 
 
-def _shifted(polygon, rows: int):
-    from shapely.affinity import translate
-
-    return translate(polygon, yoff=rows) if rows else polygon
-
-
-def _parts(geometry) -> list:
-    return list(getattr(geometry, "geoms", [geometry]))
-
-
-def _rounded(geometry: dict) -> dict:
-    def rounded(coordinates):
-        if isinstance(coordinates[0], int | float):
-            return [round(value, DECIMALS) for value in coordinates]
-        return [rounded(part) for part in coordinates]
-
-    return {"type": geometry["type"], "coordinates": rounded(geometry["coordinates"])}
+def _array(polygons: list) -> np.ndarray:
+    """A numpy array of shapely geometries (shapely's vectorized functions take them)."""
+    array = np.empty(len(polygons), dtype=object)
+    array[:] = polygons
+    return array

@@ -119,7 +119,10 @@ NODATA = 255  # the water mask's value for pixels without data
 
 class RowBlender:
     """Weighted logits of one tile row at a time, summed into a strip one tile high and the
-    scene's width; `finish_row` hands out the rows no later tile row covers."""
+    scene's width; `finish_row` hands out the rows no later tile row covers.
+
+    A strip is a scene wide: the blend is made in place, and the buffers move on to the next
+    tile row at the next `add`, not before, so that a finished strip needs no copy."""
 
     def __init__(self, plan: TilePlan, first_row: int = 0):
         self.plan, self.index = plan, first_row
@@ -128,10 +131,12 @@ class RowBlender:
         self.sums = np.zeros(shape, np.float32)
         self.weights = np.zeros(shape, np.float32)
         self.valid = np.zeros(shape, bool)
+        self.finished = 0  # rows handed out by `finish_row`, still at the buffers' top
 
     def add(self, tile: Region, logits: np.ndarray | None, valid: np.ndarray) -> None:
         """A tile of the current tile row: its hxw float32 logits (None: not decoded, as a
         tile without data) and hxw bool valid pixels."""
+        self._move_on()
         rows = slice(tile.row - self.top, tile.row - self.top + tile.height)
         cols = slice(tile.col, tile.col + tile.width)
         self.valid[rows, cols] |= valid
@@ -141,16 +146,20 @@ class RowBlender:
             self.weights[rows, cols] += weights
 
     def finish_row(self) -> Strip:
-        """The final rows of the current tile row (`TilePlan.final_rows`); moves on to the next."""
+        """The final rows of the current tile row (`TilePlan.final_rows`), blended: views of
+        the buffers, good until the next `add`. Moves on to the next tile row."""
+        self._move_on()
         start, stop = self.plan.final_rows(self.index)
         done = stop - start
-        weights = self.weights[:done]
-        logits = np.full(weights.shape, np.nan, np.float32)  # in place: a strip is a scene wide
-        np.divide(self.sums[:done], weights, out=logits, where=weights > 0)
-        strip = Strip(start, logits, self.valid[:done].copy())
-        for buffer in (self.sums, self.weights, self.valid):
+        sums, weights = self.sums[:done], self.weights[:done]
+        np.divide(sums, weights, out=sums, where=weights > 0)
+        np.copyto(sums, np.float32(np.nan), where=weights == 0)  # no tile decoded there
+        self.index, self.top, self.finished = self.index + 1, stop, done
+        return Strip(start, sums, self.valid[:done])
+
+    def _move_on(self) -> None:
+        """Drop the rows handed out: the rest of the buffers moves up to their top."""
+        done, self.finished = self.finished, 0
+        for buffer in (self.sums, self.weights, self.valid) if done else ():
             buffer[: len(buffer) - done] = buffer[done:]  # numpy copies overlapping rows safely
             buffer[len(buffer) - done :] = 0
-        self.index, self.top = self.index + 1, stop
-        return strip
-

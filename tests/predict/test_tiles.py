@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -9,14 +11,16 @@ from floodcache.predict.tiles import NODATA, RowBlender, plan_tiles
 
 
 def blend(field: np.ndarray, valid: np.ndarray, tile: int, overlap: int) -> list:
-    """The strips `RowBlender` hands out when each tile's logits are `field`'s own."""
+    """The strips `RowBlender` hands out when each tile's logits are `field`'s own (copied:
+    the blender's are good until its next tile)."""
     plan = plan_tiles(*field.shape, tile, overlap)
     blender, strips = RowBlender(plan), []
     for index in range(len(plan.rows)):
         for t in plan.row_tiles(index):
             window = np.s_[t.row : t.row + t.height, t.col : t.col + t.width]
             blender.add(t, field[window], valid[window])
-        strips.append(blender.finish_row())
+        strip = blender.finish_row()
+        strips.append(replace(strip, logits=strip.logits.copy(), valid=strip.valid.copy()))
     return strips
 
 
