@@ -12,6 +12,7 @@ SKIPPABLE = {  # stages `bench --skip` can leave out, and what they are
     "compression": "the cache's size and I/O with compression",
     "writing": "embed's cache writing alone, in line and in the background",
     "predict": "predict on a folder of the bench's images",
+    "geotiff": "predict on a GeoTIFF scene made of the bench's images",
 }
 
 

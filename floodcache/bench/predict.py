@@ -1,45 +1,106 @@
-"""`bench`'s predict row: `predict` on a folder of bench's images, as a user runs it.
+"""`bench`'s predict rows: `predict` on a folder of bench's images, and on a GeoTIFF scene
+made of them, as a user runs it.
 
-The run's decoder is SAM's own (a run folder made for the bench), so the row times reading,
+The run's decoder is SAM's own (a run folder made for the bench), so the rows time reading,
 encoding, decoding and writing each mask, not what the decoder learnt.
 """
 
 from __future__ import annotations
 
+import math
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from segment_anything.modeling import Sam
 
 from floodcache.bench.table import PeakMemory, Row
-from floodcache.predict.config import FolderConfig
+from floodcache.data.pairs import read_image
+from floodcache.predict.config import FolderConfig, SceneConfig
 from floodcache.predict.folder import run_predict_folder
+from floodcache.predict.scene import run_predict_scene
 from floodcache.sam.model import RANDOM_WEIGHTS
+from floodcache.sam.preprocess import IMAGE_SIZE
 from floodcache.train.runs import save_run
 from floodcache.utils.hashing import sha256_file
 
 
-def predict_stage(
-    sam: Sam, model_type: str, checkpoint: Path | None, data_dir: Path, count: int, tmp: Path,
-    device: torch.device,
-) -> Row:  # fmt: skip
-    """`run_predict_folder` on the first `count` images of `data_dir`/Image (views/s: images
-    a second after SAM is ready; the note gives the whole run's, loading included)."""
-    config = predict_folder(sam, model_type, checkpoint, data_dir, count, tmp)
-    config.device = str(device)
+def predict_stage(folder: FolderConfig, device: torch.device) -> Row:
+    """`run_predict_folder` on `predict_folder`'s images (views/s: images a second after SAM
+    is ready; the note gives the whole run's, loading included)."""
+    config = replace(folder, device=str(device))
     with PeakMemory(device) as peak:
         result = run_predict_folder(config)
-    return Row(
-        "predict (folder)",
-        result.precision,
-        result.batch_size,
-        result.predicted,
-        result.seconds - result.load_seconds,
-        peak.megabytes(),
-        note=f"{result.predicted} images read, encoded, decoded, written as PNG, prompt-free; "
+    note = (
+        f"{result.predicted} images read, encoded, decoded, written as PNG, prompt-free; "
         f"{result.predicted / result.seconds:.3f} images/s over the whole run, SAM loaded in "
-        f"{result.load_seconds:.1f} s",
+        f"{result.load_seconds:.1f} s"
     )
+    return _row("predict (folder)", result, result.predicted, peak, note)
+
+
+def _row(stage: str, result, views: int, peak: PeakMemory, note: str) -> Row:
+    """A predict run's row: `views` a second from when SAM was ready."""
+    seconds = result.seconds - result.load_seconds
+    return Row(
+        stage, result.precision, result.batch_size, views, seconds, peak.megabytes(), note=note
+    )
+
+
+def geotiff_stage(folder: FolderConfig, count: int, tmp: Path, device: torch.device) -> Row:
+    """`run_predict_scene` on a GeoTIFF of about `count` tiles of SAM's input size, made of
+    the folder's images, with the default overlap (views/s: tiles a second after SAM is
+    ready; the note gives the whole run's, reading and writing the COG included)."""
+    scene = bench_scene(sorted(Path(folder.images).iterdir()), count, tmp / "predict-scene.tif")
+    config = SceneConfig(
+        folder.checkpoint,
+        folder.decoder,
+        scene,
+        tmp / "predict-scene-water.tif",
+        device=str(device),
+        progress=False,
+    )
+    with PeakMemory(device) as peak:
+        result = run_predict_scene(config)
+    note = (
+        f"a {result.height} x {result.width} GeoTIFF in {result.tiles} tiles of "
+        f"{config.tile} px overlapping by {config.overlap}: read, encoded, decoded, blended, "
+        f"written as a COG; {result.decoded / result.seconds:.3f} tiles/s over the whole run"
+    )
+    return _row("predict (GeoTIFF)", result, result.decoded, peak, note)
+
+
+def bench_scene(images: list[Path], count: int, path: Path) -> Path:
+    """A uint8 RGB GeoTIFF (UTM 18N, 10 m pixels) of about `count` tiles of SAM's input
+    side, one of `images` (resized) in each, written a tile at a time."""
+    import cv2
+    import rasterio
+    from affine import Affine
+    from rasterio.windows import Window
+
+    cols = math.ceil(math.sqrt(count))
+    rows = math.ceil(count / cols)
+    profile = dict(
+        driver="GTiff",
+        width=cols * IMAGE_SIZE,
+        height=rows * IMAGE_SIZE,
+        count=3,
+        dtype="uint8",
+        crs="EPSG:32618",
+        transform=Affine(10, 0, 500000, 0, -10, 2800000),
+        tiled=True,
+        blockxsize=512,
+        blockysize=512,
+    )
+    with rasterio.open(path, "w", **profile) as scene:
+        for index in range(rows * cols):
+            image, _ = read_image(images[index % len(images)])
+            tile = cv2.resize(image, (IMAGE_SIZE, IMAGE_SIZE), interpolation=cv2.INTER_AREA)
+            row, col = divmod(index, cols)
+            window = Window(col * IMAGE_SIZE, row * IMAGE_SIZE, IMAGE_SIZE, IMAGE_SIZE)
+            scene.write(np.ascontiguousarray(tile.transpose(2, 0, 1)), window=window)
+    return path
 
 
 def predict_folder(

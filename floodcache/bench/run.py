@@ -14,6 +14,8 @@ Stages, each timed on the same views (views/s, peak memory, ratio to the referen
                              (`bench.embed`)
     predict (folder)         the `predict` command on a folder of `views` images
                              (`bench.predict`)
+    predict (GeoTIFF)        the `predict` command on a GeoTIFF of about `views` tiles made
+                             of those images
     train from cache         floodcache.train's own step on the cached embeddings (here)
 
 then the cache's bytes per view, write and read times, with and without compression, and
@@ -33,7 +35,7 @@ from floodcache.bench import io
 from floodcache.bench.config import BenchConfig
 from floodcache.bench.embed import compare_embed, dataset, embed_stage
 from floodcache.bench.encoders import bench_views, encoders, reference_stages
-from floodcache.bench.predict import predict_stage
+from floodcache.bench.predict import geotiff_stage, predict_folder, predict_stage
 from floodcache.bench.table import Bench, hold_gpu_memory
 from floodcache.bench.train import train_row
 from floodcache.sam.model import RANDOM_WEIGHTS, load_or_random_sam
@@ -63,11 +65,13 @@ def run_bench(config: BenchConfig) -> Bench:
             cache = Path(tmp) / "bench.h5"
             for resize in config.resizes:
                 bench.add(*embed_stage(config, data_dir, augment, cache, device, resize))
+            if {"predict", "geotiff"} - config.skip:
+                folder = predict_folder(sam, config.model_type, config.checkpoint, data_dir,
+                                        config.views, Path(tmp))  # fmt: skip
             if "predict" not in config.skip:
-                bench.add(
-                    predict_stage(sam, config.model_type, config.checkpoint, data_dir,
-                                  config.views, Path(tmp), device)
-                )  # fmt: skip
+                bench.add(predict_stage(folder, device))
+            if "geotiff" not in config.skip:
+                bench.add(geotiff_stage(folder, config.views, Path(tmp), device))
             bench.add(*[train_row(config, cache, device, p) for p in ("fp32", "bf16")])
             if "compression" not in config.skip:
                 bench.compression = io.compression(cache, Path(tmp) / "compression.h5")

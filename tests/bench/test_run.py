@@ -54,6 +54,16 @@ def test_predict_on_a_folder_is_timed_as_a_user_runs_it(tiny_bench):
     assert "1 images read, encoded, decoded, written as PNG" in predict.note
 
 
+def test_predict_on_a_geotiff_is_timed_tile_by_tile(tiny_bench):
+    result, _ = tiny_bench
+    (scene,) = [row for row in result.rows if row.stage == "predict (GeoTIFF)"]
+    # 2 views: a scene of two tiles side by side (1024 x 2048), tiled with the default
+    # overlap: three tiles across
+    assert (scene.views, scene.precision, scene.batch) == (3, "fp32", CPU_BATCH)
+    assert "a 1024 x 2048 GeoTIFF in 3 tiles of 1024 px overlapping by 128" in scene.note
+    assert scene.seconds > 0 and scene.peak_mb > 0
+
+
 def test_fast_fp32_encoder_matches_the_reference(tiny_bench):
     result, _ = tiny_bench
     fast = next(r for r in result.rows if r.stage == "encoder fast" and r.precision == "fp32")
