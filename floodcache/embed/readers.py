@@ -228,6 +228,8 @@ def read_batches(
     readers with one OpenCV thread per core each would fight over the cores.
     """
     views = [key for batch in batches for key in batch]
+    if not views:  # every view is in a part already: a rerun that only assembles the cache
+        return
     dataset = ViewDataset(views, pairs, config)
     if not workers:
         for batch in _units_by_batch(batches):

@@ -22,7 +22,7 @@ from floodcache.cache import writer as cache_writer
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import verify
-from floodcache.embed import readers
+from floodcache.embed import part_writer, readers
 from floodcache.embed.part_writer import PARTS_IN_FLIGHT
 from floodcache.embed.plan import plan_embed
 from floodcache.embed.run import run_embed
@@ -196,6 +196,29 @@ def test_disk_full_while_assembling(tiny_data, tiny_checkpoint, tmp_path, monkey
     monkeypatch.setattr(assembly.Assembly, "_complete", real_complete)
     result = run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
     assert result.embedded == 0 and verify(cache).ok  # every view came from the kept parts
+
+
+def test_stopped_after_the_last_part_a_rerun_with_readers_finishes(
+    tiny_data, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """Killed once every view is in a part but before the cache is in place (or a full disk
+    while assembling): the rerun has nothing to encode, and finishes the cache from the parts
+    with reader processes as without them."""
+    cache = tmp_path / "stopped.h5"
+    config = embed_config(tiny_data, tiny_checkpoint, cache)
+
+    def killed_before_assembling(self, *args):
+        raise KeyboardInterrupt  # as a kill -9 right after the last part is written
+
+    monkeypatch.setattr(part_writer.Assembler, "finish", killed_before_assembling)
+    with pytest.raises(KeyboardInterrupt):
+        run_embed(config)
+    assert not cache.exists() and list((tmp_path / "stopped.h5.parts").glob(PARTS))
+    monkeypatch.undo()
+    result = run_embed(replace(config, workers=2))
+    assert result.embedded == 0 and verify(cache).ok
+    run_embed(replace(config, cache=tmp_path / "clean.h5"))
+    assert_same_cache(tmp_path / "clean.h5", cache)
 
 
 def test_bad_files_in_the_middle_are_reported_and_skipped(
