@@ -4,12 +4,15 @@ with the defects real data sets have, runs of the command line, and cache compar
 from __future__ import annotations
 
 import csv
+import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -92,6 +95,29 @@ def kill_after_parts(command: list[str], parts: Path, count: int) -> None:
         time.sleep(0.02)
     os.kill(process.pid, signal.SIGKILL)
     process.wait()
+
+
+@contextmanager
+def held_by_another_process(take: Callable[[], object]) -> Iterator[int]:
+    """`take()` (a lock, a writer: something with `close` or `release`) run in a forked
+    process, held there until the block ends; yields that process's id."""
+    context = multiprocessing.get_context("fork")
+    taken, stop = context.Event(), context.Event()
+
+    def hold() -> None:
+        held = take()
+        taken.set()
+        stop.wait(60)
+        getattr(held, "close", getattr(held, "release", None))()
+
+    process = context.Process(target=hold)
+    process.start()
+    try:
+        assert taken.wait(30), "the other process could not take it"
+        yield process.pid
+    finally:
+        stop.set()
+        process.join(30)
 
 
 def read_everything(path: Path) -> dict:

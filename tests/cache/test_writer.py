@@ -7,9 +7,9 @@ import pytest
 
 from floodcache.cache import assembly
 from floodcache.cache import writer as cache_writer
-from floodcache.cache.format import FIELDS
+from floodcache.cache.format import FIELDS, CacheError
 from floodcache.cache.writer import CacheWriter
-from tests.helpers import IDENTITY, make_plan, make_records
+from tests.helpers import IDENTITY, held_by_another_process, make_plan, make_records
 
 
 @pytest.mark.parametrize("name", cache_writer.CHUNKED)
@@ -23,3 +23,22 @@ def test_parts_and_cache_store_chunked_fields_alike(tmp_path, name):
         assert part[name].fletcher32
         assert assembly._same_storage(part[name], f[name])
     writer.close()
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_removing_a_live_embeds_lock_file_lets_no_second_one_write(tmp_path, overwrite):
+    """The file `<cache>.lock` removed by hand while an embed runs (taken for one a kill -9
+    left): a second embed is still refused, names the live process, and leaves its parts."""
+    cache = tmp_path / "c.h5"
+
+    def first():
+        writer = CacheWriter(cache, IDENTITY, {"identity": IDENTITY})
+        writer.write_part(make_records(make_plan(2)), "0")
+        return writer
+
+    with held_by_another_process(first) as holder:
+        (tmp_path / "c.h5.lock").unlink()
+        other = IDENTITY | {"seed": 1}
+        with pytest.raises(CacheError, match=rf"process {holder} is running"):
+            CacheWriter(cache, other, {"identity": other}, overwrite=overwrite)
+        assert len(cache_writer.part_files(tmp_path / "c.h5.parts")) == 1

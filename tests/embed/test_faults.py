@@ -152,7 +152,7 @@ def test_two_embed_processes_on_one_cache(tiny_data, tiny_checkpoint, tmp_path):
             embed_command(tiny_data, tiny_checkpoint, cache), capture_output=True, text=True
         )
     assert second.returncode == 1
-    assert "another process is writing" in second.stderr
+    assert f"another embed is writing {cache}: process {os.getpid()} is running" in second.stderr
     assert not cache.exists()
 
 

@@ -176,7 +176,7 @@ def test_second_writer_is_locked_out(tiny_data, tiny_checkpoint, tmp_path):
 
     cache = tmp_path / "locked.h5"
     with CacheWriter(cache, {"model_type": "x"}, {"identity": {"model_type": "x"}}):
-        with pytest.raises(CacheError, match="another process is writing"):
+        with pytest.raises(CacheError, match="another embed is writing"):
             run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
 
 
