@@ -18,13 +18,14 @@ import h5py
 import numpy as np
 
 from floodcache.cache.format import BYTES, FIELDS, STR, CacheError, parts_folder, view_digest
+from floodcache.cache.reader import Cache
 from floodcache.cache.removal import (
     removals_pending,
     remove_in_background,
     set_aside_and_remove,
 )
 from floodcache.utils.atomic import replace_synced
-from floodcache.utils.differences import refuse_if_different
+from floodcache.utils.differences import differences, refuse_if_different
 from floodcache.utils.lock import ProcessLock
 
 CHUNKED = ("embeddings", "lowres_mask")  # one chunk per view, fletcher32-checked
@@ -73,7 +74,8 @@ class CacheWriter:
 
     `identity` holds everything that makes two caches different (checkpoint, model type, seed,
     augmentation, data...); `config` is the full JSON-able config recorded in the cache,
-    including `identity` and the command that produced it.
+    including `identity` and the command that produced it. With `overwrite`, a cache built
+    otherwise stays in place until the new one replaces it, whole.
 
     Two locks (`ProcessLock`) keep other embed runs out: `<cache>.lock` while this one decides
     what to do, and one in the parts folder while it writes there, so that removing the first
@@ -92,7 +94,7 @@ class CacheWriter:
             self.already_complete = self._check_existing(overwrite)
             if not self.already_complete:
                 self._prepare_parts(overwrite)
-            elif self.parts.exists():  # stopped between putting the cache and them away
+            elif self._same_identity(self._parts_identity()):  # stopped before putting them away
                 self._locks.append(self._lock(self.parts / PARTS_LOCK))
                 set_aside_and_remove(self.parts)
         except BaseException:
@@ -116,13 +118,11 @@ class CacheWriter:
         )
 
     def _check_existing(self, overwrite: bool) -> bool:
-        if not self.path.exists():
+        """Whether the cache is there and complete already, as asked."""
+        if not self.path.exists() or overwrite:
             return False
-        if overwrite:
-            self.path.unlink()
-            return False
-        with h5py.File(self.path, "r") as f:
-            old = json.loads(f.attrs["config"])["identity"]
+        with Cache.open(self.path) as cache:
+            old = cache.config.get("identity", {})
         refuse_if_different(
             old,
             self.identity,
@@ -140,10 +140,17 @@ class CacheWriter:
         except (OSError, ValueError, KeyError, TypeError):
             return None
 
+    def _same_identity(self, old: dict | None) -> bool:
+        return old is not None and not differences(old, self.identity)
+
     def _prepare_parts(self, overwrite: bool) -> None:
+        """Go on from the parts of a run with this identity, whatever `overwrite` says (they
+        are this very run's work); parts of another are replaced only with `overwrite`."""
         if self.parts.exists():
             self._locks.append(self._lock(self.parts / PARTS_LOCK))
             old = self._parts_identity()
+            if self._same_identity(old):
+                return
             if old is not None and not overwrite:
                 refuse_if_different(
                     old,
@@ -154,7 +161,6 @@ class CacheWriter:
                     CacheError,
                     ("parts have", "asked"),
                 )
-                return
             self._locks.pop().release()
             shutil.rmtree(self.parts, ignore_errors=True)
         self.parts.mkdir(parents=True)

@@ -147,6 +147,40 @@ def test_other_checkpoint_is_refused_then_overwrite(tiny_data, tiny_checkpoint, 
         assert opened.file.attrs["checkpoint_sha256"] != "" and verify(cache).ok
 
 
+def test_overwrite_keeps_the_old_cache_until_the_new_one_is_whole_and_resumes(
+    tiny_data, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """`embed --overwrite` stopped part way leaves the old cache whole and in place; the
+    resume hint's command, --overwrite in it, goes on from the new run's parts."""
+    cache = tmp_path / "c.h5"
+    run_embed(embed_config(tiny_data, tiny_checkpoint, cache, limit=3))
+    with Cache.open(cache) as opened:
+        old = opened.fingerprint
+    real_stream = batch_encoder.BatchEncoder.stream
+
+    def stopped_after_two_batches(self, batches, memory=None):
+        for count, encoded in enumerate(real_stream(self, batches, memory), 1):
+            yield encoded
+            if count == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch_encoder.BatchEncoder, "stream", stopped_after_two_batches)
+    new = embed_config(
+        tiny_data, tiny_checkpoint, cache, limit=3, seed=1, batch_size=1, overwrite=True
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_embed(new)
+    with Cache.open(cache) as opened:
+        assert opened.fingerprint == old and verify(cache).ok
+    kept = len(list((tmp_path / "c.h5.parts").glob("part-*.h5")))
+    assert kept == 2
+    monkeypatch.undo()
+    result = run_embed(new)
+    assert result.embedded == result.views - kept  # the parts were not thrown away
+    with Cache.open(cache) as opened:
+        assert opened.fingerprint != old and verify(cache).ok
+
+
 def test_killed_embed_resumes_to_an_identical_cache(tiny_data, tiny_checkpoint, tmp_path):
     reference = tmp_path / "reference.h5"
     subprocess.run(
