@@ -77,6 +77,11 @@ def run_train(config: TrainConfig) -> TrainResult:
     After every epoch the training state goes to `<out>.partial/`: a run stopped by Ctrl-C or
     a crash resumes from there when the same command runs again, and ends as it would have.
     """
+    with runs.writing_run(config.out):
+        return _train(config)
+
+
+def _train(config: TrainConfig) -> TrainResult:
     runs.refuse_to_replace(config.out, config.overwrite)
     strategies = parse_prompts(config.train_prompts)
     # Recorded resolved: config.json and a resumed run say what actually ran.

@@ -27,6 +27,7 @@ from floodcache.sam.model import RANDOM_WEIGHTS, load_sam, read_weights
 from floodcache.utils.atomic import write_folder_whole
 from floodcache.utils.differences import refuse_if_different
 from floodcache.utils.hashing import sha256_file
+from floodcache.utils.lock import ProcessLock
 
 if TYPE_CHECKING:
     import polars as pl
@@ -76,6 +77,15 @@ def refuse_to_replace(run: Path, overwrite: bool) -> None:
         raise FileExistsError(
             f"{run} already holds a trained decoder; choose another --out, or pass --overwrite"
         )
+
+
+def writing_run(run: Path) -> ProcessLock:
+    """`<run>.lock`, held while `train` writes `run` and `<run>.partial`: a second `train`
+    into the same folder stops at once, rather than both overwriting each other's epochs."""
+    run = Path(run)
+    run.parent.mkdir(parents=True, exist_ok=True)
+    lock = run.with_name(run.name + ".lock")
+    return ProcessLock(lock, f"another train is writing {run}", "or choose another --out")
 
 
 def save_run(

@@ -14,7 +14,8 @@ import cli
 from floodcache.sam.checkpoints import CheckpointError
 from floodcache.train.config import TrainConfig
 from floodcache.train.run import run_train
-from floodcache.train.runs import load_run
+from floodcache.train.runs import load_run, writing_run
+from tests.helpers import held_by_another_process
 
 
 def test_a_full_disk_at_the_final_save_says_so_and_keeps_the_resumable_state(
@@ -36,6 +37,17 @@ def test_a_full_disk_at_the_final_save_says_so_and_keeps_the_resumable_state(
     monkeypatch.setattr(torch, "save", real_save)
     assert run_train(config).best_epoch == 1  # the rerun finishes from the saved epoch
     assert (out / "decoder.pt").is_file()
+
+
+def test_a_second_train_into_the_same_out_stops_at_once_and_writes_nothing(train_cache, tmp_path):
+    out = tmp_path / "run"
+    config = TrainConfig(train_cache, out, train_prompts="none", epochs=1, progress=False)
+    with held_by_another_process(lambda: writing_run(out)) as first:  # a train under way
+        with pytest.raises(ValueError, match=rf"another train is writing .*process {first} is"):
+            run_train(config)
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["run.lock"]  # the first's
+    assert run_train(config).best_epoch == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
 
 
 class NotWeights:
