@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -37,6 +38,7 @@ PROBLEMS: dict[str, str] = {
     "full_mask": "the mask is water everywhere",
     "unlisted_image": "an image file that metadata.csv does not list (not audited)",
     "unlisted_mask": "a mask file that metadata.csv does not list (not audited)",
+    "shared_stem": "another image listed shares its file stem: both kept, known by file name",
 }
 
 # MPO is how Pillow names camera JPEGs that carry a preview: still a JPEG file.
@@ -51,7 +53,9 @@ _NUMERIC_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 class Pair:
     """One image and its mask; a path is None when that file is missing."""
 
-    image_id: str  # image file stem, e.g. "0" for Image/0.jpg
+    # image file stem, e.g. "0" for Image/0.jpg; its name ("0.jpg") where another image listed
+    # in metadata.csv shares the stem (`_image_ids`)
+    image_id: str
     image_path: Path | None
     mask_path: Path | None
 
@@ -299,7 +303,43 @@ def _pair(
 
 
 def _pairs_from_metadata(metadata: Path, image_dir: Path, mask_dir: Path):
-    """Pairs listed in metadata.csv (columns Image, Mask), plus missing and unlisted files."""
+    """Pairs listed in metadata.csv (columns Image, Mask), plus missing and unlisted files.
+
+    A row's files are known by their resolved paths: one image listed twice, under any
+    spelling (`0.jpg`, `./0.jpg`), is an error naming both lines. Images of different files
+    that share a stem (`0.jpg`, `0.png`) are both kept, known by their file names."""
+    rows = _metadata_rows(metadata)
+    line_of: dict[Path, int] = {}  # resolved image -> the line listing it
+    for line, image_name, _ in rows:
+        image = (image_dir / image_name).resolve()
+        if image in line_of:
+            raise ValueError(
+                f"{metadata}: line {line} lists {image_name}, the image line {line_of[image]} "
+                "lists already; keep one row per image"
+            )
+        line_of[image] = line
+    pairs, problems = [], []
+    for (line, image_name, mask_name), image_id in zip(
+        rows, _image_ids(metadata, rows), strict=True
+    ):
+        why = f"the {{role}} listed on line {line} of {metadata} does not exist"
+        pair, missing = _pair(image_id, image_dir / image_name, mask_dir / mask_name, why)
+        pairs.append(pair)
+        problems += missing
+        if image_id != Path(image_name).stem:
+            detail = f"another image listed has the stem {Path(image_name).stem!r}"
+            problems.append(Problem(path_str(image_dir / image_name), "", "shared_stem", detail))
+    listed_masks = {(mask_dir / mask_name).resolve() for _, _, mask_name in rows}
+    unlisted = f"not listed in {metadata}: add a row for it, or move it out of the folder"
+    for role, folder, listed in (("image", image_dir, line_of), ("mask", mask_dir, listed_masks)):
+        for path in (p for p in _files(folder) if p.resolve() not in listed):
+            columns = (str(path), "") if role == "image" else ("", str(path))
+            problems.append(Problem(*columns, f"unlisted_{role}", unlisted))
+    return pairs, problems
+
+
+def _metadata_rows(metadata: Path) -> list[tuple[int, str, str]]:
+    """(line, image name, mask name) of each row of metadata.csv."""
     with metadata.open(newline="", encoding="utf-8-sig") as lines:
         reader = csv.DictReader(lines)
         columns = {name.strip().lower(): name for name in reader.fieldnames or []}
@@ -308,28 +348,28 @@ def _pairs_from_metadata(metadata: Path, image_dir: Path, mask_dir: Path):
                 f"{metadata}: needs the columns Image,Mask (found {reader.fieldnames}); fix its "
                 "header, or remove it to pair images and masks by file stem"
             )
-        rows = [(row[columns["image"]].strip(), row[columns["mask"]].strip()) for row in reader]
-    pairs, problems, first_line = [], [], {}
-    masks = {mask_name for _, mask_name in rows}
-    for line, (image_name, mask_name) in enumerate(rows, start=2):
-        if image_name in first_line:
+        return [
+            (reader.line_num, row[columns["image"]].strip(), row[columns["mask"]].strip())
+            for row in reader
+        ]
+
+
+def _image_ids(metadata: Path, rows: list[tuple[int, str, str]]) -> list[str]:
+    """Each row's image id: its file stem, or its file name where several images share the
+    stem. ValueError naming both lines where even the names are the same."""
+    stems = Counter(Path(image_name).stem for _, image_name, _ in rows)
+    ids = [
+        Path(name).stem if stems[Path(name).stem] == 1 else Path(name).name for _, name, _ in rows
+    ]
+    first: dict[str, int] = {}
+    for image_id, (line, image_name, _) in zip(ids, rows, strict=True):
+        if image_id in first:
             raise ValueError(
-                f"{metadata}: line {line} lists {image_name} again (first on line "
-                f"{first_line[image_name]}); keep one row per image"
+                f"{metadata}: line {line} lists {image_name}, and line {first[image_id]} another "
+                f"image also known as {image_id!r}; rename one of them"
             )
-        first_line[image_name] = line
-        why = f"the {{role}} listed on line {line} of {metadata} does not exist"
-        pair, missing = _pair(
-            Path(image_name).stem, image_dir / image_name, mask_dir / mask_name, why
-        )
-        pairs.append(pair)
-        problems += missing
-    unlisted = f"not listed in {metadata}: add a row for it, or move it out of the folder"
-    for role, folder, listed in (("image", image_dir, first_line), ("mask", mask_dir, masks)):
-        for path in (p for p in _files(folder) if p.name not in listed):
-            columns = (str(path), "") if role == "image" else ("", str(path))
-            problems.append(Problem(*columns, f"unlisted_{role}", unlisted))
-    return pairs, problems
+        first[image_id] = line
+    return ids
 
 
 def _pairs_by_stem(image_dir: Path, mask_dir: Path):

@@ -44,6 +44,30 @@ def test_metadata_maps_names_and_finds_missing_and_unlisted_files(tmp_path):
     assert report.excluded == {"3": ["missing_image", "missing_mask"], "11": ["missing_image"]}
 
 
+def test_images_sharing_a_stem_are_both_kept_by_their_file_names(tmp_path):
+    save(tmp_path / "Image" / "0.jpg", picture(0), "JPEG")
+    save(tmp_path / "Image" / "0.png", picture(1), "PNG")
+    for seed, name in enumerate(("0.png", "3.png")):
+        save(tmp_path / "Mask" / name, water(seed), "PNG")
+    (tmp_path / "metadata.csv").write_text("Image,Mask\n0.jpg,0.png\n0.png,3.png\n")
+    report = audit.audit_folder(tmp_path)
+    assert [(p.image_id, p.image_path.name, p.mask_path.name) for p in report.usable] == [
+        ("0.jpg", "0.jpg", "0.png"),
+        ("0.png", "0.png", "3.png"),
+    ]
+    assert [r.problem for r in report.problems] == ["shared_stem", "shared_stem"]
+
+
+def test_one_image_listed_twice_under_any_spelling_names_both_lines(tmp_path):
+    save(tmp_path / "Image" / "0.jpg", picture(0), "JPEG")
+    for seed, name in enumerate(("0.png", "1.png", "2.png")):
+        save(tmp_path / "Mask" / name, water(seed), "PNG")
+    for rows in (["0.jpg,0.png", "./0.jpg,1.png"], ["0.jpg,0.png", "sub/../0.jpg,2.png"]):
+        (tmp_path / "metadata.csv").write_text("\n".join(["Image,Mask", *rows]) + "\n")
+        with pytest.raises(ValueError, match=r"line 3 lists .*0.jpg, the image line 2 lists"):
+            data.find_pairs(tmp_path)
+
+
 @pytest.mark.parametrize(
     ("arguments", "error", "names"),
     [

@@ -134,6 +134,22 @@ def test_the_refusal_of_another_cache_fits_on_a_screen(tiny_cache, tiny_data, ti
     assert "augment: cache has 1, asked 2" in message and "views: cache has" in message
 
 
+def test_the_cache_holds_every_usable_pair_when_images_share_a_stem(
+    tiny_data, tiny_checkpoint, tmp_path
+):
+    """Rows 0.jpg,0.png and 0.png,3.png: two images of stem 0, both in the cache."""
+    data_dir = write_dataset(tmp_path / "data", [(60, 80), (70, 50), (40, 40), (50, 90)])
+    (data_dir / "Image" / "3.jpg").rename(data_dir / "Image" / "0.png")  # a JPEG named .png
+    rows = ["Image,Mask", "0.jpg,0.png", "0.png,3.png", "1.jpg,1.png", "2.jpg,2.png"]
+    (data_dir / "metadata.csv").write_text("\n".join(rows) + "\n")
+    result = run_embed(embed_config(data_dir, tiny_checkpoint, tmp_path / "c.h5", augment=0))
+    with Cache.open(result.cache) as cache:
+        assert sorted(cache.column("image_id")) == ["0.jpg", "0.png", "1", "2"]
+        assert sorted(cache.column("mask_file")) == [
+            str(data_dir / "Mask" / name) for name in ("0.png", "1.png", "2.png", "3.png")
+        ]
+
+
 def test_other_checkpoint_is_refused_then_overwrite(tiny_data, tiny_checkpoint, tmp_path):
     cache = tmp_path / "c.h5"
     run_embed(embed_config(tiny_data, tiny_checkpoint, cache, limit=3))
