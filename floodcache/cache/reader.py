@@ -9,8 +9,11 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from floodcache.cache.format import SCHEMA_VERSION, STR, CacheError, parts_folder
+from floodcache.cache.format import SCHEMA_VERSION, CacheError, column, parts_folder
 from floodcache.settings import SPLITS
+
+# What every cache that `embed` completed carries, older ones included (`Cache.open`)
+REQUIRED_ATTRS = ("schema_version", "config", "fingerprint", "model_type", "checkpoint_sha256")
 
 
 @dataclass
@@ -46,8 +49,13 @@ class Cache:
 
     def _check_header(self) -> None:
         attrs = self.file.attrs
-        if not attrs.get("complete", False) or "config" not in attrs:
-            raise CacheError(f"{self.path} is not a complete floodcache cache; rebuild it")
+        lacks = [name for name in REQUIRED_ATTRS if name not in attrs]
+        if not attrs.get("complete", False) or lacks:
+            lacking = f" (it has no {', '.join(lacks)})" if lacks else ""
+            raise CacheError(
+                f"{self.path} is not a complete floodcache cache{lacking}: rebuild it with "
+                "`python cli.py embed --overwrite ...`"
+            )
         if int(attrs["schema_version"]) != SCHEMA_VERSION:
             raise CacheError(
                 f"{self.path} has schema {attrs['schema_version']}, this floodcache reads "
@@ -71,8 +79,7 @@ class Cache:
 
     def column(self, name: str) -> np.ndarray:
         """A whole per-view column (not `embeddings`): strings decoded to str."""
-        data = self.file[name]
-        return data.asstr()[:] if data.dtype == STR else data[:]
+        return column(self.file, name)
 
     def rows(self, split: str | None = None, view0_only: bool = False) -> np.ndarray:
         """Row indices of a split (all splits when None), optionally only un-augmented views."""

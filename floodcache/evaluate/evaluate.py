@@ -36,6 +36,7 @@ from tqdm import tqdm
 
 from floodcache.cache.format import EMBEDDING_SHAPE, CacheError
 from floodcache.cache.reader import Cache
+from floodcache.cache.verify import check_views
 from floodcache.evaluate.config import EvaluateConfig
 from floodcache.evaluate.metrics import mask_metrics
 from floodcache.evaluate.table import (
@@ -99,6 +100,7 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateResult:
                 f"views): {cache.counts()}; choose another --split"
             )
         start = time.perf_counter()
+        check_views(cache, (config.split,))  # no metric from a damaged cache
         records, seconds = _evaluate_views(cache, models, strategies, rows, config)
         table = pl.DataFrame(records, schema=SCHEMA, orient="row")
         metadata = _metadata(config, cache, models, identity, table, seconds)

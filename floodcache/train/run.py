@@ -21,6 +21,7 @@ from tqdm import tqdm
 
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
+from floodcache.cache.verify import check_views
 from floodcache.prompts import parse_prompts
 from floodcache.sam.model import read_weights
 from floodcache.sam.precision import pick_device, resolve_precision
@@ -88,6 +89,7 @@ def _train(config: TrainConfig) -> TrainResult:
     device = pick_device(config.device)
     config = replace(config, precision=resolve_precision(config.precision, device, "train"))
     with Cache.open(config.cache) as cache:
+        check_views(cache, ("train", "val"))  # nothing learnt from a damaged cache
         in_memory = fits_in_memory(cache, config.memory_fraction)
         train_views = Views(cache, "train", in_memory)
         val_views = Views(cache, "val", in_memory)
