@@ -8,8 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from floodcache.sam.model import save_weights
 from floodcache.train.runs import sam_with_decoder
 from floodcache.utils.atomic import write_whole
 
@@ -29,5 +28,5 @@ def run_export(config: ExportConfig) -> Path:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
     sam, _ = sam_with_decoder(config.checkpoint, config.decoder)
     # every Sam key, as the official checkpoints hold
-    write_whole(out, lambda tmp: torch.save(sam.state_dict(), tmp))
+    write_whole(out, lambda tmp: save_weights(sam.state_dict(), tmp))
     return out

@@ -114,6 +114,13 @@ def warn_random_weights() -> None:
     )
 
 
+def save_weights(weights: dict, path: Path) -> None:
+    """`torch.save` through a file this process opened: a full disk then raises an OSError
+    naming the file, where torch's own writer raises a RuntimeError that names nothing."""
+    with open(path, "wb") as file:
+        torch.save(weights, file)
+
+
 def read_weights(path: Path, what: str, fix: str) -> dict:
     """The dict a file saved with `torch.save` holds, loaded safely: `weights_only`, so tensors
     and plain containers only, never code. CheckpointError naming `path`, what it should be

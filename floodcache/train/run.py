@@ -23,7 +23,7 @@ from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import check_views
 from floodcache.prompts import parse_prompts
-from floodcache.sam.model import read_weights
+from floodcache.sam.model import read_weights, save_weights
 from floodcache.sam.precision import pick_device, resolve_precision
 from floodcache.train import runs
 from floodcache.train.batches import Views, fits_in_memory
@@ -155,7 +155,7 @@ class Progress:
             "history": [asdict(h) for h in history],
             "best": best.to_dict(),
         }
-        write_whole(self.folder / "state.pt", lambda tmp: torch.save(state, tmp))
+        write_whole(self.folder / "state.pt", lambda tmp: save_weights(state, tmp))
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)

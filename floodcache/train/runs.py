@@ -23,7 +23,7 @@ from segment_anything.modeling import Sam
 
 from floodcache.cache.reader import Cache
 from floodcache.sam.checkpoints import CheckpointError
-from floodcache.sam.model import RANDOM_WEIGHTS, load_sam, read_weights
+from floodcache.sam.model import RANDOM_WEIGHTS, load_sam, read_weights, save_weights
 from floodcache.utils.atomic import write_folder_whole
 from floodcache.utils.differences import refuse_if_different
 from floodcache.utils.hashing import sha256_file
@@ -96,7 +96,7 @@ def save_run(
     each."""
 
     def fill(folder: Path) -> None:
-        torch.save({k: v.cpu() for k, v in decoder.items()}, folder / DECODER)
+        save_weights({k: v.cpu() for k, v in decoder.items()}, folder / DECODER)
         (folder / RECORD).write_text(json.dumps(record, indent=1))
         with open(folder / HISTORY, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(history[0]))

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import errno
 import shutil
-from pathlib import Path
 
 import pytest
 import torch
@@ -15,20 +13,14 @@ from floodcache.sam.checkpoints import CheckpointError
 from floodcache.train.config import TrainConfig
 from floodcache.train.run import run_train
 from floodcache.train.runs import load_run, writing_run
-from tests.helpers import held_by_another_process
+from tests.helpers import full_disk_save, held_by_another_process
 
 
 def test_a_full_disk_at_the_final_save_says_so_and_keeps_the_resumable_state(
     train_cache, tmp_path, monkeypatch
 ):
     real_save = torch.save
-
-    def full_at_the_decoder(obj, path, *args, **kwargs):
-        if Path(path).name == "decoder.pt":
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return real_save(obj, path, *args, **kwargs)
-
-    monkeypatch.setattr(torch, "save", full_at_the_decoder)
+    monkeypatch.setattr(torch, "save", full_disk_save(real_save, only="decoder.pt"))
     out = tmp_path / "run"
     config = TrainConfig(train_cache, out, train_prompts="none", epochs=1, progress=False)
     with pytest.raises(ValueError, match=r"could not write .*run \(.*No space left.*with room"):
@@ -48,6 +40,16 @@ def test_a_second_train_into_the_same_out_stops_at_once_and_writes_nothing(train
         assert sorted(path.name for path in tmp_path.iterdir()) == ["run.lock"]  # the first's
     assert run_train(config).best_epoch == 1
     assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_partial_one(train_cache, tmp_path, monkeypatch):
+    """torch's own writer raised a RuntimeError that named nothing: a traceback."""
+    monkeypatch.setattr(torch, "save", full_disk_save(torch.save))
+    config = TrainConfig(train_cache, tmp_path / "run", train_prompts="none", epochs=1)
+    config.progress = False
+    with pytest.raises(ValueError, match=r"could not write .*run.partial/state.pt .*No space"):
+        run_train(config)
+    assert [path.name for path in tmp_path.rglob("*")] == ["run.partial"]
 
 
 class NotWeights:
