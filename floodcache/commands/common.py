@@ -3,6 +3,7 @@ option defaults read from the stage's config, and the option groups several comm
 
 from __future__ import annotations
 
+import errno
 import functools
 import inspect
 import sys
@@ -32,7 +33,8 @@ DEVICE_HELP = "torch device, e.g. cuda:0 or cpu [default: cuda if available]"
 
 
 def user_errors(command):
-    """Turn the library's expected errors into a clean message and a non-zero exit."""
+    """Turn the library's expected errors, and a file system's (an output folder that cannot
+    be written, a full disk), into a clean message and a non-zero exit."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
@@ -40,6 +42,8 @@ def user_errors(command):
             return command(*args, **kwargs)
         except USER_ERRORS as err:
             raise click.ClickException(str(err)) from err
+        except OSError as err:
+            raise click.ClickException(_file_system_error(err)) from err
         except KeyboardInterrupt:
             click.echo(
                 "\ninterrupted: finished work is kept; run the same command again to resume.",
@@ -48,6 +52,18 @@ def user_errors(command):
             sys.exit(130)
 
     return wrapper
+
+
+def _file_system_error(err: OSError) -> str:
+    """An OSError as a message naming the file and what to do."""
+    where = f"{err.filename}: " if err.filename else ""
+    if err.errno == errno.ENOSPC:
+        fix = "free some space (or choose a folder on another disk) and rerun"
+    elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "choose a folder you can write to, or get the permission, and rerun"
+    else:
+        fix = "check the path and rerun"
+    return f"{where}{err.strerror or err}; {fix}"
 
 
 def default(source, name: str):
