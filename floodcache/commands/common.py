@@ -3,9 +3,11 @@ option defaults read from the stage's config, and the option groups several comm
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import inspect
+import signal
 import sys
 from pathlib import Path
 
@@ -32,26 +34,47 @@ PATH = click.Path(path_type=Path)
 DEVICE_HELP = "torch device, e.g. cuda:0 or cpu [default: cuda if available]"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a job scheduler's time limit): stops a command as Ctrl-C does."""
+
+
 def user_errors(command):
     """Turn the library's expected errors, and a file system's (an output folder that cannot
-    be written, a full disk), into a clean message and a non-zero exit."""
+    be written, a full disk), into a clean message and a non-zero exit; stop on Ctrl-C or
+    SIGTERM keeping the finished work."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with _sigterm_as_interrupt():
+                return command(*args, **kwargs)
         except USER_ERRORS as err:
             raise click.ClickException(str(err)) from err
         except OSError as err:
             raise click.ClickException(_file_system_error(err)) from err
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as stop:
+            how = "terminated" if isinstance(stop, Terminated) else "interrupted"
             click.echo(
-                "\ninterrupted: finished work is kept; run the same command again to resume.",
+                f"\n{how}: finished work is kept; run the same command again to resume.",
                 err=True,
             )
-            sys.exit(130)
+            sys.exit(128 + signal.SIGTERM if isinstance(stop, Terminated) else 130)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises `Terminated` in this (the main) thread while the command runs."""
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _file_system_error(err: OSError) -> str:

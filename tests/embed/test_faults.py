@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+import cli
 from floodcache.cache import assembly
 from floodcache.cache import writer as cache_writer
 from floodcache.cache.format import CacheError
@@ -88,6 +90,39 @@ def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(
     finish = subprocess.run(command, check=True, capture_output=True, text=True)
     assert f"embedded {len(Cache.open(reference)) - kept} views" in finish.stdout
     assert_same_cache(reference, cache)
+
+
+def test_sigterm_stops_embed_as_ctrl_c_does(tiny_data, tiny_checkpoint, tmp_path, monkeypatch):
+    """`kill PID` (or a job scheduler's time limit) once two batches are encoded: status 143,
+    the message of Ctrl-C, the finished parts kept and a rerun that goes on from them."""
+    real_stream = batch_encoder.BatchEncoder.stream
+
+    def terminated_after_two_batches(self, batches, memory=None):
+        for count, encoded in enumerate(real_stream(self, batches, memory), 1):
+            yield encoded
+            if count == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(10)  # the handler raises in here
+
+    def unhandled(signum, frame):  # SIGTERM's default would end this test's process
+        pytest.fail("embed left SIGTERM to its default: killed without a word")
+
+    monkeypatch.setattr(batch_encoder.BatchEncoder, "stream", terminated_after_two_batches)
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    cache = tmp_path / "terminated.h5"
+    options = ["--data", tiny_data, "--checkpoint", tiny_checkpoint, "--model-type", "vit_tiny"]
+    args = ["embed", *options, "--cache", cache, "--batch-size", "1", "--workers", "0"]
+    try:
+        result = CliRunner().invoke(cli.main, list(map(str, args)))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 143, result.output
+    assert "terminated: finished work is kept; run the same command again" in result.output
+    kept = len(list((tmp_path / "terminated.h5.parts").glob(PARTS)))
+    assert kept >= 2 and not cache.exists()
+    monkeypatch.undo()
+    result = CliRunner().invoke(cli.main, list(map(str, args)))
+    assert result.exit_code == 0 and verify(cache).ok, result.output
 
 
 def test_ctrl_c_with_reader_processes_stops_at_once(tiny_data, tiny_checkpoint, tmp_path):
