@@ -19,6 +19,8 @@ import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
+from floodcache.utils.atomic import write_whole  # noqa: E402
+
 DPI = 110
 GALLERY_DPI = 80  # galleries are large grids of photos: smaller files, faster to write
 # Prediction overlay colours: right water, false alarm, missed water (RGB 0..255).
@@ -44,9 +46,12 @@ def _grid(count: int, columns: int, size: tuple[float, float]):
 
 
 def _save(fig, path: Path, dpi: int = DPI) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    """`fig` as a PNG at `path`, whole or not at all (`write_whole`: a full disk leaves no
+    truncated image), then closed."""
+    try:
+        write_whole(path, lambda tmp: fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight"))
+    finally:
+        plt.close(fig)
     return path
 
 

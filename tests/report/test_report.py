@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import errno
 import re
+from pathlib import Path
 
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from matplotlib.figure import Figure
 
 from cli import main
 from floodcache.cache.reader import Cache
@@ -106,3 +109,27 @@ def test_report_from_an_evaluation_folder_alone(report, finetuned_evaluation, tm
     assert refused.exit_code != 0 and "--decoder needs --cache" in refused.output
     missing = CliRunner().invoke(main, ["report", "--metrics", str(tmp_path)])
     assert missing.exit_code != 0 and "no finished evaluation" in missing.output
+
+
+def test_a_full_disk_while_drawing_leaves_no_partial_figure(
+    finetuned_evaluation, tmp_path, monkeypatch
+):
+    """A figure cut short by a full disk left a truncated PNG and a traceback."""
+    drawn = []
+
+    def full_disk_at_the_third(fig, target, *args, **kwargs):
+        drawn.append(target)
+        if len(drawn) < 3:
+            return real_savefig(fig, target, *args, **kwargs)
+        Path(target).write_bytes(PNG_MAGIC)  # what fitted
+        raise OSError(errno.ENOSPC, "No space left on device", str(target))
+
+    real_savefig = Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", full_disk_at_the_third)
+    out = tmp_path / "report"
+    args = ["report", "--metrics", str(finetuned_evaluation[0].out), "--out", str(out)]
+    result = CliRunner().invoke(main, args)
+    figures = sorted((out / "figures").iterdir())
+    assert len(figures) == 2 and all(path.stat().st_size > 5000 for path in figures)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"could not write {out}/figures/" in result.output and "No space" in result.output
