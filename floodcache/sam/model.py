@@ -125,6 +125,8 @@ def read_weights(path: Path, what: str, fix: str) -> dict:
     """The dict a file saved with `torch.save` holds, loaded safely: `weights_only`, so tensors
     and plain containers only, never code. CheckpointError naming `path`, what it should be
     and `fix` when it cannot be read, holds other objects, or is not a dict."""
+    if Path(path).is_file() and not Path(path).stat().st_size:
+        raise CheckpointError(f"{path} is empty, not {what}: its writing never finished; {fix}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

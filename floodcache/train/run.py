@@ -23,6 +23,7 @@ from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import check_views
 from floodcache.prompts import parse_prompts
+from floodcache.sam.checkpoints import CheckpointError
 from floodcache.sam.model import read_weights, save_weights
 from floodcache.sam.precision import pick_device, resolve_precision
 from floodcache.train import runs
@@ -131,6 +132,10 @@ class Progress:
             return [], Best()
         fix = f"remove {self.folder} (or pass --overwrite) to train from the first epoch"
         state = read_weights(state_file, "a floodcache training state", fix)
+        if not isinstance(state.get("identity"), dict):
+            raise CheckpointError(
+                f"{state_file} is not a whole training state (no identity); {fix}"
+            )
         refuse_if_different(
             state["identity"],
             self.identity,
@@ -139,12 +144,16 @@ class Progress:
             CacheError,
             ("run has", "asked"),
         )
-        trainer.mask_decoder.load_state_dict(state["decoder"])
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.scheduler.load_state_dict(state["scheduler"])
-        history = [EpochStats(**h) for h in state["history"]]
+        try:
+            trainer.mask_decoder.load_state_dict(state["decoder"])
+            trainer.optimizer.load_state_dict(state["optimizer"])
+            trainer.scheduler.load_state_dict(state["scheduler"])
+            history, best = [EpochStats(**h) for h in state["history"]], Best(**state["best"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # not what `save` wrote
+            message = f"{state_file} is not a whole training state ({err!r}); {fix}"
+            raise CheckpointError(message) from err
         log.info("resuming %s after epoch %d", self.folder, len(history))
-        return history, Best(**state["best"])
+        return history, best
 
     def save(self, trainer: DecoderTrainer, history: list[EpochStats], best: Best) -> None:
         state = {

@@ -52,6 +52,18 @@ def test_a_full_disk_names_the_file_and_leaves_no_partial_one(train_cache, tmp_p
     assert [path.name for path in tmp_path.rglob("*")] == ["run.partial"]
 
 
+@pytest.mark.parametrize("content", [b"", {}, {"identity": None, "decoder": [1]}])
+def test_a_broken_resumable_state_names_the_file_and_the_fix(train_cache, tmp_path, content):
+    """An empty state.pt was a bare "Aborted!"; one of other keys, a KeyError."""
+    state = tmp_path / "run.partial" / "state.pt"
+    state.parent.mkdir()
+    state.write_bytes(content) if isinstance(content, bytes) else torch.save(content, state)
+    args = ["train", "--cache", str(train_cache), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"{state} is" in result.output and f"remove {state.parent}" in result.output
+
+
 class NotWeights:
     """Pickled as a class: loading it would run code."""
 
