@@ -100,6 +100,26 @@ def test_ambiguous_stems_and_bad_metadata_header_are_errors(tmp_path):
         data.find_pairs(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("Image,Mask\ncafé.jpg,café.png\n".encode("latin-1"), r"is not UTF-8 text.*CSV UTF-8"),
+        ("Image,Mask\n0.jpg,0.png\n".encode("utf-16"), r"is not UTF-8 text.*CSV UTF-8"),
+        (b"Image,Mask\n0.jpg,0.png\n1.jpg\n", r": line 3 has no Mask name; give every row"),
+        (b"Image,Mask\n,0.png\n", r": line 2 has no Image name"),
+        (b"Image,Mask\n0.jpg,0\x00.png\n", r": line 2 has no Mask name but a NUL"),
+        (b"Image,Mask\n0.jpg,0.png\n" + b"x" * 200_000 + b",1.png\n", r": line 3 is not CSV"),
+    ],
+    ids=["latin-1", "UTF-16", "short row", "no image", "NUL", "huge field"],
+)
+def test_a_metadata_csv_that_cannot_be_read_names_itself_and_the_fix(tmp_path, content, says):
+    (tmp_path / "Image").mkdir()
+    (tmp_path / "Mask").mkdir()
+    (tmp_path / "metadata.csv").write_bytes(content)
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'metadata.csv'}.*{says}"):
+        data.find_pairs(tmp_path)
+
+
 def test_sixteen_bit_image_is_scaled_not_clipped(tmp_path):
     values = np.array([[0, 65535, 257 * 100, 32896]], np.uint16)
     image, notes = data.read_image(save(tmp_path / "a.png", values, "PNG"))
