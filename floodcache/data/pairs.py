@@ -8,10 +8,7 @@ others (`audit`).
 
 from __future__ import annotations
 
-import csv
-import io
 import re
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
+from floodcache.data.metadata import image_ids, metadata_rows
 from floodcache.settings import ON_MISMATCH
 
 PROBLEMS: dict[str, str] = {
@@ -309,7 +307,7 @@ def _pairs_from_metadata(metadata: Path, image_dir: Path, mask_dir: Path):
     A row's files are known by their resolved paths: one image listed twice, under any
     spelling (`0.jpg`, `./0.jpg`), is an error naming both lines. Images of different files
     that share a stem (`0.jpg`, `0.png`) are both kept, known by their file names."""
-    rows = _metadata_rows(metadata)
+    rows = metadata_rows(metadata)
     line_of: dict[Path, int] = {}  # resolved image -> the line listing it
     for line, image_name, _ in rows:
         image = (image_dir / image_name).resolve()
@@ -321,7 +319,7 @@ def _pairs_from_metadata(metadata: Path, image_dir: Path, mask_dir: Path):
         line_of[image] = line
     pairs, problems = [], []
     for (line, image_name, mask_name), image_id in zip(
-        rows, _image_ids(metadata, rows), strict=True
+        rows, image_ids(metadata, rows), strict=True
     ):
         why = f"the {{role}} listed on line {line} of {metadata} does not exist"
         pair, missing = _pair(image_id, image_dir / image_name, mask_dir / mask_name, why)
@@ -337,60 +335,6 @@ def _pairs_from_metadata(metadata: Path, image_dir: Path, mask_dir: Path):
             columns = (str(path), "") if role == "image" else ("", str(path))
             problems.append(Problem(*columns, f"unlisted_{role}", unlisted))
     return pairs, problems
-
-
-def _metadata_rows(metadata: Path) -> list[tuple[int, str, str]]:
-    """(line, image name, mask name) of each row of metadata.csv. ValueError naming the file,
-    the line and the fix for one that is not UTF-8 CSV with an Image and a Mask a row."""
-    try:
-        text = metadata.read_bytes().decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        raise ValueError(
-            f"{metadata} is not UTF-8 text (byte {err.start} is {err.object[err.start]:#04x}): "
-            "save it as UTF-8 (Excel: CSV UTF-8), or remove it to pair images and masks by stem"
-        ) from None
-    reader = csv.DictReader(io.StringIO(text, newline=""))
-    try:
-        columns = {name.strip().lower(): name for name in reader.fieldnames or []}
-        if not {"image", "mask"} <= set(columns):
-            raise ValueError(
-                f"{metadata}: needs the columns Image,Mask (found {reader.fieldnames}); fix its "
-                "header, or remove it to pair images and masks by file stem"
-            )
-        return [_row(metadata, reader.line_num, row, columns) for row in reader]
-    except csv.Error as err:
-        raise ValueError(
-            f"{metadata}: line {reader.line_num + 1} is not CSV ({err}); fix it"
-        ) from None
-
-
-def _row(metadata: Path, line: int, row: dict, columns: dict[str, str]) -> tuple[int, str, str]:
-    names = [(row.get(columns[role]) or "").strip() for role in ("image", "mask")]
-    for role, name in zip(("Image", "Mask"), names, strict=True):
-        if not name or "\x00" in name:
-            raise ValueError(
-                f"{metadata}: line {line} has no {role} name{' but a NUL' if name else ''}; "
-                "give every row an image and a mask file name, or remove the row"
-            )
-    return line, *names
-
-
-def _image_ids(metadata: Path, rows: list[tuple[int, str, str]]) -> list[str]:
-    """Each row's image id: its file stem, or its file name where several images share the
-    stem. ValueError naming both lines where even the names are the same."""
-    stems = Counter(Path(image_name).stem for _, image_name, _ in rows)
-    ids = [
-        Path(name).stem if stems[Path(name).stem] == 1 else Path(name).name for _, name, _ in rows
-    ]
-    first: dict[str, int] = {}
-    for image_id, (line, image_name, _) in zip(ids, rows, strict=True):
-        if image_id in first:
-            raise ValueError(
-                f"{metadata}: line {line} lists {image_name}, and line {first[image_id]} another "
-                f"image also known as {image_id!r}; rename one of them"
-            )
-        first[image_id] = line
-    return ids
 
 
 def _pairs_by_stem(image_dir: Path, mask_dir: Path):
