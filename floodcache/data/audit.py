@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import io
 import os
 from collections import Counter, defaultdict
 from collections.abc import Iterable
@@ -27,14 +28,17 @@ from floodcache.data.pairs import (
     UnreadableFile,
     check_on_mismatch,
     find_pairs,
+    has_text_name,
     path_str,
     read_image,
     read_mask,
     size_problems,
 )
+from floodcache.utils.atomic import write_whole
 
 # Codes that make a pair unusable as it is; size_mismatch alone is lifted by on_mismatch="resize".
 BLOCKING = (
+    "undecodable_name",
     "missing_image",
     "missing_mask",
     "unreadable_image",
@@ -60,13 +64,16 @@ class AuditReport:
     image_hashes: dict[str, str] = field(default_factory=dict)
 
     def write_csv(self, path: Path) -> None:
-        """Write the problems as CSV with columns image, mask, problem, detail."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(CSV_COLUMNS)
-            writer.writerows((p.image, p.mask, p.problem, p.detail) for p in self.problems)
+        """Write the problems as CSV with columns image, mask, problem, detail, whole or not at
+        all (`write_whole`); text that is not UTF-8 (file names) as backslash escapes."""
+        table = io.StringIO(newline="")
+        writer = csv.writer(table)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows((p.image, p.mask, p.problem, p.detail) for p in self.problems)
+        content = table.getvalue().encode("utf-8", "backslashreplace")
+        write_whole(
+            Path(path), lambda tmp: tmp.write_bytes(content), "give --out a path you can write"
+        )
 
     def summary(self) -> str:
         """Terminal text: pair counts, rows per problem code, excluded pairs with their codes."""
@@ -82,7 +89,9 @@ class AuditReport:
             lines.append(f"  {code:<{width}} {counts[code]:>5}  {PROBLEMS.get(code, '')}")
         if self.excluded:
             lines.append("excluded:")
-            lines += [f"  {key}: {', '.join(codes)}" for key, codes in self.excluded.items()]
+            lines += [
+                f"  {path_str(key)}: {', '.join(codes)}" for key, codes in self.excluded.items()
+            ]
         resizable = [key for key, codes in self.excluded.items() if codes == ["size_mismatch"]]
         if resizable:
             lines.append(
@@ -172,6 +181,8 @@ def _inspect(pair: Pair) -> _Facts:
         if path is None:
             facts.codes.add(f"missing_{role}")
             continue
+        if not has_text_name(path):
+            facts.add("undecodable_name", f"{role}: {PROBLEMS['undecodable_name']}")
         try:
             pixels[role], notes = read(path)
         except UnreadableFile as error:

@@ -8,6 +8,7 @@ others (`audit`).
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +39,7 @@ PROBLEMS: dict[str, str] = {
     "unlisted_image": "an image file that metadata.csv does not list (not audited)",
     "unlisted_mask": "a mask file that metadata.csv does not list (not audited)",
     "shared_stem": "another image listed shares its file stem: both kept, known by file name",
+    "undecodable_name": "the file name is not UTF-8 text, as a cache's names are: rename it",
 }
 
 # MPO is how Pillow names camera JPEGs that carry a preview: still a JPEG file.
@@ -191,7 +193,7 @@ def _open(path: Path, role: str) -> tuple[Image.Image, list[tuple[str, str]]]:
             image = raw
     except Exception as error:  # Pillow's format plugins raise many types for broken files
         raise UnreadableFile(
-            f"{path}: cannot be read as an {role} ({type(error).__name__}: {error}); "
+            f"{path_str(path)}: cannot be read as an {role} ({type(error).__name__}: {error}); "
             "replace the file or remove its pair"
         ) from error
     notes = []
@@ -208,7 +210,7 @@ def _convert(image: Image.Image, mode: str, path: Path) -> Image.Image:
         return image.convert(mode)
     except ValueError as error:
         raise UnreadableFile(
-            f"{path}: mode {image.mode} cannot be converted to {mode} ({error}); "
+            f"{path_str(path)}: mode {image.mode} cannot be converted to {mode} ({error}); "
             "re-save the file as 8-bit RGB (image) or L (mask)"
         ) from error
 
@@ -244,8 +246,15 @@ def _turn(orientation: int) -> str:
     return dict(enumerate(turns, start=2)).get(orientation, "not a valid value, ignored")
 
 
-def path_str(path: Path | None) -> str:
-    return "" if path is None else str(path)
+def path_str(path: Path | str | None) -> str:
+    """A path as text any UTF-8 file or terminal takes ("" for None): the bytes of a file name
+    that are not UTF-8 shown as \\xNN escapes."""
+    return "" if path is None else os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def has_text_name(path: Path) -> bool:
+    """Whether `path` is UTF-8 text, as the names a cache stores must be."""
+    return path_str(path) == str(path)
 
 
 def natural_key(text: str) -> list[tuple[int, int, str]]:
@@ -332,7 +341,7 @@ def _pairs_from_metadata(metadata: Path, image_dir: Path, mask_dir: Path):
     unlisted = f"not listed in {metadata}: add a row for it, or move it out of the folder"
     for role, folder, listed in (("image", image_dir, line_of), ("mask", mask_dir, listed_masks)):
         for path in (p for p in _files(folder) if p.resolve() not in listed):
-            columns = (str(path), "") if role == "image" else ("", str(path))
+            columns = (path_str(path), "") if role == "image" else ("", path_str(path))
             problems.append(Problem(*columns, f"unlisted_{role}", unlisted))
     return pairs, problems
 

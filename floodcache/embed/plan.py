@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 
 from floodcache.data.audit import AuditReport, audit_folder
-from floodcache.data.pairs import Pair
+from floodcache.data.pairs import Pair, path_str
 from floodcache.data.views import (
     AUGMENTED_FROM,
     ViewKey,
@@ -49,7 +49,7 @@ def plan_embed(
         log.warning(
             "excluding %d unusable pairs: %s",
             len(report.excluded),
-            ", ".join(f"{k} ({'/'.join(v)})" for k, v in report.excluded.items()),
+            ", ".join(f"{path_str(k)} ({'/'.join(v)})" for k, v in report.excluded.items()),
         )
     usable = report.usable[: config.limit] if config.limit else report.usable
     if not usable:

@@ -111,7 +111,7 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
                 batch.append((path, read.result()))
             except pairs.UnreadableFile as error:
                 log.warning("%s", error)
-                rows[path.name] = {"image": path.name, "problem": str(error)}
+                rows[path.name] = {"image": pairs.path_str(path.name), "problem": str(error)}
                 result.unreadable.append(path.name)
                 bar.update()
             if len(batch) >= segmenter.batch_size:
@@ -204,9 +204,10 @@ def _write(image: Path, mask_path: Path, mask: np.ndarray, score: float) -> dict
 
 
 def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) -> dict:
+    """A summary row; names that are not UTF-8 with \\xNN escapes, as the CSV is UTF-8."""
     return {
-        "image": image.name,
-        "mask": mask_path.name,
+        "image": pairs.path_str(image.name),
+        "mask": pairs.path_str(mask_path.name),
         "water_fraction": f"{np.count_nonzero(mask) / mask.size:.6f}",
         "sam_iou": "" if score is None else f"{score:.6f}",
     }
@@ -215,8 +216,8 @@ def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) ->
 def _kept(image: Path, mask_path: Path, earlier: dict[str, dict]) -> dict | None:
     """The summary row of a mask an earlier run wrote (its own row, where its summary has
     one), or None if there is no such mask to keep."""
-    if image.name in earlier and mask_path.is_file():
-        return earlier[image.name]
+    if pairs.path_str(image.name) in earlier and mask_path.is_file():
+        return earlier[pairs.path_str(image.name)]
     mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
     return None if mask is None else _row(image, mask_path, mask >= 128, None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
 import time
@@ -14,7 +15,7 @@ from PIL import Image
 
 from floodcache.data import audit
 from floodcache.data import pairs as data
-from tests.helpers import REAL_DATA
+from tests.helpers import REAL_DATA, picture, save, water
 
 # datagen.write_zoo's pairs (paired by file stem) -> the exact codes the audit must report.
 ZOO_CODES = {
@@ -68,9 +69,31 @@ def test_every_problem_code_is_documented_and_generated():
         "unlisted_image",
         "unlisted_mask",
         "shared_stem",
+        "undecodable_name",
     }
     assert generated == set(data.PROBLEMS)
     assert set(audit.BLOCKING) <= set(data.PROBLEMS)
+
+
+def test_a_file_name_that_is_not_utf8_excludes_its_pair_and_the_csv_shows_it(tmp_path):
+    """Such a name cannot go in a cache: embed failed as a whole, audit left half a CSV."""
+    for seed, name in enumerate((b"caf\xe9", b"ok")):
+        for folder, pixels in ((b"images", picture(seed)), (b"masks", water(seed))):
+            path = os.path.join(os.fsencode(tmp_path), folder, name + b".png")
+            save(Path(os.fsdecode(path)), pixels, "PNG")
+    save(tmp_path / "images" / "lone.png", picture(2), "PNG")  # a problem row of its own
+    report = audit.audit_folder(images=tmp_path / "images", masks=tmp_path / "masks")
+    assert [p.image_id for p in report.usable] == ["ok"]
+    assert report.excluded == {"caf\udce9": ["undecodable_name"], "lone": ["missing_mask"]}
+    assert "caf\\xe9: undecodable_name" in report.summary()
+    report.write_csv(tmp_path / "audit.csv")
+    with open(tmp_path / "audit.csv", newline="", encoding="utf-8") as lines:
+        rows = list(csv.DictReader(lines))
+    assert [(Path(r["image"]).name, r["problem"]) for r in rows] == [
+        ("lone.png", "missing_mask"),
+        ("caf\\xe9.png", "undecodable_name"),
+        ("caf\\xe9.png", "undecodable_name"),
+    ]
 
 
 def test_audit_reports_exactly_the_defects_of_each_pair(zoo_report):

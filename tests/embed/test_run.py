@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from dataclasses import replace
@@ -148,6 +149,19 @@ def test_the_cache_holds_every_usable_pair_when_images_share_a_stem(
         assert sorted(cache.column("mask_file")) == [
             str(data_dir / "Mask" / name) for name in ("0.png", "1.png", "2.png", "3.png")
         ]
+
+
+def test_a_pair_whose_file_name_is_not_utf8_is_left_out_not_the_whole_run(
+    tiny_checkpoint, tmp_path
+):
+    data_dir = write_dataset(tmp_path / "data", [(60, 80), (70, 50), (40, 40)])
+    (data_dir / "metadata.csv").unlink()  # paired by stem: any name the folder holds
+    for folder, suffix in (("Image", b".jpg"), ("Mask", b".png")):
+        old = os.path.join(os.fsencode(data_dir / folder), b"2" + suffix)
+        os.rename(old, os.path.join(os.fsencode(data_dir / folder), b"caf\xe9" + suffix))
+    result = run_embed(embed_config(data_dir, tiny_checkpoint, tmp_path / "c.h5", augment=0))
+    assert result.excluded == {"caf\udce9": ["undecodable_name"]} and result.views == 2
+    assert verify(result.cache).ok
 
 
 def test_other_checkpoint_is_refused_then_overwrite(tiny_data, tiny_checkpoint, tmp_path):

@@ -178,3 +178,18 @@ def test_predict_a_folder_from_the_command_line(
     assert result.exit_code == 0, result.output
     assert "3 images segmented, 0 kept from an earlier run, 1 unreadable" in result.output
     assert mask_png(tmp_path / "water" / "10.png").shape == (170, 120)  # image 5's size
+
+
+def test_an_image_whose_name_is_not_utf8_is_segmented_and_summed_up(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    """Its row made the whole summary fail to encode: predict left it out, and exited 0."""
+    photos = photo_folder(tiny_data, tmp_path / "photos")
+    os.rename(photos / "3.jpg", os.path.join(os.fsencode(photos), b"caf\xe9.jpg"))
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config.progress = False
+    assert run_predict_folder(config).predicted == 3
+    rows = read_predictions(config.out)
+    assert rows["caf\\xe9.jpg"]["mask"] == "caf\\xe9.png" and rows["caf\\xe9.jpg"]["sam_iou"]
+    assert os.path.isfile(os.path.join(os.fsencode(config.out), b"caf\xe9.png"))
+    assert len(run_predict_folder(config).kept) == 3  # and a rerun keeps its row
