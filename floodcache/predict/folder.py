@@ -104,6 +104,7 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
         while writing and (writing[0][1].done() or len(writing) > 2 * segmenter.batch_size):
             written(*writing.popleft())
 
+    finished = False  # else the summary's own error gives way to what stopped the run
     try:
         batch = []
         for path, read in _read_ahead(readers, todo, 2 * segmenter.batch_size):
@@ -121,6 +122,7 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
             segment(batch)
         while writing:
             written(*writing.popleft())
+        finished = True
     finally:
         readers.shutdown(cancel_futures=True)
         writers.shutdown(cancel_futures=True)  # waits for the masks being written
@@ -137,6 +139,8 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
         try:
             _write_summary(out / SUMMARY, [rows[p.name] for p in files if p.name in rows])
         except ValueError as error:  # a full disk, say: what stopped the run matters more
+            if finished:
+                raise
             log.warning("%s", error)
     return result
 

@@ -193,3 +193,21 @@ def test_an_image_whose_name_is_not_utf8_is_segmented_and_summed_up(
     assert rows["caf\\xe9.jpg"]["mask"] == "caf\\xe9.png" and rows["caf\\xe9.jpg"]["sam_iou"]
     assert os.path.isfile(os.path.join(os.fsencode(config.out), b"caf\xe9.png"))
     assert len(run_predict_folder(config).kept) == 3  # and a rerun keeps its row
+
+
+def test_a_summary_that_cannot_be_written_fails_the_run(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch
+):
+    photos = photo_folder(tiny_data, tmp_path / "photos")
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config.progress = False
+    replace = os.replace
+
+    def disk_full_at_the_summary(source, target):
+        if str(target).endswith("predictions.csv"):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", disk_full_at_the_summary)
+    with pytest.raises(ValueError, match="could not write .*predictions.csv .*No space left"):
+        run_predict_folder(config)
