@@ -403,6 +403,24 @@ def test_kaggle_that_exits_at_import_gets_the_same_message(tmp_path, monkeypatch
     assert not (tmp_path / "data").exists()
 
 
+def test_kaggle_missing_a_dependency_names_that_one(tmp_path, monkeypatch):
+    """kaggle 1.x imports six: without it, "kaggle is not installed" sent users the wrong way."""
+    package = tmp_path / "site" / "kaggle"
+    package.mkdir(parents=True)
+    (package / "__init__.py").write_text("import six\n")
+    monkeypatch.delitem(sys.modules, "kaggle", raising=False)
+    monkeypatch.setitem(sys.modules, "six", None)  # importing it fails, as when not installed
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    with pytest.raises(DownloadError, match="The six package, which the kaggle package needs, "):
+        download_dataset(tmp_path / "data")
+
+
+def test_kaggle_not_installed_says_so(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "kaggle", None)
+    with pytest.raises(DownloadError, match="The kaggle package is not installed: pip install"):
+        download_dataset(tmp_path / "data")
+
+
 def test_failed_kaggle_download_leaves_nothing_behind(tmp_path, monkeypatch):
     fake_kaggle(monkeypatch, FakeKaggleApi(error=ConnectionError("network is unreachable")))
     with pytest.raises(DownloadError, match="network is unreachable"):
