@@ -59,11 +59,12 @@ def run_predict(config: PredictConfig) -> Prediction:
         raise ValueError(f"{out}: the mask is written as PNG; give --out a .png path")
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
+    image, _ = pairs.read_image(config.image)
+    config.check_inside(*image.shape[:2])  # before SAM is loaded, for nothing
     segmenter = Segmenter(config.checkpoint, config.decoder, config.device, config.precision)
     prompt = user_prompt(config)
     if prompt.num_points == 0 and prompt.box is None:
         warn_if_not_prompt_free(segmenter.model, config.decoder)
-    image, _ = pairs.read_image(config.image)
     ((mask, score),) = segmenter([(resize_to_input(image), image.shape[:2])], [prompt])
     write_mask(out, mask)
     return Prediction(mask, score, prompt, out)
