@@ -138,6 +138,12 @@ def data_options(source):
                     help="A mask whose size differs from its image: leave the pair out, or "
                     "resize the mask to the image (explicit opt-in).",
                 ),
+                click.option(
+                    "--allow-outside-paths",
+                    is_flag=True,
+                    help="Let metadata.csv name files outside Image/ and Mask/ (absolute "
+                    "paths, or up through ..); refused otherwise.",
+                ),
             ],
         )
 

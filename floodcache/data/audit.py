@@ -144,10 +144,12 @@ def audit_folder(
     masks: Path | None = None,
     on_mismatch: str = "exclude",
     progress: bool = False,
+    *,
+    allow_outside_paths: bool = False,
 ) -> AuditReport:
     """find_pairs then audit: the whole audit of a data folder (see both)."""
     check_on_mismatch(on_mismatch)
-    pairs, problems = find_pairs(data_dir, images, masks)
+    pairs, problems = find_pairs(data_dir, images, masks, allow_outside_paths)
     return audit(pairs, problems, on_mismatch, progress)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from collections import Counter
 from pathlib import Path
 
@@ -61,3 +62,21 @@ def image_ids(metadata: Path, rows: list[tuple[int, str, str]]) -> list[str]:
             )
         first[image_id] = line
     return ids
+
+
+def refuse_outside(metadata: Path, rows: list[tuple[int, str, str]], folders: dict) -> None:
+    """ValueError naming the line where a row names a file outside its folder (`folders`: role
+    -> folder): an absolute path, or one that climbs out through `..`. A metadata.csv from
+    elsewhere would otherwise have any file on the machine read, and stored in the cache."""
+    for line, *names in rows:
+        for (role, folder), name in zip(folders.items(), names, strict=True):
+            normal = os.path.normpath(name)
+            if (
+                os.path.isabs(normal)
+                or normal == os.pardir
+                or normal.startswith(os.pardir + os.sep)
+            ):
+                raise ValueError(
+                    f"{metadata}: line {line} lists the {role} {name}, outside {folder}; move the "
+                    "file into the folder, or pass --allow-outside-paths if the file is meant"
+                )

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from PIL import Image, ImageOps
 
-from floodcache.data.metadata import image_ids, metadata_rows
+from floodcache.data.metadata import image_ids, metadata_rows, refuse_outside
 from floodcache.settings import ON_MISMATCH
 
 PROBLEMS: dict[str, str] = {
@@ -76,15 +76,22 @@ class UnreadableFile(ValueError):
 
 
 def find_pairs(
-    data_dir: Path | None = None, images: Path | None = None, masks: Path | None = None
+    data_dir: Path | None = None,
+    images: Path | None = None,
+    masks: Path | None = None,
+    allow_outside_paths: bool = False,
 ) -> tuple[list[Pair], list[Problem]]:
     """Pair images with masks: by metadata.csv (columns Image, Mask) when `data_dir` has one,
     else by file stem. `data_dir` is the Kaggle layout (DIR/Image, DIR/Mask); `images`/`masks`
-    name the folders directly. Returns pairs sorted by natural image id order, and the
+    name the folders directly. metadata.csv may name files outside those folders only with
+    `allow_outside_paths`. Returns pairs sorted by natural image id order, and the
     missing_image / missing_mask / unlisted_* problems found while pairing."""
     image_dir, mask_dir, metadata = _resolve_folders(data_dir, images, masks)
     if metadata is not None:
-        pairs, problems = _pairs_from_metadata(metadata, image_dir, mask_dir)
+        rows = metadata_rows(metadata)
+        if not allow_outside_paths:
+            refuse_outside(metadata, rows, {"image": image_dir, "mask": mask_dir})
+        pairs, problems = _pairs_from_metadata(metadata, rows, image_dir, mask_dir)
     else:
         pairs, problems = _pairs_by_stem(image_dir, mask_dir)
     pairs.sort(key=lambda pair: natural_key(pair.image_id))
@@ -310,13 +317,12 @@ def _pair(
     return pair, [Problem(*columns, f"missing_{role}", why.format(role=role)) for role in missing]
 
 
-def _pairs_from_metadata(metadata: Path, image_dir: Path, mask_dir: Path):
+def _pairs_from_metadata(metadata: Path, rows: list, image_dir: Path, mask_dir: Path):
     """Pairs listed in metadata.csv (columns Image, Mask), plus missing and unlisted files.
 
     A row's files are known by their resolved paths: one image listed twice, under any
     spelling (`0.jpg`, `./0.jpg`), is an error naming both lines. Images of different files
     that share a stem (`0.jpg`, `0.png`) are both kept, known by their file names."""
-    rows = metadata_rows(metadata)
     line_of: dict[Path, int] = {}  # resolved image -> the line listing it
     for line, image_name, _ in rows:
         image = (image_dir / image_name).resolve()

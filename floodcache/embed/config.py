@@ -38,6 +38,9 @@ class EmbedConfig:
     precision: str = AUTO_PRECISION  # fp16 on CUDA, fp32 on a CPU; cache: float16
     resize: str = "pil"  # to SAM's input: "pil" in the readers, "torch" on the device
     on_mismatch: str = "exclude"  # or "resize": resize a mask to its image
+    # metadata.csv may name files outside Image/ and Mask/ (absolute, or up through ..): a
+    # metadata.csv from elsewhere could otherwise have any file read into the cache
+    allow_outside_paths: bool = False
     limit: int | None = None  # embed only the first N usable images (quick trials)
     # Views per encoder call and cache part (default: from the GPU's free memory, a few on a
     # CPU); does not change the result.

@@ -38,13 +38,24 @@ def identity_of(config: EmbedConfig, checkpoint_sha256: str, plan: list[ViewKey]
     }
 
 
+def audit_data(config: EmbedConfig) -> AuditReport:
+    """The audit of the data `config` names, as `embed` reads it."""
+    return audit_folder(
+        config.data_dir,
+        config.images,
+        config.masks,
+        config.on_mismatch,
+        config.progress,
+        allow_outside_paths=config.allow_outside_paths,
+    )
+
+
 def plan_embed(
     config: EmbedConfig, audit: AuditReport | None = None
 ) -> tuple[list[ViewKey], dict[str, Pair], dict]:
     """Audit the data (`audit` if made already) and plan every view: (plan, usable pairs by
     id, excluded pairs)."""
-    asked = config.data_dir, config.images, config.masks, config.on_mismatch, config.progress
-    report = audit if audit is not None else audit_folder(*asked)
+    report = audit if audit is not None else audit_data(config)
     if report.excluded:
         log.warning(
             "excluding %d unusable pairs: %s",

@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 
+import cli
 from tests.helpers import PROJECT
 
 ROOT = PROJECT
@@ -119,3 +122,16 @@ def test_importing_floodcache_gives_every_stage_and_costs_nothing():
         assert callable(getattr(floodcache, name)), name
     for stage in ("embed", "train", "evaluate", "report", "predict"):
         assert f"run_{stage}" in dir(floodcache)
+
+
+def test_audit_takes_files_outside_the_data_folder_only_when_allowed(tiny_data, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_data, data_dir)
+    rows = (data_dir / "metadata.csv").read_text().replace("0.jpg,", "../Image/0.jpg,")
+    (data_dir / "metadata.csv").write_text(rows)
+    refused = CliRunner().invoke(cli.main, ["audit", "--data", str(data_dir)])
+    assert refused.exit_code == 1 and "--allow-outside-paths" in refused.output
+    allowed = CliRunner().invoke(
+        cli.main, ["audit", "--data", str(data_dir), "--allow-outside-paths"]
+    )
+    assert allowed.exit_code == 0 and "7 usable" in allowed.output, allowed.output

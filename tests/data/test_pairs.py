@@ -120,6 +120,32 @@ def test_a_metadata_csv_that_cannot_be_read_names_itself_and_the_fix(tmp_path, c
         data.find_pairs(tmp_path)
 
 
+@pytest.mark.parametrize(
+    ("row", "names"),
+    [
+        ("../secret.jpg,0.png", "image ../secret.jpg"),
+        ("0.jpg,../../secret.png", "mask ../../secret.png"),
+        ("sub/../../secret.jpg,0.png", "image sub/../../secret.jpg"),
+        ("{absolute},0.png", "image /"),
+    ],
+)
+def test_metadata_naming_a_file_outside_its_folder_is_refused_unless_allowed(tmp_path, row, names):
+    """A metadata.csv from elsewhere had any readable file decoded, and its preview cached."""
+    folder = tmp_path / "data"
+    save(folder / "Image" / "0.jpg", picture(0), "JPEG")
+    save(folder / "Mask" / "0.png", water(0), "PNG")
+    for secret in (folder / "secret.jpg", tmp_path / "secret.jpg"):
+        save(secret, picture(1), "JPEG")
+    save(tmp_path / "secret.png", water(1), "PNG")
+    (folder / "Image" / "sub").mkdir()
+    row = row.format(absolute=tmp_path / "secret.jpg")
+    (folder / "metadata.csv").write_text(f"Image,Mask\n{row}\n")
+    with pytest.raises(ValueError, match=rf"line 2 lists the {names}.*--allow-outside-paths"):
+        data.find_pairs(folder)
+    (pair,), _ = data.find_pairs(folder, allow_outside_paths=True)
+    assert pair.image_path.is_file() and pair.mask_path.is_file()
+
+
 def test_sixteen_bit_image_is_scaled_not_clipped(tmp_path):
     values = np.array([[0, 65535, 257 * 100, 32896]], np.uint16)
     image, notes = data.read_image(save(tmp_path / "a.png", values, "PNG"))

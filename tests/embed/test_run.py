@@ -164,6 +164,20 @@ def test_a_pair_whose_file_name_is_not_utf8_is_left_out_not_the_whole_run(
     assert verify(result.cache).ok
 
 
+def test_an_image_outside_the_data_folder_is_embedded_only_when_allowed(tiny_checkpoint, tmp_path):
+    data_dir = write_dataset(tmp_path / "data", [(60, 80), (70, 50), (40, 40)])
+    (data_dir / "Image" / "2.jpg").rename(tmp_path / "elsewhere.jpg")
+    rows = ["Image,Mask", "0.jpg,0.png", "1.jpg,1.png", "../../elsewhere.jpg,2.png"]
+    (data_dir / "metadata.csv").write_text("\n".join(rows) + "\n")
+    config = embed_config(data_dir, tiny_checkpoint, tmp_path / "c.h5", augment=0)
+    with pytest.raises(ValueError, match="line 4 lists the image ../../elsewhere.jpg, outside"):
+        run_embed(config)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data", "elsewhere.jpg"]
+    result = run_embed(replace(config, allow_outside_paths=True))
+    with Cache.open(result.cache) as cache:
+        assert str(data_dir / "Image" / "../../elsewhere.jpg") in cache.column("image_file")
+
+
 def test_other_checkpoint_is_refused_then_overwrite(tiny_data, tiny_checkpoint, tmp_path):
     cache = tmp_path / "c.h5"
     run_embed(embed_config(tiny_data, tiny_checkpoint, cache, limit=3))
