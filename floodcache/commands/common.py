@@ -144,10 +144,21 @@ def data_options(source):
                     help="Let metadata.csv name files outside Image/ and Mask/ (absolute "
                     "paths, or up through ..); refused otherwise.",
                 ),
+                max_pixels_option(source),
             ],
         )
 
     return apply
+
+
+def max_pixels_option(source):
+    return option(
+        "--max-pixels",
+        source=source,
+        type=click.IntRange(1),
+        help="Largest image or mask read, in pixels (width x height); a larger one is "
+        "refused before it is decoded (about 10 bytes a pixel).",
+    )
 
 
 def precision_option(source, stage: str, help: str):

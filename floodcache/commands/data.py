@@ -44,16 +44,15 @@ def download_command(data_dir, checkpoint_dir, model_type) -> None:
 @data_options(audit_folder)
 @click.option("--out", type=PATH, help="Write the problems as CSV here.")
 @user_errors
-def audit(data_dir, images, masks, on_mismatch, allow_outside_paths, out) -> None:
+def audit(data_dir, images, masks, on_mismatch, allow_outside_paths, max_pixels, out) -> None:
     """Read every image and mask for real and report every problem found.
 
     One CSV row per (file, problem): image, mask, problem, detail.
 
     Example: python cli.py audit --data ../shared/flood_dataset --out reports/audit.csv
     """
-    report = audit_folder(
-        data_dir, images, masks, on_mismatch, True, allow_outside_paths=allow_outside_paths
-    )
+    reading = {"allow_outside_paths": allow_outside_paths, "max_pixels": max_pixels}
+    report = audit_folder(data_dir, images, masks, on_mismatch, True, **reading)
     click.echo(report.summary())
     if out:
         report.write_csv(out)

@@ -10,6 +10,7 @@ from floodcache.commands.common import (
     DEVICE_HELP,
     ENCODER_PRECISION_HELP,
     PATH,
+    max_pixels_option,
     precision_option,
     user_errors,
 )
@@ -80,6 +81,7 @@ def _coordinates(count: int):
     help="Replace an existing --out (a folder's masks: predict them all again).",
 )
 @precision_option(PredictConfig, "encoder", ENCODER_PRECISION_HELP)
+@max_pixels_option(PredictConfig)
 @click.option("--device", help=DEVICE_HELP)
 @user_errors
 def predict(image, points, background, box, **run) -> None:

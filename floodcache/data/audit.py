@@ -7,10 +7,12 @@ used as they are get excluded; the report writes the rows as CSV and sums them u
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
 import os
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -27,6 +29,7 @@ from floodcache.data.pairs import (
     Problem,
     UnreadableFile,
     check_on_mismatch,
+    declared_pixels,
     find_pairs,
     has_text_name,
     path_str,
@@ -34,6 +37,7 @@ from floodcache.data.pairs import (
     read_mask,
     size_problems,
 )
+from floodcache.settings import MAX_PIXELS
 from floodcache.utils.atomic import write_whole
 
 # Codes that make a pair unusable as it is; size_mismatch alone is lifted by on_mismatch="resize".
@@ -106,15 +110,18 @@ def audit(
     pairing_problems: Iterable[Problem] = (),
     on_mismatch: str = "exclude",
     progress: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ) -> AuditReport:
     """Read every file of `pairs` once (threads) and report every problem. `pairing_problems`
     (from find_pairs) lead the report's rows; on_mismatch="resize" keeps size_mismatch pairs
-    whose aspect ratio matches. `progress` shows a tqdm bar."""
+    whose aspect ratio matches. A file of more than `max_pixels` pixels is unreadable, and
+    the threads decode at most that many pixels at once. `progress` shows a tqdm bar."""
     check_on_mismatch(on_mismatch)
     pairs = list(pairs)
     workers = min(4, os.cpu_count() or 1)
+    budget = PixelBudget(max_pixels)
     with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(_inspect, pairs)
+        results = pool.map(lambda pair: _inspect(pair, budget), pairs)
         bar = tqdm(results, total=len(pairs), desc="audit", unit="pair", disable=not progress)
         facts = list(bar)
     _add_cross_pair_problems(pairs, facts)
@@ -146,11 +153,12 @@ def audit_folder(
     progress: bool = False,
     *,
     allow_outside_paths: bool = False,
+    max_pixels: int = MAX_PIXELS,
 ) -> AuditReport:
     """find_pairs then audit: the whole audit of a data folder (see both)."""
     check_on_mismatch(on_mismatch)
     pairs, problems = find_pairs(data_dir, images, masks, allow_outside_paths)
-    return audit(pairs, problems, on_mismatch, progress)
+    return audit(pairs, problems, on_mismatch, progress, max_pixels)
 
 
 @dataclass
@@ -172,8 +180,39 @@ class _Facts:
         self.codes.add(code)
 
 
-def _inspect(pair: Pair) -> _Facts:
-    """Read both files of `pair` once and collect their problems, sizes and content hashes."""
+class PixelBudget:
+    """At most `limit` pixels decoded at once by the audit's threads: memory grows about ten
+    bytes a pixel, so four huge files are not decoded together. A pair takes what its headers
+    declare, at most all of it (files over the limit take nothing: they are refused before
+    decoding)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.taken = limit, 0
+        self.changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, paths: list[Path | None]):
+        # a pair of two files under the limit may add up to more: it then waits to be alone
+        pixels = min(self.limit, sum(n for n in map(declared_pixels, paths) if n <= self.limit))
+        with self.changed:
+            self.changed.wait_for(lambda: self.taken + pixels <= self.limit)
+            self.taken += pixels
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.taken -= pixels
+                self.changed.notify_all()
+
+
+def _inspect(pair: Pair, budget: PixelBudget) -> _Facts:
+    """Read both files of `pair` once (within `budget`) and collect their problems, sizes and
+    content hashes."""
+    with budget.reserve([pair.image_path, pair.mask_path]):
+        return _read_pair(pair, budget.limit)
+
+
+def _read_pair(pair: Pair, max_pixels: int) -> _Facts:
     facts = _Facts(path_str(pair.image_path), path_str(pair.mask_path))
     pixels = {}
     for role, path, read in (
@@ -186,7 +225,7 @@ def _inspect(pair: Pair) -> _Facts:
         if not has_text_name(path):
             facts.add("undecodable_name", f"{role}: {PROBLEMS['undecodable_name']}")
         try:
-            pixels[role], notes = read(path)
+            pixels[role], notes = read(path, max_pixels)
         except UnreadableFile as error:
             facts.add(f"unreadable_{role}", str(error))
             continue

@@ -18,7 +18,11 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from floodcache.data.metadata import image_ids, metadata_rows, refuse_outside
-from floodcache.settings import ON_MISMATCH
+from floodcache.settings import MAX_PIXELS, ON_MISMATCH
+
+# Pillow's own limit warns, then refuses, at fixed sizes: floodcache applies its own, which a
+# user may raise (--max-pixels), from the header, before anything is decoded (`_open`).
+Image.MAX_IMAGE_PIXELS = None
 
 PROBLEMS: dict[str, str] = {
     "missing_image": "the pair's image file does not exist (pair excluded)",
@@ -99,12 +103,15 @@ def find_pairs(
     return pairs, problems
 
 
-def read_image(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
+def read_image(
+    path: Path, max_pixels: int = MAX_PIXELS
+) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Decode an image by content -> (HxWx3 uint8 RGB with EXIF orientation applied, notes).
 
     Notes are (code, detail) for format_mismatch, exif_orientation and converted_mode; 16-bit
-    pixels are scaled (65535 -> 255), not clipped. Raises UnreadableFile."""
-    image, notes = _open(Path(path), "image")
+    pixels are scaled (65535 -> 255), not clipped. Raises UnreadableFile, also for an image of
+    more than `max_pixels` pixels, before decoding it."""
+    image, notes = _open(Path(path), "image", max_pixels)
     if image.mode == "RGB":
         return np.array(image), notes
     if image.mode in _NUMERIC_MODES:
@@ -115,14 +122,14 @@ def read_image(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
     return rgb, notes
 
 
-def read_mask(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
+def read_mask(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Decode a mask by content -> (HxW uint8 in {0, 1}, 1 = water; notes).
 
     EXIF orientation is applied as for images. Any mode becomes 8-bit L first (16-bit scaled,
     RGB by luminance); a mask whose maximum is 1 is 0/1-coded. Water is value >= 128 of 255.
     Notes add non_binary_mask, empty_mask and full_mask to those of read_image. Raises
     UnreadableFile."""
-    mask, notes = _open(Path(path), "mask")
+    mask, notes = _open(Path(path), "mask", max_pixels)
     if mask.mode == "L" or mask.mode in _NUMERIC_MODES:
         values = np.asarray(mask)
     else:
@@ -144,7 +151,9 @@ def read_mask(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
     return water.astype(np.uint8), notes
 
 
-def load_pair(pair: Pair, on_mismatch: str = "exclude") -> tuple[np.ndarray, np.ndarray]:
+def load_pair(
+    pair: Pair, on_mismatch: str = "exclude", max_pixels: int = MAX_PIXELS
+) -> tuple[np.ndarray, np.ndarray]:
     """(HxWx3 uint8 RGB, HxW uint8 {0,1}) exactly as audit reads them. With on_mismatch="resize"
     a mask of another size but the same aspect ratio is resized (nearest) to the image.
     Raises UnreadableFile, or ValueError for a missing file or a mask that does not fit."""
@@ -152,8 +161,8 @@ def load_pair(pair: Pair, on_mismatch: str = "exclude") -> tuple[np.ndarray, np.
     for role, path in (("image", pair.image_path), ("mask", pair.mask_path)):
         if path is None:
             raise ValueError(f"pair {pair.image_id} has no {role} file: use audit's usable pairs")
-    image, _ = read_image(pair.image_path)
-    mask, _ = read_mask(pair.mask_path)
+    image, _ = read_image(pair.image_path, max_pixels)
+    mask, _ = read_mask(pair.mask_path, max_pixels)
     misfit = dict(size_problems(image.shape[:2], mask.shape))
     if not misfit:
         return image, mask
@@ -190,14 +199,18 @@ def size_problems(image_hw: tuple[int, int], mask_hw: tuple[int, int]) -> list[t
     return found
 
 
-def _open(path: Path, role: str) -> tuple[Image.Image, list[tuple[str, str]]]:
-    """Decode `path` fully, EXIF orientation applied -> (PIL image, format/orientation notes)."""
+def _open(path: Path, role: str, max_pixels: int) -> tuple[Image.Image, list[tuple[str, str]]]:
+    """Decode `path` fully, EXIF orientation applied -> (PIL image, format/orientation notes);
+    UnreadableFile without decoding it where its header declares more than `max_pixels`."""
     try:
         with Image.open(path) as raw:
+            _check_pixels(path, role, raw.size, max_pixels)
             raw.load()
             content, orientation = raw.format, raw.getexif().get(0x0112)
             ImageOps.exif_transpose(raw, in_place=True)
             image = raw
+    except UnreadableFile:
+        raise
     except Exception as error:  # Pillow's format plugins raise many types for broken files
         raise UnreadableFile(
             f"{path_str(path)}: cannot be read as an {role} ({type(error).__name__}: {error}); "
@@ -210,6 +223,26 @@ def _open(path: Path, role: str) -> tuple[Image.Image, list[tuple[str, str]]]:
     if orientation not in (None, 1):
         notes.append(("exif_orientation", f"orientation {orientation}: {_turn(orientation)}"))
     return image, notes
+
+
+def _check_pixels(path: Path, role: str, size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise UnreadableFile(
+            f"{path_str(path)}: the {role} is {width} x {height} pixels, more than the "
+            f"{max_pixels:,} pixels of --max-pixels; pass a larger --max-pixels if the file is "
+            "meant to be that large (decoding takes about 10 bytes a pixel)"
+        )
+
+
+def declared_pixels(path: Path | None) -> int:
+    """The pixels the header of an image file declares, read without decoding it (0 for a
+    missing or unreadable file)."""
+    try:
+        with Image.open(path) as image:
+            return image.size[0] * image.size[1]
+    except Exception:  # noqa: BLE001 -- whatever it is, reading it will say
+        return 0
 
 
 def _convert(image: Image.Image, mode: str, path: Path) -> Image.Image:

@@ -11,6 +11,7 @@ from pathlib import Path
 from floodcache.settings import (
     AUTO_PRECISION,
     DEFAULT_FRACTIONS,
+    MAX_PIXELS,
     MODEL_TYPES,
     ON_MISMATCH,
     RESIZE_METHODS,
@@ -41,6 +42,7 @@ class EmbedConfig:
     # metadata.csv may name files outside Image/ and Mask/ (absolute, or up through ..): a
     # metadata.csv from elsewhere could otherwise have any file read into the cache
     allow_outside_paths: bool = False
+    max_pixels: int = MAX_PIXELS  # a larger image or mask is left out, never decoded
     limit: int | None = None  # embed only the first N usable images (quick trials)
     # Views per encoder call and cache part (default: from the GPU's free memory, a few on a
     # CPU); does not change the result.
@@ -62,6 +64,7 @@ class EmbedConfig:
         check_at_least(self.limit, 1, "--limit")
         check_at_least(self.batch_size, 1, "--batch-size")
         check_at_least(self.workers, 0, "--workers")
+        check_at_least(self.max_pixels, 1, "--max-pixels")
         if self.random_weights and self.checkpoint is not None:
             raise ValueError("pass either --checkpoint or --random-weights, not both")
         if abs(sum(self.fractions) - 1.0) > 1e-6 or min(self.fractions) < 0:

@@ -47,6 +47,7 @@ def audit_data(config: EmbedConfig) -> AuditReport:
         config.on_mismatch,
         config.progress,
         allow_outside_paths=config.allow_outside_paths,
+        max_pixels=config.max_pixels,
     )
 
 

@@ -56,6 +56,7 @@ class ViewDataset:
     def __init__(self, views: list[ViewKey], pairs: dict[str, Pair], config: EmbedConfig):
         self.views, self.pairs = views, pairs
         self.seed, self.on_mismatch, self.resize = config.seed, config.on_mismatch, config.resize
+        self.max_pixels = config.max_pixels
         self.loaded: tuple[str, np.ndarray, np.ndarray] | None = None  # (image_id, image, mask)
         self.made: dict[str, Any] = {}  # arrays made once from it (`_once`)
 
@@ -89,7 +90,7 @@ class ViewDataset:
         shares them: anything that tried to write into them would fail loudly.
         """
         if self.loaded is None or self.loaded[0] != image_id:
-            image, mask = load_pair(self.pairs[image_id], self.on_mismatch)
+            image, mask = load_pair(self.pairs[image_id], self.on_mismatch, self.max_pixels)
             image.flags.writeable = mask.flags.writeable = False
             self.loaded, self.made = (image_id, image, mask), {}
         return self.loaded[1], self.loaded[2]

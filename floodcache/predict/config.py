@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from pathlib import Path
 
-from floodcache.settings import AUTO_PRECISION, check_precision
+from floodcache.settings import AUTO_PRECISION, MAX_PIXELS, check_at_least, check_precision
 
 
 @dataclass
@@ -24,9 +24,11 @@ class PredictConfig:
     device: str | None = None
     precision: str = AUTO_PRECISION  # the encoder's: fp16 on CUDA, fp32 on a CPU, as embed's
     overwrite: bool = False  # replace an existing `out` file
+    max_pixels: int = MAX_PIXELS  # a larger image is refused, never decoded
 
     def __post_init__(self) -> None:
         check_precision(self.precision, "encoder")
+        check_at_least(self.max_pixels, 1, "--max-pixels")
         for flag, values in self.prompt_values():
             if not all(math.isfinite(v) for v in values):
                 raise ValueError(f"{flag} {_shown(values)}: every coordinate must be a number")
@@ -68,6 +70,8 @@ class FolderConfig:
     device: str | None = None
     precision: str = AUTO_PRECISION  # the encoder's: fp16 on CUDA, fp32 on a CPU, as embed's
     progress: bool = True
+    max_pixels: int = MAX_PIXELS  # a larger image is listed as unreadable, never decoded
 
     def __post_init__(self) -> None:
         check_precision(self.precision, "encoder")
+        check_at_least(self.max_pixels, 1, "--max-pixels")

@@ -107,7 +107,8 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     finished = False  # else the summary's own error gives way to what stopped the run
     try:
         batch = []
-        for path, read in _read_ahead(readers, todo, 2 * segmenter.batch_size):
+        ahead = 2 * segmenter.batch_size
+        for path, read in _read_ahead(readers, todo, ahead, config.max_pixels):
             try:
                 batch.append((path, read.result()))
             except pairs.UnreadableFile as error:
@@ -152,20 +153,21 @@ WRITERS = 4  # threads encoding and writing masks (PNG encoding frees the GIL) w
 
 
 def _read_ahead(
-    readers: ThreadPoolExecutor, paths: Iterable[Path], ahead: int
+    readers: ThreadPoolExecutor, paths: Iterable[Path], ahead: int, max_pixels: int
 ) -> Iterator[tuple[Path, Future]]:
-    """(path, future of `_read_for_sam(path)`) in order, with up to `ahead` read meanwhile."""
+    """(path, future of `_read_for_sam(path, max_pixels)`) in order, with up to `ahead` read
+    meanwhile."""
     pending: deque[tuple[Path, Future]] = deque()
     for path in paths:
-        pending.append((path, readers.submit(_read_for_sam, path)))
+        pending.append((path, readers.submit(_read_for_sam, path, max_pixels)))
         if len(pending) > ahead:
             yield pending.popleft()
     yield from pending
 
 
-def _read_for_sam(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+def _read_for_sam(path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
     """An image file -> (hxwx3 uint8 resized to SAM's input, (H, W) of the image)."""
-    image, _ = pairs.read_image(path)
+    image, _ = pairs.read_image(path, max_pixels)
     return resize_to_input(image), image.shape[:2]
 
 

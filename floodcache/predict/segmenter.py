@@ -59,7 +59,7 @@ def run_predict(config: PredictConfig) -> Prediction:
         raise ValueError(f"{out}: the mask is written as PNG; give --out a .png path")
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
-    image, _ = pairs.read_image(config.image)
+    image, _ = pairs.read_image(config.image, config.max_pixels)
     config.check_inside(*image.shape[:2])  # before SAM is loaded, for nothing
     segmenter = Segmenter(config.checkpoint, config.decoder, config.device, config.precision)
     prompt = user_prompt(config)

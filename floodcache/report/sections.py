@@ -53,9 +53,9 @@ def _audit_summary(material: Material) -> str:
     if not any(folder and Path(folder).exists() for folder in folders):
         return f"the data folder {folders[0] or folders[1]} is not here: audit not repeated"
     paths = [Path(f) if f else None for f in folders]
-    outside = run.get("allow_outside_paths", False)
     on_mismatch = run.get("on_mismatch", "exclude")
-    return audit_folder(*paths, on_mismatch, allow_outside_paths=outside).summary()
+    as_embedded = {k: run[k] for k in ("allow_outside_paths", "max_pixels") if k in run}
+    return audit_folder(*paths, on_mismatch, **as_embedded).summary()
 
 
 def _results_section(material: Material) -> list[str]:

@@ -135,3 +135,10 @@ def test_audit_takes_files_outside_the_data_folder_only_when_allowed(tiny_data, 
         cli.main, ["audit", "--data", str(data_dir), "--allow-outside-paths"]
     )
     assert allowed.exit_code == 0 and "7 usable" in allowed.output, allowed.output
+
+
+def test_every_command_that_reads_images_takes_a_pixel_limit(tiny_data):
+    result = CliRunner().invoke(cli.main, ["audit", "--data", str(tiny_data), "--max-pixels", "1"])
+    assert result.exit_code == 0 and "0 usable, 7 excluded" in result.output, result.output
+    for command in ("embed", "run", "predict"):
+        assert "max_pixels" in {p.name for p in cli.main.commands[command].params}

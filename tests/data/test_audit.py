@@ -6,6 +6,7 @@ import csv
 import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -94,6 +95,44 @@ def test_a_file_name_that_is_not_utf8_excludes_its_pair_and_the_csv_shows_it(tmp
         ("caf\\xe9.png", "undecodable_name"),
         ("caf\\xe9.png", "undecodable_name"),
     ]
+
+
+@pytest.mark.parametrize(("max_pixels", "at_once"), [(300, 1), (500, 1), (5000, 4)])
+def test_audit_decodes_at_most_max_pixels_at_once(tmp_path, monkeypatch, max_pixels, at_once):
+    """Four large files at once cost four times one: the threads wait for the budget."""
+    for seed in range(4):
+        save(tmp_path / "images" / f"{seed}.png", picture(seed, 12, 16), "PNG")
+        save(tmp_path / "masks" / f"{seed}.png", water(seed, 12, 16), "PNG")
+    reading, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(read):
+        def counted(path, max_pixels):
+            with lock:
+                reading[0] += 1
+                most[0] = max(most[0], reading[0])
+            time.sleep(0.2)
+            with lock:
+                reading[0] -= 1
+            return read(path, max_pixels)
+
+        return counted
+
+    monkeypatch.setattr(audit, "read_image", slow(data.read_image))
+    monkeypatch.setattr(audit, "read_mask", slow(data.read_mask))
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    report = audit.audit_folder(images=images, masks=masks, max_pixels=max_pixels)
+    assert len(report.usable) == 4 and most[0] == min(at_once, audit.os.cpu_count() or 1)
+
+
+def test_audit_leaves_out_a_file_over_the_pixel_limit(tmp_path):
+    for seed, size in enumerate([(12, 16), (40, 50)]):
+        save(tmp_path / "images" / f"{seed}.png", picture(seed, *size), "PNG")
+        save(tmp_path / "masks" / f"{seed}.png", water(seed, *size), "PNG")
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    report = audit.audit_folder(images=images, masks=masks, max_pixels=1000)
+    assert report.excluded == {"1": ["unreadable_image", "unreadable_mask"]}
+    assert "--max-pixels" in report.problems[0].detail
 
 
 def test_audit_reports_exactly_the_defects_of_each_pair(zoo_report):

@@ -146,6 +146,25 @@ def test_metadata_naming_a_file_outside_its_folder_is_refused_unless_allowed(tmp
     assert pair.image_path.is_file() and pair.mask_path.is_file()
 
 
+def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    """A 13000 x 13000 PNG of a few hundred KB took 1.8 GB to audit."""
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (13000, 13000)).save(bomb)
+    assert bomb.stat().st_size < 1_000_000
+    monkeypatch.setattr(Image.Image, "load", lambda image: pytest.fail("decoded the bomb"))
+    with pytest.raises(data.UnreadableFile, match=r"bomb.png: the image is 13000 x 13000 pixels"):
+        data.read_image(bomb)
+    with pytest.raises(data.UnreadableFile, match=r"more than the 100,000,000 .*--max-pixels"):
+        data.read_mask(bomb)
+
+
+def test_the_pixel_limit_can_be_raised(tmp_path):
+    save(tmp_path / "i.png", picture(0, 80, 100), "PNG")
+    with pytest.raises(data.UnreadableFile, match="100 x 80 pixels, more than the 5,000 pixels"):
+        data.read_image(tmp_path / "i.png", max_pixels=5000)
+    assert data.read_image(tmp_path / "i.png", max_pixels=8000)[0].shape == (80, 100, 3)
+
+
 def test_sixteen_bit_image_is_scaled_not_clipped(tmp_path):
     values = np.array([[0, 65535, 257 * 100, 32896]], np.uint16)
     image, notes = data.read_image(save(tmp_path / "a.png", values, "PNG"))

@@ -178,6 +178,14 @@ def test_an_image_outside_the_data_folder_is_embedded_only_when_allowed(tiny_che
         assert str(data_dir / "Image" / "../../elsewhere.jpg") in cache.column("image_file")
 
 
+def test_an_image_over_the_pixel_limit_is_left_out_of_the_cache(tiny_checkpoint, tmp_path):
+    data_dir = write_dataset(tmp_path / "data", [(60, 80), (70, 50), (120, 100)])
+    config = embed_config(data_dir, tiny_checkpoint, tmp_path / "c.h5", augment=0)
+    result = run_embed(replace(config, max_pixels=6000))
+    assert result.excluded == {"2": ["unreadable_image", "unreadable_mask"]}
+    assert result.views == 2 and verify(result.cache).ok
+
+
 def test_other_checkpoint_is_refused_then_overwrite(tiny_data, tiny_checkpoint, tmp_path):
     cache = tmp_path / "c.h5"
     run_embed(embed_config(tiny_data, tiny_checkpoint, cache, limit=3))

@@ -211,3 +211,14 @@ def test_a_summary_that_cannot_be_written_fails_the_run(
     monkeypatch.setattr(os, "replace", disk_full_at_the_summary)
     with pytest.raises(ValueError, match="could not write .*predictions.csv .*No space left"):
         run_predict_folder(config)
+
+
+def test_predict_folder_lists_an_image_over_the_pixel_limit_as_unreadable(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    photos = photo_folder(tiny_data, tmp_path / "photos")  # 0.jpg is 160 x 120, the others more
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config.progress, config.max_pixels = False, 20_000
+    result = run_predict_folder(config)
+    assert result.predicted == 1 and result.unreadable == ["3.jpg", "10.jpg", "notes.txt"]
+    assert "--max-pixels" in read_predictions(config.out)["3.jpg"]["problem"]

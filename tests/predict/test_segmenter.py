@@ -129,3 +129,11 @@ def test_a_prompt_on_the_image_edge_is_taken(tiny_data, tiny_checkpoint, finetun
         tiny_checkpoint, finetuned_run, image_file, tmp_path / "m.png", box=(0, 0, 260, 150)
     )
     assert run_predict(config).mask.shape == (150, 260)
+
+
+def test_predict_refuses_an_image_over_the_pixel_limit(tiny_data, tiny_checkpoint, tmp_path):
+    image = tiny_data / "Image" / "3.jpg"
+    config = PredictConfig(tiny_checkpoint, tmp_path / "no-run", image, tmp_path / "m.png")
+    config.max_pixels = 1000
+    with pytest.raises(pairs.UnreadableFile, match="--max-pixels"):  # before the run is read
+        run_predict(config)
