@@ -350,3 +350,8 @@ def test_device_resize_makes_the_same_cache_but_for_the_resized_pixels(
         assert relative_error(ours, theirs) < 0.1  # ... close ones
     with pytest.raises(CacheError, match="resize_method"):
         run_embed(embed_config(tiny_data, tiny_checkpoint, caches["torch"], limit=3))
+
+
+def test_a_pixel_limit_below_one_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="--max-pixels must be at least 1, not 0"):
+        embed_config(tmp_path, None, tmp_path / "c.h5", max_pixels=0)

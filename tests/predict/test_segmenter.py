@@ -137,3 +137,10 @@ def test_predict_refuses_an_image_over_the_pixel_limit(tiny_data, tiny_checkpoin
     config.max_pixels = 1000
     with pytest.raises(pairs.UnreadableFile, match="--max-pixels"):  # before the run is read
         run_predict(config)
+
+
+def test_a_pixel_limit_below_one_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--max-pixels must be at least 1"):
+        PredictConfig(tmp_path, tmp_path, tmp_path / "i.jpg", tmp_path / "m.png", max_pixels=0)
+    with pytest.raises(ValueError, match="--max-pixels must be at least 1"):
+        FolderConfig(tmp_path, tmp_path, tmp_path, tmp_path / "out", max_pixels=0)
