@@ -72,10 +72,19 @@ def is_finished(run: Path) -> bool:
 
 
 def refuse_to_replace(run: Path, overwrite: bool) -> None:
-    """FileExistsError naming the fix where `run` holds a trained decoder, unless `overwrite`."""
-    if (Path(run) / DECODER).exists() and not overwrite:
+    """FileExistsError naming the fix where `run` holds a finished run, unless `overwrite`, or
+    anything but a run or an empty folder: `save_run` replaces the folder whole, and what it
+    held would be lost, --overwrite or not."""
+    run = Path(run)
+    if is_finished(run):
+        if not overwrite:
+            raise FileExistsError(
+                f"{run} already holds a trained decoder; choose another --out, or pass --overwrite"
+            )
+    elif run.exists() and not (run.is_dir() and not any(run.iterdir())):
         raise FileExistsError(
-            f"{run} already holds a trained decoder; choose another --out, or pass --overwrite"
+            f"{run} exists and is not a run folder of train: the run would replace it and all "
+            "it holds; choose another --out"
         )
 
 

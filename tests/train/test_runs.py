@@ -87,3 +87,21 @@ def test_a_decoder_file_that_is_not_weights_is_named_and_never_unpickled(
     result = CliRunner().invoke(cli.main, [*args, "--out", str(tmp_path / "evaluation")])
     assert result.exit_code == 1 and str(run / "decoder.pt") in result.output
     assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+
+
+@pytest.mark.parametrize("what", ["the cache itself", "a folder of photos"])
+def test_an_out_that_is_not_a_run_folder_is_never_replaced(train_cache, tmp_path, what):
+    """`--out` the cache, or a folder of one's own: the run took its place, and deleted it."""
+    if what == "the cache itself":
+        out = tmp_path / "cache.h5"
+        shutil.copy(train_cache, out)
+    else:
+        out = tmp_path / "photos"
+        out.mkdir()
+        (out / "flood.jpg").write_bytes(b"a photo")
+    before = sorted(tmp_path.rglob("*"))
+    config = TrainConfig(out if what == "the cache itself" else train_cache, out, epochs=1)
+    config.progress, config.overwrite = False, True
+    with pytest.raises(FileExistsError, match=f"{out} exists and is not a run folder"):
+        run_train(config)
+    assert sorted(tmp_path.rglob("*")) == before
