@@ -36,6 +36,11 @@ class Cache:
                     f"Run the same command again to complete it:\n  {command}"
                 )
             raise CacheError(f"{path} does not exist: build it with `python cli.py embed`")
+        if not h5py.is_hdf5(path):
+            raise CacheError(
+                f"{path} is not an HDF5 file, so not a cache (is --cache right?); `embed` never "
+                "replaces it, even with --overwrite: give the cache another name"
+            )
         try:
             file = h5py.File(path, "r")
         except OSError as err:

@@ -118,8 +118,9 @@ class CacheWriter:
         )
 
     def _check_existing(self, overwrite: bool) -> bool:
-        """Whether the cache is there and complete already, as asked."""
-        if not self.path.exists() or overwrite:
+        """Whether the cache is there and complete already, as asked. A file there that is not
+        HDF5 at all is refused, --overwrite or not (`Cache.open`): it is not a cache."""
+        if not self.path.exists() or (overwrite and h5py.is_hdf5(self.path)):
             return False
         with Cache.open(self.path) as cache:
             old = cache.config.get("identity", {})

@@ -42,3 +42,14 @@ def test_removing_a_live_embeds_lock_file_lets_no_second_one_write(tmp_path, ove
         with pytest.raises(CacheError, match=rf"process {holder} is running"):
             CacheWriter(cache, other, {"identity": other}, overwrite=overwrite)
         assert len(cache_writer.part_files(tmp_path / "c.h5.parts")) == 1
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_file_that_is_not_a_cache_is_never_replaced(tmp_path, overwrite):
+    """`--cache photo.jpg --overwrite` deleted the photo, as the earlier message advised."""
+    photo = tmp_path / "photo.jpg"
+    photo.write_bytes(b"\xff\xd8\xff a photo")
+    with pytest.raises(CacheError, match="photo.jpg is not an HDF5 file, so not a cache"):
+        CacheWriter(photo, IDENTITY, {"identity": IDENTITY}, overwrite=overwrite)
+    assert photo.read_bytes() == b"\xff\xd8\xff a photo"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["photo.jpg"]
