@@ -57,6 +57,8 @@ def run_predict(config: PredictConfig) -> Prediction:
     out = Path(config.out)
     if out.suffix.lower() != ".png":
         raise ValueError(f"{out}: the mask is written as PNG; give --out a .png path")
+    if out.exists() and out.resolve() == Path(config.image).resolve():
+        raise ValueError(f"--out {out} is the image itself: give the mask another name")
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
     image, _ = pairs.read_image(config.image, config.max_pixels)

@@ -144,3 +144,14 @@ def test_a_pixel_limit_below_one_is_refused(tmp_path):
         PredictConfig(tmp_path, tmp_path, tmp_path / "i.jpg", tmp_path / "m.png", max_pixels=0)
     with pytest.raises(ValueError, match="--max-pixels must be at least 1"):
         FolderConfig(tmp_path, tmp_path, tmp_path, tmp_path / "out", max_pixels=0)
+
+
+def test_the_mask_never_replaces_its_image(tiny_data, tiny_checkpoint, finetuned_run, tmp_path):
+    """`--image photo.png --out photo.png --overwrite` replaced the photo with its mask."""
+    photo = tmp_path / "photo.png"
+    Image.open(tiny_data / "Image" / "0.jpg").save(photo)
+    content = photo.read_bytes()
+    config = PredictConfig(tiny_checkpoint, finetuned_run, photo, photo, overwrite=True)
+    with pytest.raises(ValueError, match="is the image itself"):
+        run_predict(config)
+    assert photo.read_bytes() == content
