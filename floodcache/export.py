@@ -24,6 +24,8 @@ class ExportConfig:
 def run_export(config: ExportConfig) -> Path:
     """Write the SAM checkpoint with the run's mask decoder merged in; returns its path."""
     out = Path(config.out)
+    if out.exists() and out.resolve() == Path(config.checkpoint).resolve():
+        raise ValueError(f"--out {out} is the SAM checkpoint itself: give the export another name")
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
     sam, _ = sam_with_decoder(config.checkpoint, config.decoder)

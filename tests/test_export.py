@@ -66,3 +66,14 @@ def test_a_full_disk_names_the_file_and_leaves_no_partial_one(
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert f"could not write {out}" in result.output and "No space left" in result.output
     assert list(tmp_path.iterdir()) == []
+
+
+def test_the_export_never_replaces_the_checkpoint_it_merges_into(
+    tiny_checkpoint, finetuned_run, tmp_path
+):
+    checkpoint = tmp_path / "sam.pth"
+    shutil.copy(tiny_checkpoint, checkpoint)
+    config = ExportConfig(checkpoint, finetuned_run, checkpoint, overwrite=True)
+    with pytest.raises(ValueError, match="is the SAM checkpoint itself"):
+        run_export(config)
+    assert sha256_file(checkpoint) == sha256_file(tiny_checkpoint)
