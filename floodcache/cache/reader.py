@@ -69,7 +69,14 @@ class Cache:
 
     @property
     def config(self) -> dict:
-        return json.loads(self.file.attrs["config"])
+        """What made the cache (JSON): its identity, the settings, the command."""
+        try:
+            config = json.loads(self.file.attrs["config"])
+        except ValueError as err:
+            raise self._damaged("config", str(err)) from err
+        if not isinstance(config, dict):
+            raise self._damaged("config", f"a JSON {type(config).__name__}, not an object")
+        return config
 
     @property
     def model_type(self) -> str:

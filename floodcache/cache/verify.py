@@ -87,8 +87,8 @@ def _header_problems(cache: Cache) -> list[str]:
     try:
         identity = cache.config["identity"]
         views = cache.column("view_sha256").tolist()
-    except (ValueError, KeyError, TypeError, OSError) as err:
-        return [f"its config or view checksums cannot be read ({err!r})"]
+    except (CacheError, KeyError, OSError) as err:
+        return [f"its config or view checksums cannot be read ({err})"]
     problems = []
     if fingerprint(identity, views) != cache.fingerprint:
         problems.append("fingerprint does not match the config and view checksums")

@@ -131,6 +131,8 @@ DAMAGE = {
     "a view's numbers, rewritten": _rewrite_embedding,
     "the fingerprint": lambda f: f.attrs.__setitem__("fingerprint", "0" * 64),
     "an emptied config": lambda f: f.attrs.__setitem__("config", "{}"),
+    "a config that is not JSON": lambda f: f.attrs.__setitem__("config", "{garbage"),
+    "a config that is a list": lambda f: f.attrs.__setitem__("config", "[]"),
     "a bit of input_size": _flip_bit("input_size"),
     "a bit of original_size": _flip_bit("original_size"),
     "a bit of water_fraction": _flip_bit("water_fraction"),

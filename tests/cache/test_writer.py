@@ -7,9 +7,10 @@ import pytest
 
 from floodcache.cache import assembly
 from floodcache.cache import writer as cache_writer
+from floodcache.cache.assembly import assemble
 from floodcache.cache.format import FIELDS, CacheError
 from floodcache.cache.writer import CacheWriter
-from tests.helpers import IDENTITY, held_by_another_process, make_plan, make_records
+from tests.helpers import IDENTITY, SAM_STATE, held_by_another_process, make_plan, make_records
 
 
 @pytest.mark.parametrize("name", cache_writer.CHUNKED)
@@ -53,3 +54,15 @@ def test_a_file_that_is_not_a_cache_is_never_replaced(tmp_path, overwrite):
         CacheWriter(photo, IDENTITY, {"identity": IDENTITY}, overwrite=overwrite)
     assert photo.read_bytes() == b"\xff\xd8\xff a photo"
     assert sorted(path.name for path in tmp_path.iterdir()) == ["photo.jpg"]
+
+
+def test_a_cache_whose_config_is_not_json_is_named_damaged(tmp_path):
+    plan = make_plan(2)
+    writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
+    writer.write_part(make_records(plan), "0")
+    assemble(writer, plan, SAM_STATE)
+    writer.close()
+    with h5py.File(tmp_path / "c.h5", "r+") as f:
+        f.attrs["config"] = "{garbage"
+    with pytest.raises(CacheError, match=r"c.h5 is damaged \(config: .*--overwrite"):
+        CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
