@@ -358,7 +358,7 @@ def _pairs_from_metadata(metadata: Path, rows: list, image_dir: Path, mask_dir: 
     that share a stem (`0.jpg`, `0.png`) are both kept, known by their file names."""
     line_of: dict[Path, int] = {}  # resolved image -> the line listing it
     for line, image_name, _ in rows:
-        image = (image_dir / image_name).resolve()
+        image = _resolved(image_dir / image_name)
         if image in line_of:
             raise ValueError(
                 f"{metadata}: line {line} lists {image_name}, the image line {line_of[image]} "
@@ -376,13 +376,19 @@ def _pairs_from_metadata(metadata: Path, rows: list, image_dir: Path, mask_dir: 
         if image_id != Path(image_name).stem:
             detail = f"another image listed has the stem {Path(image_name).stem!r}"
             problems.append(Problem(path_str(image_dir / image_name), "", "shared_stem", detail))
-    listed_masks = {(mask_dir / mask_name).resolve() for _, _, mask_name in rows}
+    listed_masks = {_resolved(mask_dir / mask_name) for _, _, mask_name in rows}
     unlisted = f"not listed in {metadata}: add a row for it, or move it out of the folder"
     for role, folder, listed in (("image", image_dir, line_of), ("mask", mask_dir, listed_masks)):
-        for path in (p for p in _files(folder) if p.resolve() not in listed):
+        for path in (p for p in _files(folder) if _resolved(p) not in listed):
             columns = (path_str(path), "") if role == "image" else ("", path_str(path))
             problems.append(Problem(*columns, f"unlisted_{role}", unlisted))
     return pairs, problems
+
+
+def _resolved(path: Path) -> Path:
+    """The file `path` names, symbolic links followed (a loop of them stays as it is, where
+    Path.resolve raises: the file is then missing, as opening it would find)."""
+    return Path(os.path.realpath(path))
 
 
 def _pairs_by_stem(image_dir: Path, mask_dir: Path):

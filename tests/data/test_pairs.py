@@ -68,6 +68,15 @@ def test_one_image_listed_twice_under_any_spelling_names_both_lines(tmp_path):
             data.find_pairs(tmp_path)
 
 
+def test_a_symbolic_link_loop_listed_in_metadata_is_a_missing_file(tmp_path):
+    save(tmp_path / "Image" / "0.jpg", picture(0), "JPEG")
+    save(tmp_path / "Mask" / "0.png", water(0), "PNG")
+    (tmp_path / "Image" / "loop.jpg").symlink_to("loop.jpg")
+    (tmp_path / "metadata.csv").write_text("Image,Mask\n0.jpg,0.png\nloop.jpg,0.png\n")
+    report = audit.audit_folder(tmp_path)
+    assert report.excluded == {"loop": ["missing_image"]} and len(report.usable) == 1
+
+
 @pytest.mark.parametrize(
     ("arguments", "error", "names"),
     [
