@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from floodcache.commands.common import PATH, data_options, option, user_errors
@@ -51,6 +53,8 @@ def audit(data_dir, images, masks, on_mismatch, allow_outside_paths, max_pixels,
 
     Example: python cli.py audit --data ../shared/flood_dataset --out reports/audit.csv
     """
+    if out and data_dir and Path(out).resolve() == (Path(data_dir) / "metadata.csv").resolve():
+        raise click.UsageError(f"--out {out} is the data's metadata.csv: write elsewhere")
     reading = {"allow_outside_paths": allow_outside_paths, "max_pixels": max_pixels}
     report = audit_folder(data_dir, images, masks, on_mismatch, True, **reading)
     click.echo(report.summary())

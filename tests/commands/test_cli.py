@@ -142,3 +142,13 @@ def test_every_command_that_reads_images_takes_a_pixel_limit(tiny_data):
     assert result.exit_code == 0 and "0 usable, 7 excluded" in result.output, result.output
     for command in ("embed", "run", "predict"):
         assert "max_pixels" in {p.name for p in cli.main.commands[command].params}
+
+
+def test_audit_never_writes_over_the_metadata_it_reads(tiny_data, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_data, data_dir)
+    listed = (data_dir / "metadata.csv").read_text()
+    out = data_dir / "." / "metadata.csv"
+    result = CliRunner().invoke(cli.main, ["audit", "--data", str(data_dir), "--out", str(out)])
+    assert result.exit_code == 2 and "is the data's metadata.csv" in result.output
+    assert (data_dir / "metadata.csv").read_text() == listed
