@@ -4,6 +4,7 @@ with the defects real data sets have, runs of the command line, and cache compar
 from __future__ import annotations
 
 import csv
+import errno
 import multiprocessing
 import os
 import shutil
@@ -22,8 +23,10 @@ import torch
 from PIL import Image
 
 from floodcache.cache import format as cache_format
+from floodcache.cache.assembly import assemble
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import verify
+from floodcache.cache.writer import CacheWriter
 from floodcache.data.synthetic import write_scenes
 from floodcache.data.views import ViewKey
 from floodcache.embed.config import EmbedConfig
@@ -136,6 +139,18 @@ def full_disk_save(real_save: Callable, only: str | None = None) -> Callable:
     return save
 
 
+def full_disk_at(monkeypatch, full: Callable[[str], bool]) -> None:
+    """os.replace fails as on a full disk (ENOSPC) for the targets `full` picks; others go."""
+    replace = os.replace
+
+    def replaced(source, target):
+        if full(str(target)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replaced)
+
+
 def read_everything(path: Path) -> dict:
     with h5py.File(path, "r") as f:
         content = {f"attr:{k}": v for k, v in f.attrs.items()}
@@ -213,6 +228,14 @@ def make_records(plan: list[ViewKey], seed: int = 0) -> list[dict]:
 
 def make_plan(views: int) -> list[ViewKey]:
     return [ViewKey(f"img{i // 2}", i % 2, "train") for i in range(views)]
+
+
+def write_cache(path: Path, plan: list[ViewKey]) -> None:
+    """A complete cache of `make_records(plan)` at `path`, written as `embed` writes one."""
+    writer = CacheWriter(path, IDENTITY, {"identity": IDENTITY})
+    writer.write_part(make_records(plan), "0")
+    assemble(writer, plan, SAM_STATE)
+    writer.close()
 
 
 def assert_cache_holds(path, plan: list[ViewKey], records: list[dict]) -> None:

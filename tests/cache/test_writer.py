@@ -7,10 +7,15 @@ import pytest
 
 from floodcache.cache import assembly
 from floodcache.cache import writer as cache_writer
-from floodcache.cache.assembly import assemble
 from floodcache.cache.format import FIELDS, CacheError
 from floodcache.cache.writer import CacheWriter
-from tests.helpers import IDENTITY, SAM_STATE, held_by_another_process, make_plan, make_records
+from tests.helpers import (
+    IDENTITY,
+    held_by_another_process,
+    make_plan,
+    make_records,
+    write_cache,
+)
 
 
 @pytest.mark.parametrize("name", cache_writer.CHUNKED)
@@ -57,11 +62,7 @@ def test_a_file_that_is_not_a_cache_is_never_replaced(tmp_path, overwrite):
 
 
 def test_a_cache_whose_config_is_not_json_is_named_damaged(tmp_path):
-    plan = make_plan(2)
-    writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
-    writer.write_part(make_records(plan), "0")
-    assemble(writer, plan, SAM_STATE)
-    writer.close()
+    write_cache(tmp_path / "c.h5", make_plan(2))
     with h5py.File(tmp_path / "c.h5", "r+") as f:
         f.attrs["config"] = "{garbage"
     with pytest.raises(CacheError, match=r"c.h5 is damaged \(config: .*--overwrite"):
