@@ -54,6 +54,11 @@ class Cache:
 
     def _check_header(self) -> None:
         attrs = self.file.attrs
+        if "schema_version" not in attrs:
+            raise CacheError(
+                f"{self.path} is an HDF5 file but not a floodcache cache (is --cache right?); "
+                "`embed` never replaces it, even with --overwrite: give the cache another name"
+            )
         lacks = [name for name in REQUIRED_ATTRS if name not in attrs]
         if not attrs.get("complete", False) or lacks:
             lacking = f" (it has no {', '.join(lacks)})" if lacks else ""

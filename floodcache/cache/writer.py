@@ -119,8 +119,8 @@ class CacheWriter:
 
     def _check_existing(self, overwrite: bool) -> bool:
         """Whether the cache is there and complete already, as asked. A file there that is not
-        HDF5 at all is refused, --overwrite or not (`Cache.open`): it is not a cache."""
-        if not self.path.exists() or (overwrite and h5py.is_hdf5(self.path)):
+        a cache is refused, --overwrite or not (`Cache.open` says so)."""
+        if not self.path.exists() or (overwrite and _replaceable(self.path)):
             return False
         with Cache.open(self.path) as cache:
             old = cache.config.get("identity", {})
@@ -196,6 +196,18 @@ class CacheWriter:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _replaceable(path: Path) -> bool:
+    """Whether --overwrite may replace the file at `path`: a floodcache cache, or an HDF5 file
+    too damaged to open (a truncated cache); never a file of another kind."""
+    if not h5py.is_hdf5(path):
+        return False
+    try:
+        with h5py.File(path, "r") as file:
+            return "schema_version" in file.attrs
+    except OSError:
+        return True
 
 
 def part_files(parts: Path) -> list[Path]:

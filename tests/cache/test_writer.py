@@ -51,14 +51,20 @@ def test_removing_a_live_embeds_lock_file_lets_no_second_one_write(tmp_path, ove
 
 
 @pytest.mark.parametrize("overwrite", [False, True])
-def test_a_file_that_is_not_a_cache_is_never_replaced(tmp_path, overwrite):
+@pytest.mark.parametrize("kind", ["a photo", "another HDF5 file"])
+def test_a_file_that_is_not_a_cache_is_never_replaced(tmp_path, overwrite, kind):
     """`--cache photo.jpg --overwrite` deleted the photo, as the earlier message advised."""
-    photo = tmp_path / "photo.jpg"
-    photo.write_bytes(b"\xff\xd8\xff a photo")
-    with pytest.raises(CacheError, match="photo.jpg is not an HDF5 file, so not a cache"):
-        CacheWriter(photo, IDENTITY, {"identity": IDENTITY}, overwrite=overwrite)
-    assert photo.read_bytes() == b"\xff\xd8\xff a photo"
-    assert sorted(path.name for path in tmp_path.iterdir()) == ["photo.jpg"]
+    mine = tmp_path / "mine"
+    if kind == "a photo":
+        mine.write_bytes(b"\xff\xd8\xff a photo")
+    else:
+        with h5py.File(mine, "w") as f:
+            f["measurements"] = [1.0, 2.0]
+    content = mine.read_bytes()
+    with pytest.raises(CacheError, match="mine is (not an|an HDF5 file but not a) .*another name"):
+        CacheWriter(mine, IDENTITY, {"identity": IDENTITY}, overwrite=overwrite)
+    assert mine.read_bytes() == content
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["mine"]
 
 
 def test_a_cache_whose_config_is_not_json_is_named_damaged(tmp_path):
