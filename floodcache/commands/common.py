@@ -9,6 +9,7 @@ import functools
 import inspect
 import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -70,6 +71,9 @@ def _sigterm_as_interrupt():
     def terminate(signum, frame):
         raise Terminated
 
+    if threading.current_thread() is not threading.main_thread():
+        yield  # a command called from another thread: only the main thread handles signals
+        return
     previous = signal.signal(signal.SIGTERM, terminate)
     try:
         yield

@@ -4,6 +4,7 @@ message naming the file and the fix, never a traceback."""
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -50,3 +51,16 @@ def test_a_read_only_output_folder_is_a_message_naming_it(
     result = CliRunner().invoke(cli.main, list(map(str, args)))
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert f"{read_only}/" in result.output and "write" in result.output, result.output
+
+
+def test_a_command_runs_from_another_thread_too(tiny_data):
+    """Only the main thread may handle SIGTERM: elsewhere a command runs without it."""
+    results = []
+
+    def audit() -> None:
+        results.append(CliRunner().invoke(cli.main, ["audit", "--data", str(tiny_data)]))
+
+    thread = threading.Thread(target=audit)
+    thread.start()
+    thread.join(60)
+    assert results[0].exit_code == 0, results[0].output
