@@ -99,8 +99,8 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateResult:
                 f"{config.cache} has no {config.split!r} views; counts per split (images, "
                 f"views): {cache.counts()}; choose another --split"
             )
-        start = time.perf_counter()
         check_views(cache, (config.split,))  # no metric from a damaged cache
+        start = time.perf_counter()
         records, seconds = _evaluate_views(cache, models, strategies, rows, config)
         table = pl.DataFrame(records, schema=SCHEMA, orient="row")
         metadata = _metadata(config, cache, models, identity, table, seconds)
