@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from floodcache.train.runs import sam_with_decoder
+from floodcache.train.weights import sam_with_decoder
 from floodcache.utils.atomic import write_whole
 
 

@@ -1,8 +1,8 @@
 """The report's failure analysis: worst views, where fine-tuning helped and hurt, size effects.
 
 Galleries show the view's preview image (longest side <= 512, from the cache) with the
-full-resolution truth and predictions shrunk onto it; predictions are recomputed from the
-recorded prompts (`Material.prediction`).
+full-resolution truth shrunk onto it, and the predictions the evaluation kept at that size
+(`Material.prediction`).
 """
 
 from __future__ import annotations
@@ -63,7 +63,6 @@ def failures_section(material: Material) -> list[str]:
             worst = _rows(evaluated, model.name, prompt).sort("iou").head(material.config.gallery)
             if worst.is_empty():
                 continue
-            material.predict(model.name, worst.to_dicts())
             rows = [
                 (f"image {r['image_id']} IoU {r['iou']:.3f}", _panels(material, r, [model]))
                 for r in worst.to_dicts()
@@ -107,8 +106,6 @@ def _change_block(material: Material, model: DecoderModel, prompt: str, joined) 
         for kind, r in chosen
     ]
     both = [material.models[0], model]
-    for decoder in both:
-        material.predict(decoder.name, [r for _, r in chosen])
     gallery = [
         (f"{kind}: image {r['image_id']} IoU change {r['change']:+.3f}", _panels(material, r, both))
         for kind, r in chosen

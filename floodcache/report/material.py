@@ -1,17 +1,18 @@
-"""What the report's sections read (`Material`): the evaluation, the cache, the models, and
-the masks decoded for the galleries; and what `report` returns."""
+"""What the report's sections read (`Material`): the evaluation, its masks, the cache and the
+models; and what `report` returns. Nothing here decodes again: the galleries show the masks
+the evaluation kept."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import polars as pl
 
 from floodcache.cache.reader import Cache
 from floodcache.data.audit import AuditReport
-from floodcache.evaluate.evaluate import Decoders, recorded_masks
 from floodcache.report.config import ReportConfig
 from floodcache.train.runs import DecoderModel
 
@@ -35,9 +36,9 @@ class Material:
     models: list[DecoderModel]
     summary: pl.DataFrame
     audit: AuditReport | None
+    masks: pl.DataFrame  # the evaluation's masks (`evaluate.table.MASKS_SCHEMA`)
     figures: list[Path] = field(default_factory=list)
-    _masks: dict = field(default_factory=dict)
-    _decoders: Decoders | None = None
+    _index: dict | None = None  # (model, prompt, row) -> PNG bytes
 
     @property
     def names(self) -> list[str]:
@@ -52,22 +53,12 @@ class Material:
         self.figures.append(path)
         return f"![{caption}]({path.relative_to(self.config.out).as_posix()})"
 
-    def predict(self, model: str, records: list[dict]) -> None:
-        """Decode `model` on table rows (one prompt strategy) not decoded yet, in one batch.
-
-        Rows may come from another model: a view's prompt is the same for every model.
-        """
-        todo = [r for r in records if (model, r["prompt"], r["row"]) not in self._masks]
-        if not todo:
-            return
-        if self._decoders is None:
-            self._decoders = Decoders(self.cache, self.models, self.config.device)
-        for record, mask in zip(
-            todo, recorded_masks(self.cache, self._decoders, model, todo), strict=True
-        ):
-            self._masks[(model, record["prompt"], record["row"])] = mask
-
     def prediction(self, model: str, record: dict) -> np.ndarray:
-        """HxW bool mask of `model` on a table row's view (decoded by `predict` if needed)."""
-        self.predict(model, [record])
-        return self._masks[(model, record["prompt"], record["row"])]
+        """hxw bool: the mask `model` made for a table row's view and prompt, at the size of
+        the view's preview. Rows may come from another model: a view's prompt is the same
+        for every model."""
+        if self._index is None:
+            keys = zip(*(self.masks[name] for name in ("model", "prompt", "row")), strict=True)
+            self._index = dict(zip(keys, self.masks["mask_png"], strict=True))
+        png = np.frombuffer(self._index[(model, record["prompt"], record["row"])], np.uint8)
+        return cv2.imdecode(png, cv2.IMREAD_GRAYSCALE) > 0

@@ -18,14 +18,13 @@ from pathlib import Path
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.data.audit import AuditReport
-from floodcache.evaluate.evaluate import run_evaluate
 from floodcache.evaluate.metrics import summarize
-from floodcache.evaluate.table import load_evaluation
+from floodcache.evaluate.table import load_evaluation, load_masks
 from floodcache.report import failures, markdown, sections
 from floodcache.report.config import ReportConfig
 from floodcache.report.material import Material, ReportResult
-from floodcache.sam.model import RANDOM_WEIGHTS
-from floodcache.train.runs import PRETRAINED, DecoderModel, load_run, pretrained, read_history
+from floodcache.sam.checkpoints import RANDOM_WEIGHTS
+from floodcache.train.runs import PRETRAINED, DecoderModel, describe_run, pretrained, read_history
 from floodcache.utils.atomic import write_whole
 
 
@@ -38,6 +37,8 @@ def run_report(config: ReportConfig, audit: AuditReport | None = None) -> Report
     start = time.perf_counter()
     metrics_dir = Path(config.metrics)
     if config.evaluate is not None:
+        from floodcache.evaluate.evaluate import run_evaluate  # torch: only to evaluate
+
         result = run_evaluate(replace(config.evaluate, out=metrics_dir))
         table, metadata, reused = result.table, result.metadata, result.reused
         cache_path = Path(config.evaluate.cache)
@@ -45,9 +46,9 @@ def run_report(config: ReportConfig, audit: AuditReport | None = None) -> Report
         (table, metadata), reused = load_evaluation(metrics_dir), True
         cache_path = Path(metadata["cache"])
     with _open_cache(cache_path, metadata) as cache:
-        material = Material(
-            config, cache, table, metadata, _models(cache, metadata), summarize(table), audit
-        )
+        models, summary = _models(cache, metadata), summarize(table)
+        masks = load_masks(metrics_dir)
+        material = Material(config, cache, table, metadata, models, summary, audit, masks)
         lines = _header(material, metrics_dir)
         for section in (*sections.SECTIONS, failures.failures_section):
             lines += ["", *section(material)]
@@ -76,7 +77,7 @@ def _models(cache: Cache, metadata: dict) -> list[DecoderModel]:
     """The evaluated decoders, checked to be unchanged since the evaluation."""
     models = []
     for name, info in metadata["models"].items():
-        model = pretrained(cache) if info["run"] is None else load_run(Path(info["run"]))
+        model = pretrained(cache) if info["run"] is None else describe_run(Path(info["run"]))
         if model.sha256 != info["decoder_sha256"]:
             raise ValueError(
                 f"{info['run'] or name}'s decoder changed since the evaluation: evaluate again "

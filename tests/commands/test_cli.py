@@ -119,3 +119,24 @@ def test_importing_floodcache_gives_every_stage_and_costs_nothing():
         assert callable(getattr(floodcache, name)), name
     for stage in ("embed", "train", "evaluate", "report", "predict"):
         assert f"run_{stage}" in dir(floodcache)
+
+
+def test_reading_commands_import_no_torch(finetuned_evaluation, train_cache, tmp_path):
+    """`verify` and `report --metrics` only read: they answer without torch."""
+    metrics = finetuned_evaluation[0].out
+    report = ["report", "--metrics", str(metrics), "--out", str(tmp_path / "report")]
+    torch_free = {"torch", "torchvision", "segment_anything"}
+    assert torch_free.isdisjoint(heavy_modules_after(cli_code(report)))
+    assert (tmp_path / "report" / "report.md").is_file()
+    verify = ["verify", "--cache", str(train_cache)]
+    assert torch_free.isdisjoint(heavy_modules_after(cli_code(verify)))
+
+
+def test_training_and_evaluating_import_no_compiler():
+    """Nothing compiles there: torch._dynamo (which torchvision imports) stays out."""
+    code = (
+        "import sys, floodcache.train.run, floodcache.evaluate.evaluate, floodcache.predict.folder"
+    )
+    code += "\nassert 'torch._dynamo' not in sys.modules and 'torchvision' not in sys.modules"
+    code += "\nfrom segment_anything import SamPredictor, sam_model_registry  # still there"
+    heavy_modules_after(code)

@@ -106,3 +106,20 @@ def test_report_from_an_evaluation_folder_alone(report, finetuned_evaluation, tm
     assert refused.exit_code != 0 and "--decoder needs --cache" in refused.output
     missing = CliRunner().invoke(main, ["report", "--metrics", str(tmp_path)])
     assert missing.exit_code != 0 and "no finished evaluation" in missing.output
+
+
+def test_a_report_from_an_evaluation_decodes_nothing_again(
+    finetuned_evaluation, tmp_path, monkeypatch
+):
+    """The galleries show the masks the evaluation kept: the decoder never runs."""
+    from floodcache.sam import decoder
+
+    def no_decoding(*args, **kwargs):
+        raise AssertionError("the report decoded a mask again")
+
+    monkeypatch.setattr(decoder, "decode", no_decoding)
+    metrics = finetuned_evaluation[0].out
+    result = CliRunner().invoke(main, ["report", "--metrics", str(metrics), "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    galleries = list((tmp_path / "figures").glob("worst_*.png"))
+    assert galleries and all(path.read_bytes().startswith(PNG_MAGIC) for path in galleries)

@@ -14,7 +14,7 @@ import cli
 from floodcache.sam.checkpoints import CheckpointError
 from floodcache.train.config import TrainConfig
 from floodcache.train.run import run_train
-from floodcache.train.runs import load_run
+from floodcache.train.weights import load_run
 
 
 def test_a_full_disk_at_the_final_save_says_so_and_keeps_the_resumable_state(
