@@ -59,6 +59,12 @@ class Views:
         if self.loader is not None:
             self.loader.close()
 
+    def __enter__(self) -> Views:
+        return self
+
+    def __exit__(self, *error) -> None:
+        self.close()
+
     def batch(
         self, index: np.ndarray, device: torch.device
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
