@@ -329,6 +329,10 @@ def write_zoo(root: Path) -> tuple[Path, Path]:
     return images, masks
 
 
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
 def expected_interval(values: np.ndarray) -> tuple[float, float]:
     """The report's 95% bootstrap interval of a mean, recomputed from its documented recipe:
     `RESAMPLES` resamples of the views from a Generator seeded with `SEED`, percentiles."""

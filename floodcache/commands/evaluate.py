@@ -88,7 +88,7 @@ def evaluate(**options) -> None:
     "--gallery",
     source=ReportConfig,
     type=click.IntRange(1),
-    help="Worst views shown per model and prompt.",
+    help="Worst, typical and best views (each) shown per model and prompt.",
 )
 @click.option(
     "--out", type=PATH, help="Report folder [default: reports/<cache name>, or --metrics]."
