@@ -21,6 +21,7 @@ class ReportConfig:
     evaluate: EvaluateConfig | None = None
     gallery: int = 1  # worst, typical and best views, each, per model and prompt
     changes: int = 3  # views fine-tuning helped most (and hurt most), per run and prompt
+    html: bool = False  # also report.html, the figures inside: one file to send
 
     def __post_init__(self) -> None:
         """Refuse a setting no report could use, before any work is done."""

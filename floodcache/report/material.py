@@ -26,6 +26,7 @@ class ReportResult:
     figures: list[Path]
     evaluation: Path  # the evaluation folder it was made from
     reused: bool  # the evaluation was found complete, not recomputed
+    html: Path | None = None  # report.html, when asked for
 
 
 @dataclass

@@ -7,7 +7,7 @@ intervals and paired tests), the prompt strategies side by side, the data (audit
 cache), metric histograms, training curves, the failure analysis (worst, typical and best
 views; views most helped and hurt by fine-tuning; IoU by water fraction, image size and audit
 finding; views every prompt fails), the time each step took, and the configuration in an
-appendix. Figures go to `OUT/figures/`.
+appendix. Figures go to `OUT/figures/`; `html` makes report.html of it.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.data.audit import AuditReport, audit_folder
 from floodcache.evaluate.table import load_evaluation, load_masks
-from floodcache.report import failures, headline, markdown, sections
+from floodcache.report import failures, headline, html, markdown, sections
 from floodcache.report.config import ReportConfig
 from floodcache.report.material import Material, ReportResult
 from floodcache.sam.checkpoints import RANDOM_WEIGHTS
@@ -56,10 +56,21 @@ def run_report(config: ReportConfig, audit: AuditReport | None = None) -> Report
         lines += ["", *sections.appendix(material)]
     report = Path(config.out) / "report.md"
     write_whole(report, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
-    return ReportResult(report, material.figures, metrics_dir, reused)
+    _remove_stale_figures(report.parent / "figures", material.figures)
+    page = html.write_html(report) if config.html else None
+    return ReportResult(report, material.figures, metrics_dir, reused, page)
 
 
 SECTIONS = (headline.headline_section, *sections.SECTIONS, failures.failures_section)
+
+
+def _remove_stale_figures(folder: Path, written: list[Path]) -> None:
+    """Remove the figures an earlier report left in `folder` that this one does not show
+    (other prompts, models or layouts), so that figures/ and report.html hold the same."""
+    keep = {path.resolve() for path in written}
+    for path in folder.glob("*"):
+        if path.suffix in html.IMAGE_TYPES and path.resolve() not in keep:
+            path.unlink()
 
 
 def _audit_again(cache: Cache) -> AuditReport | None:

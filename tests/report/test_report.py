@@ -3,6 +3,7 @@ numbers checked against the evaluation's metrics table."""
 
 from __future__ import annotations
 
+import base64
 import re
 
 import numpy as np
@@ -12,6 +13,7 @@ from click.testing import CliRunner
 
 from cli import main
 from floodcache.cache.reader import Cache
+from floodcache.report import html
 from floodcache.train.runs import PRETRAINED
 from tests.helpers import JPEG_MAGIC, PNG_MAGIC, expected_interval, expected_p
 
@@ -43,7 +45,7 @@ NAMES = {"iou": "IoU", "dice": "Dice", "precision": "precision", "recall": "reca
 
 @pytest.fixture(scope="module")
 def report(train_cache, finetuned_run, finetuned_evaluation, tmp_path_factory):
-    """`report` run after `train`, with --metrics pointing at a finished, matching
+    """`report --html` run after `train`, with --metrics pointing at a finished, matching
     evaluation."""
     metrics = finetuned_evaluation[0].out
     out = tmp_path_factory.mktemp("report")
@@ -52,7 +54,7 @@ def report(train_cache, finetuned_run, finetuned_evaluation, tmp_path_factory):
     models += ["--eval-prompts", "point,box,none", "--split", "val"]
     evaluated = CliRunner().invoke(main, ["evaluate", *models, "--out", str(metrics)])
     assert evaluated.exit_code == 0, evaluated.output
-    command = ["report", *models, "--metrics", str(metrics), "--out", str(out)]
+    command = ["report", *models, "--metrics", str(metrics), "--out", str(out), "--html"]
     reported = CliRunner().invoke(main, command)
     assert reported.exit_code == 0, reported.output
     reused = (metrics / "evaluation.json").stat().st_mtime_ns == evaluation_written
@@ -105,6 +107,28 @@ def test_every_figure_is_written_and_linked(report, finetuned_run):
         content = (out / link).read_bytes()
         magic = JPEG_MAGIC if link.endswith(".jpg") else PNG_MAGIC
         assert content.startswith(magic) and len(content) > 5000, link
+
+
+def test_the_report_renders_in_a_browser_with_every_figure(report):
+    """report.md through a CommonMark renderer: every image resolves to a figure on disk,
+    every figure is shown, tables and the appendix's <details> are HTML; report.html carries
+    each figure inside it, byte for byte."""
+    out, text = report[:2]
+    body = html.render(text)
+    sources = html.image_sources(body)
+    assert sources and all((out / source).is_file() for source in sources)
+    assert {out / source for source in sources} == set((out / "figures").iterdir())
+    assert body.count("<table>") >= 10 and "<details>" in body and "<summary>" in body
+    assert "|" not in re.sub(r"<pre>.*?</pre>|<code>.*?</code>", "", body, flags=re.S)
+
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and "<details>" in page
+    inline = html.image_sources(page)
+    assert len(inline) == len(sources)
+    for source, data_url in zip(sources, inline, strict=True):
+        kind, data = data_url.split(",", 1)
+        assert kind in ("data:image/png;base64", "data:image/jpeg;base64")
+        assert base64.b64decode(data) == (out / source).read_bytes()
 
 
 def test_every_link_is_relative_to_the_report_and_resolves(report, finetuned_run, tmp_path):
@@ -289,7 +313,8 @@ def test_report_from_an_evaluation_folder_alone(report, finetuned_evaluation, tm
 def test_a_report_from_an_evaluation_decodes_nothing_again(
     finetuned_evaluation, tmp_path, monkeypatch
 ):
-    """The galleries show the masks the evaluation kept: the decoder never runs."""
+    """The galleries show the masks the evaluation kept: the decoder never runs. The figures
+    an earlier report left in figures/ are gone: report.html shows what figures/ holds."""
     from floodcache.sam import decoder
 
     def no_decoding(*args, **kwargs):
@@ -297,7 +322,11 @@ def test_a_report_from_an_evaluation_decodes_nothing_again(
 
     monkeypatch.setattr(decoder, "decode", no_decoding)
     metrics = finetuned_evaluation[0].out
+    stale = tmp_path / "figures" / "worst_pretrained_box.png"  # an earlier report's figure
+    stale.parent.mkdir()
+    stale.write_bytes(PNG_MAGIC)
     result = CliRunner().invoke(main, ["report", "--metrics", str(metrics), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     galleries = list((tmp_path / "figures").glob("views_*.jpg"))
     assert galleries and all(path.read_bytes().startswith(JPEG_MAGIC) for path in galleries)
+    assert not stale.exists()  # figures/ holds this report's figures alone
