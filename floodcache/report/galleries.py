@@ -42,24 +42,32 @@ def choose_views(rows: pl.DataFrame, per_kind: int, shown: set[str]) -> list[Cho
     prompt, in that order; `shown` (image ids this model's galleries show already) gains the
     chosen images."""
     ranked = rows.sort(["iou", "row"]).to_dicts()
-    count = len(ranked)
-    if not count:
-        return []
-    band = max(per_kind, -(-count // 4))  # a quarter of the views, at least per_kind
-    median = float(np.median([r["iou"] for r in ranked]))
-    middle = sorted(ranked[band : count - band] or ranked, key=lambda r: abs(r["iou"] - median))
-    bands = {"worst": ranked[:band], "best": ranked[::-1][:band], "typical": middle}
-    rank = {r["row"]: i + 1 for i, r in enumerate(ranked)}
-    taken: dict[str, list[dict]] = {}
+    bands = _bands(ranked, per_kind)
+    taken: dict[str, list[dict]] = {kind: [] for kind in KINDS}
     used_rows: set[int] = set()
     for kind in ("worst", "best", "typical"):  # the extremes are fewest: they pick first
-        free = [r for r in bands[kind] if r["row"] not in used_rows]
-        fresh = [r for r in free if r["image_id"] not in shown]
-        taken[kind] = (fresh + [r for r in free if r["image_id"] in shown])[:per_kind]
-        used_rows |= {r["row"] for r in taken[kind]}
-    for records in taken.values():
-        shown |= {r["image_id"] for r in records}
-    return [Choice(k, rank[r["row"]], count, r) for k in KINDS for r in taken[k]]
+        for _ in range(per_kind):
+            free = [r for r in bands[kind] if r["row"] not in used_rows]
+            if not free:
+                break
+            pick = next((r for r in free if r["image_id"] not in shown), free[0])
+            taken[kind].append(pick)
+            used_rows.add(pick["row"])
+            shown.add(pick["image_id"])
+    rank = {r["row"]: i + 1 for i, r in enumerate(ranked)}
+    return [Choice(k, rank[r["row"]], len(ranked), r) for k in KINDS for r in taken[k]]
+
+
+def _bands(ranked: list[dict], per_kind: int) -> dict[str, list[dict]]:
+    """kind -> its candidates, best suited first: the lowest quarter of the IoU ranking, the
+    highest quarter, and the middle half by distance from the median IoU."""
+    if not ranked:
+        return {kind: [] for kind in KINDS}
+    band = max(per_kind, -(-len(ranked) // 4))  # a quarter of the views, at least per_kind
+    median = float(np.median([r["iou"] for r in ranked]))
+    middle = ranked[band : len(ranked) - band] or ranked
+    typical = sorted(middle, key=lambda r: abs(r["iou"] - median))
+    return {"worst": ranked[:band], "typical": typical, "best": ranked[::-1][:band]}
 
 
 def galleries_section(material: Material) -> list[str]:

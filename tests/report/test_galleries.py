@@ -68,6 +68,14 @@ def test_views_of_one_image_count_as_that_image():
     assert [c.record["image_id"] for c in choices] == ["b", "c", "e"]
 
 
+def test_a_gallery_shows_one_view_per_image_while_there_are_others():
+    """Image `a` has the worst view and the median one: the gallery shows its worst view and
+    the next nearest the median, of another image, as typical."""
+    ious = [0.1, 0.2, 0.3, 0.45, 0.5, 0.6, 0.7, 0.9, 0.95]
+    choices = choose_views(_rows(ious, ["a", "b", "g", "c", "a", "d", "h", "e", "f"]), 1, set())
+    assert [c.record["image_id"] for c in choices] == ["a", "c", "f"]
+
+
 def test_a_small_split_shows_each_view_once():
     for count in (1, 2, 3, 5):
         choices = choose_views(_rows(list(np.linspace(0.1, 0.9, count))), 2, set())
