@@ -69,7 +69,7 @@ def data_section(material: Material) -> list[str]:
     return lines + [
         "### Cache",
         "",
-        f"[{material.relative(cache.path)}]({material.relative(cache.path)}): model "
+        f"`{material.relative(cache.path)}` (from this folder): model "
         f"`{cache.model_type}`, checkpoint sha256 `{material.metadata['checkpoint_sha256']}`, "
         f"fingerprint `{cache.fingerprint}`; its configuration is in the appendix.",
     ]

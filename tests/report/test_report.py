@@ -137,7 +137,8 @@ def test_every_link_is_relative_to_the_report_and_resolves(report, finetuned_run
     links = re.findall(r"\]\(([^)]+)\)", body)
     assert any(link.endswith("metrics.csv") for link in links)
     assert any(link.endswith(finetuned_run.name) for link in links)  # the training folder
-    assert any(link.endswith(".h5") for link in links)  # the cache
+    cache = re.search(r"`([^`]+\.h5)` \(from this folder\)", body).group(1)
+    assert not cache.startswith("/") and (out / cache).is_file()
     for link in links:
         assert not link.startswith("/") and (out / link).exists(), link
     assert str(out.parent) not in body and str(finetuned_run) not in body
