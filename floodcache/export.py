@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from floodcache.sam.model import save_weights
-from floodcache.train.runs import sam_with_decoder
+from floodcache.train.weights import sam_with_decoder
 from floodcache.utils.atomic import write_whole
 
 

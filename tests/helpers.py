@@ -392,3 +392,28 @@ def write_zoo(root: Path) -> tuple[Path, Path]:
     pair("copy_a", mask=water(1019))
     pair("copy_b", mask=water(1019))
     return images, masks
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def expected_interval(values: np.ndarray) -> tuple[float, float]:
+    """The report's 95% bootstrap interval of a mean, recomputed from its documented recipe:
+    `RESAMPLES` resamples of the views from a Generator seeded with `SEED`, percentiles."""
+    from floodcache.report.statistics import RESAMPLES, SEED
+
+    rng = np.random.default_rng(SEED)
+    means = values[rng.integers(0, len(values), (RESAMPLES, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def expected_p(before: np.ndarray, after: np.ndarray) -> str:
+    """The two-sided Wilcoxon signed-rank p of paired values, as the report prints it."""
+    from scipy.stats import wilcoxon
+
+    if np.all(before == after):
+        return "– (no view differs)"
+    p = wilcoxon(after, before).pvalue
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"

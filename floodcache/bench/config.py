@@ -12,6 +12,8 @@ SKIPPABLE = {  # stages `bench --skip` can leave out, and what they are
     "compression": "the cache's size and I/O with compression",
     "writing": "embed's cache writing alone, in line and in the background",
     "predict": "predict on a folder of the bench's images",
+    "reading": "the cache's embeddings read as train reads them, against a plain read",
+    "iterate": "train, evaluate and report on a cache of the bench's views",
 }
 
 

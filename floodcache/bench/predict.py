@@ -9,13 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from segment_anything.modeling import Sam
 
 from floodcache.bench.table import PeakMemory, Row
 from floodcache.predict.config import FolderConfig
 from floodcache.predict.folder import run_predict_folder
-from floodcache.sam.model import RANDOM_WEIGHTS
-from floodcache.train.runs import save_run
+from floodcache.sam.checkpoints import RANDOM_WEIGHTS
+from floodcache.sam.modeling import Sam
+from floodcache.train.weights import save_run
 from floodcache.utils.hashing import sha256_file
 
 

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 
 from floodcache.cache.format import SCHEMA_VERSION, CacheError, column, parts_folder
+from floodcache.cache.loading import RowLoader, read_rows
 from floodcache.settings import SPLITS
 
 # What every cache that `embed` completed carries, older ones included (`Cache.open`)
@@ -114,16 +115,37 @@ class Cache:
         nothing gets trained or evaluated on garbage.
         """
         values = self.read("embeddings", rows)
-        if not np.isfinite(values).all():
-            raise self._damaged("embeddings", "NaN or infinite values")
+        self.check_finite(values)
         return values
 
     def read(self, name: str, rows: np.ndarray) -> np.ndarray:
-        """Rows of a per-view dataset, CacheError naming the fix when the file is damaged."""
+        """Rows of a per-view dataset in the order asked, read ascending in large sequential
+        reads (`loading.read_rows`); CacheError naming the fix when the file is damaged."""
+        rows = np.asarray(rows, np.int64)
+        order = np.argsort(rows, kind="stable")
+        data = self.file[name]
         try:
-            return self.file[name][np.asarray(rows)]
+            if data.dtype.kind == "O":  # variable-length rows: small, read as they are
+                values = data[rows[order]]
+            else:
+                values = read_rows(data, rows[order])
         except OSError as err:  # fletcher32 mismatch or a broken HDF5 structure
             raise self._damaged(name, str(err)) from err
+        if np.array_equal(order, np.arange(len(rows))):
+            return values
+        unsorted = np.empty_like(values)
+        unsorted[order] = values
+        return unsorted
+
+    def check_finite(self, embeddings: np.ndarray) -> None:
+        """CacheError unless every value of `embeddings` (read from this cache) is finite."""
+        if not np.isfinite(embeddings).all():
+            raise self._damaged("embeddings", "NaN or infinite values")
+
+    def load_embeddings(self, rows: np.ndarray) -> RowLoader:
+        """The embeddings of `rows` (ascending) read in the background (`RowLoader`), each
+        read checked to be finite."""
+        return RowLoader(self.file["embeddings"], rows, self.check_finite, self._damaged)
 
     def _damaged(self, name: str, detail: str) -> CacheError:
         return CacheError(

@@ -12,15 +12,18 @@ import pickle
 from pathlib import Path
 
 import torch
-from segment_anything.build_sam import _build_sam
-from segment_anything.modeling import Sam
 
-from floodcache.sam.checkpoints import CheckpointError, fetch_hint, resolve_checkpoint
+from floodcache.sam.checkpoints import (
+    RANDOM_WEIGHTS,
+    CheckpointError,
+    fetch_hint,
+    resolve_checkpoint,
+)
+from floodcache.sam.modeling import Sam, _build_sam
 from floodcache.settings import MODEL_TYPES
 from floodcache.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
-RANDOM_WEIGHTS = "random-weights"  # recorded instead of a checkpoint's sha256
 
 
 def build_sam(model_type: str = "vit_b") -> Sam:

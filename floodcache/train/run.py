@@ -30,6 +30,7 @@ from floodcache.train import runs
 from floodcache.train.batches import Views, fits_in_memory
 from floodcache.train.config import LEARNING_SETTINGS, TrainConfig
 from floodcache.train.trainer import DecoderTrainer
+from floodcache.train.weights import save_run
 from floodcache.utils.atomic import write_whole
 from floodcache.utils.differences import refuse_if_different
 
@@ -92,19 +93,20 @@ def _train(config: TrainConfig) -> TrainResult:
     with Cache.open(config.cache) as cache:
         check_views(cache, ("train", "val"))  # nothing learnt from a damaged cache
         in_memory = fits_in_memory(cache, config.memory_fraction)
-        train_views = Views(cache, "train", in_memory)
-        val_views = Views(cache, "val", in_memory)
-        if not len(train_views) or not len(val_views):
-            raise CacheError(
-                f"{config.cache} needs train and val views to train; it has "
-                f"{len(train_views)} and {len(val_views)}"
-            )
-        trainer = DecoderTrainer(cache, config)
-        progress = Progress(config, cache)
-        history, best = progress.resume(trainer)
-        history, best = _fit(
-            trainer, strategies, train_views, val_views, config, progress, history, best
-        )
+        views = [Views(cache, split, in_memory) for split in ("train", "val")]
+        try:
+            if not all(len(split) for split in views):
+                raise CacheError(
+                    f"{config.cache} needs train and val views to train; it has "
+                    f"{len(views[0])} and {len(views[1])}"
+                )
+            trainer = DecoderTrainer(cache, config)
+            progress = Progress(config, cache)
+            history, best = progress.resume(trainer)
+            history, best = _fit(trainer, strategies, *views, config, progress, history, best)
+        finally:
+            for split in views:
+                split.close()
         _save_run(config, cache, history, best, strategies)
         progress.remove()
     return TrainResult(config.out, best.epoch, history)
@@ -180,9 +182,14 @@ def _fit(trainer, strategies, train_views, val_views, config, progress, history,
         disable=not config.progress,
         dynamic_ncols=True,
     )
+    logged = False
     try:
         for epoch in range(len(history) + 1, config.epochs + 1):
             stats = _epoch(trainer, strategies, train_views, val_views, config, epoch, bar)
+            if not logged:  # read by now: the first epoch used every view
+                log.info("embeddings read: train %s", train_views.load_line())
+                log.info("embeddings read: val %s", val_views.load_line())
+                logged = True
             history.append(stats)
             bar.write(
                 f"epoch {epoch:3d}  train loss {stats.train_loss:.4f} IoU {stats.train_iou:.3f}"
@@ -221,4 +228,4 @@ def _save_run(config, cache: Cache, history, best: Best, strategies) -> None:
         "best_epoch": best.epoch,
         "best_val_iou": best.val_iou,
     }
-    runs.save_run(config.out, best.decoder, record, [asdict(h) for h in history])
+    save_run(config.out, best.decoder, record, [asdict(h) for h in history])

@@ -54,6 +54,22 @@ def test_predict_on_a_folder_is_timed_as_a_user_runs_it(tiny_bench):
     assert "1 images read, encoded, decoded, written as PNG" in predict.note
 
 
+def test_reading_and_the_iteration_loop_are_measured(tiny_bench):
+    result, _ = tiny_bench
+    rows = {row.stage: row for row in result.rows}
+    read = rows["cache read"]
+    assert read.views == 2 and read.seconds > 0  # bench's cache: its 2 views
+    share = float(read.note.split("% of the file's plain sequential read")[0].split(" ")[-1])
+    assert share > 0, read.note
+    iterate = rows["iterate"]
+    # 3 images split 1/1/1; the training one has 2 views, trained for 15 epochs
+    assert iterate.views == 2 * 15 and iterate.precision == "fp32"
+    assert "evaluate + report" in iterate.note
+    assert iterate.ratio == pytest.approx(
+        iterate.views_per_second / result.rows[1].views_per_second
+    )
+
+
 def test_fast_fp32_encoder_matches_the_reference(tiny_bench):
     result, _ = tiny_bench
     fast = next(r for r in result.rows if r.stage == "encoder fast" and r.precision == "fp32")

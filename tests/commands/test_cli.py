@@ -152,3 +152,24 @@ def test_audit_never_writes_over_the_metadata_it_reads(tiny_data, tmp_path):
     result = CliRunner().invoke(cli.main, ["audit", "--data", str(data_dir), "--out", str(out)])
     assert result.exit_code == 2 and "is the data's metadata.csv" in result.output
     assert (data_dir / "metadata.csv").read_text() == listed
+
+
+def test_reading_commands_import_no_torch(finetuned_evaluation, train_cache, tmp_path):
+    """`verify` and `report --metrics` only read: they answer without torch."""
+    metrics = finetuned_evaluation[0].out
+    report = ["report", "--metrics", str(metrics), "--out", str(tmp_path / "report")]
+    torch_free = {"torch", "torchvision", "segment_anything"}
+    assert torch_free.isdisjoint(heavy_modules_after(cli_code(report)))
+    assert (tmp_path / "report" / "report.md").is_file()
+    verify = ["verify", "--cache", str(train_cache)]
+    assert torch_free.isdisjoint(heavy_modules_after(cli_code(verify)))
+
+
+def test_training_and_evaluating_import_no_compiler():
+    """Nothing compiles there: torch._dynamo (which torchvision imports) stays out."""
+    code = (
+        "import sys, floodcache.train.run, floodcache.evaluate.evaluate, floodcache.predict.folder"
+    )
+    code += "\nassert 'torch._dynamo' not in sys.modules and 'torchvision' not in sys.modules"
+    code += "\nfrom segment_anything import SamPredictor, sam_model_registry  # still there"
+    heavy_modules_after(code)

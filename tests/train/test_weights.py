@@ -12,7 +12,8 @@ import cli
 from floodcache.sam.checkpoints import CheckpointError
 from floodcache.train.config import TrainConfig
 from floodcache.train.run import run_train
-from floodcache.train.runs import load_run, writing_run
+from floodcache.train.runs import writing_run
+from floodcache.train.weights import load_run
 from tests.helpers import full_disk_save, held_by_another_process
 
 
