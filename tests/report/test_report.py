@@ -3,8 +3,8 @@ numbers checked against the evaluation's metrics table."""
 
 from __future__ import annotations
 
-import errno
 import base64
+import errno
 import re
 from pathlib import Path
 
