@@ -8,9 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
-from floodcache.train.runs import sam_with_decoder
+from floodcache.sam.model import save_weights
+from floodcache.train.weights import sam_with_decoder
 from floodcache.utils.atomic import write_whole
 
 
@@ -25,9 +24,11 @@ class ExportConfig:
 def run_export(config: ExportConfig) -> Path:
     """Write the SAM checkpoint with the run's mask decoder merged in; returns its path."""
     out = Path(config.out)
+    if out.exists() and out.resolve() == Path(config.checkpoint).resolve():
+        raise ValueError(f"--out {out} is the SAM checkpoint itself: give the export another name")
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
     sam, _ = sam_with_decoder(config.checkpoint, config.decoder)
     # every Sam key, as the official checkpoints hold
-    write_whole(out, lambda tmp: torch.save(sam.state_dict(), tmp))
+    write_whole(out, lambda tmp: save_weights(sam.state_dict(), tmp))
     return out

@@ -50,6 +50,9 @@ GPU_PRECISION = {"encoder": "fp16", "train": "bf16"}
 SPLITS = ("train", "val", "test")  # the values of a cache's split field
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)  # train/val/test share of the images
 ON_MISMATCH = ("exclude", "resize")  # a mask whose size differs from its image's
+# Largest image or mask read (--max-pixels), checked before it is decoded: decoding takes about
+# ten bytes a pixel, and a small PNG can declare 13000 x 13000. Above any camera's photo.
+MAX_PIXELS = 100_000_000
 
 
 def check_choice(value, choices, option: str) -> None:

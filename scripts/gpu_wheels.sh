@@ -5,8 +5,10 @@
 # pip reaches PyPI, before copying.
 set -eu
 cd "$(dirname "$0")/.."
+# polars and its runtime (~54 MB) serve bench's iterate row and the CUDA evaluation test:
+# with them the wheels may pass a copy's size limit, so copy them in a call of their own.
 PACKAGES="segment-anything albumentations albucore simsimd stringzilla pydantic pydantic_core
-annotated-types typing-inspection"
+annotated-types typing-inspection polars polars-runtime-32"
 # shellcheck disable=SC2086  # one word a package
 pins=$(python3 -m pip show $PACKAGES | awk '/^Name:/ {name = $2} /^Version:/ {print name "==" $2}')
 platforms=""

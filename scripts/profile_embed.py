@@ -16,7 +16,6 @@ import argparse
 import cProfile
 import io
 import logging
-import os
 import pstats
 import sys
 import tempfile
@@ -25,12 +24,12 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from floodcache.MISSING_bench import BenchConfig  # noqa: E402
-from floodcache.MISSING_bench_embed import embed_settings  # noqa: E402
-from floodcache.MISSING_embed import run_embed  # noqa: E402
-from floodcache.MISSING_encoder import pick_device  # noqa: E402
+from dataclasses import replace  # noqa: E402
 
-from floodcache.bench.embed import dataset
+from floodcache.bench.config import BenchConfig  # noqa: E402
+from floodcache.bench.embed import dataset, embed_settings  # noqa: E402
+from floodcache.embed.run import run_embed  # noqa: E402
+from floodcache.sam.precision import pick_device  # noqa: E402
 
 
 def main() -> None:
@@ -42,7 +41,6 @@ def main() -> None:
     parser.add_argument("--model-type", default="vit_b", help="vit_tiny for a quick CPU trial")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    os.environ["FLOODCACHE_COMPILE"] = "0"
     device = pick_device(args.device)
     config = BenchConfig(views=args.views, model_type=args.model_type)
     with tempfile.TemporaryDirectory(prefix="floodcache-profile-") as tmp:
@@ -50,6 +48,7 @@ def main() -> None:
         for resize in args.resize or ["pil", "torch"]:
             cache = Path(tmp) / f"{resize}.h5"
             settings = embed_settings(config, data_dir, augment, cache, device, resize)
+            settings = replace(settings, compile=False)
             profile = cProfile.Profile(time.thread_time)  # this thread's CPU, not wall time
             start = time.perf_counter()
             profile.enable()

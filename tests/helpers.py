@@ -4,12 +4,16 @@ with the defects real data sets have, runs of the command line, and cache compar
 from __future__ import annotations
 
 import csv
+import errno
+import multiprocessing
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import cv2
@@ -19,8 +23,10 @@ import torch
 from PIL import Image
 
 from floodcache.cache import format as cache_format
+from floodcache.cache.assembly import assemble
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import verify
+from floodcache.cache.writer import CacheWriter
 from floodcache.data.synthetic import write_scenes
 from floodcache.data.views import ViewKey
 from floodcache.embed.config import EmbedConfig
@@ -108,6 +114,57 @@ def kill_after_parts(command: list[str], parts: Path, count: int) -> None:
     process.wait()
 
 
+@contextmanager
+def held_by_another_process(take: Callable[[], object]) -> Iterator[int]:
+    """`take()` (a lock, a writer: something with `close` or `release`) run in a forked
+    process, held there until the block ends; yields that process's id."""
+    context = multiprocessing.get_context("fork")
+    taken, stop = context.Event(), context.Event()
+
+    def hold() -> None:
+        held = take()
+        taken.set()
+        stop.wait(60)
+        getattr(held, "close", getattr(held, "release", None))()
+
+    process = context.Process(target=hold)
+    process.start()
+    try:
+        assert taken.wait(30), "the other process could not take it"
+        yield process.pid
+    finally:
+        stop.set()
+        process.join(30)
+
+
+def full_disk_save(real_save: Callable, only: str | None = None) -> Callable:
+    """torch.save as on a full disk (to /dev/full, for files named `only`, else all): given a
+    path, torch's writer fails as it does (a RuntimeError naming no file); given an open file,
+    the file's write fails (an OSError)."""
+
+    def save(obj, target, *args, **kwargs):
+        if only is not None and Path(getattr(target, "name", target)).name != only:
+            return real_save(obj, target, *args, **kwargs)
+        if isinstance(target, (str, os.PathLike)):
+            return real_save(obj, "/dev/full", *args, **kwargs)
+        with open("/dev/full", "wb") as full:
+            return real_save(obj, full, *args, **kwargs)
+
+    return save
+
+
+def full_disk_at(monkeypatch, full: Callable[[str], bool]) -> None:
+    """os.replace fails as on a full disk (ENOSPC) for the targets `full` picks; others go."""
+    replace = os.replace
+
+    def replaced(source, target):
+        if full(str(target)):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        replace(source, target)
+
+    monkeypatch.setattr(os, "replace", replaced)
+
+
 def read_everything(path: Path) -> dict:
     with h5py.File(path, "r") as f:
         content = {f"attr:{k}": v for k, v in f.attrs.items()}
@@ -185,6 +242,14 @@ def make_records(plan: list[ViewKey], seed: int = 0) -> list[dict]:
 
 def make_plan(views: int) -> list[ViewKey]:
     return [ViewKey(f"img{i // 2}", i % 2, "train") for i in range(views)]
+
+
+def write_cache(path: Path, plan: list[ViewKey]) -> None:
+    """A complete cache of `make_records(plan)` at `path`, written as `embed` writes one."""
+    writer = CacheWriter(path, IDENTITY, {"identity": IDENTITY})
+    writer.write_part(make_records(plan), "0")
+    assemble(writer, plan, SAM_STATE)
+    writer.close()
 
 
 def assert_cache_holds(path, plan: list[ViewKey], records: list[dict]) -> None:
@@ -343,6 +408,31 @@ def write_zoo(root: Path) -> tuple[Path, Path]:
     save_geotiff(images / "georef.tif", picture(1020))
     save_geotiff(masks / "georef.tif", water(1020), shift=1)  # a pixel east of its image
     return images, masks
+
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+JPEG_MAGIC = b"\xff\xd8\xff"
+
+
+def expected_interval(values: np.ndarray) -> tuple[float, float]:
+    """The report's 95% bootstrap interval of a mean, recomputed from its documented recipe:
+    `RESAMPLES` resamples of the views from a Generator seeded with `SEED`, percentiles."""
+    from floodcache.report.statistics import RESAMPLES, SEED
+
+    rng = np.random.default_rng(SEED)
+    means = values[rng.integers(0, len(values), (RESAMPLES, len(values)))].mean(axis=1)
+    low, high = np.percentile(means, [2.5, 97.5])
+    return float(low), float(high)
+
+
+def expected_p(before: np.ndarray, after: np.ndarray) -> str:
+    """The two-sided Wilcoxon signed-rank p of paired values, as the report prints it."""
+    from scipy.stats import wilcoxon
+
+    if np.all(before == after):
+        return "– (no view differs)"
+    p = wilcoxon(after, before).pvalue
+    return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 # Georeferenced rasters: the real scene, and rasters made from it.

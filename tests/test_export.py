@@ -15,6 +15,7 @@ from cli import main
 from floodcache.export import ExportConfig, run_export
 from floodcache.sam.model import load_sam
 from floodcache.utils.hashing import sha256_file
+from tests.helpers import full_disk_save
 
 
 def test_export_merges_the_decoder_into_a_full_checkpoint(tiny_checkpoint, finetuned_run, tmp_path):
@@ -53,3 +54,26 @@ def test_export_loads_with_segment_anything_registry_vit_b(
     encoder_key = "image_encoder.patch_embed.proj.weight"
     original = torch.load(vit_b_checkpoint, weights_only=True)[encoder_key]
     assert torch.equal(sam.state_dict()[encoder_key], original)
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_partial_one(
+    tiny_checkpoint, finetuned_run, tmp_path, monkeypatch
+):
+    monkeypatch.setattr(torch, "save", full_disk_save(torch.save))
+    out = tmp_path / "merged.pth"
+    args = ["--checkpoint", tiny_checkpoint, "--decoder", finetuned_run, "--out", out]
+    result = CliRunner().invoke(main, ["export", *map(str, args)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"could not write {out}" in result.output and "No space left" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_the_export_never_replaces_the_checkpoint_it_merges_into(
+    tiny_checkpoint, finetuned_run, tmp_path
+):
+    checkpoint = tmp_path / "sam.pth"
+    shutil.copy(tiny_checkpoint, checkpoint)
+    config = ExportConfig(checkpoint, finetuned_run, checkpoint, overwrite=True)
+    with pytest.raises(ValueError, match="is the SAM checkpoint itself"):
+        run_export(config)
+    assert sha256_file(checkpoint) == sha256_file(tiny_checkpoint)

@@ -13,6 +13,8 @@ SKIPPABLE = {  # stages `bench --skip` can leave out, and what they are
     "writing": "embed's cache writing alone, in line and in the background",
     "predict": "predict on a folder of the bench's images",
     "geotiff": "predict on a GeoTIFF scene made of the bench's images",
+    "reading": "the cache's embeddings read as train reads them, against a plain read",
+    "iterate": "train, evaluate and report on a cache of the bench's views",
 }
 
 

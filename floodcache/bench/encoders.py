@@ -26,7 +26,7 @@ from floodcache.sam.fast_encoder import (
     default_attention,
     fast_image_encoder,
 )
-from floodcache.sam.preprocess import lowres_target, resize_to_input
+from floodcache.sam.preprocess import lowres_target, resize_to_input, valid_lowres
 from floodcache.train.trainer import losses
 
 ACCURACY_VIEWS = 16  # views whose embeddings are kept for errors and mask IoU
@@ -97,7 +97,7 @@ def _reference_step(sam, mask_decoder, optimizer, features: torch.Tensor, view: 
     """One training step of SAM's mask decoder on one view, as fine-tuning scripts do it."""
     device = features.device
     target = torch.from_numpy(lowres_target(view.mask)).float().to(device)[None, None]
-    rows, cols = sam_decoder.valid_lowres(view.resized.shape[:2])
+    rows, cols = valid_lowres(view.resized.shape[:2])
     valid = torch.zeros_like(target)
     valid[..., :rows, :cols] = 1
     box = torch.tensor(view.box.box, device=device)[None]

@@ -13,16 +13,16 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from segment_anything.modeling import Sam
 
 from floodcache.bench.table import PeakMemory, Row
 from floodcache.data.pairs import read_image
 from floodcache.predict.config import FolderConfig, SceneConfig
 from floodcache.predict.folder import run_predict_folder
 from floodcache.predict.scene import run_predict_scene
-from floodcache.sam.model import RANDOM_WEIGHTS
+from floodcache.sam.checkpoints import RANDOM_WEIGHTS
+from floodcache.sam.modeling import Sam
 from floodcache.sam.preprocess import IMAGE_SIZE
-from floodcache.train.runs import save_run
+from floodcache.train.weights import save_run
 from floodcache.utils.hashing import sha256_file
 
 

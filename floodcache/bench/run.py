@@ -33,12 +33,14 @@ from pathlib import Path
 
 from floodcache.bench import io
 from floodcache.bench.config import BenchConfig
-from floodcache.bench.embed import compare_embed, dataset, embed_stage
+from floodcache.bench.embed import compare_embed, dataset, embed_settings, embed_stage
 from floodcache.bench.encoders import bench_views, encoders, reference_stages
 from floodcache.bench.predict import geotiff_stage, predict_folder, predict_stage
-from floodcache.bench.table import Bench, hold_gpu_memory
+from floodcache.bench.reading import reading_row
+from floodcache.bench.table import Bench, Row, hold_gpu_memory
 from floodcache.bench.train import train_row
-from floodcache.sam.model import RANDOM_WEIGHTS, load_or_random_sam
+from floodcache.sam.checkpoints import RANDOM_WEIGHTS
+from floodcache.sam.model import load_or_random_sam
 from floodcache.sam.precision import pick_device
 
 WRITING_BATCH = 32  # the writing stage's views per part: embed's batch on a large GPU
@@ -73,6 +75,11 @@ def run_bench(config: BenchConfig) -> Bench:
             if "geotiff" not in config.skip:
                 bench.add(geotiff_stage(folder, config.views, Path(tmp), device))
             bench.add(*[train_row(config, cache, device, p) for p in ("fp32", "bf16")])
+            if "reading" not in config.skip:
+                bench.add(reading_row(cache))
+            if "iterate" not in config.skip:
+                settings = embed_settings(config, data_dir, augment, cache, device, "pil")
+                bench.add(_iterate(settings, Path(tmp), device))
             if "compression" not in config.skip:
                 bench.compression = io.compression(cache, Path(tmp) / "compression.h5")
             if "writing" not in config.skip:
@@ -82,3 +89,11 @@ def run_bench(config: BenchConfig) -> Bench:
         Path(config.json_path).parent.mkdir(parents=True, exist_ok=True)
         Path(config.json_path).write_text(json.dumps(bench.to_json(), indent=1))
     return bench
+
+
+def _iterate(settings, folder: Path, device) -> Row:
+    """The iterate row; imported here, since it reports, and a report needs polars and
+    matplotlib, which a machine that only embeds and trains need not have."""
+    from floodcache.bench.iterate import iterate_row
+
+    return iterate_row(settings, folder, device)

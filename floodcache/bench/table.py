@@ -60,8 +60,8 @@ class Bench:
         self.rows += rows
         reference, training = self.rows[0], self.rows[min(1, len(self.rows) - 1)]
         for row in rows:
-            if row.stage != "embed readers alone":  # no encoder: nothing to compare
-                base = training if row.stage.startswith("train") else reference
+            if row.stage not in ("embed readers alone", "cache read"):  # no encoder there
+                base = training if row.stage.startswith(("train", "iterate")) else reference
                 row.ratio = row.views_per_second / base.views_per_second
             log.info("measured: %s", row.line())
 

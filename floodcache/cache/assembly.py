@@ -17,7 +17,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from floodcache.cache.format import FIELDS, SCHEMA_VERSION, CacheError, fingerprint, parts_folder
+from floodcache.cache.format import (
+    FIELDS,
+    METADATA_FIELDS,
+    METADATA_SHA256,
+    SAM_SHA256,
+    SCHEMA_VERSION,
+    CacheError,
+    column,
+    fingerprint,
+    metadata_digest,
+    parts_folder,
+    sam_digest,
+)
 from floodcache.cache.removal import set_aside_and_remove
 from floodcache.cache.writer import CacheWriter, create_fields, remove_quietly
 from floodcache.data.views import ViewKey
@@ -161,9 +173,14 @@ class Assembly:
 
     def _complete(self, identity: dict, config: dict, sam_state: dict[str, np.ndarray]) -> None:
         out = self.file
+        sam = out.create_group("sam")
         for name, array in sam_state.items():
-            out.create_dataset(f"sam/{name}", data=array)
+            sam.create_dataset(name, data=array)
         digests = out["view_sha256"].asstr()[:].tolist()
+        out.attrs[METADATA_SHA256] = metadata_digest(
+            {name: column(out, name) for name in METADATA_FIELDS}
+        )
+        out.attrs[SAM_SHA256] = sam_digest(sam)
         out.attrs["schema_version"] = SCHEMA_VERSION
         out.attrs["model_type"] = identity["model_type"]
         out.attrs["checkpoint_sha256"] = identity["checkpoint_sha256"]

@@ -13,7 +13,13 @@ Layout of a complete cache (N views, one row each, in plan order):
     water_fraction  N float32
     view_sha256     N str, sha256 of the view's embedding, lowres_mask and mask_png bytes
     sam/prompt_encoder/*, sam/mask_decoder/*   the pretrained weights of SAM's prompt side
-    attrs: schema_version, model_type, checkpoint_sha256, config (JSON), fingerprint, complete
+    attrs: schema_version, model_type, checkpoint_sha256, config (JSON), fingerprint, complete,
+           metadata_sha256 (every other per-view field), sam_sha256 (the sam/ weights)
+
+Every byte that changes a result is under a checksum `verify` checks: a view's numbers under
+its view_sha256, the other fields under metadata_sha256, the weights under sam_sha256, and
+the identity and view checksums under the fingerprint. Caches written before the last two
+existed are refused with the command that rebuilds them.
 
 Written crash-safely by `writer` and `assembly`: whole or absent, never half written.
 """
@@ -57,6 +63,11 @@ FIELDS: dict[str, tuple[tuple[int, ...], object]] = {
 }
 
 
+VIEW_FIELDS = ("embeddings", "lowres_mask", "mask_png")  # under each view's view_sha256
+METADATA_FIELDS = tuple(name for name in FIELDS if name not in (*VIEW_FIELDS, "view_sha256"))
+METADATA_SHA256, SAM_SHA256 = "metadata_sha256", "sam_sha256"  # the attrs of their digests
+
+
 class CacheError(RuntimeError):
     """A cache that cannot be used as asked; the message says what to run instead."""
 
@@ -64,6 +75,12 @@ class CacheError(RuntimeError):
 def parts_folder(cache: Path) -> Path:
     """Where an unfinished embed run keeps the parts of `cache`: `<cache>.parts`."""
     return cache.with_name(cache.name + ".parts")
+
+
+def column(group: h5py.Group, name: str) -> np.ndarray:
+    """A whole per-view dataset of `group`: strings decoded to str, bytes as uint8 arrays."""
+    data = group[name]
+    return data.asstr()[:] if h5py.check_string_dtype(data.dtype) else data[:]
 
 
 def view_digest(record: dict) -> str:
@@ -74,6 +91,41 @@ def view_digest(record: dict) -> str:
     digest.update(np.ascontiguousarray(record["embeddings"], np.float16))
     digest.update(np.ascontiguousarray(record["lowres_mask"], np.uint8))
     digest.update(np.ascontiguousarray(record["mask_png"], np.uint8))
+    return digest.hexdigest()
+
+
+def metadata_digest(columns: dict[str, np.ndarray]) -> str:
+    """sha256 of the METADATA_FIELDS columns, as `Cache.column` reads them (str for strings,
+    uint8 arrays for bytes): each value's length goes first, so no two columns hash alike."""
+    digest = hashlib.sha256()
+    for name in METADATA_FIELDS:
+        shape, dtype = FIELDS[name]
+        column = columns[name]
+        digest.update(f"{name} {len(column)}".encode())
+        if dtype is STR or dtype is BYTES:
+            for value in column:
+                data = value.encode() if dtype is STR else np.ascontiguousarray(value, np.uint8)
+                digest.update(len(data).to_bytes(8, "little"))
+                digest.update(data)
+        else:
+            digest.update(np.ascontiguousarray(column, np.dtype(dtype).newbyteorder("<")))
+    return digest.hexdigest()
+
+
+def sam_digest(group: h5py.Group) -> str:
+    """sha256 of the weights stored under `group` (a cache's sam/): names, dtypes, shapes and
+    values, in name order."""
+    weights: dict[str, h5py.Dataset] = {}
+    group.visititems(
+        lambda name, item: (
+            weights.__setitem__(name, item) if isinstance(item, h5py.Dataset) else None
+        )
+    )
+    digest = hashlib.sha256()
+    for name in sorted(weights):
+        value = np.ascontiguousarray(weights[name][()])
+        digest.update(f"{name} {value.dtype.str} {value.shape}".encode())
+        digest.update(value)
     return digest.hexdigest()
 
 

@@ -9,8 +9,12 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from floodcache.cache.format import SCHEMA_VERSION, STR, CacheError, parts_folder
+from floodcache.cache.format import SCHEMA_VERSION, CacheError, column, parts_folder
+from floodcache.cache.loading import RowLoader, read_rows
 from floodcache.settings import SPLITS
+
+# What every cache that `embed` completed carries, older ones included (`Cache.open`)
+REQUIRED_ATTRS = ("schema_version", "config", "fingerprint", "model_type", "checkpoint_sha256")
 
 
 @dataclass
@@ -33,6 +37,11 @@ class Cache:
                     f"Run the same command again to complete it:\n  {command}"
                 )
             raise CacheError(f"{path} does not exist: build it with `python cli.py embed`")
+        if not h5py.is_hdf5(path):
+            raise CacheError(
+                f"{path} is not an HDF5 file, so not a cache (is --cache right?); `embed` never "
+                "replaces it, even with --overwrite: give the cache another name"
+            )
         try:
             file = h5py.File(path, "r")
         except OSError as err:
@@ -46,8 +55,18 @@ class Cache:
 
     def _check_header(self) -> None:
         attrs = self.file.attrs
-        if not attrs.get("complete", False) or "config" not in attrs:
-            raise CacheError(f"{self.path} is not a complete floodcache cache; rebuild it")
+        if "schema_version" not in attrs:
+            raise CacheError(
+                f"{self.path} is an HDF5 file but not a floodcache cache (is --cache right?); "
+                "`embed` never replaces it, even with --overwrite: give the cache another name"
+            )
+        lacks = [name for name in REQUIRED_ATTRS if name not in attrs]
+        if not attrs.get("complete", False) or lacks:
+            lacking = f" (it has no {', '.join(lacks)})" if lacks else ""
+            raise CacheError(
+                f"{self.path} is not a complete floodcache cache{lacking}: rebuild it with "
+                "`python cli.py embed --overwrite ...`"
+            )
         if int(attrs["schema_version"]) != SCHEMA_VERSION:
             raise CacheError(
                 f"{self.path} has schema {attrs['schema_version']}, this floodcache reads "
@@ -56,7 +75,14 @@ class Cache:
 
     @property
     def config(self) -> dict:
-        return json.loads(self.file.attrs["config"])
+        """What made the cache (JSON): its identity, the settings, the command."""
+        try:
+            config = json.loads(self.file.attrs["config"])
+        except ValueError as err:
+            raise self._damaged("config", str(err)) from err
+        if not isinstance(config, dict):
+            raise self._damaged("config", f"a JSON {type(config).__name__}, not an object")
+        return config
 
     @property
     def model_type(self) -> str:
@@ -71,8 +97,7 @@ class Cache:
 
     def column(self, name: str) -> np.ndarray:
         """A whole per-view column (not `embeddings`): strings decoded to str."""
-        data = self.file[name]
-        return data.asstr()[:] if data.dtype == STR else data[:]
+        return column(self.file, name)
 
     def rows(self, split: str | None = None, view0_only: bool = False) -> np.ndarray:
         """Row indices of a split (all splits when None), optionally only un-augmented views."""
@@ -90,16 +115,37 @@ class Cache:
         nothing gets trained or evaluated on garbage.
         """
         values = self.read("embeddings", rows)
-        if not np.isfinite(values).all():
-            raise self._damaged("embeddings", "NaN or infinite values")
+        self.check_finite(values)
         return values
 
     def read(self, name: str, rows: np.ndarray) -> np.ndarray:
-        """Rows of a per-view dataset, CacheError naming the fix when the file is damaged."""
+        """Rows of a per-view dataset in the order asked, read ascending in large sequential
+        reads (`loading.read_rows`); CacheError naming the fix when the file is damaged."""
+        rows = np.asarray(rows, np.int64)
+        order = np.argsort(rows, kind="stable")
+        data = self.file[name]
         try:
-            return self.file[name][np.asarray(rows)]
+            if data.dtype.kind == "O":  # variable-length rows: small, read as they are
+                values = data[rows[order]]
+            else:
+                values = read_rows(data, rows[order])
         except OSError as err:  # fletcher32 mismatch or a broken HDF5 structure
             raise self._damaged(name, str(err)) from err
+        if np.array_equal(order, np.arange(len(rows))):
+            return values
+        unsorted = np.empty_like(values)
+        unsorted[order] = values
+        return unsorted
+
+    def check_finite(self, embeddings: np.ndarray) -> None:
+        """CacheError unless every value of `embeddings` (read from this cache) is finite."""
+        if not np.isfinite(embeddings).all():
+            raise self._damaged("embeddings", "NaN or infinite values")
+
+    def load_embeddings(self, rows: np.ndarray) -> RowLoader:
+        """The embeddings of `rows` (ascending) read in the background (`RowLoader`), each
+        read checked to be finite."""
+        return RowLoader(self.file["embeddings"], rows, self.check_finite, self._damaged)
 
     def _damaged(self, name: str, detail: str) -> CacheError:
         return CacheError(

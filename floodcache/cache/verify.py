@@ -1,4 +1,5 @@
-"""`verify`: a cache's structure, per-view checksums, finite values and fingerprint."""
+"""`verify`: a cache's structure, every checksum and finite values; `check_views`, the same
+checks on what `train` and `evaluate` read."""
 
 from __future__ import annotations
 
@@ -7,7 +8,18 @@ from pathlib import Path
 
 import numpy as np
 
-from floodcache.cache.format import FIELDS, fingerprint, view_digest
+from floodcache.cache.format import (
+    FIELDS,
+    METADATA_FIELDS,
+    METADATA_SHA256,
+    SAM_SHA256,
+    VIEW_FIELDS,
+    CacheError,
+    fingerprint,
+    metadata_digest,
+    sam_digest,
+    view_digest,
+)
 from floodcache.cache.reader import Cache
 
 
@@ -35,8 +47,11 @@ class VerifyReport:
         return "\n".join(lines)
 
 
-def verify(path: Path, block: int = 64) -> VerifyReport:
-    """Check structure, per-view checksums, finite values and the fingerprint of a cache.
+OLDER = "written by an older floodcache: no checksum covers its metadata and SAM weights"
+
+
+def verify(path: Path) -> VerifyReport:
+    """Check structure, every checksum and finite values of a cache (`format` lists them).
 
     Raises CacheError when the file cannot be opened as a cache at all.
     """
@@ -44,25 +59,72 @@ def verify(path: Path, block: int = 64) -> VerifyReport:
         problems = _structure_problems(cache)
         if problems:
             return VerifyReport(Path(path), problems, {}, cache.fingerprint)
-        ids, views = cache.column("image_id"), cache.column("view")
-        stored = cache.column("view_sha256")
-        digests = []
-        for start in range(0, len(cache), block):
-            rows = range(start, min(start + block, len(cache)))
-            for row, record in zip(rows, _read_records(cache, rows, problems), strict=True):
-                name = f"view {row} (image {ids[row]}, view {views[row]})"
-                if record is None:
-                    digests.append("")
-                    continue
-                if not np.isfinite(record["embeddings"]).all():
-                    problems.append(f"{name}: embedding has NaN or infinite values")
-                digests.append(view_digest(record))
-                if digests[-1] != stored[row]:
-                    problems.append(f"{name}: content does not match its sha256 (damaged)")
-        identity = cache.config["identity"]
-        if fingerprint(identity, stored.tolist()) != cache.fingerprint:
-            problems.append("fingerprint does not match the config and view checksums")
+        problems = _header_problems(cache) + _view_problems(cache, np.arange(len(cache)))
         return VerifyReport(Path(path), problems, cache.counts(), cache.fingerprint)
+
+
+def check_views(cache: Cache, splits: tuple[str, ...]) -> None:
+    """What `train` and `evaluate` call before they read: CacheError naming the fix unless
+    the checksums of the views of `splits`, and those of the identity, metadata and weights
+    of the whole cache, hold."""
+    rows = np.flatnonzero(np.isin(cache.column("split"), splits))
+    problems = _structure_problems(cache) or _header_problems(cache)
+    problems = problems or _view_problems(cache, rows)
+    if problems:
+        what = "cannot be checked" if problems == [OLDER] else "is damaged"
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise CacheError(
+            f"{cache.path} {what}: {'; '.join(problems[:3])}{more}. `python cli.py verify "
+            f"--cache {cache.path}` lists every problem; rebuild it with "
+            "`python cli.py embed --overwrite ...`"
+        )
+
+
+def _header_problems(cache: Cache) -> list[str]:
+    """What covers the whole cache: the fingerprint (identity and view checksums), and the
+    checksums of the metadata and of the SAM weights (missing in an older cache)."""
+    attrs = cache.file.attrs
+    try:
+        identity = cache.config["identity"]
+        views = cache.column("view_sha256").tolist()
+    except (CacheError, KeyError, OSError) as err:
+        return [f"its config or view checksums cannot be read ({err})"]
+    problems = []
+    if fingerprint(identity, views) != cache.fingerprint:
+        problems.append("fingerprint does not match the config and view checksums")
+    for name in ("model_type", "checkpoint_sha256"):
+        if str(attrs[name]) != str(identity.get(name)):
+            problems.append(f"{name} {attrs[name]!r} is not its config's {identity.get(name)!r}")
+    if METADATA_SHA256 not in attrs or SAM_SHA256 not in attrs:
+        return [*problems, OLDER]
+    try:
+        columns = {name: cache.column(name) for name in METADATA_FIELDS}
+    except OSError as err:
+        return [*problems, f"its metadata cannot be read ({err})"]
+    if metadata_digest(columns) != attrs[METADATA_SHA256]:
+        fields = ", ".join(METADATA_FIELDS)
+        problems.append(f"the metadata ({fields}) does not match its sha256 (damaged)")
+    if sam_digest(cache.file["sam"]) != attrs[SAM_SHA256]:
+        problems.append("the stored SAM weights (sam/) do not match their sha256 (damaged)")
+    return problems
+
+
+def _view_problems(cache: Cache, rows: np.ndarray, block: int = 64) -> list[str]:
+    """Each of `rows` whose embedding is not finite or whose numbers do not match its sha256."""
+    ids, views = cache.column("image_id"), cache.column("view")
+    stored = cache.column("view_sha256")
+    problems: list[str] = []
+    for start in range(0, len(rows), block):
+        chunk = rows[start : start + block].tolist()
+        for row, record in zip(chunk, _read_records(cache, chunk, problems), strict=True):
+            name = f"view {row} (image {ids[row]}, view {views[row]})"
+            if record is None:
+                continue
+            if not np.isfinite(record["embeddings"]).all():
+                problems.append(f"{name}: embedding has NaN or infinite values")
+            if view_digest(record) != stored[row]:
+                problems.append(f"{name}: content does not match its sha256 (damaged)")
+    return problems
 
 
 def _structure_problems(cache: Cache) -> list[str]:
@@ -81,14 +143,12 @@ def _structure_problems(cache: Cache) -> list[str]:
     return problems
 
 
-def _read_records(cache: Cache, rows: range, problems: list[str]) -> list[dict | None]:
+def _read_records(cache: Cache, rows: list[int], problems: list[str]) -> list[dict | None]:
     """Rows as dicts of the digest fields; None (and a problem) where HDF5 reports damage."""
     records: list[dict | None] = []
     for row in rows:
         try:
-            records.append(
-                {name: cache.file[name][row] for name in ("embeddings", "lowres_mask", "mask_png")}
-            )
+            records.append({name: cache.file[name][row] for name in VIEW_FIELDS})
         except OSError as err:  # fletcher32 or HDF5 structure error on a damaged chunk
             problems.append(f"view {row}: cannot be read ({err})")
             records.append(None)

@@ -9,7 +9,6 @@ which assembly copies as they are, rather than decoding and writing them again.
 
 from __future__ import annotations
 
-import fcntl
 import json
 import shutil
 from contextlib import suppress
@@ -19,15 +18,18 @@ import h5py
 import numpy as np
 
 from floodcache.cache.format import BYTES, FIELDS, STR, CacheError, parts_folder, view_digest
+from floodcache.cache.reader import Cache
 from floodcache.cache.removal import (
     removals_pending,
     remove_in_background,
     set_aside_and_remove,
 )
 from floodcache.utils.atomic import replace_synced
-from floodcache.utils.differences import refuse_if_different
+from floodcache.utils.differences import differences, refuse_if_different
+from floodcache.utils.lock import ProcessLock
 
 CHUNKED = ("embeddings", "lowres_mask")  # one chunk per view, fletcher32-checked
+PARTS_LOCK = "writer.lock"  # in the parts folder, held while a run writes there
 
 
 def create_fields(group: h5py.Group, views: int) -> None:
@@ -67,15 +69,17 @@ def remove_quietly(path: Path) -> None:
         path.unlink()
 
 
-_locked_here: set[Path] = set()  # caches this process holds the lock of
-
-
 class CacheWriter:
     """Writes one cache crash-safely; resumes from finished parts of an earlier run.
 
     `identity` holds everything that makes two caches different (checkpoint, model type, seed,
     augmentation, data...); `config` is the full JSON-able config recorded in the cache,
-    including `identity` and the command that produced it.
+    including `identity` and the command that produced it. With `overwrite`, a cache built
+    otherwise stays in place until the new one replaces it, whole.
+
+    Two locks (`ProcessLock`) keep other embed runs out: `<cache>.lock` while this one decides
+    what to do, and one in the parts folder while it writes there, so that removing the first
+    by hand still lets no second run touch the parts.
     """
 
     def __init__(self, path: Path, identity: dict, config: dict, overwrite: bool = False):
@@ -83,17 +87,18 @@ class CacheWriter:
         self.parts = parts_folder(self.path)
         self.identity, self.config = identity, config
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._lock = self._acquire_lock()
-        for folder in removals_pending(self.path):  # a machine stopped while they were removed
-            remove_in_background(folder)
+        self._locks = [self._lock(self.path.with_name(self.path.name + ".lock"))]
         try:
+            for folder in removals_pending(self.path):  # a machine stopped while removing them
+                remove_in_background(folder)
             self.already_complete = self._check_existing(overwrite)
             if not self.already_complete:
                 self._prepare_parts(overwrite)
-            elif self.parts.exists():  # stopped between putting the cache and them away
+            elif self._same_identity(self._parts_identity()):  # stopped before putting them away
+                self._locks.append(self._lock(self.parts / PARTS_LOCK))
                 set_aside_and_remove(self.parts)
         except BaseException:
-            self.close()  # refused: the lock goes too
+            self.close()  # refused: the locks go too
             raise
 
     @classmethod
@@ -103,39 +108,22 @@ class CacheWriter:
         writer.path = Path(path)
         writer.parts = parts_folder(writer.path)
         writer.identity, writer.config = identity, None
-        writer._lock = None
+        writer._locks = []
         writer.already_complete = already_complete
         return writer
 
-    def _acquire_lock(self):
-        """Lock `<cache>.lock` for this process. A POSIX record lock, not flock: the processes
-        forked from this one (readers, writers) do not hold it, so it goes with this process
-        however it ends. Such locks do not exclude within one process: `_locked_here` does."""
-        key = self.path.resolve()
-        lock_path = self.path.with_name(self.path.name + ".lock")
-        busy = CacheError(
-            f"another process is writing {self.path} (lock {lock_path} is held); wait for it "
-            "to finish, or choose another --cache"
+    def _lock(self, path: Path) -> ProcessLock:
+        return ProcessLock(
+            path, f"another embed is writing {self.path}", "or choose another --cache", CacheError
         )
-        if key in _locked_here:
-            raise busy  # before opening the file: closing any copy would drop the lock
-        lock = open(lock_path, "w")  # noqa: SIM115
-        try:
-            fcntl.lockf(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except (BlockingIOError, PermissionError):  # EAGAIN or EACCES, as the system says
-            lock.close()
-            raise busy from None
-        _locked_here.add(key)
-        return lock
 
     def _check_existing(self, overwrite: bool) -> bool:
-        if not self.path.exists():
+        """Whether the cache is there and complete already, as asked. A file there that is not
+        a cache is refused, --overwrite or not (`Cache.open` says so)."""
+        if not self.path.exists() or (overwrite and _replaceable(self.path)):
             return False
-        if overwrite:
-            self.path.unlink()
-            return False
-        with h5py.File(self.path, "r") as f:
-            old = json.loads(f.attrs["config"])["identity"]
+        with Cache.open(self.path) as cache:
+            old = cache.config.get("identity", {})
         refuse_if_different(
             old,
             self.identity,
@@ -146,25 +134,41 @@ class CacheWriter:
         )
         return True
 
+    def _parts_identity(self) -> dict | None:
+        """The identity of the run whose parts are in the parts folder; None if unreadable."""
+        try:
+            return json.loads((self.parts / "config.json").read_text())["identity"]
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
+    def _same_identity(self, old: dict | None) -> bool:
+        return old is not None and not differences(old, self.identity)
+
     def _prepare_parts(self, overwrite: bool) -> None:
-        config_file = self.parts / "config.json"
-        if self.parts.exists() and config_file.exists() and not overwrite:
-            old = json.loads(config_file.read_text())["identity"]
-            refuse_if_different(
-                old,
-                self.identity,
-                f"an unfinished embed run for {self.path} ({self.parts}) used other settings",
-                "rerun it with its own settings to finish it, choose a new --cache FILE, or "
-                "pass --overwrite to start over",
-                CacheError,
-                ("parts have", "asked"),
-            )
-            return
-        shutil.rmtree(self.parts, ignore_errors=True)
+        """Go on from the parts of a run with this identity, whatever `overwrite` says (they
+        are this very run's work); parts of another are replaced only with `overwrite`."""
+        if self.parts.exists():
+            self._locks.append(self._lock(self.parts / PARTS_LOCK))
+            old = self._parts_identity()
+            if self._same_identity(old):
+                return
+            if old is not None and not overwrite:
+                refuse_if_different(
+                    old,
+                    self.identity,
+                    f"an unfinished embed run for {self.path} ({self.parts}) used other settings",
+                    "rerun it with its own settings to finish it, choose a new --cache FILE, "
+                    "or pass --overwrite to start over",
+                    CacheError,
+                    ("parts have", "asked"),
+                )
+            self._locks.pop().release()
+            shutil.rmtree(self.parts, ignore_errors=True)
         self.parts.mkdir(parents=True)
+        self._locks.append(self._lock(self.parts / PARTS_LOCK))
         tmp = self.parts / "config.json.tmp"
         tmp.write_text(json.dumps(self.config, sort_keys=True, indent=1))
-        replace_synced(tmp, config_file)
+        replace_synced(tmp, self.parts / "config.json")
 
     def part_files(self) -> list[Path]:
         return part_files(self.parts)
@@ -183,20 +187,27 @@ class CacheWriter:
         return write_part(self.parts, records, name)
 
     def close(self) -> None:
-        """Release the lock (and remove the lock file) so another embed may start."""
-        if self._lock is None:
-            return
-        lock_path = Path(self._lock.name)
-        remove_quietly(lock_path)
-        self._lock.close()
-        self._lock = None
-        _locked_here.discard(self.path.resolve())
+        """Release the locks (and remove their files) so another embed may start."""
+        while self._locks:
+            self._locks.pop().release()
 
     def __enter__(self) -> CacheWriter:
         return self
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _replaceable(path: Path) -> bool:
+    """Whether --overwrite may replace the file at `path`: a floodcache cache, or an HDF5 file
+    too damaged to open (a truncated cache); never a file of another kind."""
+    if not h5py.is_hdf5(path):
+        return False
+    try:
+        with h5py.File(path, "r") as file:
+            return "schema_version" in file.attrs
+    except OSError:
+        return True
 
 
 def part_files(parts: Path) -> list[Path]:

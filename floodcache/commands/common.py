@@ -3,9 +3,13 @@ option defaults read from the stage's config, and the option groups several comm
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import functools
 import inspect
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import click
@@ -33,23 +37,62 @@ PATH = click.Path(path_type=Path)
 DEVICE_HELP = "torch device, e.g. cuda:0 or cpu [default: cuda if available]"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (`kill`, a job scheduler's time limit): stops a command as Ctrl-C does."""
+
+
 def user_errors(command):
-    """Turn the library's expected errors into a clean message and a non-zero exit."""
+    """Turn the library's expected errors, and a file system's (an output folder that cannot
+    be written, a full disk), into a clean message and a non-zero exit; stop on Ctrl-C or
+    SIGTERM keeping the finished work."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
-            return command(*args, **kwargs)
+            with _sigterm_as_interrupt():
+                return command(*args, **kwargs)
         except USER_ERRORS as err:
             raise click.ClickException(str(err)) from err
-        except KeyboardInterrupt:
+        except OSError as err:
+            raise click.ClickException(_file_system_error(err)) from err
+        except KeyboardInterrupt as stop:
+            how = "terminated" if isinstance(stop, Terminated) else "interrupted"
             click.echo(
-                "\ninterrupted: finished work is kept; run the same command again to resume.",
+                f"\n{how}: finished work is kept; run the same command again to resume.",
                 err=True,
             )
-            sys.exit(130)
+            sys.exit(128 + signal.SIGTERM if isinstance(stop, Terminated) else 130)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt():
+    """SIGTERM raises `Terminated` in this (the main) thread while the command runs."""
+
+    def terminate(signum, frame):
+        raise Terminated
+
+    if threading.current_thread() is not threading.main_thread():
+        yield  # a command called from another thread: only the main thread handles signals
+        return
+    previous = signal.signal(signal.SIGTERM, terminate)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _file_system_error(err: OSError) -> str:
+    """An OSError as a message naming the file and what to do."""
+    where = f"{err.filename}: " if err.filename else ""
+    if err.errno == errno.ENOSPC:
+        fix = "free some space (or choose a folder on another disk) and rerun"
+    elif err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        fix = "choose a folder you can write to, or get the permission, and rerun"
+    else:
+        fix = "check the path and rerun"
+    return f"{where}{err.strerror or err}; {fix}"
 
 
 def default(source, name: str):
@@ -101,10 +144,27 @@ def data_options(source):
                     help="A mask whose size differs from its image: leave the pair out, or "
                     "resize the mask to the image (explicit opt-in).",
                 ),
+                click.option(
+                    "--allow-outside-paths",
+                    is_flag=True,
+                    help="Let metadata.csv name files outside Image/ and Mask/ (absolute "
+                    "paths, or up through ..); refused otherwise.",
+                ),
+                max_pixels_option(source),
             ],
         )
 
     return apply
+
+
+def max_pixels_option(source):
+    return option(
+        "--max-pixels",
+        source=source,
+        type=click.IntRange(1),
+        help="Largest image or mask read, in pixels (width x height); a larger one is "
+        "refused before it is decoded (about 10 bytes a pixel).",
+    )
 
 
 def precision_option(source, stage: str, help: str):

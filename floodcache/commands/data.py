@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from floodcache.commands.common import PATH, data_options, option, raster_options, user_errors
@@ -46,15 +48,20 @@ def download_command(data_dir, checkpoint_dir, model_type) -> None:
 @raster_options
 @click.option("--out", type=PATH, help="Write the problems as CSV here.")
 @user_errors
-def audit(data_dir, images, masks, on_mismatch, bands, scale, out) -> None:
+def audit(
+    data_dir, images, masks, on_mismatch, allow_outside_paths, max_pixels, bands, scale, out
+) -> None:
     """Read every image and mask for real and report every problem found.
 
     One CSV row per (file, problem): image, mask, problem, detail.
 
     Example: python cli.py audit --data ../shared/flood_dataset --out reports/audit.csv
     """
-    reading = RasterReading(bands, scale)
-    report = audit_folder(data_dir, images, masks, on_mismatch, progress=True, reading=reading)
+    if out and data_dir and Path(out).resolve() == (Path(data_dir) / "metadata.csv").resolve():
+        raise click.UsageError(f"--out {out} is the data's metadata.csv: write elsewhere")
+    reading = {"allow_outside_paths": allow_outside_paths, "max_pixels": max_pixels}
+    reading["reading"] = RasterReading(bands, scale)
+    report = audit_folder(data_dir, images, masks, on_mismatch, True, **reading)
     click.echo(report.summary())
     if out:
         report.write_csv(out)

@@ -95,7 +95,17 @@ def embed(**options) -> None:
             f"embedded {result.embedded} views in {result.seconds:.1f} s "
             f"({result.views_per_second:.3g} views/s, {1 / result.views_per_second:.3g} s/view)"
         )
-    click.echo(verify(result.cache).summary())
+    _verified(result.cache)
+
+
+def _verified(cache) -> None:
+    """Show what `verify` finds; exit with status 1 when the cache is damaged."""
+    report = verify(cache)
+    click.echo(report.summary())
+    if not report.ok:
+        raise click.ClickException(
+            f"{cache} is damaged: rebuild it with `python cli.py embed --overwrite ...`"
+        )
 
 
 @click.command(name="verify")
@@ -108,12 +118,7 @@ def verify_command(cache) -> None:
 
     Example: python cli.py verify --cache cache/flood.h5
     """
-    report = verify(cache)
-    click.echo(report.summary())
-    if not report.ok:
-        raise click.ClickException(
-            f"{cache} is damaged: rebuild it with `python cli.py embed --overwrite ...`"
-        )
+    _verified(cache)
 
 
 COMMANDS = [embed, verify_command]

@@ -88,13 +88,18 @@ def evaluate(**options) -> None:
     "--gallery",
     source=ReportConfig,
     type=click.IntRange(1),
-    help="Worst views shown per model and prompt.",
+    help="Worst, typical and best views (each) shown per model and prompt.",
+)
+@click.option(
+    "--html",
+    is_flag=True,
+    help="Also write report.html beside report.md, its figures inside: one file to send.",
 )
 @click.option(
     "--out", type=PATH, help="Report folder [default: reports/<cache name>, or --metrics]."
 )
 @user_errors
-def report(cache, metrics, gallery, out, **evaluation) -> None:
+def report(cache, metrics, gallery, html, out, **evaluation) -> None:
     """Write report.md and its figures: pretrained vs fine-tuned, per prompt, with failures.
 
     With --cache (and --decoder runs) it evaluates first; without, it reads --metrics.
@@ -106,9 +111,11 @@ def report(cache, metrics, gallery, out, **evaluation) -> None:
     if cache is None and evaluation["decoders"]:
         raise click.UsageError("--decoder needs --cache: the runs are evaluated on that cache")
     evaluate = None if cache is None else EvaluateConfig(cache=cache, out=metrics, **evaluation)
-    config = ReportConfig(out=out, metrics=metrics, evaluate=evaluate, gallery=gallery)
+    config = ReportConfig(out=out, metrics=metrics, evaluate=evaluate, gallery=gallery, html=html)
     result = run_report(config)
     click.echo(f"report {result.report} ({len(result.figures)} figures)")
+    if result.html:
+        click.echo(f"one file to send: {result.html}")
 
 
 COMMANDS = [evaluate, report]

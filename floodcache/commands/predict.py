@@ -10,6 +10,7 @@ from floodcache.commands.common import (
     DEVICE_HELP,
     ENCODER_PRECISION_HELP,
     PATH,
+    max_pixels_option,
     option,
     precision_option,
     raster_options,
@@ -141,6 +142,7 @@ SCENE_ONLY += ("probability_dtype",)
     help="Replace an existing --out (a folder's masks: predict them all again).",
 )
 @precision_option(PredictConfig, "encoder", ENCODER_PRECISION_HELP)
+@max_pixels_option(PredictConfig)
 @click.option("--device", help=DEVICE_HELP)
 @scene_options
 @user_errors
@@ -208,6 +210,7 @@ def _georeferenced(image: Path) -> bool:
 
 def _predict_scenes(image: Path, options: dict, run: dict) -> None:
     raster = RasterReading(options.pop("bands"), options.pop("scale"))
+    run.pop("max_pixels")  # a scene is read window by window: its size costs no memory
     config = SceneConfig(image=image, raster=raster, **options, **run)
     if image.is_dir():
         from floodcache.predict.scene_folder import run_predict_scenes

@@ -7,10 +7,13 @@ used as they are get excluded; the report writes the rows as CSV and sums them u
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import functools
 import hashlib
+import io
 import os
+import threading
 from collections import Counter, defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,15 +31,20 @@ from floodcache.data.pairs import (
     Problem,
     UnreadableFile,
     check_on_mismatch,
+    declared_pixels,
     find_pairs,
+    has_text_name,
     path_str,
     read_image,
     read_mask,
     size_problems,
 )
+from floodcache.settings import MAX_PIXELS
+from floodcache.utils.atomic import write_whole
 
 # Codes that make a pair unusable as it is; size_mismatch alone is lifted by on_mismatch="resize".
 BLOCKING = (
+    "undecodable_name",
     "missing_image",
     "missing_mask",
     "unreadable_image",
@@ -63,13 +71,16 @@ class AuditReport:
     image_hashes: dict[str, str] = field(default_factory=dict)
 
     def write_csv(self, path: Path) -> None:
-        """Write the problems as CSV with columns image, mask, problem, detail."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="", encoding="utf-8") as out:
-            writer = csv.writer(out)
-            writer.writerow(CSV_COLUMNS)
-            writer.writerows((p.image, p.mask, p.problem, p.detail) for p in self.problems)
+        """Write the problems as CSV with columns image, mask, problem, detail, whole or not at
+        all (`write_whole`); text that is not UTF-8 (file names) as backslash escapes."""
+        table = io.StringIO(newline="")
+        writer = csv.writer(table)
+        writer.writerow(CSV_COLUMNS)
+        writer.writerows((p.image, p.mask, p.problem, p.detail) for p in self.problems)
+        content = table.getvalue().encode("utf-8", "backslashreplace")
+        write_whole(
+            Path(path), lambda tmp: tmp.write_bytes(content), "give --out a path you can write"
+        )
 
     def summary(self) -> str:
         """Terminal text: pair counts, rows per problem code, excluded pairs with their codes."""
@@ -85,7 +96,9 @@ class AuditReport:
             lines.append(f"  {code:<{width}} {counts[code]:>5}  {PROBLEMS.get(code, '')}")
         if self.excluded:
             lines.append("excluded:")
-            lines += [f"  {key}: {', '.join(codes)}" for key, codes in self.excluded.items()]
+            lines += [
+                f"  {path_str(key)}: {', '.join(codes)}" for key, codes in self.excluded.items()
+            ]
         resizable = [key for key, codes in self.excluded.items() if codes == ["size_mismatch"]]
         if resizable:
             lines.append(
@@ -100,17 +113,20 @@ def audit(
     pairing_problems: Iterable[Problem] = (),
     on_mismatch: str = "exclude",
     progress: bool = False,
+    max_pixels: int = MAX_PIXELS,
     reading: raster.RasterReading | None = None,
 ) -> AuditReport:
     """Read every file of `pairs` once (threads) and report every problem. `pairing_problems`
     (from find_pairs) lead the report's rows; on_mismatch="resize" keeps size_mismatch pairs
-    whose aspect ratio matches. `progress` shows a tqdm bar. Georeferenced images are read as
-    `reading` says (`pairs.read_image`)."""
+    whose aspect ratio matches. A file of more than `max_pixels` pixels is unreadable, and
+    the threads decode at most that many pixels at once. `progress` shows a tqdm bar.
+    Georeferenced images are read as `reading` says (`pairs.read_image`)."""
     check_on_mismatch(on_mismatch)
     pairs = list(pairs)
     workers = min(4, os.cpu_count() or 1)
+    budget = PixelBudget(max_pixels)
     with ThreadPoolExecutor(workers) as pool:
-        results = pool.map(functools.partial(_inspect, reading=reading), pairs)
+        results = pool.map(lambda pair: _inspect(pair, budget, reading), pairs)
         bar = tqdm(results, total=len(pairs), desc="audit", unit="pair", disable=not progress)
         facts = list(bar)
     _add_cross_pair_problems(pairs, facts)
@@ -140,12 +156,15 @@ def audit_folder(
     masks: Path | None = None,
     on_mismatch: str = "exclude",
     progress: bool = False,
+    *,
+    allow_outside_paths: bool = False,
+    max_pixels: int = MAX_PIXELS,
     reading: raster.RasterReading | None = None,
 ) -> AuditReport:
     """find_pairs then audit: the whole audit of a data folder (see both)."""
     check_on_mismatch(on_mismatch)
-    pairs, problems = find_pairs(data_dir, images, masks)
-    return audit(pairs, problems, on_mismatch, progress, reading)
+    pairs, problems = find_pairs(data_dir, images, masks, allow_outside_paths)
+    return audit(pairs, problems, on_mismatch, progress, max_pixels, reading)
 
 
 @dataclass
@@ -167,8 +186,39 @@ class _Facts:
         self.codes.add(code)
 
 
-def _inspect(pair: Pair, reading: raster.RasterReading | None = None) -> _Facts:
-    """Read both files of `pair` once and collect their problems, sizes and content hashes."""
+class PixelBudget:
+    """At most `limit` pixels decoded at once by the audit's threads: memory grows about ten
+    bytes a pixel, so four huge files are not decoded together. A pair takes what its headers
+    declare, at most all of it (files over the limit take nothing: they are refused before
+    decoding)."""
+
+    def __init__(self, limit: int):
+        self.limit, self.taken = limit, 0
+        self.changed = threading.Condition()
+
+    @contextlib.contextmanager
+    def reserve(self, paths: list[Path | None]):
+        # a pair of two files under the limit may add up to more: it then waits to be alone
+        pixels = min(self.limit, sum(n for n in map(declared_pixels, paths) if n <= self.limit))
+        with self.changed:
+            self.changed.wait_for(lambda: self.taken + pixels <= self.limit)
+            self.taken += pixels
+        try:
+            yield
+        finally:
+            with self.changed:
+                self.taken -= pixels
+                self.changed.notify_all()
+
+
+def _inspect(pair: Pair, budget: PixelBudget, reading: raster.RasterReading | None) -> _Facts:
+    """Read both files of `pair` once (within `budget`; a georeferenced image as `reading`
+    says) and collect their problems, sizes and content hashes."""
+    with budget.reserve([pair.image_path, pair.mask_path]):
+        return _read_pair(pair, budget.limit, reading)
+
+
+def _read_pair(pair: Pair, max_pixels: int, reading: raster.RasterReading | None) -> _Facts:
     facts = _Facts(path_str(pair.image_path), path_str(pair.mask_path))
     pixels = {}
     for role, path, read in (
@@ -178,8 +228,10 @@ def _inspect(pair: Pair, reading: raster.RasterReading | None = None) -> _Facts:
         if path is None:
             facts.codes.add(f"missing_{role}")
             continue
+        if not has_text_name(path):
+            facts.add("undecodable_name", f"{role}: {PROBLEMS['undecodable_name']}")
         try:
-            pixels[role], notes = read(path)
+            pixels[role], notes = read(path, max_pixels)
         except UnreadableFile as error:
             facts.add(f"unreadable_{role}", str(error))
             continue

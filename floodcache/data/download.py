@@ -223,8 +223,10 @@ def _kaggle_api(data_dir: Path):
         with contextlib.redirect_stdout(hidden), contextlib.redirect_stderr(hidden):
             import kaggle
     except ImportError as error:
+        missing = error.name or "kaggle"  # kaggle itself, or a package kaggle needs
+        needed = "" if missing == "kaggle" else ", which the kaggle package needs,"
         raise DownloadError(
-            "The kaggle package is not installed: pip install kaggle, then rerun."
+            f"The {missing} package{needed} is not installed: pip install {missing}, then rerun."
         ) from error
     except (Exception, SystemExit) as error:
         raise KaggleCredentialsMissing(_credentials_help("~/.kaggle", data_dir)) from error

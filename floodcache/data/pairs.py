@@ -8,7 +8,7 @@ others (`audit`).
 
 from __future__ import annotations
 
-import csv
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,8 +18,13 @@ import numpy as np
 from PIL import Image, ImageOps
 
 from floodcache.data import raster
+from floodcache.data.metadata import image_ids, metadata_rows, refuse_outside
 from floodcache.data.raster import RasterReading
-from floodcache.settings import ON_MISMATCH
+from floodcache.settings import MAX_PIXELS, ON_MISMATCH
+
+# Pillow's own limit warns, then refuses, at fixed sizes: floodcache applies its own, which a
+# user may raise (--max-pixels), from the header, before anything is decoded (`_open`).
+Image.MAX_IMAGE_PIXELS = None
 
 PROBLEMS: dict[str, str] = {
     "missing_image": "the pair's image file does not exist (pair excluded)",
@@ -40,6 +45,8 @@ PROBLEMS: dict[str, str] = {
     "full_mask": "the mask is water everywhere",
     "unlisted_image": "an image file that metadata.csv does not list (not audited)",
     "unlisted_mask": "a mask file that metadata.csv does not list (not audited)",
+    "shared_stem": "another image listed shares its file stem: both kept, known by file name",
+    "undecodable_name": "the file name is not UTF-8 text, as a cache's names are: rename it",
 }
 
 # MPO is how Pillow names camera JPEGs that carry a preview: still a JPEG file.
@@ -54,7 +61,9 @@ _NUMERIC_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
 class Pair:
     """One image and its mask; a path is None when that file is missing."""
 
-    image_id: str  # image file stem, e.g. "0" for Image/0.jpg
+    # image file stem, e.g. "0" for Image/0.jpg; its name ("0.jpg") where another image listed
+    # in metadata.csv shares the stem (`_image_ids`)
+    image_id: str
     image_path: Path | None
     mask_path: Path | None
 
@@ -74,15 +83,22 @@ class UnreadableFile(ValueError):
 
 
 def find_pairs(
-    data_dir: Path | None = None, images: Path | None = None, masks: Path | None = None
+    data_dir: Path | None = None,
+    images: Path | None = None,
+    masks: Path | None = None,
+    allow_outside_paths: bool = False,
 ) -> tuple[list[Pair], list[Problem]]:
     """Pair images with masks: by metadata.csv (columns Image, Mask) when `data_dir` has one,
     else by file stem. `data_dir` is the Kaggle layout (DIR/Image, DIR/Mask); `images`/`masks`
-    name the folders directly. Returns pairs sorted by natural image id order, and the
+    name the folders directly. metadata.csv may name files outside those folders only with
+    `allow_outside_paths`. Returns pairs sorted by natural image id order, and the
     missing_image / missing_mask / unlisted_* problems found while pairing."""
     image_dir, mask_dir, metadata = _resolve_folders(data_dir, images, masks)
     if metadata is not None:
-        pairs, problems = _pairs_from_metadata(metadata, image_dir, mask_dir)
+        rows = metadata_rows(metadata)
+        if not allow_outside_paths:
+            refuse_outside(metadata, rows, {"image": image_dir, "mask": mask_dir})
+        pairs, problems = _pairs_from_metadata(metadata, rows, image_dir, mask_dir)
     else:
         pairs, problems = _pairs_by_stem(image_dir, mask_dir)
     pairs.sort(key=lambda pair: natural_key(pair.image_id))
@@ -91,17 +107,17 @@ def find_pairs(
 
 
 def read_image(
-    path: Path, reading: RasterReading | None = None
+    path: Path, max_pixels: int = MAX_PIXELS, reading: RasterReading | None = None
 ) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Decode an image by content -> (HxWx3 uint8 RGB with EXIF orientation applied, notes).
 
     Notes are (code, detail) for format_mismatch, exif_orientation and converted_mode; 16-bit
     pixels are scaled (65535 -> 255), not clipped. A georeferenced raster (GeoTIFF...) is read
     by GDAL, its bands and scaling as `reading` says (`raster.read_chip`). Raises
-    UnreadableFile."""
+    UnreadableFile, also for an image of more than `max_pixels` pixels, before decoding it."""
     if raster.georeferenced(path):
-        return _read_raster(raster.read_chip, path, reading or RasterReading())
-    image, notes = _open(Path(path), "image")
+        return _read_raster(raster.read_chip, path, "image", max_pixels, reading or RasterReading())
+    image, notes = _open(Path(path), "image", max_pixels)
     if image.mode == "RGB":
         return np.array(image), notes
     if image.mode in _NUMERIC_MODES:
@@ -112,7 +128,7 @@ def read_image(
     return rgb, notes
 
 
-def read_mask(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
+def read_mask(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """Decode a mask by content -> (HxW uint8 in {0, 1}, 1 = water; notes).
 
     EXIF orientation is applied as for images. Any mode becomes 8-bit L first (16-bit scaled,
@@ -121,9 +137,9 @@ def read_mask(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
     values) as not water (`raster.read_mask_values`). Notes add non_binary_mask, empty_mask
     and full_mask to those of read_image. Raises UnreadableFile."""
     if raster.georeferenced(path):
-        values, notes = _read_raster(raster.read_mask_values, path)
+        values, notes = _read_raster(raster.read_mask_values, path, "mask", max_pixels)
     else:
-        values, notes = _mask_values(Path(path))
+        values, notes = _mask_values(Path(path), max_pixels)
     one_coded = values.max() == 1 and values.min() >= 0
     levels = _to_uint8(values.astype(np.float32) * 255 if one_coded else values)
     grey = np.count_nonzero((levels != 0) & (levels != 255)) / levels.size
@@ -139,9 +155,9 @@ def read_mask(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
     return water.astype(np.uint8), notes
 
 
-def _mask_values(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
+def _mask_values(path: Path, max_pixels: int) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """A mask file decoded by Pillow -> (HxW values: 8-bit, 16-bit or float; notes)."""
-    mask, notes = _open(path, "mask")
+    mask, notes = _open(path, "mask", max_pixels)
     if mask.mode == "L" or mask.mode in _NUMERIC_MODES:
         values = np.asarray(mask)
     else:
@@ -151,8 +167,13 @@ def _mask_values(path: Path) -> tuple[np.ndarray, list[tuple[str, str]]]:
     return values, notes
 
 
-def _read_raster(read, path: Path, *args):
-    """`read(path, *args)` of `raster`, its UnreadableRaster an UnreadableFile."""
+def _read_raster(read, path: Path, role: str, max_pixels: int, *args):
+    """`read(path, *args)` of `raster`, its UnreadableRaster an UnreadableFile; refused
+    before reading where the raster has more than `max_pixels` pixels."""
+    georeference = raster.georeference(path)
+    if georeference is not None:
+        height, width = georeference.size
+        _check_pixels(path, role, (width, height), max_pixels)
     try:
         return read(path, *args)
     except raster.UnreadableRaster as error:
@@ -160,7 +181,10 @@ def _read_raster(read, path: Path, *args):
 
 
 def load_pair(
-    pair: Pair, on_mismatch: str = "exclude", reading: RasterReading | None = None
+    pair: Pair,
+    on_mismatch: str = "exclude",
+    max_pixels: int = MAX_PIXELS,
+    reading: RasterReading | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(HxWx3 uint8 RGB, HxW uint8 {0,1}) exactly as audit reads them (a georeferenced image
     as `reading` says). With on_mismatch="resize" a mask of another size but the same aspect
@@ -170,8 +194,8 @@ def load_pair(
     for role, path in (("image", pair.image_path), ("mask", pair.mask_path)):
         if path is None:
             raise ValueError(f"pair {pair.image_id} has no {role} file: use audit's usable pairs")
-    image, _ = read_image(pair.image_path, reading)
-    mask, _ = read_mask(pair.mask_path)
+    image, _ = read_image(pair.image_path, max_pixels, reading)
+    mask, _ = read_mask(pair.mask_path, max_pixels)
     misfit = dict(size_problems(image.shape[:2], mask.shape))
     if not misfit:
         return image, mask
@@ -208,17 +232,21 @@ def size_problems(image_hw: tuple[int, int], mask_hw: tuple[int, int]) -> list[t
     return found
 
 
-def _open(path: Path, role: str) -> tuple[Image.Image, list[tuple[str, str]]]:
-    """Decode `path` fully, EXIF orientation applied -> (PIL image, format/orientation notes)."""
+def _open(path: Path, role: str, max_pixels: int) -> tuple[Image.Image, list[tuple[str, str]]]:
+    """Decode `path` fully, EXIF orientation applied -> (PIL image, format/orientation notes);
+    UnreadableFile without decoding it where its header declares more than `max_pixels`."""
     try:
         with Image.open(path) as raw:
+            _check_pixels(path, role, raw.size, max_pixels)
             raw.load()
             content, orientation = raw.format, raw.getexif().get(0x0112)
             ImageOps.exif_transpose(raw, in_place=True)
             image = raw
+    except UnreadableFile:
+        raise
     except Exception as error:  # Pillow's format plugins raise many types for broken files
         raise UnreadableFile(
-            f"{path}: cannot be read as an {role} ({type(error).__name__}: {error}); "
+            f"{path_str(path)}: cannot be read as an {role} ({type(error).__name__}: {error}); "
             "replace the file or remove its pair"
         ) from error
     notes = []
@@ -230,12 +258,32 @@ def _open(path: Path, role: str) -> tuple[Image.Image, list[tuple[str, str]]]:
     return image, notes
 
 
+def _check_pixels(path: Path, role: str, size: tuple[int, int], max_pixels: int) -> None:
+    width, height = size
+    if width * height > max_pixels:
+        raise UnreadableFile(
+            f"{path_str(path)}: the {role} is {width} x {height} pixels, more than the "
+            f"{max_pixels:,} pixels of --max-pixels; pass a larger --max-pixels if the file is "
+            "meant to be that large (decoding takes about 10 bytes a pixel)"
+        )
+
+
+def declared_pixels(path: Path | None) -> int:
+    """The pixels the header of an image file declares, read without decoding it (0 for a
+    missing or unreadable file)."""
+    try:
+        with Image.open(path) as image:
+            return image.size[0] * image.size[1]
+    except Exception:  # noqa: BLE001 -- whatever it is, reading it will say
+        return 0
+
+
 def _convert(image: Image.Image, mode: str, path: Path) -> Image.Image:
     try:
         return image.convert(mode)
     except ValueError as error:
         raise UnreadableFile(
-            f"{path}: mode {image.mode} cannot be converted to {mode} ({error}); "
+            f"{path_str(path)}: mode {image.mode} cannot be converted to {mode} ({error}); "
             "re-save the file as 8-bit RGB (image) or L (mask)"
         ) from error
 
@@ -271,8 +319,15 @@ def _turn(orientation: int) -> str:
     return dict(enumerate(turns, start=2)).get(orientation, "not a valid value, ignored")
 
 
-def path_str(path: Path | None) -> str:
-    return "" if path is None else str(path)
+def path_str(path: Path | str | None) -> str:
+    """A path as text any UTF-8 file or terminal takes ("" for None): the bytes of a file name
+    that are not UTF-8 shown as \\xNN escapes."""
+    return "" if path is None else os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def has_text_name(path: Path) -> bool:
+    """Whether `path` is UTF-8 text, as the names a cache stores must be."""
+    return path_str(path) == str(path)
 
 
 def natural_key(text: str) -> list[tuple[int, int, str]]:
@@ -328,38 +383,45 @@ def _pair(
     return pair, [Problem(*columns, f"missing_{role}", why.format(role=role)) for role in missing]
 
 
-def _pairs_from_metadata(metadata: Path, image_dir: Path, mask_dir: Path):
-    """Pairs listed in metadata.csv (columns Image, Mask), plus missing and unlisted files."""
-    with metadata.open(newline="", encoding="utf-8-sig") as lines:
-        reader = csv.DictReader(lines)
-        columns = {name.strip().lower(): name for name in reader.fieldnames or []}
-        if not {"image", "mask"} <= set(columns):
+def _pairs_from_metadata(metadata: Path, rows: list, image_dir: Path, mask_dir: Path):
+    """Pairs listed in metadata.csv (columns Image, Mask), plus missing and unlisted files.
+
+    A row's files are known by their resolved paths: one image listed twice, under any
+    spelling (`0.jpg`, `./0.jpg`), is an error naming both lines. Images of different files
+    that share a stem (`0.jpg`, `0.png`) are both kept, known by their file names."""
+    line_of: dict[Path, int] = {}  # resolved image -> the line listing it
+    for line, image_name, _ in rows:
+        image = _resolved(image_dir / image_name)
+        if image in line_of:
             raise ValueError(
-                f"{metadata}: needs the columns Image,Mask (found {reader.fieldnames}); fix its "
-                "header, or remove it to pair images and masks by file stem"
+                f"{metadata}: line {line} lists {image_name}, the image line {line_of[image]} "
+                "lists already; keep one row per image"
             )
-        rows = [(row[columns["image"]].strip(), row[columns["mask"]].strip()) for row in reader]
-    pairs, problems, first_line = [], [], {}
-    masks = {mask_name for _, mask_name in rows}
-    for line, (image_name, mask_name) in enumerate(rows, start=2):
-        if image_name in first_line:
-            raise ValueError(
-                f"{metadata}: line {line} lists {image_name} again (first on line "
-                f"{first_line[image_name]}); keep one row per image"
-            )
-        first_line[image_name] = line
+        line_of[image] = line
+    pairs, problems = [], []
+    for (line, image_name, mask_name), image_id in zip(
+        rows, image_ids(metadata, rows), strict=True
+    ):
         why = f"the {{role}} listed on line {line} of {metadata} does not exist"
-        pair, missing = _pair(
-            Path(image_name).stem, image_dir / image_name, mask_dir / mask_name, why
-        )
+        pair, missing = _pair(image_id, image_dir / image_name, mask_dir / mask_name, why)
         pairs.append(pair)
         problems += missing
+        if image_id != Path(image_name).stem:
+            detail = f"another image listed has the stem {Path(image_name).stem!r}"
+            problems.append(Problem(path_str(image_dir / image_name), "", "shared_stem", detail))
+    listed_masks = {_resolved(mask_dir / mask_name) for _, _, mask_name in rows}
     unlisted = f"not listed in {metadata}: add a row for it, or move it out of the folder"
-    for role, folder, listed in (("image", image_dir, first_line), ("mask", mask_dir, masks)):
-        for path in (p for p in _files(folder) if p.name not in listed):
-            columns = (str(path), "") if role == "image" else ("", str(path))
+    for role, folder, listed in (("image", image_dir, line_of), ("mask", mask_dir, listed_masks)):
+        for path in (p for p in _files(folder) if _resolved(p) not in listed):
+            columns = (path_str(path), "") if role == "image" else ("", path_str(path))
             problems.append(Problem(*columns, f"unlisted_{role}", unlisted))
     return pairs, problems
+
+
+def _resolved(path: Path) -> Path:
+    """The file `path` names, symbolic links followed (a loop of them stays as it is, where
+    Path.resolve raises: the file is then missing, as opening it would find)."""
+    return Path(os.path.realpath(path))
 
 
 def _pairs_by_stem(image_dir: Path, mask_dir: Path):

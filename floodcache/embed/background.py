@@ -40,6 +40,7 @@ def _serve(parent: int, initializer: Callable | None, initargs: tuple) -> None:
     done, so that an interrupted run keeps every part it handed over, whole. If its parent
     dies (killed, it cannot say so), it exits."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # not the command's handler (`user_errors`)
 
     def exit_with_parent() -> None:
         while os.getppid() == parent:

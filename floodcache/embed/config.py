@@ -12,6 +12,7 @@ from floodcache.data.raster import RasterReading
 from floodcache.settings import (
     AUTO_PRECISION,
     DEFAULT_FRACTIONS,
+    MAX_PIXELS,
     MODEL_TYPES,
     ON_MISMATCH,
     RESIZE_METHODS,
@@ -39,6 +40,10 @@ class EmbedConfig:
     precision: str = AUTO_PRECISION  # fp16 on CUDA, fp32 on a CPU; cache: float16
     resize: str = "pil"  # to SAM's input: "pil" in the readers, "torch" on the device
     on_mismatch: str = "exclude"  # or "resize": resize a mask to its image
+    # metadata.csv may name files outside Image/ and Mask/ (absolute, or up through ..): a
+    # metadata.csv from elsewhere could otherwise have any file read into the cache
+    allow_outside_paths: bool = False
+    max_pixels: int = MAX_PIXELS  # a larger image or mask is left out, never decoded
     # Georeferenced images (GeoTIFF chips...): the bands shown to SAM and their scaling
     raster: RasterReading = field(default_factory=RasterReading)
     limit: int | None = None  # embed only the first N usable images (quick trials)
@@ -62,6 +67,7 @@ class EmbedConfig:
         check_at_least(self.limit, 1, "--limit")
         check_at_least(self.batch_size, 1, "--batch-size")
         check_at_least(self.workers, 0, "--workers")
+        check_at_least(self.max_pixels, 1, "--max-pixels")
         if self.random_weights and self.checkpoint is not None:
             raise ValueError("pass either --checkpoint or --random-weights, not both")
         if abs(sum(self.fractions) - 1.0) > 1e-6 or min(self.fractions) < 0:

@@ -8,7 +8,6 @@ import logging
 from dataclasses import dataclass, field, replace
 
 import torch
-from segment_anything.modeling import Sam
 from tqdm import tqdm
 
 from floodcache.cache.writer import CacheWriter
@@ -21,6 +20,7 @@ from floodcache.embed.part_writer import Assembler, PartWriter
 from floodcache.embed.plan import pending_batches
 from floodcache.embed.readers import ReaderTimes, default_workers, described, read_batches
 from floodcache.sam.batch_encoder import BatchEncoder, default_batch_size
+from floodcache.sam.modeling import Sam
 
 log = logging.getLogger(__name__)
 

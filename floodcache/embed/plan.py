@@ -7,7 +7,7 @@ import logging
 from dataclasses import asdict
 
 from floodcache.data.audit import AuditReport, audit_folder
-from floodcache.data.pairs import Pair
+from floodcache.data.pairs import Pair, path_str
 from floodcache.data.raster import RasterReading
 from floodcache.data.views import (
     AUGMENTED_FROM,
@@ -45,18 +45,31 @@ def identity_of(config: EmbedConfig, checkpoint_sha256: str, plan: list[ViewKey]
     return identity
 
 
+def audit_data(config: EmbedConfig) -> AuditReport:
+    """The audit of the data `config` names, as `embed` reads it."""
+    return audit_folder(
+        config.data_dir,
+        config.images,
+        config.masks,
+        config.on_mismatch,
+        config.progress,
+        allow_outside_paths=config.allow_outside_paths,
+        max_pixels=config.max_pixels,
+        reading=config.raster,
+    )
+
+
 def plan_embed(
     config: EmbedConfig, audit: AuditReport | None = None
 ) -> tuple[list[ViewKey], dict[str, Pair], dict]:
     """Audit the data (`audit` if made already) and plan every view: (plan, usable pairs by
     id, excluded pairs)."""
-    asked = config.data_dir, config.images, config.masks, config.on_mismatch, config.progress
-    report = audit if audit is not None else audit_folder(*asked, config.raster)
+    report = audit if audit is not None else audit_data(config)
     if report.excluded:
         log.warning(
             "excluding %d unusable pairs: %s",
             len(report.excluded),
-            ", ".join(f"{k} ({'/'.join(v)})" for k, v in report.excluded.items()),
+            ", ".join(f"{path_str(k)} ({'/'.join(v)})" for k, v in report.excluded.items()),
         )
     usable = report.usable[: config.limit] if config.limit else report.usable
     if not usable:

@@ -56,6 +56,7 @@ class ViewDataset:
     def __init__(self, views: list[ViewKey], pairs: dict[str, Pair], config: EmbedConfig):
         self.views, self.pairs = views, pairs
         self.seed, self.on_mismatch, self.resize = config.seed, config.on_mismatch, config.resize
+        self.max_pixels = config.max_pixels
         self.reading = config.raster
         self.loaded: tuple[str, np.ndarray, np.ndarray] | None = None  # (image_id, image, mask)
         self.made: dict[str, Any] = {}  # arrays made once from it (`_once`)
@@ -90,7 +91,9 @@ class ViewDataset:
         shares them: anything that tried to write into them would fail loudly.
         """
         if self.loaded is None or self.loaded[0] != image_id:
-            image, mask = load_pair(self.pairs[image_id], self.on_mismatch, self.reading)
+            image, mask = load_pair(
+                self.pairs[image_id], self.on_mismatch, self.max_pixels, self.reading
+            )
             image.flags.writeable = mask.flags.writeable = False
             self.loaded, self.made = (image_id, image, mask), {}
         return self.loaded[1], self.loaded[2]
@@ -229,6 +232,8 @@ def read_batches(
     readers with one OpenCV thread per core each would fight over the cores.
     """
     views = [key for batch in batches for key in batch]
+    if not views:  # every view is in a part already: a rerun that only assembles the cache
+        return
     dataset = ViewDataset(views, pairs, config)
     if not workers:
         for batch in _units_by_batch(batches):

@@ -14,7 +14,8 @@ on the view's image gives the same mask (up to the cache's float16 storage of th
 Prompts are made from the full-resolution mask with the strategy's seeded stream at epoch 0
 (`EVAL_EPOCH`), so every model sees the same prompts and a rerun gives the same table.
 
-Metrics (iou, dice, precision, recall, with their empty-denominator rule): `floodcache.metrics`.
+Metrics (iou, dice, precision, recall, with their empty-denominator rule): `metrics`; the
+masks are made and counted on the decoders' device (`batch`).
 
 Skipped views: an oracle strategy (one that reads the ground truth) has no prompt for a view
 without water. Such a (model, prompt, view) gets a row with `skipped` true and null metrics; it
@@ -29,31 +30,38 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import torch
 from tqdm import tqdm
 
-from floodcache.cache.format import EMBEDDING_SHAPE, CacheError
+from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
+from floodcache.cache.verify import check_views
+from floodcache.evaluate.batch import (
+    EVAL_EPOCH,
+    Outcome,
+    batch_views,
+    evaluate_batch,
+    read_columns,
+)
 from floodcache.evaluate.config import EvaluateConfig
-from floodcache.evaluate.metrics import mask_metrics
 from floodcache.evaluate.table import (
+    MASKS_SCHEMA,
     METADATA,
     SCHEMA,
     load_evaluation,
-    prompt_from_row,
     write_evaluation,
 )
-from floodcache.prompts import PromptOptions, PromptStrategy, make_prompt, parse_prompts
+from floodcache.prompts import PromptOptions, parse_prompts
 from floodcache.sam import decoder as sam_decoder
+from floodcache.sam.masks import decode_views
 from floodcache.sam.precision import pick_device
-from floodcache.train.runs import PRETRAINED, DecoderModel, checkpoint_sha256, decoder_models
+from floodcache.train.runs import PRETRAINED, DecoderModel, checkpoint_sha256
+from floodcache.train.weights import decoder_models
 from floodcache.utils.differences import refuse_if_different
 
 log = logging.getLogger(__name__)
-EVAL_VERSION = 1  # bump when a metric or the table changes, so old evaluations are redone
-EVAL_EPOCH = 0  # the prompt stream's epoch at evaluation: the same prompts for every model
+EVAL_VERSION = 2  # bump when a metric or the table changes, so old evaluations are redone
 
 
 @dataclass
@@ -98,12 +106,14 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateResult:
                 f"{config.cache} has no {config.split!r} views; counts per split (images, "
                 f"views): {cache.counts()}; choose another --split"
             )
+        check_views(cache, (config.split,))  # no metric from a damaged cache
         start = time.perf_counter()
-        records, seconds = _evaluate_views(cache, models, strategies, rows, config)
-        table = pl.DataFrame(records, schema=SCHEMA, orient="row")
-        metadata = _metadata(config, cache, models, identity, table, seconds)
+        outcome = _evaluate_views(cache, models, strategies, rows, config)
+        table = pl.DataFrame(outcome.records, schema=SCHEMA, orient="row")
+        masks = pl.DataFrame(outcome.masks, schema=MASKS_SCHEMA, orient="row")
+        metadata = _metadata(config, cache, models, identity, table, outcome.seconds)
         metadata["seconds"]["total"] = time.perf_counter() - start
-    write_evaluation(out, table, metadata)
+    write_evaluation(out, table, masks, metadata)
     return EvaluateResult(out, table, metadata, reused=False)
 
 
@@ -143,97 +153,38 @@ class Decoders:
     def _ready(self, module: torch.nn.Module, state: dict) -> torch.nn.Module:
         return sam_decoder.load_module(module, state).eval().to(self.device)
 
-    def predict(self, model: str, embeddings, views: dict, prompts, multimask: bool) -> list:
-        """`predict_views` with this model's decoder; embeddings: Bx256x64x64 (any device)."""
-        embeddings = torch.as_tensor(embeddings).to(self.device).float()
-        return sam_decoder.predict_views(
+    def decode(self, model: str, embeddings: torch.Tensor, views: dict, prompts, multimask: bool):
+        """`masks.decode_views` with this model's decoder; embeddings: Bx256x64x64 float on
+        this device."""
+        return decode_views(
             self.prompt_encoder, self.mask_decoders[model], embeddings, views, prompts, multimask
         )
 
 
-def _evaluate_views(cache: Cache, models, strategies, rows, config: EvaluateConfig):
-    """Table rows (dicts, SCHEMA order) and decoding seconds per model."""
+def _evaluate_views(cache: Cache, models, strategies, rows, config: EvaluateConfig) -> Outcome:
+    """Every view of `rows` (ascending) in batches: its embeddings read once, in the
+    background and in large reads (`Cache.load_embeddings`)."""
     decoders = Decoders(cache, models, config.device)
     options = PromptOptions(points=config.points)
-    seconds = {m.name: 0.0 for m in models}
-    records: list[dict] = []
+    columns = read_columns(cache, rows)
+    loader = cache.load_embeddings(rows)
+    outcome = Outcome()
     bar = tqdm(total=len(rows), unit="view", desc="evaluate", disable=not config.progress)
-    for start in range(0, len(rows), config.batch_size):
-        views = _views(cache, rows[start : start + config.batch_size])
-        embeddings = torch.from_numpy(cache.embeddings(views["row"])).to(decoders.device)
-        for strategy in strategies:
-            prompts = [
-                make_prompt(strategy, mask, config.seed, image_id, view, EVAL_EPOCH, options)
-                for mask, image_id, view in zip(
-                    views["mask"], views["image_id"], views["view"], strict=True
-                )
-            ]
-            for model in models:
-                tic = time.perf_counter()
-                predictions = decoders.predict(
-                    model.name, embeddings, views, prompts, strategy.multimask
-                )
-                seconds[model.name] += time.perf_counter() - tic
-                records += _records(model, strategy, views, prompts, predictions)
-        bar.update(len(views["row"]))
-    bar.close()
-    return records, seconds
-
-
-def _views(cache: Cache, rows: np.ndarray) -> dict:
-    """Per-view columns of `rows` as lists, plus each full-resolution HxW {0,1} mask."""
-    rows = np.sort(rows)
-    view = {"row": rows, "mask": [cache.full_mask(int(r)) for r in rows]}
-    for name in ("image_id", "view", "split", "image_file", "original_size", "input_size"):
-        view[name] = cache.column(name)[rows].tolist()
-    return view
-
-
-def recorded_masks(cache: Cache, decoders: Decoders, model: str, records: list[dict]) -> list:
-    """Rerun `model` on table rows with their recorded prompts: HxW bool masks (original size).
-
-    records: rows of the evaluation table (dicts, not skipped) of one prompt strategy and
-    distinct views; decoded in one batch.
-    """
-    rows = np.array([r["row"] for r in records])
-    order = np.argsort(rows)  # HDF5 reads ascending rows
-    embeddings = np.empty((len(rows), *EMBEDDING_SHAPE), np.float16)
-    embeddings[order] = cache.embeddings(rows[order])
-    views = {name: cache.read(name, rows[order])[np.argsort(order)].tolist()
-             for name in ("input_size", "original_size")}  # fmt: skip
-    prompts = [prompt_from_row(r) for r in records]
-    predictions = decoders.predict(model, embeddings, views, prompts, records[0]["multimask"])
-    return [mask for mask, _ in predictions]
-
-
-def _records(model: DecoderModel, strategy: PromptStrategy, views, prompts, predictions) -> list:
-    """One table row (dict) per view of the batch."""
-    records = []
-    for i, (prompt, predicted) in enumerate(zip(prompts, predictions, strict=True)):
-        height, width = views["original_size"][i]
-        record = {
-            "model": model.name,
-            "prompt": strategy.name,
-            "oracle": strategy.oracle,
-            "multimask": strategy.multimask,
-            "skipped": predicted is None,
-            "image_id": views["image_id"][i],
-            "view": views["view"][i],
-            "split": views["split"][i],
-            "row": int(views["row"][i]),
-            "image_file": views["image_file"][i],
-            "height": height,
-            "width": width,
-        }
-        if predicted is None:
-            metrics = {"water_fraction": float(views["mask"][i].mean())}
-        else:
-            metrics = mask_metrics(predicted[0], views["mask"][i])
-            metrics["predicted_iou"] = predicted[1]
-        prompt_json = {} if prompt is None else prompt.to_dict()
-        prompt_json = {k: None if v is None else json.dumps(v) for k, v in prompt_json.items()}
-        records.append({name: (record | metrics | prompt_json).get(name) for name in SCHEMA})
-    return records
+    try:
+        for start in range(0, len(rows), config.batch_size):
+            part = slice(start, min(start + config.batch_size, len(rows)))
+            views = batch_views(cache, columns, part)
+            loader.wait(part.stop)
+            embeddings = torch.from_numpy(loader.array[part]).to(decoders.device).float()
+            evaluate_batch(
+                decoders, models, strategies, views, embeddings, config.seed, options, outcome
+            )
+            bar.update(part.stop - part.start)
+    finally:
+        bar.close()
+        loader.close()
+    log.info("embeddings read: %s", loader.stats.line())
+    return outcome
 
 
 def _metadata(config, cache: Cache, models, identity, table: pl.DataFrame, seconds) -> dict:

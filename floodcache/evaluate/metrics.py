@@ -31,9 +31,15 @@ def mask_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     prediction, truth = np.asarray(prediction, bool), np.asarray(truth, bool)
     if prediction.shape != truth.shape:
         raise ValueError(f"prediction {prediction.shape} and truth {truth.shape} differ in size")
-    tp = int(np.count_nonzero(prediction & truth))
-    fp = int(np.count_nonzero(prediction)) - tp
-    fn = int(np.count_nonzero(truth)) - tp
+    overlap = int(np.count_nonzero(prediction & truth))
+    predicted, water = int(np.count_nonzero(prediction)), int(np.count_nonzero(truth))
+    return metrics_from_counts(overlap, predicted, water, truth.size)
+
+
+def metrics_from_counts(overlap: int, predicted: int, water: int, pixels: int) -> dict[str, float]:
+    """`mask_metrics` from pixel counts: |P & T|, |P|, |T| and the mask's pixels, however they
+    were counted (on a GPU, `evaluate` counts there and brings back only these)."""
+    tp, fp, fn = overlap, predicted - overlap, water - overlap
     perfect = float(fp == 0 and fn == 0)  # the value of a metric whose denominator is 0
 
     def ratio(numerator: int, denominator: int) -> float:
@@ -44,8 +50,8 @@ def mask_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         "dice": ratio(2 * tp, 2 * tp + fp + fn),
         "precision": ratio(tp, tp + fp),
         "recall": ratio(tp, tp + fn),
-        "water_fraction": float(truth.mean()),
-        "predicted_fraction": float(prediction.mean()),
+        "water_fraction": water / pixels,
+        "predicted_fraction": predicted / pixels,
     }
 
 

@@ -1,5 +1,7 @@
 """An evaluation folder: the per-view metrics table (Parquet and CSV, one row per model, prompt
-and view) and evaluation.json, which says what made it; written whole, metadata last."""
+and view), every predicted mask at the size of the view's preview (masks.parquet, which the
+report's galleries show without decoding again) and evaluation.json, which says what made
+them; written whole, metadata last."""
 
 from __future__ import annotations
 
@@ -13,6 +15,13 @@ from floodcache.prompts import Prompt
 from floodcache.utils.atomic import write_whole
 
 TABLE, CSV, METADATA = "metrics.parquet", "metrics.csv", "evaluation.json"
+MASKS = "masks.parquet"
+MASKS_SCHEMA = {  # one row per (model, prompt, view) evaluated and not skipped
+    "model": pl.String,
+    "prompt": pl.String,
+    "row": pl.Int64,
+    "mask_png": pl.Binary,  # {0, 1} uint8 PNG at the size of the cache's preview of the view
+}
 
 SCHEMA = {
     "model": pl.String,
@@ -54,17 +63,23 @@ def load_evaluation(out: Path) -> tuple[pl.DataFrame, dict]:
     return pl.read_parquet(out / TABLE), json.loads((out / METADATA).read_text())
 
 
-def write_evaluation(out: Path, table: pl.DataFrame, metadata: dict) -> None:
-    """Write the table (Parquet, CSV) and then the metadata, each to a temporary name first.
+def load_masks(out: Path) -> pl.DataFrame:
+    """The predicted masks of a finished evaluation folder (MASKS_SCHEMA)."""
+    return pl.read_parquet(Path(out) / MASKS)
+
+
+def write_evaluation(out: Path, table: pl.DataFrame, masks: pl.DataFrame, metadata: dict) -> None:
+    """Write the table (Parquet, CSV), the masks and then the metadata, each whole.
 
     The metadata goes last and an older one is removed first, so a folder with evaluation.json
-    always holds the table it describes.
+    always holds the table and masks it describes.
     """
     out.mkdir(parents=True, exist_ok=True)
     (out / METADATA).unlink(missing_ok=True)
     writers = {
         TABLE: table.write_parquet,
         CSV: table.write_csv,
+        MASKS: masks.write_parquet,
         METADATA: lambda path: Path(path).write_text(json.dumps(metadata, indent=1)),
     }
     for name, write in writers.items():

@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from floodcache.cache.reader import Cache
-from floodcache.data.audit import audit_folder
+from floodcache.embed.plan import audit_data
 from floodcache.embed.run import run_embed
 from floodcache.pipeline.config import PipelineConfig, layout
 from floodcache.report.material import ReportResult
@@ -52,9 +52,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     steps: dict[str, str] = {}
 
     tic = time.perf_counter()
-    audit = audit_folder(
-        embed.data_dir, embed.images, embed.masks, embed.on_mismatch, embed.progress, embed.raster
-    )
+    audit = audit_data(embed)
     audit.write_csv(report_dir / "audit.csv")
     steps["audit"] = _done(f"{len(audit.usable)} usable pairs, {report_dir / 'audit.csv'}", tic)
 

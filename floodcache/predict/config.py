@@ -4,13 +4,20 @@ from here at once."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from floodcache.data.raster import RasterReading
 from floodcache.predict.geotiff import PROBABILITIES
 from floodcache.predict.tiles import check_tiling
-from floodcache.settings import AUTO_PRECISION, check_at_least, check_choice, check_precision
+from floodcache.settings import (
+    AUTO_PRECISION,
+    MAX_PIXELS,
+    check_at_least,
+    check_choice,
+    check_precision,
+)
 
 
 @dataclass
@@ -27,9 +34,38 @@ class PredictConfig:
     device: str | None = None
     precision: str = AUTO_PRECISION  # the encoder's: fp16 on CUDA, fp32 on a CPU, as embed's
     overwrite: bool = False  # replace an existing `out` file
+    max_pixels: int = MAX_PIXELS  # a larger image is refused, never decoded
 
     def __post_init__(self) -> None:
         check_precision(self.precision, "encoder")
+        check_at_least(self.max_pixels, 1, "--max-pixels")
+        for flag, values in self.prompt_values():
+            if not all(math.isfinite(v) for v in values):
+                raise ValueError(f"{flag} {_shown(values)}: every coordinate must be a number")
+        if self.box is not None and not (self.box[0] < self.box[2] and self.box[1] < self.box[3]):
+            raise ValueError(f"--box {_shown(self.box)}: give X0,Y0,X1,Y1 with X0 < X1, Y0 < Y1")
+
+    def prompt_values(self) -> list[tuple[str, tuple[float, ...]]]:
+        """(flag, its numbers) of each click and the box, to check them."""
+        clicks = [("--point", p) for p in self.points] + [
+            ("--background", p) for p in self.background
+        ]
+        return clicks + ([("--box", self.box)] if self.box is not None else [])
+
+    def check_inside(self, height: int, width: int) -> None:
+        """ValueError naming the flag where a click or the box lies outside the image: SAM
+        would take it, and give a mask of nothing."""
+        for flag, values in self.prompt_values():
+            xs, ys = values[0::2], values[1::2]
+            if not (all(0 <= x <= width for x in xs) and all(0 <= y <= height for y in ys)):
+                raise ValueError(
+                    f"{flag} {_shown(values)} is outside the image {self.image} "
+                    f"({width} x {height} pixels, X from 0 to {width}, Y from 0 to {height})"
+                )
+
+
+def _shown(values) -> str:
+    return ",".join(f"{v:g}" for v in values)
 
 
 @dataclass
@@ -44,9 +80,11 @@ class FolderConfig:
     device: str | None = None
     precision: str = AUTO_PRECISION  # the encoder's: fp16 on CUDA, fp32 on a CPU, as embed's
     progress: bool = True
+    max_pixels: int = MAX_PIXELS  # a larger image is listed as unreadable, never decoded
 
     def __post_init__(self) -> None:
         check_precision(self.precision, "encoder")
+        check_at_least(self.max_pixels, 1, "--max-pixels")
 
 
 @dataclass

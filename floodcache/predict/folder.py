@@ -105,14 +105,16 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
         while writing and (writing[0][1].done() or len(writing) > 2 * segmenter.batch_size):
             written(*writing.popleft())
 
+    finished = False  # else the summary's own error gives way to what stopped the run
     try:
         batch = []
-        for path, read in _read_ahead(readers, todo, 2 * segmenter.batch_size):
+        ahead = 2 * segmenter.batch_size
+        for path, read in _read_ahead(readers, todo, ahead, config.max_pixels):
             try:
                 batch.append((path, read.result()))
             except pairs.UnreadableFile as error:
                 log.warning("%s", error)
-                rows[path.name] = {"image": path.name, "problem": str(error)}
+                rows[path.name] = {"image": pairs.path_str(path.name), "problem": str(error)}
                 result.unreadable.append(path.name)
                 bar.update()
             if len(batch) >= segmenter.batch_size:
@@ -122,6 +124,7 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
             segment(batch)
         while writing:
             written(*writing.popleft())
+        finished = True
     finally:
         readers.shutdown(cancel_futures=True)
         writers.shutdown(cancel_futures=True)  # waits for the masks being written
@@ -138,6 +141,8 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
         try:
             write_summary(out / SUMMARY, [rows[p.name] for p in files if p.name in rows])
         except ValueError as error:  # a full disk, say: what stopped the run matters more
+            if finished:
+                raise
             log.warning("%s", error)
     return result
 
@@ -149,20 +154,21 @@ WRITERS = 4  # threads encoding and writing masks (PNG encoding frees the GIL) w
 
 
 def _read_ahead(
-    readers: ThreadPoolExecutor, paths: Iterable[Path], ahead: int
+    readers: ThreadPoolExecutor, paths: Iterable[Path], ahead: int, max_pixels: int
 ) -> Iterator[tuple[Path, Future]]:
-    """(path, future of `_read_for_sam(path)`) in order, with up to `ahead` read meanwhile."""
+    """(path, future of `_read_for_sam(path, max_pixels)`) in order, with up to `ahead` read
+    meanwhile."""
     pending: deque[tuple[Path, Future]] = deque()
     for path in paths:
-        pending.append((path, readers.submit(_read_for_sam, path)))
+        pending.append((path, readers.submit(_read_for_sam, path, max_pixels)))
         if len(pending) > ahead:
             yield pending.popleft()
     yield from pending
 
 
-def _read_for_sam(path: Path) -> tuple[np.ndarray, tuple[int, int]]:
+def _read_for_sam(path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
     """An image file -> (hxwx3 uint8 resized to SAM's input, (H, W) of the image)."""
-    image, _ = pairs.read_image(path)
+    image, _ = pairs.read_image(path, max_pixels)
     return resize_to_input(image), image.shape[:2]
 
 
@@ -211,9 +217,10 @@ def _write(image: Path, mask_path: Path, mask: np.ndarray, score: float) -> dict
 
 
 def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) -> dict:
+    """A summary row; names that are not UTF-8 with \\xNN escapes, as the CSV is UTF-8."""
     return {
-        "image": image.name,
-        "mask": mask_path.name,
+        "image": pairs.path_str(image.name),
+        "mask": pairs.path_str(mask_path.name),
         "water_fraction": f"{np.count_nonzero(mask) / mask.size:.6f}",
         "sam_iou": "" if score is None else f"{score:.6f}",
     }
@@ -222,8 +229,8 @@ def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) ->
 def _kept(image: Path, mask_path: Path, earlier: dict[str, dict]) -> dict | None:
     """The summary row of a mask an earlier run wrote (its own row, where its summary has
     one), or None if there is no such mask to keep."""
-    if image.name in earlier and mask_path.is_file():
-        return earlier[image.name]
+    if pairs.path_str(image.name) in earlier and mask_path.is_file():
+        return earlier[pairs.path_str(image.name)]
     mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
     return None if mask is None else _row(image, mask_path, mask >= 128, None)
 

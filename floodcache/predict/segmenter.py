@@ -4,7 +4,7 @@ A new image -> SAM's water mask with the run's mask decoder in place of the
 checkpoint's, from points, a box, or no prompt at all (for a decoder trained on `none`: the one
 prompt a field deployment without ground truth has). Images are encoded as `embed` encodes
 them (the fast image encoder in batches, at embed's default precision: fp16 on CUDA)
-and decoded as `evaluate` decodes them (`decoder.predict_views`); the masks are SamPredictor's
+and decoded as `evaluate` decodes them (`masks.predict_views`); the masks are SamPredictor's
 up to that precision. A folder of images is segmented prompt-free, SAM loaded once, read ahead
 in threads and encoded in batches, into a folder of masks and a table of each image's water
 fraction (`run_predict_folder`).
@@ -23,11 +23,12 @@ from floodcache.data import pairs
 from floodcache.predict.config import PredictConfig
 from floodcache.prompts import NO_PROMPT, Prompt
 from floodcache.sam.batch_encoder import BatchEncoder, default_batch_size
-from floodcache.sam.decoder import predict_views, view_logits
+from floodcache.sam.masks import predict_views, view_logits
 from floodcache.sam.precision import pick_device, resolve_precision
 from floodcache.sam.preprocess import resize_to_input
 from floodcache.settings import AUTO_PRECISION
-from floodcache.train.runs import DecoderModel, sam_with_decoder
+from floodcache.train.runs import DecoderModel
+from floodcache.train.weights import sam_with_decoder
 from floodcache.utils.atomic import write_whole
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,16 @@ def run_predict(config: PredictConfig) -> Prediction:
     out = Path(config.out)
     if out.suffix.lower() != ".png":
         raise ValueError(f"{out}: the mask is written as PNG; give --out a .png path")
+    if out.exists() and out.resolve() == Path(config.image).resolve():
+        raise ValueError(f"--out {out} is the image itself: give the mask another name")
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
+    image, _ = pairs.read_image(config.image, config.max_pixels)
+    config.check_inside(*image.shape[:2])  # before SAM is loaded, for nothing
     segmenter = Segmenter(config.checkpoint, config.decoder, config.device, config.precision)
     prompt = user_prompt(config)
     if prompt.num_points == 0 and prompt.box is None:
         warn_if_not_prompt_free(segmenter.model, config.decoder)
-    image, _ = pairs.read_image(config.image)
     ((mask, score),) = segmenter([(resize_to_input(image), image.shape[:2])], [prompt])
     write_mask(out, mask)
     return Prediction(mask, score, prompt, out)

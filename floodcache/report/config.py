@@ -19,8 +19,9 @@ class ReportConfig:
     # Evaluate first (a complete, matching evaluation in `metrics` is reused); None: read
     # the evaluation in `metrics`
     evaluate: EvaluateConfig | None = None
-    gallery: int = 4  # worst views shown per model and prompt
+    gallery: int = 1  # worst, typical and best views, each, per model and prompt
     changes: int = 3  # views fine-tuning helped most (and hurt most), per run and prompt
+    html: bool = False  # also report.html, the figures inside: one file to send
 
     def __post_init__(self) -> None:
         """Refuse a setting no report could use, before any work is done."""

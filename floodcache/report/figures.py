@@ -1,8 +1,9 @@
-"""The report's matplotlib figures (Agg backend: no display needed), each saved as one PNG.
+"""The report's charts (Agg backend: no display needed), each saved as one PNG on an opaque
+white background, so that a dark markdown viewer shows black text on white, not on black.
 
-Every function takes plain data (Polars frames with the evaluation table's columns, numpy
-images) and a path, draws one figure, saves it and closes it. Kept apart from report.py, which
-decides what to show and writes the markdown.
+Every function takes plain data (Polars frames with the evaluation table's columns) and a
+path, draws one figure, saves it and closes it. Means carry their 95% bootstrap interval
+(`statistics`); counts have integer axes. The pictures of views are in `overlays`.
 """
 
 from __future__ import annotations
@@ -13,17 +14,17 @@ import matplotlib
 
 matplotlib.use("Agg")  # before pyplot: figures are files, there is no display
 
-import cv2  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
+from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
+from matplotlib.transforms import offset_copy  # noqa: E402
+
+from floodcache.report.statistics import bootstrap  # noqa: E402
+from floodcache.utils.atomic import write_whole  # noqa: E402
 
 DPI = 110
-GALLERY_DPI = 80  # galleries are large grids of photos: smaller files, faster to write
-# Prediction overlay colours: right water, false alarm, missed water (RGB 0..255).
-TRUE_POSITIVE, FALSE_POSITIVE, FALSE_NEGATIVE = (40, 110, 255), (255, 40, 40), (255, 200, 0)
-TRUTH = (0, 200, 255)
+BACKGROUND = "white"
 
 
 def _colors(models: list[str]) -> dict[str, str]:
@@ -36,18 +37,31 @@ def _grid(count: int, columns: int, size: tuple[float, float]):
     columns = max(1, min(columns, count))
     rows = -(-count // columns)
     fig, axes = plt.subplots(
-        rows, columns, figsize=(size[0] * columns, size[1] * rows), squeeze=False
+        rows,
+        columns,
+        figsize=(size[0] * columns, size[1] * rows),
+        squeeze=False,
+        facecolor=BACKGROUND,
     )
     for ax in axes.flat[count:]:
         ax.set_visible(False)
     return fig, list(axes.flat[:count])
 
 
-def _save(fig, path: Path, dpi: int = DPI) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+def save(fig, path: Path, **options) -> Path:
+    """`fig` saved at `path` in the format its suffix names, whole or not at all
+    (`write_whole`: a full disk leaves no truncated image), then closed. `options` go to
+    `savefig`."""
+    kind = Path(path).suffix.lstrip(".")
+    try:
+        write_whole(path, lambda tmp: fig.savefig(tmp, format=kind, **options))
+    finally:
+        plt.close(fig)
     return path
+
+
+def _save(fig, path: Path) -> Path:
+    return save(fig, path, dpi=DPI, bbox_inches="tight", facecolor=BACKGROUND, transparent=False)
 
 
 def prompt_label(prompt: str, oracle: bool) -> str:
@@ -55,12 +69,13 @@ def prompt_label(prompt: str, oracle: bool) -> str:
     return f"{prompt}*" if oracle else prompt
 
 
-def mean_bars(summary: pl.DataFrame, models: list[str], path: Path) -> Path:
-    """Grouped bars of mean IoU and Dice (± std) per prompt, one bar per model.
+def mean_bars(means: pl.DataFrame, models: list[str], path: Path) -> Path:
+    """Grouped bars of mean IoU and Dice per prompt, one bar per model, with 95% intervals.
 
-    summary: one row per (model, prompt) with prompt, oracle, iou_mean, iou_std, dice_mean...
+    means: one row per (model, prompt, metric) with prompt, oracle, model, metric, mean, low,
+    high; metric "iou" and "dice".
     """
-    prompts = summary.unique("prompt", maintain_order=True)
+    prompts = means.unique("prompt", maintain_order=True)
     labels = [prompt_label(p, o) for p, o in zip(prompts["prompt"], prompts["oracle"], strict=True)]
     fig, axes = _grid(2, 2, (max(5.0, 1.1 * len(labels) * max(1, len(models)) ** 0.5), 3.8))
     width = 0.8 / len(models)
@@ -68,21 +83,17 @@ def mean_bars(summary: pl.DataFrame, models: list[str], path: Path) -> Path:
     for ax, metric in zip(axes, ("iou", "dice"), strict=True):
         for k, model in enumerate(models):
             rows = prompts.select("prompt").join(
-                summary.filter(pl.col("model") == model), on="prompt", how="left"
+                means.filter((pl.col("model") == model) & (pl.col("metric") == metric)),
+                on="prompt",
+                how="left",
             )
+            mean, low, high = (rows[c].fill_null(0).to_numpy() for c in ("mean", "low", "high"))
             x = np.arange(len(labels)) + (k - (len(models) - 1) / 2) * width
-            ax.bar(
-                x,
-                rows[f"{metric}_mean"].fill_null(0).to_numpy(),
-                width,
-                yerr=rows[f"{metric}_std"].fill_null(0).to_numpy(),
-                label=model,
-                color=colors[model],
-                capsize=2,
-            )
+            error = np.stack([mean - low, high - mean])
+            ax.bar(x, mean, width, yerr=error, label=model, color=colors[model], capsize=2)
         ax.set_xticks(np.arange(len(labels)), labels)
         ax.set_ylim(0, 1)
-        ax.set_title(f"mean {'IoU' if metric == 'iou' else 'Dice'} (± std)")
+        ax.set_title(f"mean {'IoU' if metric == 'iou' else 'Dice'} (error bars: 95% interval)")
         ax.grid(axis="y", alpha=0.3)
     axes[0].legend(fontsize=8)
     fig.suptitle("by prompt strategy (* = oracle prompt, reads the ground truth)", fontsize=9)
@@ -114,14 +125,15 @@ def _finish(fig, panels, title: str, path: Path) -> Path:
 
 
 def metric_histograms(table: pl.DataFrame, metric: str, models: list[str], path: Path) -> Path:
-    """One panel per prompt: the per-view distribution of `metric` for each model (0..1)."""
+    """One panel per prompt: the per-view distribution of `metric` (0..1), the models' bars
+    side by side in each bin, so that neither hides the other."""
     fig, panels = _per_prompt(table, models, (4.0, 2.8), metric, "views")
-    bins = np.linspace(0, 1, 21)
+    bins = np.linspace(0, 1, 11)
     colors = _colors(models)
     for ax, rows in panels:
-        for model, values in rows.items():
-            values = values[metric].to_numpy()
-            ax.hist(values, bins, histtype="step", linewidth=1.8, label=model, color=colors[model])
+        values = [rows[model][metric].to_numpy() for model in models]
+        ax.hist(values, bins, label=models, color=[colors[m] for m in models])
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     return _finish(fig, panels, f"per-view {metric} (* = oracle prompt)", path)
 
 
@@ -148,120 +160,49 @@ def training_curves(histories: dict[str, pl.DataFrame], path: Path) -> Path:
     return _save(fig, path)
 
 
-def versus(table: pl.DataFrame, column: str, label: str, models: list[str], path: Path, log=False):
-    """One panel per prompt: IoU against `column` per view, dots per model plus binned means."""
+def versus(
+    table: pl.DataFrame, x: str, bins: tuple[str, tuple], label: str, models, path, log=False
+):
+    """One panel per prompt: IoU against column `x` per view (dots), and per bin the mean IoU
+    of its views with its 95% interval. bins: (the column holding each row's bin, the
+    boundaries between bins in `x`'s unit, drawn as faint lines); the report's tables use the
+    same bins. x from 0 to 100 (percent), or on a log scale."""
     fig, panels = _per_prompt(table, models, (4.0, 3.0), label, "IoU")
     colors = _colors(models)
+    column, boundaries = bins
     for ax, rows in panels:
-        for model, values in rows.items():
-            x, y = values[column].to_numpy(), values["iou"].to_numpy()
-            ax.scatter(x, y, s=10, alpha=0.5, color=colors[model], label=model)
-            centers, means = _binned_means(x, y)
-            ax.plot(centers, means, color=colors[model], linewidth=2, marker="D", markersize=5)
+        for k, (model, values) in enumerate(rows.items()):
+            ax.scatter(values[x], values["iou"], s=10, alpha=0.4, color=colors[model], label=model)
+            # each model's diamonds a few points apart, so that neither hides the other
+            shifted = offset_copy(
+                ax.transData, fig, x=5 * (k - (len(rows) - 1) / 2), units="points"
+            )
+            _binned_means(ax, values, x, column, colors[model], shifted)
+        for boundary in boundaries:
+            ax.axvline(boundary, color="grey", linewidth=0.8, alpha=0.4)
         if log:
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())  # 1 and 10, not 10^0 and 10^1
+        else:
+            ax.set_xlim(0, 100)
         ax.set_ylim(-0.02, 1.02)
-    return _finish(fig, panels, f"IoU vs {label} (diamonds: mean IoU per bin of views)", path)
+    title = f"IoU vs {label} (diamonds: mean IoU of a bin's views, error bars: 95% interval)"
+    return _finish(fig, panels, title, path)
 
 
-def _binned_means(x: np.ndarray, y: np.ndarray, most: int = 6):
-    """Mean of y in equal-count bins of x (up to `most`, about 5 views or more each):
-    (bin median x, mean y), one point per bin."""
-    if len(x) == 0:
-        return x, y
-    if len(np.unique(x)) == 1:  # a single x value: a single bin
-        return x[:1], np.array([y.mean()])
-    bins = max(1, min(most, len(x) // 5))
-    edges = np.unique(np.quantile(x, np.linspace(0, 1, bins + 1)))
-    index = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, len(edges) - 2)
-    used = [b for b in range(len(edges) - 1) if (index == b).any()]
-    centers = [np.median(x[index == b]) for b in used]
-    return np.array(centers), np.array([y[index == b].mean() for b in used])
-
-
-def truth_overlay(image: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """hxwx3 uint8 image with the true water (hxw bool) tinted."""
-    return _tint(image, [(truth, TRUTH)])
-
-
-def prediction_overlay(image: np.ndarray, prediction: np.ndarray, truth: np.ndarray) -> np.ndarray:
-    """hxwx3 uint8 image tinted: right water blue, false alarm red, missed water yellow."""
-    return _tint(
-        image,
-        [
-            (prediction & truth, TRUE_POSITIVE),
-            (prediction & ~truth, FALSE_POSITIVE),
-            (~prediction & truth, FALSE_NEGATIVE),
-        ],
-    )
-
-
-def draw_prompt(image: np.ndarray, prompt, scale: float) -> np.ndarray:
-    """A copy of hxwx3 `image` with a Prompt drawn on it: box white, water clicks green,
-    background clicks magenta. `scale`: image pixels per original-image pixel."""
-    out = np.ascontiguousarray(image).copy()
-    thickness = max(1, round(max(out.shape) / 250))
-    if prompt.box is not None:
-        x0, y0, x1, y1 = (int(round(v * scale)) for v in prompt.box)
-        cv2.rectangle(out, (x0, y0), (x1, y1), (255, 255, 255), thickness)
-    points = [] if prompt.points is None else zip(prompt.points, prompt.labels, strict=True)
-    for (x, y), label in points:
-        color = (0, 230, 0) if label == 1 else (255, 0, 255)
-        center = (int(round(x * scale)), int(round(y * scale)))
-        cv2.circle(out, center, 3 * thickness, color, -1)
-        cv2.circle(out, center, 3 * thickness, (255, 255, 255), 1)
-    return out
-
-
-def _tint(image: np.ndarray, layers, alpha: float = 0.5) -> np.ndarray:
-    out = image.astype(np.float32)
-    for mask, color in layers:
-        out[mask] = (1 - alpha) * out[mask] + alpha * np.array(color, np.float32)
-    return out.astype(np.uint8)
-
-
-GALLERY_PANEL = (3.2, 2.6)  # inches of a gallery panel, its title included
-GALLERY_TITLE = 0.4  # inches above each row of images for its titles (two lines of 8 pt)
-
-
-def gallery(rows: list[tuple[str, list[tuple[str, np.ndarray]]]], path: Path) -> Path:
-    """A grid of images: one row per view (row title, then (panel title, hxwx3 image) panels).
-
-    Laid out by fixed spacing, not tight_layout (savefig trims the margins), with no ticks,
-    and each image shrunk to the pixels it is shown at: tight_layout and placing titles over
-    hidden ticks cost more than drawing the photos."""
-    columns = max(len(panels) for _, panels in rows)
-    width, height = GALLERY_PANEL
-    fig, axes = plt.subplots(
-        len(rows),
-        columns,
-        figsize=(width * columns, height * len(rows)),
-        squeeze=False,
-        subplot_kw={"xticks": [], "yticks": []},  # else placing a title places hidden ticks
-    )
-    image_height = height - GALLERY_TITLE
-    fig.subplots_adjust(
-        left=0,
-        right=1,
-        bottom=0,
-        top=1 - GALLERY_TITLE / (height * len(rows)),
-        wspace=0.05,
-        hspace=GALLERY_TITLE / image_height,
-    )
-    shown = (round(width / 1.05 * GALLERY_DPI), round(image_height * GALLERY_DPI))
-    for r, (title, panels) in enumerate(rows):
-        for c, ax in enumerate(axes[r]):
-            ax.axis("off")
-            if c < len(panels):
-                ax.imshow(_fit(panels[c][1], shown))
-                ax.set_title(f"{title}\n{panels[c][0]}" if c == 0 else panels[c][0], fontsize=8)
-    return _save(fig, path, GALLERY_DPI)
-
-
-def _fit(image: np.ndarray, box: tuple[int, int]) -> np.ndarray:
-    """hxwx3 `image` area-shrunk to fit within box (width, height) pixels, if larger."""
-    scale = min(box[0] / image.shape[1], box[1] / image.shape[0])
-    if scale >= 1:
-        return image
-    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+def _binned_means(ax, values: pl.DataFrame, x: str, column: str, color, transform) -> None:
+    """Per bin: a diamond at (the bin's median x, its mean IoU) with the interval's bar."""
+    for _, group in values.group_by(column, maintain_order=True):
+        interval = bootstrap(group["iou"].to_numpy())
+        center = float(group[x].median())
+        error = [[interval.mean - interval.low], [interval.high - interval.mean]]
+        ax.errorbar(
+            center,
+            interval.mean,
+            yerr=error,
+            color=color,
+            marker="D",
+            markersize=5,
+            capsize=3,
+            transform=transform,
+        )

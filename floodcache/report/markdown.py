@@ -13,14 +13,6 @@ def table(header: list[str], rows: list[list]) -> list[str]:
     return lines + ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
 
 
-def stat(row: dict, metric: str) -> str:
-    """`mean ± std (median)` of `metric` from a summary row; `–` when nothing was evaluated."""
-    mean, std, median = (row[f"{metric}_{how}"] for how in ("mean", "std", "median"))
-    if mean is None:
-        return "–"
-    return f"{mean:.3f} ± {std or 0:.3f} ({median:.3f})"
-
-
 def relative(new: float | None, old: float | None) -> str:
     """The relative change from `old` to `new` in percent, `n/a` when `old` is 0 or missing."""
     if new is None or old is None or old == 0:

@@ -1,19 +1,23 @@
-"""What the report's sections read (`Material`): the evaluation, the cache, the models, and
-the masks decoded for the galleries; and what `report` returns."""
+"""What the report's sections read (`Material`): the evaluation, its masks, the cache, the
+models and the audit, with the intervals and paired comparisons of the evaluation's means;
+and what `report` returns. Nothing here decodes again: the galleries show the masks the
+evaluation kept."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import cv2
 import numpy as np
 import polars as pl
 
 from floodcache.cache.reader import Cache
 from floodcache.data.audit import AuditReport
-from floodcache.evaluate.evaluate import Decoders, recorded_masks
+from floodcache.report import statistics
 from floodcache.report.config import ReportConfig
-from floodcache.train.runs import DecoderModel
+from floodcache.train.runs import PRETRAINED, DecoderModel
 
 
 @dataclass
@@ -22,6 +26,7 @@ class ReportResult:
     figures: list[Path]
     evaluation: Path  # the evaluation folder it was made from
     reused: bool  # the evaluation was found complete, not recomputed
+    html: Path | None = None  # report.html, when asked for
 
 
 @dataclass
@@ -33,11 +38,12 @@ class Material:
     table: pl.DataFrame
     metadata: dict
     models: list[DecoderModel]
-    summary: pl.DataFrame
-    audit: AuditReport | None
+    audit: AuditReport | None  # None: the data folder is not here to audit
+    masks: pl.DataFrame  # the evaluation's masks (`evaluate.table.MASKS_SCHEMA`)
     figures: list[Path] = field(default_factory=list)
-    _masks: dict = field(default_factory=dict)
-    _decoders: Decoders | None = None
+    _index: dict | None = None  # (model, prompt, row) -> PNG bytes
+    _ious: dict | None = None  # (model, prompt, row) -> IoU
+    _statistics: dict = field(default_factory=dict)  # (how, model, prompt, metric) -> result
 
     @property
     def names(self) -> list[str]:
@@ -47,27 +53,62 @@ class Material:
     def prompts(self) -> list[str]:
         return self.metadata["identity"]["prompts"]
 
+    @property
+    def runs(self) -> list[DecoderModel]:
+        """The fine-tuned models, each compared with `pretrained`."""
+        return [m for m in self.models if m.run is not None]
+
+    def relative(self, path: Path | str) -> str:
+        """`path` as a link from the report's folder."""
+        return Path(
+            os.path.relpath(Path(path).resolve(), Path(self.config.out).resolve())
+        ).as_posix()
+
+    def evaluated(self, model: str, prompt: str) -> pl.DataFrame:
+        """`model`'s rows for `prompt` that were evaluated (not skipped), in view order."""
+        rows = self.table.filter(
+            (pl.col("model") == model) & (pl.col("prompt") == prompt) & ~pl.col("skipped")
+        )
+        return rows.sort("row")
+
+    def interval(self, model: str, prompt: str, metric: str) -> statistics.Interval | None:
+        """The mean of `metric` over the evaluated views with its 95% bootstrap interval."""
+        key = ("interval", model, prompt, metric)
+        if key not in self._statistics:
+            values = self.evaluated(model, prompt)[metric].to_numpy()
+            self._statistics[key] = statistics.bootstrap(values)
+        return self._statistics[key]
+
+    def paired(self, model: str, prompt: str, metric: str) -> statistics.Paired | None:
+        """`model` minus `pretrained` on the same views with the same prompt."""
+        key = ("paired", model, prompt, metric)
+        if key not in self._statistics:
+            mine, base = self.evaluated(model, prompt), self.evaluated(PRETRAINED, prompt)
+            if not mine["row"].equals(base["row"]):
+                raise ValueError(f"{model} and {PRETRAINED} were evaluated on different views")
+            compared = statistics.paired(base[metric].to_numpy(), mine[metric].to_numpy())
+            self._statistics[key] = compared
+        return self._statistics[key]
+
+    def ious(self, record: dict) -> dict[str, float]:
+        """Each model's IoU on a table row's view with its prompt."""
+        if self._ious is None:
+            evaluated = self.table.filter(~pl.col("skipped"))
+            keys = zip(*(evaluated[name] for name in ("model", "prompt", "row")), strict=True)
+            self._ious = dict(zip(keys, evaluated["iou"], strict=True))
+        return {m: self._ious[(m, record["prompt"], record["row"])] for m in self.names}
+
     def figure(self, path: Path, caption: str) -> str:
         """Record a written figure; its markdown image line."""
         self.figures.append(path)
-        return f"![{caption}]({path.relative_to(self.config.out).as_posix()})"
-
-    def predict(self, model: str, records: list[dict]) -> None:
-        """Decode `model` on table rows (one prompt strategy) not decoded yet, in one batch.
-
-        Rows may come from another model: a view's prompt is the same for every model.
-        """
-        todo = [r for r in records if (model, r["prompt"], r["row"]) not in self._masks]
-        if not todo:
-            return
-        if self._decoders is None:
-            self._decoders = Decoders(self.cache, self.models, self.config.device)
-        for record, mask in zip(
-            todo, recorded_masks(self.cache, self._decoders, model, todo), strict=True
-        ):
-            self._masks[(model, record["prompt"], record["row"])] = mask
+        return f"![{caption}]({self.relative(path)})"
 
     def prediction(self, model: str, record: dict) -> np.ndarray:
-        """HxW bool mask of `model` on a table row's view (decoded by `predict` if needed)."""
-        self.predict(model, [record])
-        return self._masks[(model, record["prompt"], record["row"])]
+        """hxw bool: the mask `model` made for a table row's view and prompt, at the size of
+        the view's preview. Rows may come from another model: a view's prompt is the same
+        for every model."""
+        if self._index is None:
+            keys = zip(*(self.masks[name] for name in ("model", "prompt", "row")), strict=True)
+            self._index = dict(zip(keys, self.masks["mask_png"], strict=True))
+        png = np.frombuffer(self._index[(model, record["prompt"], record["row"])], np.uint8)
+        return cv2.imdecode(png, cv2.IMREAD_GRAYSCALE) > 0

@@ -1,31 +1,31 @@
 """`report`: an evaluation (per-view metrics table) -> report.md with its figures beside it.
 
 Given a cache and runs, `run_report` evaluates them first (reusing a complete, matching
-evaluation), so it is the one command to run after `train`. The report holds: the data (audit,
-splits, the cache's config and fingerprint), per-prompt tables of pretrained vs fine-tuned
-metrics, the prompt strategies side by side, metric histograms and mean bars, training curves,
-failure galleries (worst views, most helped and hurt by fine-tuning), IoU against water
-fraction and image size, and the time each step took. Figures go to `OUT/figures/`.
+evaluation), so it is the one command to run after `train`. The report holds: the headline
+(the prompt-free result, the best oracle prompt, the study's table per prompt, with 95%
+intervals and paired tests), the prompt strategies side by side, the data (audit, splits,
+cache), metric histograms, training curves, the failure analysis (worst, typical and best
+views; views most helped and hurt by fine-tuning; IoU by water fraction, image size and audit
+finding; views every prompt fails), the time each step took, and the configuration in an
+appendix. Figures go to `OUT/figures/`; `html` makes report.html of it.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import replace
 from pathlib import Path
 
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
-from floodcache.data.audit import AuditReport
-from floodcache.evaluate.evaluate import run_evaluate
-from floodcache.evaluate.metrics import summarize
-from floodcache.evaluate.table import load_evaluation
-from floodcache.report import failures, markdown, sections
+from floodcache.data.audit import AuditReport, audit_folder
+from floodcache.data.raster import RasterReading
+from floodcache.evaluate.table import load_evaluation, load_masks
+from floodcache.report import failures, headline, html, markdown, sections
 from floodcache.report.config import ReportConfig
 from floodcache.report.material import Material, ReportResult
-from floodcache.sam.model import RANDOM_WEIGHTS
-from floodcache.train.runs import PRETRAINED, DecoderModel, load_run, pretrained, read_history
+from floodcache.sam.checkpoints import RANDOM_WEIGHTS
+from floodcache.train.runs import PRETRAINED, DecoderModel, describe_run, pretrained, read_history
 from floodcache.utils.atomic import write_whole
 
 
@@ -35,26 +35,57 @@ def run_report(config: ReportConfig, audit: AuditReport | None = None) -> Report
     `audit`: the data's audit, when the caller has one; else the data folder named in the
     cache's config is audited again.
     """
-    start = time.perf_counter()
     metrics_dir = Path(config.metrics)
     if config.evaluate is not None:
+        from floodcache.evaluate.evaluate import run_evaluate  # torch: only to evaluate
+
         result = run_evaluate(replace(config.evaluate, out=metrics_dir))
         table, metadata, reused = result.table, result.metadata, result.reused
         cache_path = Path(config.evaluate.cache)
     else:
         (table, metadata), reused = load_evaluation(metrics_dir), True
         cache_path = Path(metadata["cache"])
+    start = time.perf_counter()  # the report's own time: the evaluation has its own row
     with _open_cache(cache_path, metadata) as cache:
-        material = Material(
-            config, cache, table, metadata, _models(cache, metadata), summarize(table), audit
-        )
+        models, masks = _models(cache, metadata), load_masks(metrics_dir)
+        audit = audit if audit is not None else _audit_again(cache)
+        material = Material(config, cache, table, metadata, models, audit, masks)
         lines = _header(material, metrics_dir)
-        for section in (*sections.SECTIONS, failures.failures_section):
+        for section in SECTIONS:
             lines += ["", *section(material)]
         lines += ["", *_timings(material, reused, time.perf_counter() - start)]
+        lines += ["", *sections.appendix(material)]
     report = Path(config.out) / "report.md"
     write_whole(report, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
-    return ReportResult(report, material.figures, metrics_dir, reused)
+    _remove_stale_figures(report.parent / "figures", material.figures)
+    page = html.write_html(report) if config.html else None
+    return ReportResult(report, material.figures, metrics_dir, reused, page)
+
+
+SECTIONS = (headline.headline_section, *sections.SECTIONS, failures.failures_section)
+
+
+def _remove_stale_figures(folder: Path, written: list[Path]) -> None:
+    """Remove the figures an earlier report left in `folder` that this one does not show
+    (other prompts, models or layouts), so that figures/ and report.html hold the same."""
+    keep = {path.resolve() for path in written}
+    for path in folder.glob("*"):
+        if path.suffix in html.IMAGE_TYPES and path.resolve() not in keep:
+            path.unlink()
+
+
+def _audit_again(cache: Cache) -> AuditReport | None:
+    """The audit of the data folder the cache was embedded from; None when it is not here."""
+    run = cache.config.get("run", {})
+    folders = [run.get(k) for k in ("data_dir", "images", "masks")]
+    if not any(folder and Path(folder).exists() for folder in folders):
+        return None
+    paths = [Path(f) if f else None for f in folders]
+    as_embedded = {k: run[k] for k in ("allow_outside_paths", "max_pixels") if k in run}
+    if run.get("raster"):  # JSON's lists back into the tuples a config holds
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in run["raster"].items()}
+        as_embedded["reading"] = RasterReading(**fields)
+    return audit_folder(*paths, run.get("on_mismatch", "exclude"), **as_embedded)
 
 
 def _open_cache(path: Path, metadata: dict) -> Cache:
@@ -76,7 +107,7 @@ def _models(cache: Cache, metadata: dict) -> list[DecoderModel]:
     """The evaluated decoders, checked to be unchanged since the evaluation."""
     models = []
     for name, info in metadata["models"].items():
-        model = pretrained(cache) if info["run"] is None else load_run(Path(info["run"]))
+        model = pretrained(cache) if info["run"] is None else describe_run(Path(info["run"]))
         if model.sha256 != info["decoder_sha256"]:
             raise ValueError(
                 f"{info['run'] or name}'s decoder changed since the evaluation: evaluate again "
@@ -97,8 +128,8 @@ def _header(material: Material, metrics_dir: Path) -> list[str]:
             "> anything.",
             "",
         ]
-    table_link = Path(os.path.relpath(metrics_dir, material.config.out)).as_posix()
-    runs = [m for m in material.models if m.run is not None]
+    table_link = material.relative(metrics_dir / "metrics.csv")
+    runs = material.runs
     lines += [
         f"Split `{meta['identity']['split']}`: {meta['views']} views, each evaluated with every "
         f"prompt strategy and every model: `{PRETRAINED}` (the decoder of SAM's checkpoint)"
@@ -111,7 +142,7 @@ def _header(material: Material, metrics_dir: Path) -> list[str]:
         "left out of every mean). Empty denominators: a metric is 1 when prediction and truth "
         "are both empty, else 0. Metrics are computed at the original image resolution.",
         "",
-        f"Per-view table: [{table_link}/metrics.csv]({table_link}/metrics.csv) (also Parquet), "
+        f"Per-view table: [{table_link}]({table_link}) (also Parquet), "
         "with each view's exact prompt in original-image pixels.",
     ]
     return lines
@@ -128,14 +159,14 @@ def _timings(material: Material, reused: bool, report_seconds: float) -> list[st
             f"{views} views, the run that completed the cache",
         ],
     ]
-    for model in (m for m in material.models if m.run is not None):
+    for model in material.runs:
         history = read_history(model.run)
         rows.append(
             [f"train `{model.name}`", f"{history['seconds'].sum():.1f}", f"{history.height} epochs"]
         )
     seconds = material.metadata["seconds"]
     per_model = ", ".join(f"{name} {s:.1f} s" for name, s in seconds["per_model"].items())
-    detail = f"decoding: {per_model}" + ("; reused, not recomputed" if reused else "")
+    detail = f"decoding: {per_model}" + ("; made earlier and reused here" if reused else "")
     rows.append(["evaluate", f"{seconds['total']:.1f}", detail])
-    rows.append(["report", f"{report_seconds:.1f}", "including the galleries' decoder runs"])
+    rows.append(["report", f"{report_seconds:.1f}", "tables, figures, galleries; not evaluate"])
     return ["## Timings", "", *markdown.table(["step", "seconds", "detail"], rows)]

@@ -1,113 +1,99 @@
-"""The report's sections on the data, the results per prompt, the prompt strategies side by
-side, the metrics' distributions and the training runs (`failures` adds the failure
-analysis). Each takes the `Material` and returns markdown lines."""
+"""The report's sections after the headline (`headline`): the prompt strategies side by side,
+the data, the metrics' distributions and the training runs (`failures` and `galleries` add
+the failure analysis); and the appendix with the configuration. Each takes the `Material`
+and returns markdown lines."""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import polars as pl
 
-from floodcache.data.audit import audit_folder
-from floodcache.data.raster import RasterReading
 from floodcache.evaluate.metrics import METRICS
 from floodcache.prompts import PROMPTS
 from floodcache.report import figures, markdown
 from floodcache.report.material import Material
 from floodcache.train.runs import PRETRAINED, read_history
 
-NAMES = {"iou": "IoU", "dice": "Dice", "precision": "precision", "recall": "recall"}
+
+def strategies_section(material: Material) -> list[str]:
+    """Mean IoU of every model per prompt, and each run's paired change, in one table."""
+    header = ["prompt", "oracle", "views", *(f"`{name}` IoU" for name in material.names)]
+    header += [f"`{run.name}` change" for run in material.runs]
+    rows = []
+    for prompt in material.prompts:
+        cells = [material.interval(name, prompt, "iou") for name in material.names]
+        changes = [material.paired(run.name, prompt, "iou") for run in material.runs]
+        rows.append(
+            [
+                markdown.prompt_title(prompt),
+                "yes" if PROMPTS[prompt].oracle else "no",
+                material.evaluated(PRETRAINED, prompt).height,
+                *(c.text() if c else "–" for c in cells),
+                *(c.difference.signed() if c else "–" for c in changes),
+            ]
+        )
+    path = figures.mean_bars(_means(material), material.names, _figure(material, "means"))
+    lines = ["## Prompt strategies side by side", "", *markdown.table(header, rows), ""]
+    lines += ["Mean IoU [95% interval]; change: the paired mean of per-view differences.", ""]
+    return lines + [material.figure(path, "mean IoU and Dice per prompt and model")]
 
 
-def _data_section(material: Material) -> list[str]:
+def _means(material: Material) -> pl.DataFrame:
+    """model, prompt, oracle, metric, mean, low, high for IoU and Dice."""
+    rows = []
+    for prompt in material.prompts:
+        for model in material.names:
+            for metric in ("iou", "dice"):
+                interval = material.interval(model, prompt, metric)
+                if interval is not None:
+                    numbers = {"mean": interval.mean, "low": interval.low, "high": interval.high}
+                    oracle = PROMPTS[prompt].oracle
+                    rows.append(
+                        {"model": model, "prompt": prompt, "oracle": oracle, "metric": metric}
+                        | numbers
+                    )
+    return pl.DataFrame(rows)
+
+
+def _figure(material: Material, name: str):
+    return material.config.out / "figures" / f"{name}.png"
+
+
+def data_section(material: Material) -> list[str]:
     cache = material.cache
-    config = cache.config
-    identity = dict(config["identity"])
-    identity["views"] = f"{len(identity['views'])} (image, view, split) entries"
-    if identity.get("augmentation_recipe"):
-        identity["augmentation_recipe"] = "albumentations recipe (recorded in the cache)"
     counts = cache.counts()
     split_rows = [[split, images, views] for split, (images, views) in counts.items()]
     lines = ["## Data", "", "### Audit", "", "```", _audit_summary(material), "```"]
     lines += ["", "### Splits", "", *markdown.table(["split", "images", "views"], split_rows), ""]
-    lines += [
+    return lines + [
         "### Cache",
         "",
-        f"`{cache.path}`: model `{cache.model_type}`, checkpoint sha256 "
-        f"`{material.metadata['checkpoint_sha256']}`, fingerprint `{cache.fingerprint}`.",
-        "",
-        "```json",
-        json.dumps({"identity": identity, "run": config.get("run")}, indent=1),
-        "```",
-        "",
-        f"Built by: `{config.get('command', '?')}`",
+        f"`{material.relative(cache.path)}` (from this folder): model "
+        f"`{cache.model_type}`, checkpoint sha256 `{material.metadata['checkpoint_sha256']}`, "
+        f"fingerprint `{cache.fingerprint}`; its configuration is in the appendix.",
     ]
-    return lines
 
 
 def _audit_summary(material: Material) -> str:
     if material.audit is not None:
         return material.audit.summary()
     run = material.cache.config.get("run", {})
-    folders = [run.get(k) for k in ("data_dir", "images", "masks")]
-    if not any(folder and Path(folder).exists() for folder in folders):
-        return f"the data folder {folders[0] or folders[1]} is not here: audit not repeated"
-    paths = [Path(f) if f else None for f in folders]
-    reading = RasterReading(**_tuples(run["raster"])) if run.get("raster") else None
-    return audit_folder(*paths, run.get("on_mismatch", "exclude"), reading=reading).summary()
+    folder = run.get("data_dir") or run.get("images")
+    return f"the data folder {folder} is not here: audit not repeated"
 
 
-def _tuples(fields: dict) -> dict:
-    """JSON's lists back into the tuples a config holds."""
-    return {key: tuple(v) if isinstance(v, list) else v for key, v in fields.items()}
-
-
-def _results_section(material: Material) -> list[str]:
-    lines = ["## Results per prompt", "", "mean ± std (median) over the evaluated views."]
-    header = ["model", "views", "skipped", *NAMES.values(), "IoU vs pretrained", "Dice vs pre."]
-    for prompt in material.prompts:
-        rows = material.summary.filter(pl.col("prompt") == prompt).to_dicts()
-        base = next((r for r in rows if r["model"] == PRETRAINED), {})
-        body = [
-            [r["model"], r["views"], r["skipped"], *(markdown.stat(r, m) for m in METRICS)]
-            + [
-                "–" if r is base else markdown.relative(r[f"{m}_mean"], base.get(f"{m}_mean"))
-                for m in ("iou", "dice")
-            ]
-            for r in rows
-        ]
-        lines += ["", f"### {markdown.prompt_title(prompt)}: {PROMPTS[prompt].description}", ""]
-        lines += markdown.table(header, body)
-    return lines
-
-
-def _strategies_section(material: Material) -> list[str]:
-    summary = material.summary
-    header = ["prompt", "oracle", *(f"{name} IoU" for name in material.names)]
-    rows = []
-    for prompt in material.prompts:
-        by_model = {r["model"]: r for r in summary.filter(pl.col("prompt") == prompt).to_dicts()}
-        rows.append(
-            [markdown.prompt_title(prompt), "yes" if PROMPTS[prompt].oracle else "no"]
-            + [markdown.stat(by_model[name], "iou") for name in material.names]
-        )
-    path = figures.mean_bars(summary, material.names, material.config.out / "figures/means.png")
-    lines = ["## Prompt strategies side by side", "", *markdown.table(header, rows), ""]
-    return lines + [material.figure(path, "mean IoU and Dice per prompt and model")]
-
-
-def _distributions_section(material: Material) -> list[str]:
-    lines = ["## Distributions", "", "Per-view metrics, one panel per prompt, one line per model."]
+def distributions_section(material: Material) -> list[str]:
+    lines = ["## Distributions", "", "Per-view metrics, one panel per prompt, one bar per model."]
     for metric in METRICS:
-        path = material.config.out / f"figures/hist_{metric}.png"
+        path = _figure(material, f"hist_{metric}")
         figures.metric_histograms(material.table, metric, material.names, path)
         lines += ["", material.figure(path, f"{metric} histograms")]
     return lines
 
 
-def _training_section(material: Material) -> list[str]:
-    runs = [m for m in material.models if m.run is not None]
+def training_section(material: Material) -> list[str]:
+    runs = material.runs
     if not runs:
         return ["## Training", "", "No fine-tuned run was evaluated."]
     histories = {m.name: read_history(m.run) for m in runs}
@@ -118,21 +104,43 @@ def _training_section(material: Material) -> list[str]:
             histories[m.name].height,
             m.record.get("best_epoch"),
             f"{m.record.get('best_val_iou', float('nan')):.3f}",
-            f"`{m.run}`",
+            f"[{material.relative(m.run)}]({material.relative(m.run)})",
         ]
         for m in runs
     ]
-    path = figures.training_curves(histories, material.config.out / "figures/training.png")
+    path = figures.training_curves(histories, _figure(material, "training"))
     header = ["run", "prompts", "epochs", "best epoch", "best val IoU", "folder"]
     note = "Train dashed, validation solid; dotted: the kept epoch (best validation IoU)."
     lines = ["## Training", "", *markdown.table(header, rows), "", note, ""]
     return lines + [material.figure(path, "training curves")]
 
 
-SECTIONS = (
-    _data_section,
-    _results_section,
-    _strategies_section,
-    _distributions_section,
-    _training_section,
-)
+def appendix(material: Material) -> list[str]:
+    """The cache's and the evaluation's configuration, folded away: a record, not a finding."""
+    config = material.cache.config
+    identity = dict(config["identity"])
+    identity["views"] = f"{len(identity['views'])} (image, view, split) entries"
+    if identity.get("augmentation_recipe"):
+        identity["augmentation_recipe"] = "albumentations recipe (recorded in the cache)"
+    record = {
+        "cache": {"identity": identity, "run": config.get("run")},
+        "evaluation": material.metadata["identity"],
+    }
+    return [
+        "## Appendix: configuration",
+        "",
+        "<details>",
+        "<summary>The cache's configuration and the evaluation's identity (as recorded; "
+        "paths as the commands were given them)</summary>",
+        "",
+        f"Cache built by: `{config.get('command', '?')}`",
+        "",
+        "```json",
+        json.dumps(record, indent=1),
+        "```",
+        "",
+        "</details>",
+    ]
+
+
+SECTIONS = (strategies_section, data_section, distributions_section, training_section)

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
-from segment_anything.modeling import Sam
 
 from floodcache.sam import encoder
 from floodcache.sam.device_resize import lowres_targets
 from floodcache.sam.fast_encoder import compile_wanted, default_attention, fast_image_encoder
+from floodcache.sam.modeling import Sam
 from floodcache.sam.precision import DTYPES
 from floodcache.sam.preprocess import IMAGE_SIZE
 from floodcache.settings import MODEL_TYPES

@@ -11,6 +11,7 @@ from pathlib import Path
 SAM_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything"
 DEFAULT_CHECKPOINT_DIR = Path("checkpoints")  # relative to the working directory
 CHECKPOINT_DIR_ENV = "FLOODCACHE_CHECKPOINT_DIR"  # overrides DEFAULT_CHECKPOINT_DIR when set
+RANDOM_WEIGHTS = "random-weights"  # recorded instead of a checkpoint's sha256 (no checkpoint)
 
 
 @dataclass(frozen=True)

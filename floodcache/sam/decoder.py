@@ -14,13 +14,17 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
-from segment_anything.modeling.transformer import Attention, TwoWayAttentionBlock
-from segment_anything.utils.transforms import ResizeLongestSide
 from torch.nn import functional as F
 
 from floodcache.prompts import Prompt
-from floodcache.sam.preprocess import IMAGE_SIZE, LOWRES_SIZE
+from floodcache.sam.modeling import (
+    Attention,
+    MaskDecoder,
+    PromptEncoder,
+    TwoWayAttentionBlock,
+    TwoWayTransformer,
+)
+from floodcache.sam.preprocess import IMAGE_SIZE
 
 EMBED_DIM = 256
 
@@ -339,71 +343,3 @@ def pick_by_iou(masks: torch.Tensor, iou: torch.Tensor) -> tuple[torch.Tensor, t
     best = iou.argmax(dim=1)
     rows = torch.arange(masks.shape[0], device=masks.device)
     return masks[rows, best][:, None], iou[rows, best][:, None]
-
-
-def postprocess(
-    lowres: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
-) -> torch.Tensor:
-    """Bx1x256x256 logits -> Bx1xHxW logits at the original size, as Sam.postprocess_masks.
-
-    Upsample to the padded 1024 square, crop the padding away, resize to (H, W).
-    """
-    masks = F.interpolate(lowres, (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
-    masks = masks[..., : input_size[0], : input_size[1]]
-    return F.interpolate(masks, tuple(original_size), mode="bilinear", align_corners=False)
-
-
-def valid_lowres(input_size: tuple[int, int]) -> tuple[int, int]:
-    """(rows, cols) of the 256x256 low-res frame that cover the image, not the padding."""
-    scale = IMAGE_SIZE // LOWRES_SIZE
-    return -(-int(input_size[0]) // scale), -(-int(input_size[1]) // scale)
-
-
-def input_prompt(prompt: Prompt, original_size: tuple[int, int]) -> Prompt:
-    """A prompt in original-image pixels -> SAM's 1024 input frame, exactly as SamPredictor.
-
-    Uses segment-anything's ResizeLongestSide.apply_coords / apply_boxes, as
-    `SamPredictor.predict` does with the coordinates it is given.
-    """
-    transform = ResizeLongestSide(IMAGE_SIZE)
-    size = tuple(int(s) for s in original_size)
-    points = None if prompt.points is None else transform.apply_coords(prompt.points, size)
-    box = None if prompt.box is None else transform.apply_boxes(prompt.box[None], size)[0]
-    return Prompt(points=points, labels=prompt.labels, box=box)
-
-
-@torch.inference_mode()
-def predict_views(
-    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
-) -> list[tuple[np.ndarray, float] | None]:
-    """SAM's mask for each view whose prompt is not None: (HxW bool, predicted IoU), else None.
-
-    As `view_logits`, thresholded at SAM's 0.
-    """
-    made = view_logits(prompt_encoder, mask_decoder, embeddings, views, prompts, multimask)
-    return [None if one is None else ((one[0] > 0).cpu().numpy(), one[1]) for one in made]
-
-
-@torch.inference_mode()
-def view_logits(
-    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
-) -> list[tuple[torch.Tensor, float] | None]:
-    """SAM's mask logits for each view whose prompt is not None: (HxW float32 on the device,
-    predicted IoU), else None.
-
-    embeddings: Bx256x64x64; views: `input_size`, `original_size` lists of (h, w); prompts: B
-    prompts in original-image pixels (None = skipped). Decoding is batched over the views;
-    postprocessing runs per view, since original sizes differ. With `multimask` the mask with
-    the highest predicted IoU of SAM's three is kept, as at inference.
-    """
-    kept = [i for i, prompt in enumerate(prompts) if prompt is not None]
-    results: list[tuple[torch.Tensor, float] | None] = [None] * len(prompts)
-    if not kept:
-        return results
-    inputs = [input_prompt(prompts[i], views["original_size"][i]) for i in kept]
-    logits, iou = decode(prompt_encoder, mask_decoder, embeddings[kept], inputs, multimask)
-    best, score = pick_by_iou(logits, iou)
-    for j, i in enumerate(kept):
-        full = postprocess(best[j : j + 1], views["input_size"][i], views["original_size"][i])
-        results[i] = (full[0, 0].float(), float(score[j, 0]))
-    return results

@@ -19,9 +19,9 @@ import warnings
 
 import numpy as np
 import torch
-from segment_anything.modeling import Sam
 from torch.nn import functional as F
 
+from floodcache.sam.modeling import Sam
 from floodcache.sam.preprocess import IMAGE_SIZE, LOWRES_SIZE, input_size
 
 

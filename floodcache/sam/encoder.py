@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from segment_anything.modeling import Sam
 
 from floodcache.sam.device_resize import batch_to_tensor
 from floodcache.sam.fast_encoder import compile_wanted, fast_image_encoder
+from floodcache.sam.modeling import Sam
 from floodcache.sam.precision import autocast
 
 

@@ -15,15 +15,16 @@ import logging
 from weakref import WeakKeyDictionary
 
 import torch
-from segment_anything.modeling import ImageEncoderViT
-from segment_anything.modeling.image_encoder import (
-    Attention,
+from torch.nn import functional as F
+
+from floodcache.sam.modeling import (
     Block,
+    ImageEncoderViT,
     get_rel_pos,
     window_partition,
     window_unpartition,
 )
-from torch.nn import functional as F
+from floodcache.sam.modeling import EncoderAttention as Attention
 
 log = logging.getLogger(__name__)
 

@@ -12,15 +12,18 @@ import pickle
 from pathlib import Path
 
 import torch
-from segment_anything.build_sam import _build_sam
-from segment_anything.modeling import Sam
 
-from floodcache.sam.checkpoints import CheckpointError, fetch_hint, resolve_checkpoint
+from floodcache.sam.checkpoints import (
+    RANDOM_WEIGHTS,
+    CheckpointError,
+    fetch_hint,
+    resolve_checkpoint,
+)
+from floodcache.sam.modeling import Sam, _build_sam
 from floodcache.settings import MODEL_TYPES
 from floodcache.utils.hashing import sha256_file
 
 log = logging.getLogger(__name__)
-RANDOM_WEIGHTS = "random-weights"  # recorded instead of a checkpoint's sha256
 
 
 def build_sam(model_type: str = "vit_b") -> Sam:
@@ -114,10 +117,19 @@ def warn_random_weights() -> None:
     )
 
 
+def save_weights(weights: dict, path: Path) -> None:
+    """`torch.save` through a file this process opened: a full disk then raises an OSError
+    naming the file, where torch's own writer raises a RuntimeError that names nothing."""
+    with open(path, "wb") as file:
+        torch.save(weights, file)
+
+
 def read_weights(path: Path, what: str, fix: str) -> dict:
     """The dict a file saved with `torch.save` holds, loaded safely: `weights_only`, so tensors
     and plain containers only, never code. CheckpointError naming `path`, what it should be
     and `fix` when it cannot be read, holds other objects, or is not a dict."""
+    if Path(path).is_file() and not Path(path).stat().st_size:
+        raise CheckpointError(f"{path} is empty, not {what}: its writing never finished; {fix}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from segment_anything.utils.transforms import ResizeLongestSide
 
 IMAGE_SIZE = 1024  # SAM's encoder input side
 LOWRES_SIZE = 256  # the mask decoder's low-res logits side, covering the padded 1024 square
@@ -23,12 +22,19 @@ def resize_to_input(image: np.ndarray) -> np.ndarray:
     it is: PIL would only copy it."""
     if input_size(image.shape[:2]) == image.shape[:2]:
         return image
+    # segment-anything's own resize; its module imports torchvision, so only when resizing
+    from segment_anything.utils.transforms import ResizeLongestSide
+
     return ResizeLongestSide(IMAGE_SIZE).apply_image(image)
 
 
 def input_size(original_size: tuple[int, int]) -> tuple[int, int]:
-    """(h, w) of the resized image inside the padded 1024 square, for an (H, W) original."""
-    return tuple(ResizeLongestSide.get_preprocess_shape(*original_size, IMAGE_SIZE))
+    """(h, w) of the resized image inside the padded 1024 square, for an (H, W) original:
+    the longest side made 1024, each side rounded half up, as
+    `ResizeLongestSide.get_preprocess_shape` does (tests/sam/test_preprocess.py)."""
+    height, width = (int(side) for side in original_size)
+    scale = IMAGE_SIZE / max(height, width)
+    return int(height * scale + 0.5), int(width * scale + 0.5)
 
 
 def lowres_target(mask: np.ndarray) -> np.ndarray:
@@ -61,3 +67,9 @@ def lowres_target(mask: np.ndarray) -> np.ndarray:
         values = np.ascontiguousarray(blocks.transpose(1, 0, 2))[None] / 255.0
         target[ties] = values.astype(np.float32).mean(axis=(1, 3))[0] >= 0.5
     return target.astype(np.uint8)
+
+
+def valid_lowres(input_size: tuple[int, int]) -> tuple[int, int]:
+    """(rows, cols) of the 256x256 low-res frame that cover the image, not the padding."""
+    scale = IMAGE_SIZE // LOWRES_SIZE
+    return -(-int(input_size[0]) // scale), -(-int(input_size[1]) // scale)

@@ -1,5 +1,9 @@
 """What `train` trains on: one split's cached embeddings and low-res targets (`Views`), each
-view's prompt made from its target, and the epoch's batches, one prompt strategy each."""
+view's prompt made from its target, and the epoch's batches, one prompt strategy each.
+
+The embeddings are read in the background in large sequential reads (`cache.loading`), and
+the first epoch goes through the views window by window in the order they are read, each
+window shuffled: training starts on the first batches while the rest is read."""
 
 from __future__ import annotations
 
@@ -8,16 +12,19 @@ import torch
 
 from floodcache.cache.reader import Cache
 from floodcache.prompts import PromptOptions, make_prompt
-from floodcache.sam import decoder as sam_decoder
-from floodcache.sam.preprocess import IMAGE_SIZE, LOWRES_SIZE
+from floodcache.sam.preprocess import IMAGE_SIZE, LOWRES_SIZE, valid_lowres
 from floodcache.utils.memory import free_memory
 
 LOWRES_TO_INPUT = IMAGE_SIZE / LOWRES_SIZE  # one low-res pixel spans 4x4 input pixels
 LOWRES_CENTER = (LOWRES_TO_INPUT - 1) / 2  # SAM adds 0.5 itself, so 1.5 reaches the centre
 
 
+STREAM_WINDOW = 64  # views of the first epoch shuffled together, in the order they are read
+
+
 class Views:
-    """The cached embeddings and targets of one split, in RAM when they fit, else read per batch."""
+    """The cached embeddings and targets of one split: the embeddings read into RAM in the
+    background when they fit (`loader`), else read for each batch."""
 
     def __init__(self, cache: Cache, split: str, in_memory: bool):
         self.rows = cache.rows(split)
@@ -26,18 +33,37 @@ class Views:
         self.view = cache.column("view")[self.rows]
         self.input_size = cache.column("input_size")[self.rows]
         self.targets = cache.read("lowres_mask", self.rows) if len(self.rows) else None
-        self.embeddings = cache.embeddings(self.rows) if in_memory and len(self.rows) else None
+        loading = in_memory and len(self.rows)
+        self.loader = cache.load_embeddings(self.rows) if loading else None
         self._on_device: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __len__(self) -> int:
         return len(self.rows)
 
     def embedding_batch(self, index: np.ndarray) -> np.ndarray:
-        if self.embeddings is not None:
-            return self.embeddings[index]
-        order = np.argsort(index)  # HDF5 wants ascending rows
-        data = self.cache.embeddings(self.rows[index[order]])
-        return data[np.argsort(order)]
+        """Bx256x64x64 float16 embeddings of views `index`, once they are read."""
+        if self.loader is not None:
+            self.loader.wait(int(index.max()) + 1)
+            return self.loader.array[index]
+        return self.cache.embeddings(self.rows[index])
+
+    def load_line(self) -> str:
+        """What reading the embeddings took, for the log."""
+        if self.loader is None:
+            return "read for each batch (they do not fit in memory)"
+        self.loader.result()
+        return self.loader.stats.line()
+
+    def close(self) -> None:
+        """Stop reading (an error or Ctrl-C before the embeddings were all read)."""
+        if self.loader is not None:
+            self.loader.close()
+
+    def __enter__(self) -> Views:
+        return self
+
+    def __exit__(self, *error) -> None:
+        self.close()
 
     def batch(
         self, index: np.ndarray, device: torch.device
@@ -45,9 +71,9 @@ class Views:
         """views[index] on `device`: Bx256x64x64 embeddings as stored (float16), then
         Bx1x256x256 float {0,1} target and valid area (the image part of the padded frame)."""
         if self._on_device is None and device.type == "cuda" and self._fits_on(device):
-            # float16 on the GPU: no host-to-device copy per step (1160 views take 2.4 GB)
+            # float16 on the GPU once all is read: no host-to-device copy per step
             self._on_device = (
-                torch.from_numpy(self.embeddings).to(device),
+                torch.from_numpy(self.loader.array).to(device),
                 torch.from_numpy(self.targets).to(device),
             )
         if self._on_device is not None:
@@ -56,7 +82,7 @@ class Views:
         else:
             embeddings = torch.from_numpy(self.embedding_batch(index)).to(device)
             target = torch.from_numpy(self.targets[index]).to(device)
-        limits = torch.tensor([sam_decoder.valid_lowres(self.input_size[i]) for i in index])
+        limits = torch.tensor([valid_lowres(self.input_size[i]) for i in index])
         grid = torch.arange(LOWRES_SIZE)
         valid = (grid[None, :, None] < limits[:, 0, None, None]) & (
             grid[None, None, :] < limits[:, 1, None, None]
@@ -64,9 +90,9 @@ class Views:
         return embeddings, target[:, None].float(), valid[:, None].to(device).float()
 
     def _fits_on(self, device: torch.device) -> bool:
-        if self.embeddings is None:
+        if self.loader is None or not self.loader.finished:
             return False
-        return self.embeddings.nbytes < 0.5 * free_memory(device)
+        return self.loader.array.nbytes < 0.5 * free_memory(device)
 
 
 def fits_in_memory(cache: Cache, fraction: float) -> bool:
@@ -77,7 +103,7 @@ def fits_in_memory(cache: Cache, fraction: float) -> bool:
 
 def lowres_prompt(strategy, views: Views, i: int, seed: int, epoch: int, options: PromptOptions):
     """The prompt for view i, made from its low-res target and moved to the 1024 input frame."""
-    rows, cols = sam_decoder.valid_lowres(views.input_size[i])
+    rows, cols = valid_lowres(views.input_size[i])
     mask = views.targets[i][:rows, :cols]
     prompt = make_prompt(
         strategy, mask, seed, str(views.image_id[i]), int(views.view[i]), epoch, options
@@ -90,18 +116,42 @@ def lowres_prompt(strategy, views: Views, i: int, seed: int, epoch: int, options
 def make_batches(
     strategies, views: Views, seed: int, epoch: int, options, batch_size: int, shuffle: bool
 ):
-    """Yield (strategy, view indices, prompts) batches; each batch has a single strategy.
+    """(strategy, view indices, prompts) batches and the views skipped; each batch has a
+    single strategy.
 
     Each view gets one strategy of the mix per epoch (cycling, offset by a seeded shuffle), so
     a mix trains every strategy on every view over the epochs. Views with no water get no
-    oracle prompt: they are counted in `skipped` and left out.
+    oracle prompt: they are counted in `skipped` and left out. Shuffled, the first epoch goes
+    window by window (STREAM_WINDOW views in the order they are read, shuffled among
+    themselves and batched together) so that it needs only the views read so far; later
+    epochs shuffle all the views.
     """
     rng = np.random.default_rng([seed, epoch])
-    order = rng.permutation(len(views)) if shuffle else np.arange(len(views))
+    count = len(views)
+    if not shuffle:
+        windows = [np.arange(count)]
+    elif epoch == 1:
+        starts = range(0, count, STREAM_WINDOW)
+        windows = [s + rng.permutation(min(STREAM_WINDOW, count - s)) for s in starts]
+    else:
+        windows = [rng.permutation(count)]
+    batches, skipped, position = [], 0, 0
+    for order in windows:
+        made, missed = _window_batches(
+            strategies, views, order, position, seed, epoch, options, batch_size
+        )
+        if shuffle:
+            made = [made[j] for j in rng.permutation(len(made))]
+        batches, skipped, position = batches + made, skipped + missed, position + len(order)
+    return batches, skipped
+
+
+def _window_batches(strategies, views, order, position, seed, epoch, options, batch_size):
+    """The batches of the views `order` (positions `position`... of the epoch's order)."""
     groups: dict[str, list] = {s.name: [] for s in strategies}
     skipped = 0
-    for position, i in enumerate(order):
-        strategy = strategies[(position + epoch) % len(strategies)]
+    for offset, i in enumerate(order):
+        strategy = strategies[(position + offset + epoch) % len(strategies)]
         prompt = lowres_prompt(strategy, views, int(i), seed, epoch, options)
         if prompt is None:
             skipped += 1
@@ -113,6 +163,4 @@ def make_batches(
         for start in range(0, len(items), batch_size):
             chunk = items[start : start + batch_size]
             batches.append((strategy, np.array([i for i, _ in chunk]), [p for _, p in chunk]))
-    if shuffle:
-        batches = [batches[j] for j in rng.permutation(len(batches))]
     return batches, skipped

@@ -21,13 +21,16 @@ from tqdm import tqdm
 
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
+from floodcache.cache.verify import check_views
 from floodcache.prompts import parse_prompts
-from floodcache.sam.model import read_weights
+from floodcache.sam.checkpoints import CheckpointError
+from floodcache.sam.model import read_weights, save_weights
 from floodcache.sam.precision import pick_device, resolve_precision
 from floodcache.train import runs
 from floodcache.train.batches import Views, fits_in_memory
 from floodcache.train.config import LEARNING_SETTINGS, TrainConfig
 from floodcache.train.trainer import DecoderTrainer
+from floodcache.train.weights import save_run
 from floodcache.utils.atomic import write_whole
 from floodcache.utils.differences import refuse_if_different
 
@@ -77,26 +80,33 @@ def run_train(config: TrainConfig) -> TrainResult:
     After every epoch the training state goes to `<out>.partial/`: a run stopped by Ctrl-C or
     a crash resumes from there when the same command runs again, and ends as it would have.
     """
+    with runs.writing_run(config.out):
+        return _train(config)
+
+
+def _train(config: TrainConfig) -> TrainResult:
     runs.refuse_to_replace(config.out, config.overwrite)
     strategies = parse_prompts(config.train_prompts)
     # Recorded resolved: config.json and a resumed run say what actually ran.
     device = pick_device(config.device)
     config = replace(config, precision=resolve_precision(config.precision, device, "train"))
     with Cache.open(config.cache) as cache:
+        check_views(cache, ("train", "val"))  # nothing learnt from a damaged cache
         in_memory = fits_in_memory(cache, config.memory_fraction)
-        train_views = Views(cache, "train", in_memory)
-        val_views = Views(cache, "val", in_memory)
-        if not len(train_views) or not len(val_views):
-            raise CacheError(
-                f"{config.cache} needs train and val views to train; it has "
-                f"{len(train_views)} and {len(val_views)}"
-            )
-        trainer = DecoderTrainer(cache, config)
-        progress = Progress(config, cache)
-        history, best = progress.resume(trainer)
-        history, best = _fit(
-            trainer, strategies, train_views, val_views, config, progress, history, best
-        )
+        views = [Views(cache, split, in_memory) for split in ("train", "val")]
+        try:
+            if not all(len(split) for split in views):
+                raise CacheError(
+                    f"{config.cache} needs train and val views to train; it has "
+                    f"{len(views[0])} and {len(views[1])}"
+                )
+            trainer = DecoderTrainer(cache, config)
+            progress = Progress(config, cache)
+            history, best = progress.resume(trainer)
+            history, best = _fit(trainer, strategies, *views, config, progress, history, best)
+        finally:
+            for split in views:
+                split.close()
         _save_run(config, cache, history, best, strategies)
         progress.remove()
     return TrainResult(config.out, best.epoch, history)
@@ -124,6 +134,10 @@ class Progress:
             return [], Best()
         fix = f"remove {self.folder} (or pass --overwrite) to train from the first epoch"
         state = read_weights(state_file, "a floodcache training state", fix)
+        if not isinstance(state.get("identity"), dict):
+            raise CheckpointError(
+                f"{state_file} is not a whole training state (no identity); {fix}"
+            )
         refuse_if_different(
             state["identity"],
             self.identity,
@@ -132,12 +146,16 @@ class Progress:
             CacheError,
             ("run has", "asked"),
         )
-        trainer.mask_decoder.load_state_dict(state["decoder"])
-        trainer.optimizer.load_state_dict(state["optimizer"])
-        trainer.scheduler.load_state_dict(state["scheduler"])
-        history = [EpochStats(**h) for h in state["history"]]
+        try:
+            trainer.mask_decoder.load_state_dict(state["decoder"])
+            trainer.optimizer.load_state_dict(state["optimizer"])
+            trainer.scheduler.load_state_dict(state["scheduler"])
+            history, best = [EpochStats(**h) for h in state["history"]], Best(**state["best"])
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:  # not what `save` wrote
+            message = f"{state_file} is not a whole training state ({err!r}); {fix}"
+            raise CheckpointError(message) from err
         log.info("resuming %s after epoch %d", self.folder, len(history))
-        return history, Best(**state["best"])
+        return history, best
 
     def save(self, trainer: DecoderTrainer, history: list[EpochStats], best: Best) -> None:
         state = {
@@ -148,7 +166,7 @@ class Progress:
             "history": [asdict(h) for h in history],
             "best": best.to_dict(),
         }
-        write_whole(self.folder / "state.pt", lambda tmp: torch.save(state, tmp))
+        write_whole(self.folder / "state.pt", lambda tmp: save_weights(state, tmp))
 
     def remove(self) -> None:
         shutil.rmtree(self.folder, ignore_errors=True)
@@ -164,9 +182,14 @@ def _fit(trainer, strategies, train_views, val_views, config, progress, history,
         disable=not config.progress,
         dynamic_ncols=True,
     )
+    logged = False
     try:
         for epoch in range(len(history) + 1, config.epochs + 1):
             stats = _epoch(trainer, strategies, train_views, val_views, config, epoch, bar)
+            if not logged:  # read by now: the first epoch used every view
+                log.info("embeddings read: train %s", train_views.load_line())
+                log.info("embeddings read: val %s", val_views.load_line())
+                logged = True
             history.append(stats)
             bar.write(
                 f"epoch {epoch:3d}  train loss {stats.train_loss:.4f} IoU {stats.train_iou:.3f}"
@@ -205,4 +228,4 @@ def _save_run(config, cache: Cache, history, best: Best, strategies) -> None:
         "best_epoch": best.epoch,
         "best_val_iou": best.val_iou,
     }
-    runs.save_run(config.out, best.decoder, record, [asdict(h) for h in history])
+    save_run(config.out, best.decoder, record, [asdict(h) for h in history])

@@ -64,6 +64,22 @@ def test_predict_on_a_geotiff_is_timed_tile_by_tile(tiny_bench):
     assert scene.seconds > 0 and scene.peak_mb > 0
 
 
+def test_reading_and_the_iteration_loop_are_measured(tiny_bench):
+    result, _ = tiny_bench
+    rows = {row.stage: row for row in result.rows}
+    read = rows["cache read"]
+    assert read.views == 2 and read.seconds > 0  # bench's cache: its 2 views
+    share = float(read.note.split("% of the file's plain sequential read")[0].split(" ")[-1])
+    assert share > 0, read.note
+    iterate = rows["iterate"]
+    # 3 images split 1/1/1; the training one has 2 views, trained for 15 epochs
+    assert iterate.views == 2 * 15 and iterate.precision == "fp32"
+    assert "evaluate + report" in iterate.note
+    assert iterate.ratio == pytest.approx(
+        iterate.views_per_second / result.rows[1].views_per_second
+    )
+
+
 def test_fast_fp32_encoder_matches_the_reference(tiny_bench):
     result, _ = tiny_bench
     fast = next(r for r in result.rows if r.stage == "encoder fast" and r.precision == "fp32")

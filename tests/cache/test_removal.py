@@ -6,16 +6,13 @@ from floodcache.cache import removal
 from floodcache.cache.assembly import assemble
 from floodcache.cache.format import parts_folder
 from floodcache.cache.writer import CacheWriter
-from tests.helpers import IDENTITY, SAM_STATE, make_plan, make_records
+from tests.helpers import IDENTITY, SAM_STATE, make_plan, make_records, write_cache
 
 
 def test_parts_are_set_aside_at_once_and_removed_in_the_background(tmp_path):
-    plan = make_plan(4)
-    writer = CacheWriter(tmp_path / "c.h5", IDENTITY, {"identity": IDENTITY})
-    writer.write_part(make_records(plan), "0")
-    assemble(writer, plan, SAM_STATE)
-    writer.close()
-    assert not writer.parts.exists()  # out of the way as soon as the cache is in place
+    write_cache(tmp_path / "c.h5", make_plan(4))
+    # out of the way as soon as the cache is in place
+    assert not parts_folder(tmp_path / "c.h5").exists()
     removal.wait_for_removals(tmp_path / "c.h5", timeout=30)
     assert sorted(path.name for path in tmp_path.iterdir()) == ["c.h5"]
 

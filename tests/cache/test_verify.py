@@ -8,11 +8,16 @@ import sys
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
+from click.testing import CliRunner
 
-from floodcache.cache.format import CacheError
+import cli
+from floodcache.cache.format import METADATA_SHA256, SAM_SHA256, CacheError
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import verify
+from floodcache.evaluate.config import EvaluateConfig
+from floodcache.evaluate.evaluate import run_evaluate
 from floodcache.train.config import TrainConfig
 from floodcache.train.run import run_train
 from tests.helpers import (
@@ -69,6 +74,19 @@ def test_flipped_bytes_are_named_and_never_trained_on(cache_copy, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+def test_embed_on_a_damaged_complete_cache_exits_with_an_error(
+    tiny_data, tiny_checkpoint, cache_copy
+):
+    """The same command again on a finished cache has nothing to do: it says that the cache
+    is damaged, with a non-zero status, rather than "nothing to do" and 0."""
+    flip_embedding_bytes(cache_copy, 0)
+    options = ["--data", tiny_data, "--checkpoint", tiny_checkpoint, "--model-type", "vit_tiny"]
+    options += ["--augment", "1", "--workers", "0", "--cache", cache_copy]
+    result = CliRunner().invoke(cli.main, ["embed", *map(str, options)])
+    assert result.exit_code == 1, result.output
+    assert "DAMAGED" in result.output and "rebuild it with" in result.output
+
+
 def test_incomplete_cache_is_refused_by_train(tiny_data, tiny_checkpoint, tmp_path):
     cache = tmp_path / "half.h5"
     kill_after_parts(
@@ -76,3 +94,90 @@ def test_incomplete_cache_is_refused_by_train(tiny_data, tiny_checkpoint, tmp_pa
     )
     with pytest.raises(CacheError, match="Run the same command again"):
         run_train(TrainConfig(cache=cache, out=tmp_path / "run", epochs=1, progress=False))
+
+
+def _rewrite_embedding(f: h5py.File) -> None:
+    row = list(f["split"].asstr()[:]).index("train")
+    f["embeddings"][row] = f["embeddings"][row] + 1  # through HDF5: its checksum still holds
+
+
+def _flip_bit(name: str, row: int = 0):
+    def flip(f: h5py.File) -> None:
+        values = np.array(f[name][row]).reshape(-1)
+        values.view(np.uint8)[0] ^= 1
+        f[name][row] = values.reshape(f[name].shape[1:])
+
+    return flip
+
+
+def _set_column(name: str, value):
+    def change(f: h5py.File) -> None:
+        f[name][0] = value
+
+    return change
+
+
+def _zero_mask_decoder(f: h5py.File) -> None:
+    f["sam/mask_decoder"].visititems(
+        lambda _, item: (
+            item.write_direct(np.zeros(item.shape, item.dtype))
+            if isinstance(item, h5py.Dataset) and item.shape
+            else None
+        )
+    )
+
+
+DAMAGE = {
+    "a view's numbers, rewritten": _rewrite_embedding,
+    "the fingerprint": lambda f: f.attrs.__setitem__("fingerprint", "0" * 64),
+    "an emptied config": lambda f: f.attrs.__setitem__("config", "{}"),
+    "a config that is not JSON": lambda f: f.attrs.__setitem__("config", "{garbage"),
+    "a config that is a list": lambda f: f.attrs.__setitem__("config", "[]"),
+    "a bit of input_size": _flip_bit("input_size"),
+    "a bit of original_size": _flip_bit("original_size"),
+    "a bit of water_fraction": _flip_bit("water_fraction"),
+    "a split": _set_column("split", "test"),
+    "a view number": _set_column("view", 7),
+    "an image preview": _set_column("image_jpeg", np.zeros(10, np.uint8)),
+    "an image file name": _set_column("image_file", "elsewhere.jpg"),
+    "the pretrained mask decoder, zeroed": _zero_mask_decoder,
+    "the model type": lambda f: f.attrs.__setitem__("model_type", "vit_b"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGE.values(), ids=DAMAGE.keys())
+def test_every_byte_that_changes_a_result_is_checked_by_verify_and_train(
+    cache_copy, tmp_path, damage
+):
+    with h5py.File(cache_copy, "r+") as f:
+        damage(f)
+    assert not verify(cache_copy).ok
+    with pytest.raises(CacheError, match=r"is damaged: .* verify --cache .* --overwrite"):
+        run_train(TrainConfig(cache=cache_copy, out=tmp_path / "run", epochs=1, progress=False))
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("damage", [_zero_mask_decoder, _set_column("original_size", [0, 0])])
+def test_evaluate_refuses_a_damaged_cache(cache_copy, tmp_path, damage):
+    """A zeroed pretrained decoder scored `pretrained` 0.0; an original_size of 0 divided."""
+    with h5py.File(cache_copy, "r+") as f:
+        damage(f)
+    config = EvaluateConfig(cache_copy, tmp_path / "evaluation", split="test", progress=False)
+    with pytest.raises(CacheError, match="is damaged"):
+        run_evaluate(config)
+    assert not (tmp_path / "evaluation").exists()
+
+
+def test_a_cache_without_the_newer_checksums_is_refused_with_the_rebuild(cache_copy, tmp_path):
+    with h5py.File(cache_copy, "r+") as f:
+        del f.attrs[METADATA_SHA256], f.attrs[SAM_SHA256]
+    assert "written by an older floodcache" in " ".join(verify(cache_copy).problems)
+    with pytest.raises(CacheError, match="cannot be checked: .* embed --overwrite"):
+        run_train(TrainConfig(cache=cache_copy, out=tmp_path / "run", epochs=1, progress=False))
+
+
+def test_a_cache_without_a_fingerprint_is_named_with_the_rebuild(cache_copy):
+    with h5py.File(cache_copy, "r+") as f:
+        del f.attrs["fingerprint"]
+    with pytest.raises(CacheError, match="has no fingerprint.* embed --overwrite"):
+        verify(cache_copy)

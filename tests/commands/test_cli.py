@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
 import pytest
+from click.testing import CliRunner
 
+import cli
 from tests.helpers import PROJECT
 
 ROOT = PROJECT
@@ -119,3 +122,54 @@ def test_importing_floodcache_gives_every_stage_and_costs_nothing():
         assert callable(getattr(floodcache, name)), name
     for stage in ("embed", "train", "evaluate", "report", "predict"):
         assert f"run_{stage}" in dir(floodcache)
+
+
+def test_audit_takes_files_outside_the_data_folder_only_when_allowed(tiny_data, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_data, data_dir)
+    rows = (data_dir / "metadata.csv").read_text().replace("0.jpg,", "../Image/0.jpg,")
+    (data_dir / "metadata.csv").write_text(rows)
+    refused = CliRunner().invoke(cli.main, ["audit", "--data", str(data_dir)])
+    assert refused.exit_code == 1 and "--allow-outside-paths" in refused.output
+    allowed = CliRunner().invoke(
+        cli.main, ["audit", "--data", str(data_dir), "--allow-outside-paths"]
+    )
+    assert allowed.exit_code == 0 and "7 usable" in allowed.output, allowed.output
+
+
+def test_every_command_that_reads_images_takes_a_pixel_limit(tiny_data):
+    result = CliRunner().invoke(cli.main, ["audit", "--data", str(tiny_data), "--max-pixels", "1"])
+    assert result.exit_code == 0 and "0 usable, 7 excluded" in result.output, result.output
+    for command in ("embed", "run", "predict"):
+        assert "max_pixels" in {p.name for p in cli.main.commands[command].params}
+
+
+def test_audit_never_writes_over_the_metadata_it_reads(tiny_data, tmp_path):
+    data_dir = tmp_path / "data"
+    shutil.copytree(tiny_data, data_dir)
+    listed = (data_dir / "metadata.csv").read_text()
+    out = data_dir / "." / "metadata.csv"
+    result = CliRunner().invoke(cli.main, ["audit", "--data", str(data_dir), "--out", str(out)])
+    assert result.exit_code == 2 and "is the data's metadata.csv" in result.output
+    assert (data_dir / "metadata.csv").read_text() == listed
+
+
+def test_reading_commands_import_no_torch(finetuned_evaluation, train_cache, tmp_path):
+    """`verify` and `report --metrics` only read: they answer without torch."""
+    metrics = finetuned_evaluation[0].out
+    report = ["report", "--metrics", str(metrics), "--out", str(tmp_path / "report")]
+    torch_free = {"torch", "torchvision", "segment_anything"}
+    assert torch_free.isdisjoint(heavy_modules_after(cli_code(report)))
+    assert (tmp_path / "report" / "report.md").is_file()
+    verify = ["verify", "--cache", str(train_cache)]
+    assert torch_free.isdisjoint(heavy_modules_after(cli_code(verify)))
+
+
+def test_training_and_evaluating_import_no_compiler():
+    """Nothing compiles there: torch._dynamo (which torchvision imports) stays out."""
+    code = (
+        "import sys, floodcache.train.run, floodcache.evaluate.evaluate, floodcache.predict.folder"
+    )
+    code += "\nassert 'torch._dynamo' not in sys.modules and 'torchvision' not in sys.modules"
+    code += "\nfrom segment_anything import SamPredictor, sam_model_registry  # still there"
+    heavy_modules_after(code)

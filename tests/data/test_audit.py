@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import csv
+import os
 import re
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from PIL import Image
 from floodcache.data import audit
 from floodcache.data import pairs as data
 from floodcache.data.raster import RasterReading
-from tests.helpers import REAL_DATA, write_chips
+from tests.helpers import REAL_DATA, picture, save, water, write_chips
 
 # datagen.write_zoo's pairs (paired by file stem) -> the exact codes the audit must report.
 ZOO_CODES = {
@@ -66,9 +68,73 @@ def ids_with(report: audit.AuditReport, code: str) -> set[str]:
 
 
 def test_every_problem_code_is_documented_and_generated():
-    generated = set().union(*ZOO_CODES.values()) | {"unlisted_image", "unlisted_mask"}
+    generated = set().union(*ZOO_CODES.values()) | {
+        "unlisted_image",
+        "unlisted_mask",
+        "shared_stem",
+        "undecodable_name",
+    }
     assert generated == set(data.PROBLEMS)
     assert set(audit.BLOCKING) <= set(data.PROBLEMS)
+
+
+def test_a_file_name_that_is_not_utf8_excludes_its_pair_and_the_csv_shows_it(tmp_path):
+    """Such a name cannot go in a cache: embed failed as a whole, audit left half a CSV."""
+    for seed, name in enumerate((b"caf\xe9", b"ok")):
+        for folder, pixels in ((b"images", picture(seed)), (b"masks", water(seed))):
+            path = os.path.join(os.fsencode(tmp_path), folder, name + b".png")
+            save(Path(os.fsdecode(path)), pixels, "PNG")
+    save(tmp_path / "images" / "lone.png", picture(2), "PNG")  # a problem row of its own
+    report = audit.audit_folder(images=tmp_path / "images", masks=tmp_path / "masks")
+    assert [p.image_id for p in report.usable] == ["ok"]
+    assert report.excluded == {"caf\udce9": ["undecodable_name"], "lone": ["missing_mask"]}
+    assert "caf\\xe9: undecodable_name" in report.summary()
+    report.write_csv(tmp_path / "audit.csv")
+    with open(tmp_path / "audit.csv", newline="", encoding="utf-8") as lines:
+        rows = list(csv.DictReader(lines))
+    assert [(Path(r["image"]).name, r["problem"]) for r in rows] == [
+        ("lone.png", "missing_mask"),
+        ("caf\\xe9.png", "undecodable_name"),
+        ("caf\\xe9.png", "undecodable_name"),
+    ]
+
+
+@pytest.mark.parametrize(("max_pixels", "at_once"), [(300, 1), (500, 1), (5000, 4)])
+def test_audit_decodes_at_most_max_pixels_at_once(tmp_path, monkeypatch, max_pixels, at_once):
+    """Four large files at once cost four times one: the threads wait for the budget."""
+    for seed in range(4):
+        save(tmp_path / "images" / f"{seed}.png", picture(seed, 12, 16), "PNG")
+        save(tmp_path / "masks" / f"{seed}.png", water(seed, 12, 16), "PNG")
+    reading, most = [0], [0]
+    lock = threading.Lock()
+
+    def slow(read):
+        def counted(path, max_pixels):
+            with lock:
+                reading[0] += 1
+                most[0] = max(most[0], reading[0])
+            time.sleep(0.2)
+            with lock:
+                reading[0] -= 1
+            return read(path, max_pixels)
+
+        return counted
+
+    monkeypatch.setattr(audit, "read_image", slow(data.read_image))
+    monkeypatch.setattr(audit, "read_mask", slow(data.read_mask))
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    report = audit.audit_folder(images=images, masks=masks, max_pixels=max_pixels)
+    assert len(report.usable) == 4 and most[0] == min(at_once, audit.os.cpu_count() or 1)
+
+
+def test_audit_leaves_out_a_file_over_the_pixel_limit(tmp_path):
+    for seed, size in enumerate([(12, 16), (40, 50)]):
+        save(tmp_path / "images" / f"{seed}.png", picture(seed, *size), "PNG")
+        save(tmp_path / "masks" / f"{seed}.png", water(seed, *size), "PNG")
+    images, masks = tmp_path / "images", tmp_path / "masks"
+    report = audit.audit_folder(images=images, masks=masks, max_pixels=1000)
+    assert report.excluded == {"1": ["unreadable_image", "unreadable_mask"]}
+    assert "--max-pixels" in report.problems[0].detail
 
 
 def test_audit_reports_exactly_the_defects_of_each_pair(zoo_report):

@@ -30,10 +30,7 @@ from floodcache.data.download import (
 )
 from floodcache.sam import checkpoints
 from floodcache.sam.checkpoints import (
-    CheckpointNotFound,
     CheckpointSpec,
-    default_checkpoint_path,
-    find_checkpoint,
 )
 from floodcache.utils import hashing
 from floodcache.utils.hashing import sha256_file
@@ -269,49 +266,6 @@ def test_a_wrong_file_at_the_final_path_is_reported_not_replaced(server, tmp_pat
     assert server.requests == []
 
 
-def test_unknown_model_type_lists_the_choices():
-    with pytest.raises(ValueError, match="choose one of vit_b, vit_l, vit_h"):
-        default_checkpoint_path("vit_x")
-
-
-def test_default_checkpoint_dir_follows_the_environment(tmp_path, monkeypatch):
-    monkeypatch.delenv(checkpoints.CHECKPOINT_DIR_ENV, raising=False)
-    assert default_checkpoint_path("vit_b") == Path("checkpoints") / VIT_B
-    monkeypatch.setenv(checkpoints.CHECKPOINT_DIR_ENV, str(tmp_path))
-    assert default_checkpoint_path("vit_b") == tmp_path / VIT_B
-    assert default_checkpoint_path("vit_b", tmp_path / "other") == tmp_path / "other" / VIT_B
-
-
-def test_find_checkpoint_returns_existing_files(tmp_path):
-    (tmp_path / VIT_B).write_bytes(b"x")
-    assert find_checkpoint("vit_b", checkpoint_dir=tmp_path) == tmp_path / VIT_B
-    mine = tmp_path / "mine.pth"
-    mine.write_bytes(b"x")
-    assert find_checkpoint("vit_b", checkpoint=mine) == mine
-
-
-def test_find_checkpoint_names_the_file_and_the_fix(tmp_path):
-    (tmp_path / f"{VIT_B}.part").write_bytes(b"x")
-    with pytest.raises(CheckpointNotFound) as raised:
-        find_checkpoint("vit_b", checkpoint_dir=tmp_path)
-    assert isinstance(raised.value, FileNotFoundError)
-    message = str(raised.value)
-    assert f"No SAM vit_b checkpoint at {tmp_path / VIT_B}." in message
-    assert f"python cli.py download --model-type vit_b --checkpoint-dir {tmp_path}" in message
-    assert "--checkpoint FILE" in message
-    assert "--random-weights" in message
-    assert "partial download" in message
-
-
-def test_find_checkpoint_for_a_given_missing_file(tmp_path):
-    given = tmp_path / "elsewhere" / "sam_l.pth"
-    with pytest.raises(CheckpointNotFound) as raised:
-        find_checkpoint("vit_l", checkpoint=given)
-    message = str(raised.value)
-    assert f"No SAM vit_l checkpoint at {given}." in message
-    assert f"--model-type vit_l --checkpoint-dir {given.parent}" in message
-
-
 def flood_zip(prefix: str = "") -> bytes:
     """A tiny archive in the Kaggle layout, every member under `prefix`."""
     buffer = io.BytesIO()
@@ -392,15 +346,30 @@ def test_missing_kaggle_credentials_say_how_to_add_them(tmp_path, monkeypatch, c
     assert "Authentication required" not in capsys.readouterr().out  # kaggle's own text hidden
 
 
-def test_kaggle_that_exits_at_import_gets_the_same_message(tmp_path, monkeypatch):
-    package = tmp_path / "site" / "kaggle"  # what kaggle 1.x does without credentials
+def kaggle_package(tmp_path, monkeypatch, code: str) -> None:
+    """A `kaggle` package that runs `code` when imported, found before any other."""
+    package = tmp_path / "site" / "kaggle"
     package.mkdir(parents=True)
-    (package / "__init__.py").write_text("raise SystemExit(1)\n")
+    (package / "__init__.py").write_text(code)
     monkeypatch.delitem(sys.modules, "kaggle", raising=False)
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
+
+
+def test_kaggle_that_exits_at_import_gets_the_same_message(tmp_path, monkeypatch):
+    kaggle_package(tmp_path, monkeypatch, "raise SystemExit(1)\n")  # 1.x without credentials
     with pytest.raises(KaggleCredentialsMissing, match="KAGGLE_API_TOKEN"):
         download_dataset(tmp_path / "data")
     assert not (tmp_path / "data").exists()
+
+
+@pytest.mark.parametrize("missing", ["kaggle", "six"])
+def test_the_package_missing_is_the_one_named(tmp_path, monkeypatch, missing):
+    """kaggle 1.x imports six: without it, "kaggle is not installed" sent users the wrong way."""
+    kaggle_package(tmp_path, monkeypatch, "import six\n")
+    monkeypatch.setitem(sys.modules, missing, None)  # importing it fails, as when not installed
+    needs = ", which the kaggle package needs," if missing == "six" else ""
+    with pytest.raises(DownloadError, match=f"The {missing} package{needs} is not installed: pip"):
+        download_dataset(tmp_path / "data")
 
 
 def test_failed_kaggle_download_leaves_nothing_behind(tmp_path, monkeypatch):

@@ -44,6 +44,39 @@ def test_metadata_maps_names_and_finds_missing_and_unlisted_files(tmp_path):
     assert report.excluded == {"3": ["missing_image", "missing_mask"], "11": ["missing_image"]}
 
 
+def test_images_sharing_a_stem_are_both_kept_by_their_file_names(tmp_path):
+    save(tmp_path / "Image" / "0.jpg", picture(0), "JPEG")
+    save(tmp_path / "Image" / "0.png", picture(1), "PNG")
+    for seed, name in enumerate(("0.png", "3.png")):
+        save(tmp_path / "Mask" / name, water(seed), "PNG")
+    (tmp_path / "metadata.csv").write_text("Image,Mask\n0.jpg,0.png\n0.png,3.png\n")
+    report = audit.audit_folder(tmp_path)
+    assert [(p.image_id, p.image_path.name, p.mask_path.name) for p in report.usable] == [
+        ("0.jpg", "0.jpg", "0.png"),
+        ("0.png", "0.png", "3.png"),
+    ]
+    assert [r.problem for r in report.problems] == ["shared_stem", "shared_stem"]
+
+
+def test_one_image_listed_twice_under_any_spelling_names_both_lines(tmp_path):
+    save(tmp_path / "Image" / "0.jpg", picture(0), "JPEG")
+    for seed, name in enumerate(("0.png", "1.png", "2.png")):
+        save(tmp_path / "Mask" / name, water(seed), "PNG")
+    for rows in (["0.jpg,0.png", "./0.jpg,1.png"], ["0.jpg,0.png", "sub/../0.jpg,2.png"]):
+        (tmp_path / "metadata.csv").write_text("\n".join(["Image,Mask", *rows]) + "\n")
+        with pytest.raises(ValueError, match=r"line 3 lists .*0.jpg, the image line 2 lists"):
+            data.find_pairs(tmp_path)
+
+
+def test_a_symbolic_link_loop_listed_in_metadata_is_a_missing_file(tmp_path):
+    save(tmp_path / "Image" / "0.jpg", picture(0), "JPEG")
+    save(tmp_path / "Mask" / "0.png", water(0), "PNG")
+    (tmp_path / "Image" / "loop.jpg").symlink_to("loop.jpg")
+    (tmp_path / "metadata.csv").write_text("Image,Mask\n0.jpg,0.png\nloop.jpg,0.png\n")
+    report = audit.audit_folder(tmp_path)
+    assert report.excluded == {"loop": ["missing_image"]} and len(report.usable) == 1
+
+
 @pytest.mark.parametrize(
     ("arguments", "error", "names"),
     [
@@ -74,6 +107,71 @@ def test_ambiguous_stems_and_bad_metadata_header_are_errors(tmp_path):
     (tmp_path / "metadata.csv").write_text("file,label\n0.jpg,0.png\n")
     with pytest.raises(ValueError, match="Image,Mask"):
         data.find_pairs(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "says"),
+    [
+        ("Image,Mask\ncafé.jpg,café.png\n".encode("latin-1"), r"is not UTF-8 text.*CSV UTF-8"),
+        ("Image,Mask\n0.jpg,0.png\n".encode("utf-16"), r"is not UTF-8 text.*CSV UTF-8"),
+        (b"Image,Mask\n0.jpg,0.png\n1.jpg\n", r": line 3 has no Mask name; give every row"),
+        (b"Image,Mask\n,0.png\n", r": line 2 has no Image name"),
+        (b"Image,Mask\n0.jpg,0\x00.png\n", r": line 2 has no Mask name but a NUL"),
+        (b"Image,Mask\n0.jpg,0.png\n" + b"x" * 200_000 + b",1.png\n", r": line 3 is not CSV"),
+    ],
+    ids=["latin-1", "UTF-16", "short row", "no image", "NUL", "huge field"],
+)
+def test_a_metadata_csv_that_cannot_be_read_names_itself_and_the_fix(tmp_path, content, says):
+    (tmp_path / "Image").mkdir()
+    (tmp_path / "Mask").mkdir()
+    (tmp_path / "metadata.csv").write_bytes(content)
+    with pytest.raises(ValueError, match=rf"{tmp_path / 'metadata.csv'}.*{says}"):
+        data.find_pairs(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("row", "names"),
+    [
+        ("../secret.jpg,0.png", "image ../secret.jpg"),
+        ("0.jpg,../../secret.png", "mask ../../secret.png"),
+        ("sub/../../secret.jpg,0.png", "image sub/../../secret.jpg"),
+        ("{absolute},0.png", "image /"),
+    ],
+)
+def test_metadata_naming_a_file_outside_its_folder_is_refused_unless_allowed(tmp_path, row, names):
+    """A metadata.csv from elsewhere had any readable file decoded, and its preview cached."""
+    folder = tmp_path / "data"
+    save(folder / "Image" / "0.jpg", picture(0), "JPEG")
+    save(folder / "Mask" / "0.png", water(0), "PNG")
+    for secret in (folder / "secret.jpg", tmp_path / "secret.jpg"):
+        save(secret, picture(1), "JPEG")
+    save(tmp_path / "secret.png", water(1), "PNG")
+    (folder / "Image" / "sub").mkdir()
+    row = row.format(absolute=tmp_path / "secret.jpg")
+    (folder / "metadata.csv").write_text(f"Image,Mask\n{row}\n")
+    with pytest.raises(ValueError, match=rf"line 2 lists the {names}.*--allow-outside-paths"):
+        data.find_pairs(folder)
+    (pair,), _ = data.find_pairs(folder, allow_outside_paths=True)
+    assert pair.image_path.is_file() and pair.mask_path.is_file()
+
+
+def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
+    """A 13000 x 13000 PNG of a few hundred KB took 1.8 GB to audit."""
+    bomb = tmp_path / "bomb.png"
+    Image.new("1", (13000, 13000)).save(bomb)
+    assert bomb.stat().st_size < 1_000_000
+    monkeypatch.setattr(Image.Image, "load", lambda image: pytest.fail("decoded the bomb"))
+    with pytest.raises(data.UnreadableFile, match=r"bomb.png: the image is 13000 x 13000 pixels"):
+        data.read_image(bomb)
+    with pytest.raises(data.UnreadableFile, match=r"more than the 100,000,000 .*--max-pixels"):
+        data.read_mask(bomb)
+
+
+def test_the_pixel_limit_can_be_raised(tmp_path):
+    save(tmp_path / "i.png", picture(0, 80, 100), "PNG")
+    with pytest.raises(data.UnreadableFile, match="100 x 80 pixels, more than the 5,000 pixels"):
+        data.read_image(tmp_path / "i.png", max_pixels=5000)
+    assert data.read_image(tmp_path / "i.png", max_pixels=8000)[0].shape == (80, 100, 3)
 
 
 def test_sixteen_bit_image_is_scaled_not_clipped(tmp_path):

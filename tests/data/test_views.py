@@ -191,7 +191,7 @@ def test_readers_resize_an_image_once_for_all_its_views(tmp_path, monkeypatch, s
     monkeypatch.setattr(ResizeLongestSide, "apply_image", lambda *a: resizes.append(1) or real(*a))
 
     class Config:
-        seed, on_mismatch, resize, raster = 0, "exclude", "pil", None
+        seed, on_mismatch, resize, max_pixels, raster = 0, "exclude", "pil", 10**8, None
 
     keys = [ViewKey("a", view, "train") for view in range(4)]
     alone = ViewDataset(keys[:1], pairs, Config())[0]  # a val/test image: view 0 only

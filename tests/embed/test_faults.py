@@ -15,13 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from click.testing import CliRunner
 
+import cli
 from floodcache.cache import assembly
 from floodcache.cache import writer as cache_writer
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import verify
-from floodcache.embed import readers
+from floodcache.embed import part_writer, readers
 from floodcache.embed.part_writer import PARTS_IN_FLIGHT
 from floodcache.embed.plan import plan_embed
 from floodcache.embed.run import run_embed
@@ -90,6 +92,39 @@ def test_ctrl_c_keeps_finished_work_and_says_how_to_resume(
     assert_same_cache(reference, cache)
 
 
+def test_sigterm_stops_embed_as_ctrl_c_does(tiny_data, tiny_checkpoint, tmp_path, monkeypatch):
+    """`kill PID` (or a job scheduler's time limit) once two batches are encoded: status 143,
+    the message of Ctrl-C, the finished parts kept and a rerun that goes on from them."""
+    real_stream = batch_encoder.BatchEncoder.stream
+
+    def terminated_after_two_batches(self, batches, memory=None):
+        for count, encoded in enumerate(real_stream(self, batches, memory), 1):
+            yield encoded
+            if count == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(10)  # the handler raises in here
+
+    def unhandled(signum, frame):  # SIGTERM's default would end this test's process
+        pytest.fail("embed left SIGTERM to its default: killed without a word")
+
+    monkeypatch.setattr(batch_encoder.BatchEncoder, "stream", terminated_after_two_batches)
+    previous = signal.signal(signal.SIGTERM, unhandled)
+    cache = tmp_path / "terminated.h5"
+    options = ["--data", tiny_data, "--checkpoint", tiny_checkpoint, "--model-type", "vit_tiny"]
+    args = ["embed", *options, "--cache", cache, "--batch-size", "1", "--workers", "0"]
+    try:
+        result = CliRunner().invoke(cli.main, list(map(str, args)))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert result.exit_code == 143, result.output
+    assert "terminated: finished work is kept; run the same command again" in result.output
+    kept = len(list((tmp_path / "terminated.h5.parts").glob(PARTS)))
+    assert kept >= 2 and not cache.exists()
+    monkeypatch.undo()
+    result = CliRunner().invoke(cli.main, list(map(str, args)))
+    assert result.exit_code == 0 and verify(cache).ok, result.output
+
+
 def test_ctrl_c_with_reader_processes_stops_at_once(tiny_data, tiny_checkpoint, tmp_path):
     """Ctrl-C reaches the readers too (the whole process group): they leave it to embed,
     which stops them. When they died of it themselves, embed waited ~5 s for each."""
@@ -152,7 +187,7 @@ def test_two_embed_processes_on_one_cache(tiny_data, tiny_checkpoint, tmp_path):
             embed_command(tiny_data, tiny_checkpoint, cache), capture_output=True, text=True
         )
     assert second.returncode == 1
-    assert "another process is writing" in second.stderr
+    assert f"another embed is writing {cache}: process {os.getpid()} is running" in second.stderr
     assert not cache.exists()
 
 
@@ -196,6 +231,28 @@ def test_disk_full_while_assembling(tiny_data, tiny_checkpoint, tmp_path, monkey
     monkeypatch.setattr(assembly.Assembly, "_complete", real_complete)
     result = run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
     assert result.embedded == 0 and verify(cache).ok  # every view came from the kept parts
+
+
+def test_stopped_after_the_last_part_a_rerun_with_readers_finishes(
+    tiny_data, tiny_checkpoint, tiny_cache, tmp_path, monkeypatch
+):
+    """Killed once every view is in a part but before the cache is in place (or a full disk
+    while assembling): the rerun has nothing to encode, and finishes the cache from the parts
+    with reader processes as without them."""
+    cache = tmp_path / "stopped.h5"
+    config = embed_config(tiny_data, tiny_checkpoint, cache)
+
+    def killed_before_assembling(self, *args):
+        raise KeyboardInterrupt  # as a kill -9 right after the last part is written
+
+    monkeypatch.setattr(part_writer.Assembler, "finish", killed_before_assembling)
+    with pytest.raises(KeyboardInterrupt):
+        run_embed(config)
+    assert not cache.exists() and list((tmp_path / "stopped.h5.parts").glob(PARTS))
+    monkeypatch.undo()
+    result = run_embed(replace(config, workers=2))
+    assert result.embedded == 0 and verify(cache).ok
+    assert_same_cache(tiny_cache, cache)  # an uninterrupted run's, with the same settings
 
 
 def test_bad_files_in_the_middle_are_reported_and_skipped(

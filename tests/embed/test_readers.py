@@ -101,6 +101,13 @@ def test_read_batches_gives_back_each_batch_whole_and_in_order(tiny_data, worker
         assert_same_view(view, by_key[view["image_id"], view["view"]])  # pixels as read
 
 
+def test_read_batches_of_nothing_starts_no_reader(tiny_data, monkeypatch):
+    """A rerun whose every view is in a part already reads no batch, with readers or not."""
+    monkeypatch.setattr(readers, "background_processes", None)  # starting one would fail
+    config = embed_config(tiny_data, None, Path("unused.h5"))
+    assert list(readers.read_batches([], {}, config, workers=2)) == []
+
+
 def test_reader_processes_make_the_cache_of_reading_in_line(tiny_data, tiny_checkpoint, tmp_path):
     """Two reader processes handing pixels over in shared memory, writer processes and the
     assembler: the very cache that embed makes reading every view in its own process."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from dataclasses import replace
@@ -137,6 +138,57 @@ def test_the_refusal_of_another_cache_fits_on_a_screen(tiny_cache, tiny_data, ti
     assert "augment: cache has 1, asked 2" in message and "views: cache has" in message
 
 
+def test_the_cache_holds_every_usable_pair_when_images_share_a_stem(
+    tiny_data, tiny_checkpoint, tmp_path
+):
+    """Rows 0.jpg,0.png and 0.png,3.png: two images of stem 0, both in the cache."""
+    data_dir = write_dataset(tmp_path / "data", [(60, 80), (70, 50), (40, 40), (50, 90)])
+    (data_dir / "Image" / "3.jpg").rename(data_dir / "Image" / "0.png")  # a JPEG named .png
+    rows = ["Image,Mask", "0.jpg,0.png", "0.png,3.png", "1.jpg,1.png", "2.jpg,2.png"]
+    (data_dir / "metadata.csv").write_text("\n".join(rows) + "\n")
+    result = run_embed(embed_config(data_dir, tiny_checkpoint, tmp_path / "c.h5", augment=0))
+    with Cache.open(result.cache) as cache:
+        assert sorted(cache.column("image_id")) == ["0.jpg", "0.png", "1", "2"]
+        assert sorted(cache.column("mask_file")) == [
+            str(data_dir / "Mask" / name) for name in ("0.png", "1.png", "2.png", "3.png")
+        ]
+
+
+def test_a_pair_whose_file_name_is_not_utf8_is_left_out_not_the_whole_run(
+    tiny_checkpoint, tmp_path
+):
+    data_dir = write_dataset(tmp_path / "data", [(60, 80), (70, 50), (40, 40)])
+    (data_dir / "metadata.csv").unlink()  # paired by stem: any name the folder holds
+    for folder, suffix in (("Image", b".jpg"), ("Mask", b".png")):
+        old = os.path.join(os.fsencode(data_dir / folder), b"2" + suffix)
+        os.rename(old, os.path.join(os.fsencode(data_dir / folder), b"caf\xe9" + suffix))
+    result = run_embed(embed_config(data_dir, tiny_checkpoint, tmp_path / "c.h5", augment=0))
+    assert result.excluded == {"caf\udce9": ["undecodable_name"]} and result.views == 2
+    assert verify(result.cache).ok
+
+
+def test_an_image_outside_the_data_folder_is_embedded_only_when_allowed(tiny_checkpoint, tmp_path):
+    data_dir = write_dataset(tmp_path / "data", [(60, 80), (70, 50), (40, 40)])
+    (data_dir / "Image" / "2.jpg").rename(tmp_path / "elsewhere.jpg")
+    rows = ["Image,Mask", "0.jpg,0.png", "1.jpg,1.png", "../../elsewhere.jpg,2.png"]
+    (data_dir / "metadata.csv").write_text("\n".join(rows) + "\n")
+    config = embed_config(data_dir, tiny_checkpoint, tmp_path / "c.h5", augment=0)
+    with pytest.raises(ValueError, match="line 4 lists the image ../../elsewhere.jpg, outside"):
+        run_embed(config)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["data", "elsewhere.jpg"]
+    result = run_embed(replace(config, allow_outside_paths=True))
+    with Cache.open(result.cache) as cache:
+        assert str(data_dir / "Image" / "../../elsewhere.jpg") in cache.column("image_file")
+
+
+def test_an_image_over_the_pixel_limit_is_left_out_of_the_cache(tiny_checkpoint, tmp_path):
+    data_dir = write_dataset(tmp_path / "data", [(60, 80), (70, 50), (120, 100)])
+    config = embed_config(data_dir, tiny_checkpoint, tmp_path / "c.h5", augment=0)
+    result = run_embed(replace(config, max_pixels=6000))
+    assert result.excluded == {"2": ["unreadable_image", "unreadable_mask"]}
+    assert result.views == 2 and verify(result.cache).ok
+
+
 def test_other_checkpoint_is_refused_then_overwrite(tiny_data, tiny_checkpoint, tmp_path):
     cache = tmp_path / "c.h5"
     run_embed(embed_config(tiny_data, tiny_checkpoint, cache, limit=3))
@@ -148,6 +200,40 @@ def test_other_checkpoint_is_refused_then_overwrite(tiny_data, tiny_checkpoint, 
     run_embed(embed_config(tiny_data, other, cache, limit=3, overwrite=True))
     with Cache.open(cache) as opened:
         assert opened.file.attrs["checkpoint_sha256"] != "" and verify(cache).ok
+
+
+def test_overwrite_keeps_the_old_cache_until_the_new_one_is_whole_and_resumes(
+    tiny_data, tiny_checkpoint, tmp_path, monkeypatch
+):
+    """`embed --overwrite` stopped part way leaves the old cache whole and in place; the
+    resume hint's command, --overwrite in it, goes on from the new run's parts."""
+    cache = tmp_path / "c.h5"
+    run_embed(embed_config(tiny_data, tiny_checkpoint, cache, limit=3))
+    with Cache.open(cache) as opened:
+        old = opened.fingerprint
+    real_stream = batch_encoder.BatchEncoder.stream
+
+    def stopped_after_two_batches(self, batches, memory=None):
+        for count, encoded in enumerate(real_stream(self, batches, memory), 1):
+            yield encoded
+            if count == 2:
+                raise KeyboardInterrupt
+
+    monkeypatch.setattr(batch_encoder.BatchEncoder, "stream", stopped_after_two_batches)
+    new = embed_config(
+        tiny_data, tiny_checkpoint, cache, limit=3, seed=1, batch_size=1, overwrite=True
+    )
+    with pytest.raises(KeyboardInterrupt):
+        run_embed(new)
+    with Cache.open(cache) as opened:
+        assert opened.fingerprint == old and verify(cache).ok
+    kept = len(list((tmp_path / "c.h5.parts").glob("part-*.h5")))
+    assert kept == 2
+    monkeypatch.undo()
+    result = run_embed(new)
+    assert result.embedded == result.views - kept  # the parts were not thrown away
+    with Cache.open(cache) as opened:
+        assert opened.fingerprint != old and verify(cache).ok
 
 
 def test_killed_embed_resumes_to_an_identical_cache(tiny_data, tiny_checkpoint, tmp_path):
@@ -179,7 +265,7 @@ def test_second_writer_is_locked_out(tiny_data, tiny_checkpoint, tmp_path):
 
     cache = tmp_path / "locked.h5"
     with CacheWriter(cache, {"model_type": "x"}, {"identity": {"model_type": "x"}}):
-        with pytest.raises(CacheError, match="another process is writing"):
+        with pytest.raises(CacheError, match="another embed is writing"):
             run_embed(embed_config(tiny_data, tiny_checkpoint, cache))
 
 
@@ -276,7 +362,7 @@ def test_georeferenced_chips_embed_as_the_pixels_their_reading_gives(tiny_checkp
     reading = RasterReading(bands=(3, 2, 1))
     photos = tmp_path / "photos"
     for chip in sorted(images.iterdir()):
-        pixels, _ = pairs.read_image(chip, reading)
+        pixels, _ = pairs.read_image(chip, reading=reading)
         mask, _ = pairs.read_mask(masks / chip.name)
         save(photos / "images" / f"{chip.stem}.png", pixels, "PNG")
         save(photos / "masks" / f"{chip.stem}.png", mask * 255, "PNG")
@@ -306,3 +392,8 @@ def test_georeferenced_chips_embed_as_the_pixels_their_reading_gives(tiny_checkp
             assert np.array_equal(a.column(field), b.column(field)), field
     with pytest.raises(CacheError, match="raster: cache has"):
         run_embed(replace(chips, raster=RasterReading(bands=(1, 2, 3))))
+
+
+def test_a_pixel_limit_below_one_is_refused_before_any_work(tmp_path):
+    with pytest.raises(ValueError, match="--max-pixels must be at least 1, not 0"):
+        embed_config(tmp_path, None, tmp_path / "c.h5", max_pixels=0)

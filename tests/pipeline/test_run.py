@@ -11,7 +11,6 @@ from floodcache.data import audit
 from floodcache.embed import plan
 from floodcache.embed.config import EmbedConfig
 from floodcache.evaluate.config import EvaluateConfig
-from floodcache.pipeline import run as pipeline
 from floodcache.pipeline.config import PipelineConfig, layout
 from floodcache.pipeline.run import run_pipeline
 from floodcache.report.config import ReportConfig
@@ -25,8 +24,7 @@ def test_run_does_every_step_once_and_refuses_silent_retraining(tiny_data, tmp_p
         audits.append(args)
         return audit.audit_folder(*args, **kwargs)
 
-    for module in (pipeline, plan):
-        monkeypatch.setattr(module, "audit_folder", counted_audit)
+    monkeypatch.setattr(plan, "audit_folder", counted_audit)  # run's audit and embed's
     config = PipelineConfig(
         embed=EmbedConfig(
             data_dir=tiny_data, random_weights=True, model_type="vit_tiny", augment=0

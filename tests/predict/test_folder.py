@@ -3,7 +3,6 @@ resumed, nothing lost."""
 
 from __future__ import annotations
 
-import errno
 import os
 import shutil
 import threading
@@ -18,21 +17,27 @@ from floodcache.predict import folder, segmenter
 from floodcache.predict.config import FolderConfig, PredictConfig
 from floodcache.predict.folder import run_predict_folder
 from floodcache.predict.segmenter import run_predict
-from tests.helpers import mask_png, photo_folder, read_predictions
+from tests.helpers import full_disk_at, mask_png, photo_folder, read_predictions
+
+
+def photo_config(tiny_data, checkpoint, run, tmp_path) -> FolderConfig:
+    """predict on `photo_folder`'s photos into tmp_path/water, without a progress bar."""
+    photos = photo_folder(tiny_data, tmp_path / "photos")
+    config = FolderConfig(checkpoint, run, photos, tmp_path / "water")
+    config.progress = False
+    return config
 
 
 def test_predict_folder_segments_each_image_as_predict_does_one(
     tiny_data, tiny_checkpoint, finetuned_run, tmp_path
 ):
-    photos = photo_folder(tiny_data, tmp_path / "photos")
-    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
-    config.progress = False
+    config = photo_config(tiny_data, tiny_checkpoint, finetuned_run, tmp_path)
     result = run_predict_folder(config)
     assert (result.predicted, result.kept, result.unreadable) == (3, [], ["notes.txt"])
     rows = read_predictions(result.out)
     assert list(rows) == ["0.jpg", "3.jpg", "10.jpg", "notes.txt"]  # natural order
     for stem in ("0", "3", "10"):
-        image, one_out = photos / f"{stem}.jpg", tmp_path / f"one-{stem}.png"
+        image, one_out = config.images / f"{stem}.jpg", tmp_path / f"one-{stem}.png"
         one = run_predict(PredictConfig(tiny_checkpoint, finetuned_run, image, one_out))
         mask = mask_png(result.out / f"{stem}.png")
         assert np.array_equal(mask, one.mask)
@@ -77,9 +82,7 @@ def _stop_at_the_second_image(monkeypatch) -> None:
 def test_predict_folder_goes_on_where_a_stopped_run_stopped(
     tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch
 ):
-    photos = photo_folder(tiny_data, tmp_path / "photos")
-    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
-    config.progress = False
+    config = photo_config(tiny_data, tiny_checkpoint, finetuned_run, tmp_path)
     write_mask = segmenter.write_mask
     _stop_at_the_second_image(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
@@ -148,18 +151,9 @@ def test_predict_folder_loses_nothing_it_did_not_write(
 def test_predict_folder_on_a_full_disk_says_so_and_leaves_no_partial_file(
     tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch, caplog
 ):
-    photos = photo_folder(tiny_data, tmp_path / "photos")
-    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
-    config.progress = False
+    config = photo_config(tiny_data, tiny_checkpoint, finetuned_run, tmp_path)
 
-    replace = os.replace
-
-    def disk_full_after_the_record(source, target):
-        if not str(target).endswith("predict.json"):
-            raise OSError(errno.ENOSPC, "No space left on device")
-        replace(source, target)
-
-    monkeypatch.setattr(os, "replace", disk_full_after_the_record)
+    full_disk_at(monkeypatch, lambda target: not target.endswith("predict.json"))
     with pytest.raises(ValueError, match="could not write .*0.png .*No space left.*with room"):
         run_predict_folder(config)
     assert sorted(p.name for p in config.out.iterdir()) == ["predict.json"]  # written before
@@ -178,3 +172,37 @@ def test_predict_a_folder_from_the_command_line(
     assert result.exit_code == 0, result.output
     assert "3 images segmented, 0 kept from an earlier run, 1 unreadable" in result.output
     assert mask_png(tmp_path / "water" / "10.png").shape == (170, 120)  # image 5's size
+
+
+def test_an_image_whose_name_is_not_utf8_is_segmented_and_summed_up(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    """Its row made the whole summary fail to encode: predict left it out, and exited 0."""
+    photos = photo_folder(tiny_data, tmp_path / "photos")
+    os.rename(photos / "3.jpg", os.path.join(os.fsencode(photos), b"caf\xe9.jpg"))
+    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config.progress = False
+    assert run_predict_folder(config).predicted == 3
+    rows = read_predictions(config.out)
+    assert rows["caf\\xe9.jpg"]["mask"] == "caf\\xe9.png" and rows["caf\\xe9.jpg"]["sam_iou"]
+    assert os.path.isfile(os.path.join(os.fsencode(config.out), b"caf\xe9.png"))
+    assert len(run_predict_folder(config).kept) == 3  # and a rerun keeps its row
+
+
+def test_a_summary_that_cannot_be_written_fails_the_run(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch
+):
+    config = photo_config(tiny_data, tiny_checkpoint, finetuned_run, tmp_path)
+    full_disk_at(monkeypatch, lambda target: target.endswith("predictions.csv"))
+    with pytest.raises(ValueError, match="could not write .*predictions.csv .*No space left"):
+        run_predict_folder(config)
+
+
+def test_predict_folder_lists_an_image_over_the_pixel_limit_as_unreadable(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    config = photo_config(tiny_data, tiny_checkpoint, finetuned_run, tmp_path)
+    config.max_pixels = 20_000  # 0.jpg is 160 x 120, the others more
+    result = run_predict_folder(config)
+    assert result.predicted == 1 and result.unreadable == ["3.jpg", "10.jpg", "notes.txt"]
+    assert "--max-pixels" in read_predictions(config.out)["3.jpg"]["problem"]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -95,3 +97,61 @@ def test_predict_refuses_a_checkpoint_the_run_was_not_trained_with(
     config = PredictConfig(other, finetuned_run, tiny_data / "Image" / "0.jpg", tmp_path / "m.png")
     with pytest.raises(ValueError, match="another SAM"):
         run_predict(config)
+
+
+@pytest.mark.parametrize(
+    ("prompt", "says"),
+    [
+        (["--point", "nan,10"], r"--point nan,10: every coordinate must be a number"),
+        (["--background", "10,inf"], r"--background 10,inf: every coordinate must be a number"),
+        (["--box", "10,60,200,nan"], r"--box 10,60,200,nan: every coordinate must be a number"),
+        (["--box", "200,60,10,149"], r"--box 200,60,10,149: give X0,Y0,X1,Y1 with X0 < X1"),
+        (["--point", "261,10"], r"--point 261,10 is outside the image .*3.jpg \(260 x 150"),
+        (["--point", "10,-1"], r"--point 10,-1 is outside the image"),
+        (["--box", "0,0,300,100"], r"--box 0,0,300,100 is outside the image"),
+    ],
+)
+def test_a_prompt_that_is_not_a_place_in_the_image_is_refused(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, prompt, says
+):
+    """NaN, infinite or outside clicks and boxes were taken: a mask of nothing, a NaN score."""
+    args = ["predict", "--checkpoint", str(tiny_checkpoint), "--decoder", str(finetuned_run)]
+    args += ["--image", str(tiny_data / "Image" / "3.jpg"), "--out", str(tmp_path / "m.png")]
+    result = CliRunner().invoke(main, [*args, *prompt])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert re.search(says, result.output), result.output
+    assert not (tmp_path / "m.png").exists()
+
+
+def test_a_prompt_on_the_image_edge_is_taken(tiny_data, tiny_checkpoint, finetuned_run, tmp_path):
+    image_file = tiny_data / "Image" / "3.jpg"  # 260 x 150
+    config = PredictConfig(
+        tiny_checkpoint, finetuned_run, image_file, tmp_path / "m.png", box=(0, 0, 260, 150)
+    )
+    assert run_predict(config).mask.shape == (150, 260)
+
+
+def test_predict_refuses_an_image_over_the_pixel_limit(tiny_data, tiny_checkpoint, tmp_path):
+    image = tiny_data / "Image" / "3.jpg"
+    config = PredictConfig(tiny_checkpoint, tmp_path / "no-run", image, tmp_path / "m.png")
+    config.max_pixels = 1000
+    with pytest.raises(pairs.UnreadableFile, match="--max-pixels"):  # before the run is read
+        run_predict(config)
+
+
+def test_a_pixel_limit_below_one_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--max-pixels must be at least 1"):
+        PredictConfig(tmp_path, tmp_path, tmp_path / "i.jpg", tmp_path / "m.png", max_pixels=0)
+    with pytest.raises(ValueError, match="--max-pixels must be at least 1"):
+        FolderConfig(tmp_path, tmp_path, tmp_path, tmp_path / "out", max_pixels=0)
+
+
+def test_the_mask_never_replaces_its_image(tiny_data, tiny_checkpoint, finetuned_run, tmp_path):
+    """`--image photo.png --out photo.png --overwrite` replaced the photo with its mask."""
+    photo = tmp_path / "photo.png"
+    Image.open(tiny_data / "Image" / "0.jpg").save(photo)
+    content = photo.read_bytes()
+    config = PredictConfig(tiny_checkpoint, finetuned_run, photo, photo, overwrite=True)
+    with pytest.raises(ValueError, match="is the image itself"):
+        run_predict(config)
+    assert photo.read_bytes() == content

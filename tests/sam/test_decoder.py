@@ -78,20 +78,6 @@ def test_pick_by_iou_takes_the_highest_score():
     assert score.flatten().tolist() == pytest.approx([0.9, 0.7])
 
 
-def test_postprocess_crops_padding_before_resizing():
-    """Logits positive only over the image part of the padded frame fill the whole image."""
-    lowres = torch.full((1, 1, 256, 256), -5.0)
-    lowres[..., :128, :] = 5.0  # a 2:1 landscape image covers the top half of the square
-    full = decoder.postprocess(lowres, (512, 1024), (300, 600))
-    assert full.shape == (1, 1, 300, 600)
-    assert (full > 0).float().mean() > 0.99
-
-
-def test_valid_lowres_rounds_up():
-    assert decoder.valid_lowres((512, 1024)) == (128, 256)
-    assert decoder.valid_lowres((683, 1024)) == (171, 256)
-
-
 @pytest.mark.parametrize("name", ["box", "point"])
 def test_batched_decode_trains_like_sam_decoder(name):
     """The same loss gives the same gradient for every decoder weight as SAM's own forward."""

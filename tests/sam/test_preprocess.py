@@ -86,3 +86,8 @@ def test_lowres_target_decides_blocks_at_half_as_caches_always_did():
         rounding_decided += int(decided.sum())
         assert np.array_equal(preprocess.lowres_target(mask), expected), (index, mask.shape)
     assert rounding_decided > 20  # the cases the float rounding decides were there
+
+
+def test_valid_lowres_rounds_up():
+    assert preprocess.valid_lowres((512, 1024)) == (128, 256)
+    assert preprocess.valid_lowres((683, 1024)) == (171, 256)

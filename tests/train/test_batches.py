@@ -39,3 +39,60 @@ def test_prompts_land_on_the_water_in_the_input_frame():
     batches, _ = make_batches([PROMPTS["box"]], FakeViews(targets), 0, 1, PromptOptions(), 8, False)
     x0, y0, x1, y1 = batches[0][2][0].box
     assert 80 <= x0 <= x1 <= 83 and 40 <= y0 <= y1 <= 43
+
+
+def test_the_first_epoch_goes_window_by_window_in_reading_order(monkeypatch):
+    """Each first-epoch batch needs only the views read so far; later epochs shuffle all."""
+    from floodcache.train import batches as module
+
+    monkeypatch.setattr(module, "STREAM_WINDOW", 4)
+    targets = np.zeros((10, 256, 256), np.uint8)
+    targets[:, 100:150, 100:150] = 1
+    mix = [PROMPTS["box"], PROMPTS["none"]]
+
+    def first_epoch():
+        return make_batches(mix, FakeViews(targets), 3, 1, PromptOptions(), 3, True)[0]
+
+    batches = first_epoch()
+    needed = [int(index.max()) for _, index, _ in batches]
+    windows = [int(index.max()) // 4 for _, index, _ in batches]
+    assert [int(index.min()) // 4 for _, index, _ in batches] == windows
+    assert windows == sorted(windows) and needed[0] < 4  # the first batch: the first window
+    assert sorted(np.concatenate([index for _, index, _ in batches]).tolist()) == list(range(10))
+    assert [index.tolist() for _, index, _ in first_epoch()] == [i.tolist() for _, i, _ in batches]
+    later = make_batches(mix, FakeViews(targets), 3, 2, PromptOptions(), 3, True)[0]
+    assert any(int(i.max()) // 4 != int(i.min()) // 4 for _, i, _ in later)  # across windows
+
+
+def test_training_starts_before_the_embeddings_are_all_read(train_cache, tmp_path, monkeypatch):
+    """A slow disk: the first steps run on the views read so far."""
+    import time
+
+    from floodcache.cache import loading
+    from floodcache.train import batches as module
+    from floodcache.train.config import TrainConfig
+    from floodcache.train.run import run_train
+    from floodcache.train.trainer import DecoderTrainer
+
+    monkeypatch.setattr(module, "STREAM_WINDOW", 2)
+    monkeypatch.setattr(loading, "READ_BYTES", 1)  # one view a read
+    read = loading.RowLoader._read
+
+    def slow_read(self, *args):
+        time.sleep(0.3)
+        return read(self, *args)
+
+    monkeypatch.setattr(loading.RowLoader, "_read", slow_read)
+    read_when_stepping, step = [], DecoderTrainer.step
+
+    def noted_step(self, strategy, views, index, prompts, train):
+        if train and views.loader is not None:
+            read_when_stepping.append(views.loader.stats.views)
+        return step(self, strategy, views, index, prompts, train)
+
+    monkeypatch.setattr(DecoderTrainer, "step", noted_step)
+    config = TrainConfig(train_cache, tmp_path / "run", "none", epochs=1, batch_size=2)
+    config.progress = False
+    run_train(config)
+    assert read_when_stepping[0] < 8  # 8 training views in train_cache
+    assert read_when_stepping == sorted(read_when_stepping)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import errno
+import os
 
 import pytest
 
-from floodcache.utils.atomic import write_whole
+from floodcache.utils.atomic import write_folder_whole, write_whole
 
 
 def test_a_result_is_written_whole(tmp_path):
@@ -34,3 +35,41 @@ def test_a_failed_write_keeps_the_earlier_file_and_names_it(tmp_path):
         write_whole(target, _half_written(KeyboardInterrupt()))
     assert target.read_text() == "earlier"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["result.txt"]  # no temporary file
+
+
+def _record_syncs_and_renames(monkeypatch) -> list[tuple]:
+    """("fsync", path) and ("replace", source, target) as they happen."""
+    events: list[tuple] = []
+    fsync, replace = os.fsync, os.replace
+
+    def recorded_fsync(descriptor):
+        events.append(("fsync", os.readlink(f"/proc/self/fd/{descriptor}")))
+        fsync(descriptor)
+
+    def recorded_replace(source, target):
+        events.append(("replace", str(source), str(target)))
+        replace(source, target)
+
+    monkeypatch.setattr(os, "fsync", recorded_fsync)
+    monkeypatch.setattr(os, "replace", recorded_replace)
+    return events
+
+
+def test_a_result_is_on_disk_before_its_name_points_at_it(tmp_path, monkeypatch):
+    """A power cut after the rename must not leave an empty file under the result's name."""
+    events = _record_syncs_and_renames(monkeypatch)
+    target = tmp_path / "result.txt"
+    write_whole(target, lambda tmp: tmp.write_text("finished"))
+    tmp = str(tmp_path / ".result.txt.tmp")
+    assert events == [("fsync", tmp), ("replace", tmp, str(target)), ("fsync", str(tmp_path))]
+
+
+def test_a_result_folder_is_on_disk_before_it_is_put_in_place(tmp_path, monkeypatch):
+    events = _record_syncs_and_renames(monkeypatch)
+    run = tmp_path / "run"
+    write_folder_whole(run, lambda folder: (folder / "decoder.pt").write_bytes(b"weights"))
+    replaced = next(i for i, event in enumerate(events) if event[0] == "replace")
+    source = events[replaced][1]
+    synced_before = {path for _, path in events[:replaced]}
+    assert {f"{source}/decoder.pt", source} <= synced_before
+    assert events[replaced:] == [("replace", source, str(run)), ("fsync", str(tmp_path))]

@@ -1,0 +1,62 @@
+"""report.md as HTML: as a browser shows it (`render`), and as report.html, one file with its
+figures inside (`write_html`), to send to someone who will not open a folder.
+
+markdown-it-py renders CommonMark, as GitHub does, with its tables and raw HTML (the
+appendix's `<details>`).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from pathlib import Path
+
+from floodcache.utils.atomic import write_whole
+
+IMAGE_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
+_SOURCE = re.compile(r'<img src="([^"]+)"')
+STYLE = """body { max-width: 1100px; margin: 2em auto; padding: 0 1em; font-family: sans-serif;
+  color: #111; background: #fff; line-height: 1.45 }
+table { border-collapse: collapse; margin: 1em 0; font-size: 0.9em }
+th, td { border: 1px solid #bbb; padding: 0.25em 0.5em }
+img { max-width: 100%; height: auto }
+pre { background: #f4f4f4; padding: 0.6em; overflow-x: auto }
+blockquote { border-left: 4px solid #c00; margin: 1em 0; padding: 0 1em }"""
+
+
+def render(text: str) -> str:
+    """The HTML body of a markdown text (CommonMark, tables, raw HTML kept)."""
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True}).enable("table").render(text)
+
+
+def image_sources(body: str) -> list[str]:
+    """Every `<img src>` of rendered HTML, in order."""
+    return [html.unescape(source) for source in _SOURCE.findall(body)]
+
+
+def write_html(report: Path) -> Path:
+    """report.html beside `report` (report.md), each figure inside it as a data: URL."""
+    report = Path(report)
+    body = render(report.read_text())
+
+    def inline(match: re.Match) -> str:
+        figure = report.parent / html.unescape(match.group(1))
+        if not figure.is_file():
+            raise FileNotFoundError(f"{report} links {figure}, which does not exist")
+        kind = IMAGE_TYPES[figure.suffix.lower()]
+        data = base64.b64encode(figure.read_bytes()).decode("ascii")
+        return f'<img src="data:{kind};base64,{data}"'
+
+    body = _SOURCE.sub(inline, body)
+    title = html.escape(report.parent.name)
+    page = (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f"<title>floodcache report: {title}</title>\n<style>\n{STYLE}\n</style>\n</head>\n"
+        f"<body>\n{body}</body>\n</html>\n"
+    )
+    path = report.with_suffix(".html")
+    write_whole(path, lambda tmp: tmp.write_text(page, encoding="utf-8"))
+    return path

@@ -1,0 +1,120 @@
+"""From the mask decoder's low-res logits to masks at the original image size, as SamPredictor
+makes them: the prompt moved to SAM's input frame, SAM's pick among its masks, its
+postprocessing (upsample to the padded 1024 square, crop the padding, resize to the image)
+and the threshold at logit 0. On the device the logits are on: `evaluate` counts the pixels
+there, and only counts (and small previews) come back to the host."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from floodcache.prompts import Prompt
+from floodcache.sam.decoder import decode, pick_by_iou
+from floodcache.sam.preprocess import IMAGE_SIZE, input_size
+
+
+def input_prompt(prompt: Prompt, original_size: tuple[int, int]) -> Prompt:
+    """A prompt in original-image pixels -> SAM's 1024 input frame, exactly as SamPredictor:
+    each x times (input width / image width), each y likewise, in float64, as
+    `ResizeLongestSide.apply_coords` and `apply_boxes` compute them (the tests check both)."""
+    (height, width), (new_height, new_width) = original_size, input_size(original_size)
+    scale = np.array([new_width / int(width), new_height / int(height)])
+
+    def scaled(xy: np.ndarray) -> np.ndarray:
+        return np.asarray(xy, np.float64).reshape(-1, 2) * scale
+
+    points = None if prompt.points is None else scaled(prompt.points)
+    box = None if prompt.box is None else scaled(prompt.box).reshape(4)
+    return Prompt(points=points, labels=prompt.labels, box=box)
+
+
+def postprocess(
+    lowres: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
+) -> torch.Tensor:
+    """Bx1x256x256 logits -> Bx1xHxW logits at the original size, as Sam.postprocess_masks.
+
+    Upsample to the padded 1024 square, crop the padding away, resize to (H, W).
+    """
+    masks = F.interpolate(lowres, (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+    return _to_original(masks, input_size, original_size)
+
+
+def _to_original(padded: torch.Tensor, input_size, original_size) -> torch.Tensor:
+    """Bx1x1024x1024 logits -> Bx1xHxW: the padding cropped away, the rest resized."""
+    cropped = padded[..., : int(input_size[0]), : int(input_size[1])]
+    size = tuple(int(s) for s in original_size)
+    return F.interpolate(cropped, size, mode="bilinear", align_corners=False)
+
+
+@torch.inference_mode()
+def decode_views(
+    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
+) -> tuple[list[int], torch.Tensor, torch.Tensor]:
+    """The views whose prompt is not None, decoded in one batch: (their indices, Kx1x256x256
+    low-res logits of the mask SAM picks, K predicted IoU).
+
+    embeddings: Bx256x64x64; views: `original_size` list of (H, W); prompts: B prompts in
+    original-image pixels (None = skipped). With `multimask` the mask with the highest
+    predicted IoU of SAM's three is kept, as at inference.
+    """
+    kept = [i for i, prompt in enumerate(prompts) if prompt is not None]
+    if not kept:
+        empty = embeddings.new_zeros((0, 1, 256, 256))
+        return kept, empty, embeddings.new_zeros((0,))
+    inputs = [input_prompt(prompts[i], views["original_size"][i]) for i in kept]
+    logits, iou = decode(prompt_encoder, mask_decoder, embeddings[kept], inputs, multimask)
+    best, score = pick_by_iou(logits, iou)
+    return kept, best, score[:, 0]
+
+
+@torch.inference_mode()
+def full_masks(lowres: torch.Tensor, input_sizes: list, original_sizes: list) -> list[torch.Tensor]:
+    """Kx1x256x256 logits -> K HxW bool masks at their original sizes, on the logits' device
+    (`postprocess`, then logits > 0). The upsampling to 1024 runs once for the batch."""
+    if not len(lowres):
+        return []
+    padded = F.interpolate(lowres, (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
+    return [
+        _to_original(padded[k : k + 1], input_size, original_size)[0, 0] > 0
+        for k, (input_size, original_size) in enumerate(
+            zip(input_sizes, original_sizes, strict=True)
+        )
+    ]
+
+
+def predict_views(
+    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
+) -> list[tuple[np.ndarray, float] | None]:
+    """SAM's mask for each view whose prompt is not None: (HxW bool, predicted IoU), else None.
+
+    embeddings: Bx256x64x64; views: `input_size`, `original_size` lists of (h, w); prompts: B
+    prompts in original-image pixels (None = skipped). `decode_views`, then `full_masks`.
+    """
+    kept, lowres, scores = decode_views(
+        prompt_encoder, mask_decoder, embeddings, views, prompts, multimask
+    )
+    sizes = [views["input_size"][i] for i in kept], [views["original_size"][i] for i in kept]
+    masks = full_masks(lowres, *sizes)
+    results: list[tuple[np.ndarray, float] | None] = [None] * len(prompts)
+    for i, mask, score in zip(kept, masks, scores.tolist(), strict=True):
+        results[i] = (mask.cpu().numpy(), float(score))
+    return results
+
+
+@torch.inference_mode()
+def view_logits(
+    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
+) -> list[tuple[torch.Tensor, float] | None]:
+    """As `predict_views`, before the threshold: (HxW float32 logits at the original size, on
+    the device; predicted IoU) per view whose prompt is not None, else None. For callers
+    that blend logits (predict's overlapping tiles) before deciding what is water."""
+    kept, lowres, scores = decode_views(
+        prompt_encoder, mask_decoder, embeddings, views, prompts, multimask
+    )
+    results: list[tuple[torch.Tensor, float] | None] = [None] * len(prompts)
+    for j, i in enumerate(kept):
+        full = postprocess(lowres[j : j + 1], views["input_size"][i], views["original_size"][i])
+        results[i] = (full[0, 0].float(), float(scores[j]))
+    return results

@@ -1,0 +1,110 @@
+"""The weights of fine-tuned runs: written whole (`save_run`), read back safely (`load_run`,
+`weights_only`), checked against the SAM they belong to, and put into SAM."""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from pathlib import Path
+
+import torch
+
+from floodcache.cache.reader import Cache
+from floodcache.sam.checkpoints import RANDOM_WEIGHTS, CheckpointError
+from floodcache.sam.model import load_sam, read_weights, save_weights
+from floodcache.sam.modeling import Sam
+from floodcache.train.runs import (
+    DECODER,
+    HISTORY,
+    PRETRAINED,
+    RECORD,
+    DecoderModel,
+    check_same_sam,
+    checkpoint_sha256,
+    describe_run,
+    pretrained,
+)
+from floodcache.utils.atomic import write_folder_whole
+from floodcache.utils.hashing import sha256_file
+
+log = logging.getLogger(__name__)
+
+
+def save_run(
+    run: Path, decoder: dict[str, torch.Tensor], record: dict, history: list[dict]
+) -> None:
+    """Write a run folder whole (`write_folder_whole`): a full disk leaves the earlier run,
+    or none, and a message naming the folder. history: one dict per epoch, the same keys in
+    each."""
+
+    def fill(folder: Path) -> None:
+        save_weights({k: v.cpu() for k, v in decoder.items()}, folder / DECODER)
+        (folder / RECORD).write_text(json.dumps(record, indent=1))
+        with open(folder / HISTORY, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+
+    write_folder_whole(Path(run), fill, "give --out a folder you can write to, with room")
+
+
+def load_run(run: Path) -> DecoderModel:
+    """The decoder of a finished run folder; FileNotFoundError naming the fix otherwise."""
+    described = describe_run(run)  # FileNotFoundError naming the fix for an unfinished run
+    run, weights = described.run, described.run / DECODER
+    fix = f"train it again: `python cli.py train --cache FILE.h5 --out {run} --overwrite`"
+    state = read_weights(weights, "a mask decoder's weights (a state dict)", fix)
+    if not all(isinstance(value, torch.Tensor) for value in state.values()):
+        raise CheckpointError(f"{weights} is not a mask decoder's state dict: {fix}")
+    described.state = {k: v.numpy() for k, v in state.items()}
+    return described
+
+
+def decoder_models(cache: Cache, runs: tuple[Path, ...]) -> list[DecoderModel]:
+    """`pretrained`, then each run, checked against the cache.
+
+    A run of another SAM raises ValueError; one trained from another cache of the same SAM
+    only gets a warning, since its training images may be in this cache's evaluation split.
+    """
+    models = [pretrained(cache)]
+    for run in runs:
+        model = load_run(run)
+        check_same_sam(model, cache.model_type, checkpoint_sha256(cache), str(cache.path))
+        if model.record.get("cache_fingerprint") != cache.fingerprint:
+            log.warning(
+                "%s was trained from another cache than %s: its training images may be in "
+                "the evaluated split",
+                model.run,
+                cache.path,
+            )
+        models.append(model)
+    names = [m.name for m in models]
+    if len(set(names)) != len(names):
+        raise ValueError(
+            f"two models share a name in {names}: a run is named after its folder, and "
+            f"{PRETRAINED!r} is reserved; rename a run folder"
+        )
+    return models
+
+
+def sam_with_decoder(checkpoint: Path, run: Path) -> tuple[Sam, DecoderModel]:
+    """The run's SAM (model type from its config.json) with the run's mask decoder loaded.
+
+    The checkpoint must be the one the run's cache was embedded with (sha256 checked): the
+    decoder learnt from that image encoder's embeddings. A run made with random weights
+    accepts any checkpoint of its model type, with a warning.
+    """
+    model = load_run(run)
+    model_type = model.record["model_type"]
+    sam = load_sam(model_type, checkpoint)
+    if model.record.get("checkpoint_sha256") == RANDOM_WEIGHTS:
+        log.warning(
+            "%s was trained on embeddings of an untrained SAM (random weights): its masks mean "
+            "nothing, whatever checkpoint it is combined with",
+            run,
+        )
+    else:
+        check_same_sam(model, model_type, sha256_file(checkpoint), str(checkpoint))
+    sam.mask_decoder.load_state_dict({k: torch.from_numpy(v) for k, v in model.state.items()})
+    return sam.eval(), model

@@ -1,0 +1,108 @@
+"""The run folder: written whole or not at all, and read only as weights."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+import torch
+from click.testing import CliRunner
+
+import cli
+from floodcache.sam.checkpoints import CheckpointError
+from floodcache.train.config import TrainConfig
+from floodcache.train.run import run_train
+from floodcache.train.runs import writing_run
+from floodcache.train.weights import load_run
+from tests.helpers import full_disk_save, held_by_another_process
+
+
+def test_a_full_disk_at_the_final_save_says_so_and_keeps_the_resumable_state(
+    train_cache, tmp_path, monkeypatch
+):
+    real_save = torch.save
+    monkeypatch.setattr(torch, "save", full_disk_save(real_save, only="decoder.pt"))
+    out = tmp_path / "run"
+    config = TrainConfig(train_cache, out, train_prompts="none", epochs=1, progress=False)
+    with pytest.raises(ValueError, match=r"could not write .*run \(.*No space left.*with room"):
+        run_train(config)
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run.partial"]  # nothing half
+    monkeypatch.setattr(torch, "save", real_save)
+    assert run_train(config).best_epoch == 1  # the rerun finishes from the saved epoch
+    assert (out / "decoder.pt").is_file()
+
+
+def test_a_second_train_into_the_same_out_stops_at_once_and_writes_nothing(train_cache, tmp_path):
+    out = tmp_path / "run"
+    config = TrainConfig(train_cache, out, train_prompts="none", epochs=1, progress=False)
+    with held_by_another_process(lambda: writing_run(out)) as first:  # a train under way
+        with pytest.raises(ValueError, match=rf"another train is writing .*process {first} is"):
+            run_train(config)
+        assert sorted(path.name for path in tmp_path.iterdir()) == ["run.lock"]  # the first's
+    assert run_train(config).best_epoch == 1
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_full_disk_names_the_file_and_leaves_no_partial_one(train_cache, tmp_path, monkeypatch):
+    """torch's own writer raised a RuntimeError that named nothing: a traceback."""
+    monkeypatch.setattr(torch, "save", full_disk_save(torch.save))
+    config = TrainConfig(train_cache, tmp_path / "run", train_prompts="none", epochs=1)
+    config.progress = False
+    with pytest.raises(ValueError, match=r"could not write .*run.partial/state.pt .*No space"):
+        run_train(config)
+    assert [path.name for path in tmp_path.rglob("*")] == ["run.partial"]
+
+
+@pytest.mark.parametrize("content", [b"", {}, {"identity": None, "decoder": [1]}])
+def test_a_broken_resumable_state_names_the_file_and_the_fix(train_cache, tmp_path, content):
+    """An empty state.pt was a bare "Aborted!"; one of other keys, a KeyError."""
+    state = tmp_path / "run.partial" / "state.pt"
+    state.parent.mkdir()
+    state.write_bytes(content) if isinstance(content, bytes) else torch.save(content, state)
+    args = ["train", "--cache", str(train_cache), "--out", str(tmp_path / "run"), "--epochs", "1"]
+    result = CliRunner().invoke(cli.main, args)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"{state} is" in result.output and f"remove {state.parent}" in result.output
+
+
+class NotWeights:
+    """Pickled as a class: loading it would run code."""
+
+
+def test_a_decoder_file_that_is_not_weights_is_named_and_never_unpickled(
+    train_cache, finetuned_run, tmp_path, monkeypatch
+):
+    run = tmp_path / "run"
+    shutil.copytree(finetuned_run, run)
+    loads = []
+    real_load = torch.load
+    monkeypatch.setattr(torch, "load", lambda *a, **k: loads.append(k) or real_load(*a, **k))
+    for content, says in [(NotWeights(), "Python objects other than tensors"), ([1, 2], "list")]:
+        torch.save(content, run / "decoder.pt")
+        with pytest.raises(CheckpointError, match=says) as refused:
+            load_run(run)
+        assert str(run / "decoder.pt") in str(refused.value)
+        assert "weights_only" not in str(refused.value)
+    assert loads and all(k.get("weights_only") is True for k in loads)
+    args = ["evaluate", "--cache", str(train_cache), "--decoder", str(run), "--split", "val"]
+    result = CliRunner().invoke(cli.main, [*args, "--out", str(tmp_path / "evaluation")])
+    assert result.exit_code == 1 and str(run / "decoder.pt") in result.output
+    assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+
+
+@pytest.mark.parametrize("what", ["the cache itself", "a folder of photos"])
+def test_an_out_that_is_not_a_run_folder_is_never_replaced(train_cache, tmp_path, what):
+    """`--out` the cache, or a folder of one's own: the run took its place, and deleted it."""
+    if what == "the cache itself":
+        out = tmp_path / "cache.h5"
+        shutil.copy(train_cache, out)
+    else:
+        out = tmp_path / "photos"
+        out.mkdir()
+        (out / "flood.jpg").write_bytes(b"a photo")
+    before = sorted(tmp_path.rglob("*"))
+    config = TrainConfig(out if what == "the cache itself" else train_cache, out, epochs=1)
+    config.progress, config.overwrite = False, True
+    with pytest.raises(FileExistsError, match=f"{out} exists and is not a run folder"):
+        run_train(config)
+    assert sorted(tmp_path.rglob("*")) == before
