@@ -244,6 +244,11 @@ def open_raster(path: Path):
         raise UnreadableRaster(
             f"{path}: cannot be read as a raster ({error}); replace the file, or remove it"
         ) from error
+    except UnicodeEncodeError as error:  # GDAL takes UTF-8 names: a name that is not has none
+        shown = str(path).encode("utf-8", "backslashreplace").decode()
+        raise UnreadableRaster(
+            f"{shown}: GDAL cannot open a file whose name is not UTF-8; rename it"
+        ) from error
 
 
 def georeferenced(path: Path) -> bool:

@@ -109,14 +109,14 @@ def test_audit_decodes_at_most_max_pixels_at_once(tmp_path, monkeypatch, max_pix
     lock = threading.Lock()
 
     def slow(read):
-        def counted(path, max_pixels):
+        def counted(path, max_pixels, **reading_as):
             with lock:
                 reading[0] += 1
                 most[0] = max(most[0], reading[0])
             time.sleep(0.2)
             with lock:
                 reading[0] -= 1
-            return read(path, max_pixels)
+            return read(path, max_pixels, **reading_as)
 
         return counted
 
