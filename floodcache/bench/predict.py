@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from floodcache.bench.table import PeakMemory, Row
-from floodcache.data.pairs import read_image
+from floodcache.data.decode import read_image
 from floodcache.predict.config import FolderConfig, SceneConfig
 from floodcache.predict.folder import run_predict_folder
 from floodcache.predict.scene import run_predict_scene

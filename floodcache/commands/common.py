@@ -15,8 +15,8 @@ from pathlib import Path
 import click
 
 from floodcache.cache.format import CacheError
+from floodcache.data.decode import UnreadableFile
 from floodcache.data.download import DownloadError
-from floodcache.data.pairs import UnreadableFile
 from floodcache.data.raster import SCALES, RasterReading, UnreadableRaster
 from floodcache.embed.background import ReaderDied
 from floodcache.sam.checkpoints import CheckpointError

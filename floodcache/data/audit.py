@@ -1,6 +1,6 @@
 """Audit image/mask pairs: every problem of every pair, one row per (file, problem).
 
-Every file is read once (`pairs.read_image`, `pairs.read_mask`); problems seen across pairs
+Every file is read once (`decode.read_image`, `decode.read_mask`); problems seen across pairs
 (duplicates, swapped masks) come from their content hashes and sizes. Pairs that cannot be
 used as they are get excluded; the report writes the rows as CSV and sums them up.
 """
@@ -25,18 +25,20 @@ import numpy as np
 from tqdm import tqdm
 
 from floodcache.data import raster
-from floodcache.data.pairs import (
-    PROBLEMS,
-    Pair,
-    Problem,
+from floodcache.data.decode import (
     UnreadableFile,
-    check_on_mismatch,
     declared_pixels,
-    find_pairs,
     has_text_name,
     path_str,
     read_image,
     read_mask,
+)
+from floodcache.data.pairs import (
+    PROBLEMS,
+    Pair,
+    Problem,
+    check_on_mismatch,
+    find_pairs,
     size_problems,
 )
 from floodcache.settings import MAX_PIXELS
@@ -120,7 +122,7 @@ def audit(
     (from find_pairs) lead the report's rows; on_mismatch="resize" keeps size_mismatch pairs
     whose aspect ratio matches. A file of more than `max_pixels` pixels is unreadable, and
     the threads decode at most that many pixels at once. `progress` shows a tqdm bar.
-    Georeferenced images are read as `reading` says (`pairs.read_image`)."""
+    Georeferenced images are read as `reading` says (`decode.read_image`)."""
     check_on_mismatch(on_mismatch)
     pairs = list(pairs)
     workers = min(4, os.cpu_count() or 1)

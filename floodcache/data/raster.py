@@ -294,7 +294,7 @@ def georeference(path: Path) -> Georeference | None:
 def read_chip(path: Path, reading: RasterReading) -> tuple[np.ndarray, list[tuple[str, str]]]:
     """A whole raster (a training chip) -> (HxWx3 uint8 RGB, notes), read as `Scene.read`
     reads a window; a note says how, unless it is 8-bit RGB read as it is
-    (`pairs.read_image`'s converted_mode)."""
+    (`decode.read_image`'s converted_mode)."""
     with Scene(path, reading) as scene:
         pixels, valid = scene.read(Region(0, 0, scene.height, scene.width))
         detail = f"raster: {scene.describe()}"

@@ -7,7 +7,8 @@ import logging
 from dataclasses import asdict
 
 from floodcache.data.audit import AuditReport, audit_folder
-from floodcache.data.pairs import Pair, path_str
+from floodcache.data.decode import path_str
+from floodcache.data.pairs import Pair
 from floodcache.data.raster import RasterReading
 from floodcache.data.views import (
     AUGMENTED_FROM,

@@ -20,7 +20,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from floodcache.data import pairs
+from floodcache.data import decode, pairs
 from floodcache.predict.config import FolderConfig
 from floodcache.predict.segmenter import Segmenter, warn_if_not_prompt_free, write_mask
 from floodcache.prompts import NO_PROMPT
@@ -112,9 +112,9 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
         for path, read in _read_ahead(readers, todo, ahead, config.max_pixels):
             try:
                 batch.append((path, read.result()))
-            except pairs.UnreadableFile as error:
+            except decode.UnreadableFile as error:
                 log.warning("%s", error)
-                rows[path.name] = {"image": pairs.path_str(path.name), "problem": str(error)}
+                rows[path.name] = {"image": decode.path_str(path.name), "problem": str(error)}
                 result.unreadable.append(path.name)
                 bar.update()
             if len(batch) >= segmenter.batch_size:
@@ -168,7 +168,7 @@ def _read_ahead(
 
 def _read_for_sam(path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:
     """An image file -> (hxwx3 uint8 resized to SAM's input, (H, W) of the image)."""
-    image, _ = pairs.read_image(path, max_pixels)
+    image, _ = decode.read_image(path, max_pixels)
     return resize_to_input(image), image.shape[:2]
 
 
@@ -219,8 +219,8 @@ def _write(image: Path, mask_path: Path, mask: np.ndarray, score: float) -> dict
 def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) -> dict:
     """A summary row; names that are not UTF-8 with \\xNN escapes, as the CSV is UTF-8."""
     return {
-        "image": pairs.path_str(image.name),
-        "mask": pairs.path_str(mask_path.name),
+        "image": decode.path_str(image.name),
+        "mask": decode.path_str(mask_path.name),
         "water_fraction": f"{np.count_nonzero(mask) / mask.size:.6f}",
         "sam_iou": "" if score is None else f"{score:.6f}",
     }
@@ -229,8 +229,8 @@ def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) ->
 def _kept(image: Path, mask_path: Path, earlier: dict[str, dict]) -> dict | None:
     """The summary row of a mask an earlier run wrote (its own row, where its summary has
     one), or None if there is no such mask to keep."""
-    if pairs.path_str(image.name) in earlier and mask_path.is_file():
-        return earlier[pairs.path_str(image.name)]
+    if decode.path_str(image.name) in earlier and mask_path.is_file():
+        return earlier[decode.path_str(image.name)]
     mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
     return None if mask is None else _row(image, mask_path, mask >= 128, None)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from floodcache.data import pairs
+from floodcache.data import decode
 from floodcache.predict.config import PredictConfig
 from floodcache.prompts import NO_PROMPT, Prompt
 from floodcache.sam.batch_encoder import BatchEncoder, default_batch_size
@@ -62,7 +62,7 @@ def run_predict(config: PredictConfig) -> Prediction:
         raise ValueError(f"--out {out} is the image itself: give the mask another name")
     if out.exists() and not config.overwrite:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
-    image, _ = pairs.read_image(config.image, config.max_pixels)
+    image, _ = decode.read_image(config.image, config.max_pixels)
     config.check_inside(*image.shape[:2])  # before SAM is loaded, for nothing
     segmenter = Segmenter(config.checkpoint, config.decoder, config.device, config.precision)
     prompt = user_prompt(config)

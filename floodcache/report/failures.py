@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from floodcache.data.pairs import path_str
+from floodcache.data.decode import path_str
 from floodcache.report import figures, galleries, markdown, overlays, statistics
 from floodcache.report.material import Material
 from floodcache.train.runs import PRETRAINED, DecoderModel

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from floodcache.data import audit
+from floodcache.data import audit, decode
 from floodcache.data import pairs as data
 from floodcache.data.raster import RasterReading
 from tests.helpers import REAL_DATA, picture, save, water, write_chips
@@ -120,8 +120,8 @@ def test_audit_decodes_at_most_max_pixels_at_once(tmp_path, monkeypatch, max_pix
 
         return counted
 
-    monkeypatch.setattr(audit, "read_image", slow(data.read_image))
-    monkeypatch.setattr(audit, "read_mask", slow(data.read_mask))
+    monkeypatch.setattr(audit, "read_image", slow(decode.read_image))
+    monkeypatch.setattr(audit, "read_mask", slow(decode.read_mask))
     images, masks = tmp_path / "images", tmp_path / "masks"
     report = audit.audit_folder(images=images, masks=masks, max_pixels=max_pixels)
     assert len(report.usable) == 4 and most[0] == min(at_once, audit.os.cpu_count() or 1)

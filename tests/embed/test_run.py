@@ -18,7 +18,7 @@ from floodcache.cache import writer as cache_writer
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import verify
-from floodcache.data import pairs
+from floodcache.data import decode, pairs
 from floodcache.data.raster import RasterReading
 from floodcache.embed import encode, readers
 from floodcache.embed.part_writer import part_name
@@ -362,8 +362,8 @@ def test_georeferenced_chips_embed_as_the_pixels_their_reading_gives(tiny_checkp
     reading = RasterReading(bands=(3, 2, 1))
     photos = tmp_path / "photos"
     for chip in sorted(images.iterdir()):
-        pixels, _ = pairs.read_image(chip, reading=reading)
-        mask, _ = pairs.read_mask(masks / chip.name)
+        pixels, _ = decode.read_image(chip, reading=reading)
+        mask, _ = decode.read_mask(masks / chip.name)
         save(photos / "images" / f"{chip.stem}.png", pixels, "PNG")
         save(photos / "masks" / f"{chip.stem}.png", mask * 255, "PNG")
     settings = dict(augment=0)

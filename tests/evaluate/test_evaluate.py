@@ -15,7 +15,7 @@ from PIL import Image
 from segment_anything import SamPredictor
 
 from floodcache.cache.reader import Cache
-from floodcache.data import pairs as data
+from floodcache.data import decode
 from floodcache.embed.run import run_embed
 from floodcache.evaluate.config import EvaluateConfig
 from floodcache.evaluate.evaluate import run_evaluate
@@ -93,9 +93,9 @@ def test_sam_predictor_with_the_recorded_prompt_reproduces_the_recorded_iou(
     ]
     assert len({row["image_id"] for row in rows}) == 3
     for row in rows:
-        image, _ = data.read_image(Path(row["image_file"]))
+        image, _ = decode.read_image(Path(row["image_file"]))
         mask_file = Path(row["image_file"].replace("Image", "Mask")).with_suffix(".png")
-        truth, _ = data.read_mask(mask_file)
+        truth, _ = decode.read_mask(mask_file)
         predictor = SamPredictor(sams[row["model"]])
         predictor.set_image(image)
         prompt = prompt_from_row(row)

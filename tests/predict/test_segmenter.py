@@ -12,7 +12,7 @@ from PIL import Image
 from segment_anything import SamPredictor
 
 from cli import main
-from floodcache.data import pairs
+from floodcache.data import decode
 from floodcache.predict.config import FolderConfig, PredictConfig
 from floodcache.predict.folder import run_predict_folder
 from floodcache.predict.segmenter import run_predict
@@ -31,7 +31,7 @@ def test_predict_is_sam_predictor_with_the_run_decoder(
     sam = load_sam("vit_tiny", tiny_checkpoint)
     sam.mask_decoder.load_state_dict(torch.load(finetuned_run / "decoder.pt", weights_only=True))
     predictor = SamPredictor(sam)
-    image, _ = pairs.read_image(image_file)
+    image, _ = decode.read_image(image_file)
     predictor.set_image(image)
     masks, scores, _ = predictor.predict(box=np.array([10, 60, 200, 149]), multimask_output=False)
     assert np.array_equal(result.mask, masks[0]) and result.score == pytest.approx(scores[0])
@@ -135,7 +135,7 @@ def test_predict_refuses_an_image_over_the_pixel_limit(tiny_data, tiny_checkpoin
     image = tiny_data / "Image" / "3.jpg"
     config = PredictConfig(tiny_checkpoint, tmp_path / "no-run", image, tmp_path / "m.png")
     config.max_pixels = 1000
-    with pytest.raises(pairs.UnreadableFile, match="--max-pixels"):  # before the run is read
+    with pytest.raises(decode.UnreadableFile, match="--max-pixels"):  # before the run is read
         run_predict(config)
 
 
