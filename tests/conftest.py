@@ -10,14 +10,8 @@ import torch
 
 from floodcache.data import audit
 from floodcache.embed.run import run_embed
-from tests.helpers import (
-    GEO_SCENE,
-    SIZES,
-    embed_config,
-    save_checkpoint,
-    write_dataset,
-    write_zoo,
-)
+from tests.helpers import SIZES, embed_config, save_checkpoint, write_dataset, write_zoo
+from tests.rasters import GEO_SCENE
 
 
 def pytest_configure(config) -> None:

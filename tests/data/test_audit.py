@@ -17,7 +17,8 @@ from PIL import Image
 from floodcache.data import audit, decode
 from floodcache.data import pairs as data
 from floodcache.data.raster import RasterReading
-from tests.helpers import REAL_DATA, picture, save, water, write_chips
+from tests.helpers import REAL_DATA, picture, save, water
+from tests.rasters import write_chips
 
 # datagen.write_zoo's pairs (paired by file stem) -> the exact codes the audit must report.
 ZOO_CODES = {

@@ -14,7 +14,7 @@ from floodcache.data.raster import (
     UnreadableRaster,
     georeferenced,
 )
-from tests.helpers import GEO_SCENE, read_scene, write_raster
+from tests.rasters import GEO_SCENE, read_scene, write_raster
 
 pytestmark = pytest.mark.skipif(not GEO_SCENE.exists(), reason="needs ../shared/geo")
 

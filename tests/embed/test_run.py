@@ -34,9 +34,9 @@ from tests.helpers import (
     embed_config,
     kill_after_parts,
     save,
-    write_chips,
     write_dataset,
 )
+from tests.rasters import write_chips
 
 
 def test_cache_layout_and_counts(tiny_cache):

@@ -9,7 +9,7 @@ import pytest
 from floodcache.predict.geotiff import PROBABILITY_MAX, values_of
 from floodcache.predict.tiles import Strip
 from floodcache.utils.hashing import sha256_file
-from tests.helpers import GEO_SCENE, read_scene
+from tests.rasters import GEO_SCENE, read_scene
 
 pytestmark = pytest.mark.skipif(not GEO_SCENE.exists(), reason="needs ../shared/geo")
 

@@ -11,7 +11,8 @@ from shapely.geometry import shape
 
 from floodcache.predict import polygons
 from floodcache.predict.polygons import summarize, water_polygons
-from tests.helpers import GEO_SCENE, blobs
+from tests.helpers import blobs
+from tests.rasters import GEO_SCENE
 
 pytestmark = pytest.mark.skipif(not GEO_SCENE.exists(), reason="needs ../shared/geo")
 

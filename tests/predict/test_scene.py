@@ -24,7 +24,8 @@ from floodcache.predict.scene import run_predict_scene
 from floodcache.predict.segmenter import Segmenter
 from floodcache.prompts import NO_PROMPT
 from floodcache.sam.preprocess import resize_to_input
-from tests.helpers import GEO_SCENE, PROJECT, read_scene, torchrun, write_mosaic, write_raster
+from tests.helpers import PROJECT, torchrun
+from tests.rasters import GEO_SCENE, read_scene, write_mosaic, write_raster
 
 pytestmark = pytest.mark.skipif(not GEO_SCENE.exists(), reason="needs ../shared/geo")
 

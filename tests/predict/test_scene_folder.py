@@ -14,7 +14,8 @@ import pytest
 from floodcache.predict import scene_folder
 from floodcache.predict.config import SceneConfig
 from floodcache.predict.scene_folder import run_predict_scenes
-from tests.helpers import GEO_SCENE, PROJECT, read_predictions, read_scene, torchrun, write_raster
+from tests.helpers import PROJECT, read_predictions, torchrun
+from tests.rasters import GEO_SCENE, read_scene, write_raster
 
 pytestmark = pytest.mark.skipif(not GEO_SCENE.exists(), reason="needs ../shared/geo")
 
