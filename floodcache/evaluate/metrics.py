@@ -21,6 +21,7 @@ import numpy as np
 import polars as pl
 
 METRICS = ("iou", "dice", "precision", "recall")
+METRIC_NAMES = {"iou": "IoU", "dice": "Dice", "precision": "precision", "recall": "recall"}
 
 
 def mask_metrics(prediction: np.ndarray, truth: np.ndarray) -> dict[str, float]:

@@ -20,6 +20,7 @@ import polars as pl  # noqa: E402
 from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
 from matplotlib.transforms import offset_copy  # noqa: E402
 
+from floodcache.evaluate.metrics import METRIC_NAMES  # noqa: E402
 from floodcache.report.statistics import bootstrap  # noqa: E402
 from floodcache.utils.atomic import write_whole  # noqa: E402
 
@@ -127,14 +128,14 @@ def _finish(fig, panels, title: str, path: Path) -> Path:
 def metric_histograms(table: pl.DataFrame, metric: str, models: list[str], path: Path) -> Path:
     """One panel per prompt: the per-view distribution of `metric` (0..1), the models' bars
     side by side in each bin, so that neither hides the other."""
-    fig, panels = _per_prompt(table, models, (4.0, 2.8), metric, "views")
+    fig, panels = _per_prompt(table, models, (4.0, 2.8), METRIC_NAMES[metric], "views")
     bins = np.linspace(0, 1, 11)
     colors = _colors(models)
     for ax, rows in panels:
         values = [rows[model][metric].to_numpy() for model in models]
         ax.hist(values, bins, label=models, color=[colors[m] for m in models])
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    return _finish(fig, panels, f"per-view {metric} (* = oracle prompt)", path)
+    return _finish(fig, panels, f"per-view {METRIC_NAMES[metric]} (* = oracle prompt)", path)
 
 
 def training_curves(histories: dict[str, pl.DataFrame], path: Path) -> Path:

@@ -8,13 +8,11 @@ relative change and Wilcoxon p. A mean over too few views is flagged in bold.
 
 from __future__ import annotations
 
-from floodcache.evaluate.metrics import METRICS
+from floodcache.evaluate.metrics import METRIC_NAMES, METRICS
 from floodcache.prompts import PROMPTS
 from floodcache.report import markdown, statistics
 from floodcache.report.material import Material
 from floodcache.train.runs import PRETRAINED, DecoderModel
-
-NAMES = {"iou": "IoU", "dice": "Dice", "precision": "precision", "recall": "recall"}
 
 
 def headline_section(material: Material) -> list[str]:
@@ -106,7 +104,7 @@ def _study_table(material: Material, prompt: str) -> list[str]:
 
 def _study_row(material: Material, prompt: str, metric: str) -> list[str]:
     base = material.interval(PRETRAINED, prompt, metric)
-    row = [NAMES[metric], _mean_cell(material, PRETRAINED, prompt, metric)]
+    row = [METRIC_NAMES[metric], _mean_cell(material, PRETRAINED, prompt, metric)]
     for run in material.runs:
         mine, change = material.interval(run.name, prompt, metric), None
         if mine is not None:

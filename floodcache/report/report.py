@@ -161,9 +161,8 @@ def _timings(material: Material, reused: bool, report_seconds: float) -> list[st
     ]
     for model in material.runs:
         history = read_history(model.run)
-        rows.append(
-            [f"train `{model.name}`", f"{history['seconds'].sum():.1f}", f"{history.height} epochs"]
-        )
+        epochs = f"{history.height} epoch" + ("s" if history.height != 1 else "")
+        rows.append([f"train `{model.name}`", f"{history['seconds'].sum():.1f}", epochs])
     seconds = material.metadata["seconds"]
     per_model = ", ".join(f"{name} {s:.1f} s" for name, s in seconds["per_model"].items())
     detail = f"decoding: {per_model}" + ("; made earlier and reused here" if reused else "")

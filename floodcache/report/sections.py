@@ -9,7 +9,7 @@ import json
 
 import polars as pl
 
-from floodcache.evaluate.metrics import METRICS
+from floodcache.evaluate.metrics import METRIC_NAMES, METRICS
 from floodcache.prompts import PROMPTS
 from floodcache.report import figures, markdown
 from floodcache.report.material import Material
@@ -88,7 +88,7 @@ def distributions_section(material: Material) -> list[str]:
     for metric in METRICS:
         path = _figure(material, f"hist_{metric}")
         figures.metric_histograms(material.table, metric, material.names, path)
-        lines += ["", material.figure(path, f"{metric} histograms")]
+        lines += ["", material.figure(path, f"{METRIC_NAMES[metric]} histograms")]
     return lines
 
 

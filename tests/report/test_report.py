@@ -273,7 +273,7 @@ def test_timings_count_each_step_once(report, finetuned_evaluation):
     text, metadata = report[1], finetuned_evaluation[1].metadata
     timings = text[text.index("## Timings") : text.index("## Appendix")]
     assert re.search(r"\| embed \| \d+\.\d \|", timings)  # the cache recorded its embed time
-    assert re.search(r"\| train `mix` \| \d+\.\d \| 1 epochs \|", timings)
+    assert re.search(r"\| train `mix` \| \d+\.\d \| 1 epoch \|", timings)
     evaluate = f"| evaluate | {metadata['seconds']['total']:.1f} |"
     assert timings.count(evaluate) == 1 and "made earlier and reused here" in timings
     assert re.search(
