@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import h5py
@@ -69,19 +70,22 @@ class LoadStats:
 
 class RowLoader:
     """Rows `rows` (ascending) of `dataset` read into one array by a thread of its own, in
-    order, in reads of about READ_BYTES; `wait(count)` returns once the first `count` are in.
+    order, in reads of about READ_BYTES; `wait(count)` returns once the first `count` are in
+    and checked.
 
-    `check(values)` is called on each read's rows (it raises for values not to be used); an
-    error while reading (an OSError for a damaged chunk, made `damaged(name, detail)`) is
-    raised again by `wait`. The thread holds the file only while it reads: the caller reads
-    other datasets of the same file meanwhile.
+    `check(values, start)` is called on each read's rows (`start`: the position in `rows` of
+    the first) and raises for values not to be used. It runs in a second thread while the
+    next read goes on, so that checking (hashing) costs no reading time where there is a
+    core for it. An error while reading (an OSError for a damaged chunk, made
+    `damaged(name, detail)`) or checking is raised again by `wait`. The reading thread holds
+    the file only while it reads: the caller reads other datasets of the same file meanwhile.
     """
 
     def __init__(
         self,
         dataset: h5py.Dataset,
         rows: np.ndarray,
-        check: Callable[[np.ndarray], None] | None = None,
+        check: Callable[[np.ndarray, int], None] | None = None,
         damaged: Callable[[str, str], Exception] | None = None,
     ):
         self.rows = np.asarray(rows, np.int64)
@@ -92,28 +96,23 @@ class RowLoader:
         self._error: BaseException | None = None
         self._done = threading.Condition()
         self._stop = False
+        self._start = time.perf_counter()
         self._thread = threading.Thread(target=self._load, name="row-loader", daemon=True)
         self._thread.start()
 
     def _load(self) -> None:
-        start = time.perf_counter()
-        row_bytes = self.array[:1].nbytes
+        checking = ThreadPoolExecutor(1, thread_name_prefix="row-check")
         try:
             for first, stop, position in row_runs(self.rows, rows_per_read(self._dataset)):
-                if self._stop:
+                if self._stop or self._error is not None:
                     return
                 target = np.s_[position : position + stop - first]
                 self._read(first, stop, target)
-                with self._done:
-                    self._loaded = position + stop - first
-                    self.stats = LoadStats(
-                        self._loaded, self._loaded * row_bytes, time.perf_counter() - start
-                    )
-                    self._done.notify_all()
+                checking.submit(self._checked, target).add_done_callback(self._fail_on_error)
         except BaseException as error:  # raised again in the thread that waits
-            with self._done:
-                self._error = error
-                self._done.notify_all()
+            self._fail(error)
+        finally:
+            checking.shutdown(wait=True)
 
     def _read(self, first: int, stop: int, target) -> None:
         try:
@@ -122,14 +121,36 @@ class RowLoader:
             if self._damaged is None:
                 raise
             raise self._damaged(self._dataset.name.lstrip("/"), str(error)) from error
+
+    def _checked(self, target: slice) -> None:
+        """Check one read's rows (in the checking thread, in read order), then hand them out."""
+        if self._error is not None or self._stop:
+            return
         if self._check is not None:
-            self._check(self.array[target])
+            self._check(self.array[target], target.start)
+        row_bytes = self.array[:1].nbytes
+        with self._done:
+            self._loaded = target.stop
+            seconds = time.perf_counter() - self._start
+            self.stats = LoadStats(self._loaded, self._loaded * row_bytes, seconds)
+            self._done.notify_all()
+
+    def _fail_on_error(self, future) -> None:
+        if future.exception() is not None:
+            self._fail(future.exception())
+
+    def _fail(self, error: BaseException) -> None:
+        with self._done:
+            if self._error is None:
+                self._error = error
+            self._done.notify_all()
 
     def wait(self, count: int) -> None:
-        """Block until the first `count` rows are read; raise the loader's error if any."""
+        """Block until the first `count` rows are read and checked; raise the loader's error
+        where it came first."""
         with self._done:
             self._done.wait_for(lambda: self._loaded >= count or self._error is not None)
-            if self._error is not None:
+            if self._loaded < count:  # rows checked before an error are still good
                 raise self._error
 
     @property
@@ -142,6 +163,6 @@ class RowLoader:
         return self.array
 
     def close(self) -> None:
-        """Stop reading (after the read in progress) and wait for the thread."""
+        """Stop reading (after the read in progress) and wait for the threads."""
         self._stop = True
         self._thread.join()

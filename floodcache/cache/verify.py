@@ -63,13 +63,23 @@ def verify(path: Path) -> VerifyReport:
         return VerifyReport(Path(path), problems, cache.counts(), cache.fingerprint)
 
 
-def check_views(cache: Cache, splits: tuple[str, ...]) -> None:
+def check_cache(cache: Cache) -> None:
     """What `train` and `evaluate` call before they read: CacheError naming the fix unless
-    the checksums of the views of `splits`, and those of the identity, metadata and weights
-    of the whole cache, hold."""
+    the structure and the checksums of the identity, metadata and weights of the whole cache
+    hold. Each view's own checksum is checked as its embedding is read
+    (`Cache.load_embeddings`)."""
+    _refuse_if(cache, _structure_problems(cache) or _header_problems(cache))
+
+
+def check_views(cache: Cache, splits: tuple[str, ...]) -> None:
+    """`check_cache`, and the checksums of every view of `splits` read now: for a reader that
+    does not read through `Cache.load_embeddings` (a cache too large for memory)."""
     rows = np.flatnonzero(np.isin(cache.column("split"), splits))
     problems = _structure_problems(cache) or _header_problems(cache)
-    problems = problems or _view_problems(cache, rows)
+    _refuse_if(cache, problems or _view_problems(cache, rows))
+
+
+def _refuse_if(cache: Cache, problems: list[str]) -> None:
     if problems:
         what = "cannot be checked" if problems == [OLDER] else "is damaged"
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""

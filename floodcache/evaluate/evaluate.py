@@ -36,7 +36,7 @@ from tqdm import tqdm
 
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
-from floodcache.cache.verify import check_views
+from floodcache.cache.verify import check_cache
 from floodcache.evaluate.batch import (
     EVAL_EPOCH,
     Outcome,
@@ -106,7 +106,7 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateResult:
                 f"{config.cache} has no {config.split!r} views; counts per split (images, "
                 f"views): {cache.counts()}; choose another --split"
             )
-        check_views(cache, (config.split,))  # no metric from a damaged cache
+        check_cache(cache)  # and each view as it is read: no metric from a damaged cache
         start = time.perf_counter()
         outcome = _evaluate_views(cache, models, strategies, rows, config)
         table = pl.DataFrame(outcome.records, schema=SCHEMA, orient="row")
@@ -173,8 +173,8 @@ def _evaluate_views(cache: Cache, models, strategies, rows, config: EvaluateConf
     try:
         for start in range(0, len(rows), config.batch_size):
             part = slice(start, min(start + config.batch_size, len(rows)))
+            loader.wait(part.stop)  # checked as read: nothing of a damaged view is used
             views = batch_views(cache, columns, part)
-            loader.wait(part.stop)
             embeddings = torch.from_numpy(loader.array[part]).to(decoders.device).float()
             evaluate_batch(
                 decoders, models, strategies, views, embeddings, config.seed, options, outcome

@@ -33,6 +33,7 @@ class Views:
         self.view = cache.column("view")[self.rows]
         self.input_size = cache.column("input_size")[self.rows]
         self.targets = cache.read("lowres_mask", self.rows) if len(self.rows) else None
+        _check_binary(cache, self.rows, self.targets)
         loading = in_memory and len(self.rows)
         self.loader = cache.load_embeddings(self.rows) if loading else None
         self._on_device: tuple[torch.Tensor, torch.Tensor] | None = None
@@ -93,6 +94,17 @@ class Views:
         if self.loader is None or not self.loader.finished:
             return False
         return self.loader.array.nbytes < 0.5 * free_memory(device)
+
+
+def _check_binary(cache: Cache, rows: np.ndarray, targets: np.ndarray | None) -> None:
+    """CacheError naming the view where a low-res target holds other values than 0 and 1:
+    the prompts of an epoch are made from the targets before their views' checksums are
+    checked (as the embeddings are read), and such a target is damage, not a user's mask."""
+    if targets is None:
+        return
+    wrong = np.flatnonzero(targets.reshape(len(targets), -1).max(axis=1) > 1)
+    if len(wrong):
+        raise cache.damaged_view(int(rows[wrong[0]]), "its low-res target is not 0 and 1")
 
 
 def fits_in_memory(cache: Cache, fraction: float) -> bool:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
-from floodcache.cache.verify import check_views
+from floodcache.cache.verify import check_cache, check_views
 from floodcache.prompts import parse_prompts
 from floodcache.sam.checkpoints import CheckpointError
 from floodcache.sam.model import read_weights, save_weights
@@ -91,8 +91,13 @@ def _train(config: TrainConfig) -> TrainResult:
     device = pick_device(config.device)
     config = replace(config, precision=resolve_precision(config.precision, device, "train"))
     with Cache.open(config.cache) as cache:
-        check_views(cache, ("train", "val"))  # nothing learnt from a damaged cache
         in_memory = fits_in_memory(cache, config.memory_fraction)
+        # nothing learnt from a damaged cache: views loaded into memory are checked as they
+        # are read; read batch by batch, they are checked first
+        if in_memory:
+            check_cache(cache)
+        else:
+            check_views(cache, ("train", "val"))
         views = [Views(cache, split, in_memory) for split in ("train", "val")]
         try:
             if not all(len(split) for split in views):

@@ -3,6 +3,8 @@ background; the same values as reading them one by one, and damage still named."
 
 from __future__ import annotations
 
+import threading
+
 import h5py
 import numpy as np
 import pytest
@@ -37,6 +39,32 @@ def test_read_rows_and_the_loader_give_what_indexing_gives(tmp_path, monkeypatch
         assert np.array_equal(loader.result(), values[rows])
         assert loader.finished and loader.stats.bytes == 8 * 16 and loader.stats.seconds > 0
         assert "8 views" in loader.stats.line()
+
+
+def test_each_read_is_checked_beside_the_reading_and_an_error_stops_the_load(tmp_path, monkeypatch):
+    """The check gets each read's rows and their position, in a thread of its own (reading
+    goes on meanwhile); rows are handed out only once checked, and a check's error is raised
+    to whoever waits past it."""
+    monkeypatch.setattr(loading, "READ_BYTES", 3 * 16)  # three rows a read
+    values = np.arange(20 * 4, dtype=np.float32).reshape(20, 4)
+    with h5py.File(tmp_path / "f.h5", "w") as f:
+        f.create_dataset("x", data=values, chunks=(1, 4))
+    checked = []
+
+    def check(rows: np.ndarray, start: int) -> None:
+        checked.append((start, len(rows), threading.current_thread().name))
+        if start == 6:
+            raise ValueError("row 6 is damaged")
+
+    with h5py.File(tmp_path / "f.h5", "r") as f:
+        loader = loading.RowLoader(f["x"], np.arange(12), check)
+        loader.wait(6)
+        assert np.array_equal(loader.array[:6], values[:6])
+        with pytest.raises(ValueError, match="row 6 is damaged"):
+            loader.wait(7)
+        loader.close()
+    assert [(start, count) for start, count, _ in checked] == [(0, 3), (3, 3), (6, 3)]
+    assert all(name.startswith("row-check") for _, _, name in checked)
 
 
 def test_a_damaged_row_read_in_the_background_is_named(tiny_cache, tmp_path):

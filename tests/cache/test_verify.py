@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 import cli
+from floodcache.cache import verify as verify_module
 from floodcache.cache.format import METADATA_SHA256, SAM_SHA256, CacheError
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import verify
@@ -155,6 +156,57 @@ def test_every_byte_that_changes_a_result_is_checked_by_verify_and_train(
     with pytest.raises(CacheError, match=r"is damaged: .* verify --cache .* --overwrite"):
         run_train(TrainConfig(cache=cache_copy, out=tmp_path / "run", epochs=1, progress=False))
     assert not (tmp_path / "run").exists()
+
+
+def _rewrite_view(field: str, split: str):
+    """One view's `field` changed through HDF5 (its own checksum still holds): only the
+    view's sha256 tells."""
+
+    def rewrite(f: h5py.File) -> None:
+        row = list(f["split"].asstr()[:]).index(split)
+        if field == "mask_png":
+            f[field][row] = np.append(f[field][row], np.uint8(0))
+        else:
+            f[field][row] = f[field][row] + 1
+
+    return rewrite
+
+
+@pytest.mark.parametrize("field", ["embeddings", "lowres_mask", "mask_png"])
+@pytest.mark.parametrize("in_memory", [True, False], ids=["loaded", "batch by batch"])
+def test_a_rewritten_view_is_refused_however_train_reads_it(
+    cache_copy, tmp_path, monkeypatch, field, in_memory
+):
+    """Loaded into memory, each view is checked as it is read, and never read a second time
+    to be checked; read batch by batch (too large for memory), all are checked first."""
+    with h5py.File(cache_copy, "r+") as f:
+        _rewrite_view(field, "train")(f)
+    if in_memory:
+        monkeypatch.setattr(verify_module, "_view_problems", _no_second_read)
+    fraction = 0.5 if in_memory else 1e-12
+    config = TrainConfig(
+        cache=cache_copy, out=tmp_path / "run", epochs=1, progress=False, memory_fraction=fraction
+    )
+    with pytest.raises(
+        CacheError, match=r"is damaged: view \d+ \(image .* verify --cache .* --overwrite"
+    ):
+        run_train(config)
+    assert not (tmp_path / "run").exists()
+
+
+def _no_second_read(*args):
+    raise AssertionError("the views were read once more, to be checked")
+
+
+@pytest.mark.parametrize("field", ["embeddings", "lowres_mask", "mask_png"])
+def test_evaluate_refuses_a_rewritten_view_as_it_reads_it(cache_copy, tmp_path, monkeypatch, field):
+    with h5py.File(cache_copy, "r+") as f:
+        _rewrite_view(field, "test")(f)
+    monkeypatch.setattr(verify_module, "_view_problems", _no_second_read)
+    config = EvaluateConfig(cache_copy, tmp_path / "evaluation", split="test", progress=False)
+    with pytest.raises(CacheError, match=r"is damaged: view \d+ \(image "):
+        run_evaluate(config)
+    assert not (tmp_path / "evaluation").exists()
 
 
 @pytest.mark.parametrize("damage", [_zero_mask_decoder, _set_column("original_size", [0, 0])])
