@@ -64,8 +64,13 @@ def test_the_first_epoch_goes_window_by_window_in_reading_order(monkeypatch):
     assert any(int(i.max()) // 4 != int(i.min()) // 4 for _, i, _ in later)  # across windows
 
 
-def test_training_starts_before_the_embeddings_are_all_read(train_cache, tmp_path, monkeypatch):
-    """A slow disk: the first steps run on the views read so far."""
+def test_training_starts_before_the_embeddings_are_all_read(
+    train_cache, tmp_path, monkeypatch, caplog
+):
+    """A slow disk: the first steps run on the views read so far; the log says what was read,
+    how fast."""
+    import logging
+    import re
     import time
 
     from floodcache.cache import loading
@@ -93,6 +98,9 @@ def test_training_starts_before_the_embeddings_are_all_read(train_cache, tmp_pat
     monkeypatch.setattr(DecoderTrainer, "step", noted_step)
     config = TrainConfig(train_cache, tmp_path / "run", "none", epochs=1, batch_size=2)
     config.progress = False
-    run_train(config)
+    with caplog.at_level(logging.INFO):
+        run_train(config)
     assert read_when_stepping[0] < 8  # 8 training views in train_cache
+    said = r"embeddings read: train 8 views, \d+ MiB in \d+\.\d s \(\d+ MiB/s\)"
+    assert re.search(said, caplog.text), caplog.text
     assert read_when_stepping == sorted(read_when_stepping)
