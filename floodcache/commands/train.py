@@ -68,7 +68,8 @@ def train(**options) -> None:
     best = result.history[result.best_epoch - 1]
     click.echo(
         f"best epoch {result.best_epoch}: val IoU {best.val_iou:.3f}; "
-        f"{result.views_per_second:.1f} views/s; decoder in {result.out}/decoder.pt"
+        f"{result.views_per_second:.1f} views/s, {result.validation_share:.0%} of the time "
+        f"validating; decoder in {result.out}/decoder.pt"
     )
 
 

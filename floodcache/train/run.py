@@ -48,6 +48,7 @@ class EpochStats:
     seconds: float
     views: int
     skipped: int = 0  # views with no water, for which an oracle prompt cannot exist
+    val_seconds: float = 0.0  # of `seconds`: validation's share of the epoch
 
 
 @dataclass
@@ -72,6 +73,13 @@ class TrainResult:
     def views_per_second(self) -> float:
         views = sum(h.views for h in self.history)
         return views / max(sum(h.seconds for h in self.history), 1e-9)
+
+    @property
+    def validation_share(self) -> float:
+        """Validation's part of the epochs' time."""
+        return sum(h.val_seconds for h in self.history) / max(
+            sum(h.seconds for h in self.history), 1e-9
+        )
 
 
 def run_train(config: TrainConfig) -> TrainResult:
@@ -217,9 +225,11 @@ def _epoch(trainer, strategies, train_views, val_views, config, epoch: int, bar)
         strategies, train_views, config, epoch, train=True, bar=bar
     )
     trainer.scheduler.step()
+    validating = time.perf_counter()
     val_loss, val_iou, _, _ = trainer.run_epoch(strategies, val_views, config, epoch, train=False)
-    seconds = time.perf_counter() - start
-    return EpochStats(epoch, train_loss, train_iou, val_loss, val_iou, lr, seconds, seen, skipped)
+    end = time.perf_counter()
+    losses = (train_loss, train_iou, val_loss, val_iou, lr)
+    return EpochStats(epoch, *losses, end - start, seen, skipped, end - validating)
 
 
 def _save_run(config, cache: Cache, history, best: Best, strategies) -> None:

@@ -40,6 +40,8 @@ def test_loss_goes_down_and_val_iou_goes_up(train_cache, tmp_path, prompt):
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert {"train_loss", "train_iou", "val_loss", "val_iou"} <= rows[0].keys()
+    assert all(0 < float(r["val_seconds"]) < float(r["seconds"]) for r in rows)
+    assert 0 < result.validation_share < 1
 
 
 def test_saved_decoder_loads_into_segment_anything(train_cache, tmp_path):
