@@ -191,7 +191,7 @@ def test_a_rewritten_view_is_refused_however_train_reads_it(
         CacheError, match=r"is damaged: view \d+ \(image .* verify --cache .* --overwrite"
     ):
         run_train(config)
-    assert not (tmp_path / "run").exists()
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run.partial").exists()
 
 
 def _no_second_read(*args):
