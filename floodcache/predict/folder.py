@@ -59,7 +59,20 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     read as an image is logged and listed in the summary with its problem, and the run goes
     on. The summary is written when the run ends, however it ends.
     """
-    images, out = Path(config.images), Path(config.out)
+    files = _image_files(Path(config.images), Path(config.out))
+    start = time.perf_counter()
+    segmenter = Segmenter(
+        config.checkpoint, config.decoder, config.device, config.precision, images=len(files)
+    )
+    loaded = time.perf_counter() - start
+    warn_if_not_prompt_free(segmenter.model, config.decoder)
+    run = _FolderRun(config, files, segmenter, start, loaded)
+    run.segment_all()
+    return run.result
+
+
+def _image_files(images: Path, out: Path) -> list[Path]:
+    """The files of `images` to segment, in natural order; errors naming the fix."""
     if not images.is_dir():
         raise FileNotFoundError(f"{images}: no such folder; give --image a folder of images")
     if out.resolve() == images.resolve():
@@ -69,82 +82,107 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     files = [by_stem[stem] for stem in sorted(by_stem, key=pairs.natural_key)]
     if not files:
         raise FileNotFoundError(f"{images}: no files to segment; give --image a folder of images")
-    start = time.perf_counter()
-    segmenter = Segmenter(
-        config.checkpoint, config.decoder, config.device, config.precision, images=len(files)
-    )
-    loaded = time.perf_counter() - start
-    warn_if_not_prompt_free(segmenter.model, config.decoder)
-    masks = {path.name: out / f"{path.stem}.png" for path in files}
-    record = {"decoder": str(segmenter.model.run), "decoder_sha256": segmenter.model.sha256}
-    claim(out, record, list(masks.values()), config.overwrite)
-    earlier = read_summary(out / SUMMARY)
-    result = FolderResult(out, out / SUMMARY, 0, precision=segmenter.precision, load_seconds=loaded)
-    rows: dict[str, dict] = {}
-    for path in files:
-        kept = None if config.overwrite else _kept(path, masks[path.name], earlier)
-        if kept is not None:
-            rows[path.name] = kept
-            result.kept.append(path.name)
-    todo = [path for path in files if path.name not in rows]
-    bar = tqdm(total=len(files), initial=len(rows), unit="image", desc="predict",
-               disable=not config.progress)  # fmt: skip
-    readers = ThreadPoolExecutor(min(READERS, os.cpu_count() or 1), "predict-reader")
-    writers = ThreadPoolExecutor(min(WRITERS, os.cpu_count() or 1), "predict-writer")
-    writing: deque[tuple[Path, Future]] = deque()  # masks handed to the writers, in order
+    return files
 
-    def written(path: Path, row: Future) -> None:
-        rows[path.name] = row.result()  # a failed write raises here
-        result.predicted += 1
-        bar.update()
 
-    def segment(batch: list[tuple[Path, tuple[np.ndarray, tuple[int, int]]]]) -> None:
-        made = segmenter([read for _, read in batch], [NO_PROMPT] * len(batch))
+class _FolderRun:
+    """One run over a folder: the summary's rows (the masks kept from an earlier run, then
+    each image as its mask lands on disk), and the masks handed to the writer threads, in
+    order."""
+
+    def __init__(
+        self, config: FolderConfig, files: list[Path], segmenter: Segmenter, start, loaded
+    ):
+        out = Path(config.out)
+        self.config, self.files, self.segmenter, self.start = config, files, segmenter, start
+        self.masks = {path.name: out / f"{path.stem}.png" for path in files}
+        record = {"decoder": str(segmenter.model.run), "decoder_sha256": segmenter.model.sha256}
+        claim(out, record, list(self.masks.values()), config.overwrite)
+        self.result = FolderResult(
+            out, out / SUMMARY, 0, precision=segmenter.precision, load_seconds=loaded
+        )
+        self.rows: dict[str, dict] = {}
+        earlier = read_summary(out / SUMMARY)
+        for path in files:
+            kept = None if config.overwrite else _kept(path, self.masks[path.name], earlier)
+            if kept is not None:
+                self.rows[path.name] = kept
+                self.result.kept.append(path.name)
+        self.bar = tqdm(total=len(files), initial=len(self.rows), unit="image", desc="predict",
+                        disable=not config.progress)  # fmt: skip
+        self.writers = ThreadPoolExecutor(min(WRITERS, os.cpu_count() or 1), "predict-writer")
+        self.writing: deque[tuple[Path, Future]] = deque()
+
+    def segment_all(self) -> None:
+        """Every image not kept, in batches; then the summary, however the run ends."""
+        todo = [path for path in self.files if path.name not in self.rows]
+        readers = ThreadPoolExecutor(min(READERS, os.cpu_count() or 1), "predict-reader")
+        finished = False  # else the summary's own error gives way to what stopped the run
+        try:
+            batch, size = [], self.segmenter.batch_size
+            for path, read in _read_ahead(readers, todo, 2 * size, self.config.max_pixels):
+                image = self._image(path, read)
+                batch += [(path, image)] if image is not None else []
+                if len(batch) >= self.segmenter.batch_size:
+                    self._segment(batch)
+                    batch = []
+            if batch:
+                self._segment(batch)
+            while self.writing:
+                self._written(*self.writing.popleft())
+            finished = True
+        finally:
+            readers.shutdown(cancel_futures=True)
+            self._finish(finished)
+
+    def _image(self, path: Path, read: Future):
+        """`path`'s image as read for SAM; None (listed with its problem) if unreadable."""
+        try:
+            return read.result()
+        except decode.UnreadableFile as error:
+            log.warning("%s", error)
+            self.rows[path.name] = {"image": decode.path_str(path.name), "problem": str(error)}
+            self.result.unreadable.append(path.name)
+            self.bar.update()
+            return None
+
+    def _segment(self, batch: list[tuple[Path, tuple[np.ndarray, tuple[int, int]]]]) -> None:
+        made = self.segmenter([read for _, read in batch], [NO_PROMPT] * len(batch))
         for (path, _), (mask, score) in zip(batch, made, strict=True):
-            writing.append((path, writers.submit(_write, path, masks[path.name], mask, score)))
-        while writing and (writing[0][1].done() or len(writing) > 2 * segmenter.batch_size):
-            written(*writing.popleft())
+            written = self.writers.submit(_write, path, self.masks[path.name], mask, score)
+            self.writing.append((path, written))
+        limit = 2 * self.segmenter.batch_size
+        while self.writing and (self.writing[0][1].done() or len(self.writing) > limit):
+            self._written(*self.writing.popleft())
 
-    finished = False  # else the summary's own error gives way to what stopped the run
-    try:
-        batch = []
-        ahead = 2 * segmenter.batch_size
-        for path, read in _read_ahead(readers, todo, ahead, config.max_pixels):
-            try:
-                batch.append((path, read.result()))
-            except decode.UnreadableFile as error:
-                log.warning("%s", error)
-                rows[path.name] = {"image": decode.path_str(path.name), "problem": str(error)}
-                result.unreadable.append(path.name)
-                bar.update()
-            if len(batch) >= segmenter.batch_size:
-                segment(batch)
-                batch = []
-        if batch:
-            segment(batch)
-        while writing:
-            written(*writing.popleft())
-        finished = True
-    finally:
-        readers.shutdown(cancel_futures=True)
-        writers.shutdown(cancel_futures=True)  # waits for the masks being written
-        for path, row in writing:  # stopped part way: the masks written are in the summary
+    def _written(self, path: Path, row: Future) -> None:
+        self.rows[path.name] = row.result()  # a failed write raises here
+        self.result.predicted += 1
+        self.bar.update()
+
+    def _finish(self, finished: bool) -> None:
+        """Wait for the masks being written, count them, and write the summary."""
+        self.writers.shutdown(cancel_futures=True)  # waits for the masks being written
+        for path, row in self.writing:  # stopped part way: the masks written are in the summary
             if not row.cancelled() and row.exception() is None:
-                written(path, row)
-        bar.close()
-        result.batch_size, result.seconds = segmenter.batch_size, time.perf_counter() - start
+                self._written(path, row)
+        self.bar.close()
+        result = self.result
+        result.batch_size = self.segmenter.batch_size
+        result.seconds = time.perf_counter() - self.start
         log.info(
             "segmented %d images in %.1f s on %s in %s, %d a batch (SAM ready after %.1f s)",
-            result.predicted, result.seconds, segmenter.device, result.precision,
+            result.predicted, result.seconds, self.segmenter.device, result.precision,
             result.batch_size, result.load_seconds,
         )  # fmt: skip
         try:
-            write_summary(out / SUMMARY, [rows[p.name] for p in files if p.name in rows])
+            write_summary(
+                result.summary, [self.rows[p.name] for p in self.files if p.name in self.rows]
+            )
         except ValueError as error:  # a full disk, say: what stopped the run matters more
             if finished:
                 raise
             log.warning("%s", error)
-    return result
 
 
 READERS = 8  # threads reading images ahead of the encoder (decoding and resizing free the GIL)
