@@ -27,25 +27,29 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session")
+# scope="package": the `tests` package holds every test (its subpackages included), so each
+# fixture below is built once per run and shared.
+
+
+@pytest.fixture(scope="package")
 def tiny_data(tmp_path_factory) -> Path:
     """Seven generated image/mask pairs of different sizes and aspect ratios."""
     return write_dataset(tmp_path_factory.mktemp("data"), SIZES)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     """A random-weight checkpoint of the test-only `vit_tiny` SAM."""
     return save_checkpoint("vit_tiny", tmp_path_factory.mktemp("ckpt") / "sam_tiny.pth")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def vit_b_checkpoint(tmp_path_factory) -> Path:
     """A random-weight checkpoint with the real ViT-B architecture (375 MB on disk)."""
     return save_checkpoint("vit_b", tmp_path_factory.mktemp("ckpt_b") / "sam_vit_b.pth")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tiny_cache(tiny_data, tiny_checkpoint, tmp_path_factory) -> Path:
     """A complete cache of tiny_data: 5 train images x 2 views, 1 val, 1 test."""
     cache = tmp_path_factory.mktemp("cache") / "tiny.h5"
@@ -53,7 +57,7 @@ def tiny_cache(tiny_data, tiny_checkpoint, tmp_path_factory) -> Path:
     return cache
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def train_cache(tiny_data, tiny_checkpoint, tmp_path_factory) -> Path:
     """tiny_data split for training tests: 4 train images x 2 views, 3 val images, no test."""
     cache = tmp_path_factory.mktemp("cache") / "train.h5"
@@ -61,7 +65,7 @@ def train_cache(tiny_data, tiny_checkpoint, tmp_path_factory) -> Path:
     return cache
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def finetuned_run(train_cache, tmp_path_factory) -> Path:
     """A decoder fine-tuned from train_cache for one epoch on the mix point,box,none."""
     from floodcache.train.config import TrainConfig
@@ -73,7 +77,7 @@ def finetuned_run(train_cache, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def finetuned_evaluation(train_cache, finetuned_run, tmp_path_factory):
     """(config, result) of evaluating pretrained and finetuned_run on train_cache's val split."""
     from floodcache.evaluate.config import EvaluateConfig
@@ -91,17 +95,17 @@ def finetuned_evaluation(train_cache, finetuned_run, tmp_path_factory):
     return config, run_evaluate(config)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def zoo(tmp_path_factory) -> tuple[Path, Path]:
     return write_zoo(tmp_path_factory.mktemp("zoo"))
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def zoo_report(zoo) -> audit.AuditReport:
     return audit.audit_folder(images=zoo[0], masks=zoo[1])
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def geo_prediction(tiny_checkpoint, finetuned_run, tmp_path_factory):
     """(config, result) of `predict` on the real scene: 4 tiles of 512 px overlapping by 64 or
     more, with its polygons and float16 probabilities."""
