@@ -150,18 +150,21 @@ class Cache:
         if not finite(embeddings):
             raise self._damaged("embeddings", "NaN or infinite values")
 
-    def load_embeddings(self, rows: np.ndarray) -> RowLoader:
+    def load_embeddings(self, rows: np.ndarray, targets: np.ndarray | None = None) -> RowLoader:
         """The embeddings of `rows` (ascending) read in the background (`RowLoader`), each
         read checked as it comes: finite, and each view's numbers (embedding, low-res target,
         full mask) against its sha256, so that nothing is learnt or scored from a damaged
-        view and nothing is read twice to check it."""
-        return RowLoader(self.file["embeddings"], rows, self._view_check(rows), self._damaged)
+        view and nothing is read twice to check it. `targets`: the rows' `lowres_mask`, where
+        the caller has read them already."""
+        check = self._view_check(rows, targets)
+        return RowLoader(self.file["embeddings"], rows, check, self._damaged)
 
-    def _view_check(self, rows: np.ndarray) -> Callable[[np.ndarray, int], None]:
+    def _view_check(self, rows: np.ndarray, targets) -> Callable[[np.ndarray, int], None]:
         """`RowLoader`'s check of the embeddings of `rows` (see `load_embeddings`)."""
         rows = np.asarray(rows, np.int64)
         stored = self.column("view_sha256")[rows]
-        targets, masks = self.read("lowres_mask", rows), self.read("mask_png", rows)
+        targets = self.read("lowres_mask", rows) if targets is None else targets
+        masks = self.read("mask_png", rows)
 
         def check(embeddings: np.ndarray, start: int) -> None:
             for i, embedding in enumerate(embeddings, start):

@@ -35,7 +35,7 @@ class Views:
         self.targets = cache.read("lowres_mask", self.rows) if len(self.rows) else None
         _check_binary(cache, self.rows, self.targets)
         loading = in_memory and len(self.rows)
-        self.loader = cache.load_embeddings(self.rows) if loading else None
+        self.loader = cache.load_embeddings(self.rows, self.targets) if loading else None
         self._on_device: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def __len__(self) -> int:
