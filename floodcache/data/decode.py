@@ -47,8 +47,10 @@ def read_image(
     pixels are scaled (65535 -> 255), not clipped. A georeferenced raster (GeoTIFF...) is read
     by GDAL, its bands and scaling as `reading` says (`raster.read_chip`). Raises
     UnreadableFile, also for an image of more than `max_pixels` pixels, before decoding it."""
-    if raster.georeferenced(path):
-        return _read_raster(raster.read_chip, path, "image", max_pixels, reading or RasterReading())
+    georeference = raster.georeference(path)
+    if georeference is not None:
+        _check_pixels(path, "image", georeference.size[::-1], max_pixels)
+        return _read_raster(raster.read_chip, path, reading or RasterReading())
     image, notes = _open(Path(path), "image", max_pixels)
     if image.mode == "RGB":
         return np.array(image), notes
@@ -68,8 +70,10 @@ def read_mask(path: Path, max_pixels: int = MAX_PIXELS) -> tuple[np.ndarray, lis
     A georeferenced raster's first band is read by GDAL, pixels without data (and negative
     values) as not water (`raster.read_mask_values`). Notes add non_binary_mask, empty_mask
     and full_mask to those of read_image. Raises UnreadableFile."""
-    if raster.georeferenced(path):
-        values, notes = _read_raster(raster.read_mask_values, path, "mask", max_pixels)
+    georeference = raster.georeference(path)
+    if georeference is not None:
+        _check_pixels(path, "mask", georeference.size[::-1], max_pixels)
+        values, notes = _read_raster(raster.read_mask_values, path)
     else:
         values, notes = _mask_values(Path(path), max_pixels)
     one_coded = values.max() == 1 and values.min() >= 0
@@ -99,13 +103,8 @@ def _mask_values(path: Path, max_pixels: int) -> tuple[np.ndarray, list[tuple[st
     return values, notes
 
 
-def _read_raster(read, path: Path, role: str, max_pixels: int, *args):
-    """`read(path, *args)` of `raster`, its UnreadableRaster an UnreadableFile; refused
-    before reading where the raster has more than `max_pixels` pixels."""
-    georeference = raster.georeference(path)
-    if georeference is not None:
-        height, width = georeference.size
-        _check_pixels(path, role, (width, height), max_pixels)
+def _read_raster(read, path: Path, *args):
+    """`read(path, *args)` of `raster`, its UnreadableRaster an UnreadableFile."""
     try:
         return read(path, *args)
     except raster.UnreadableRaster as error:

@@ -8,6 +8,7 @@ from PIL import Image
 
 from floodcache.data import decode
 from tests.helpers import picture, save, save_rotated_jpeg, save_text
+from tests.rasters import write_chips
 
 
 def test_an_image_over_the_pixel_limit_is_refused_before_it_is_decoded(tmp_path, monkeypatch):
@@ -128,3 +129,20 @@ def test_unreadable_files_raise_naming_the_file(tmp_path):
         decode.read_image(path)
     with pytest.raises(decode.UnreadableFile, match="missing.png"):
         decode.read_mask(tmp_path / "missing.png")
+
+
+def test_a_georeferenced_chip_over_the_pixel_limit_is_refused_before_gdal_reads_it(
+    tmp_path, monkeypatch
+):
+    images, masks = write_chips(tmp_path)  # 64 x 64 GeoTIFF chips
+    chip = sorted(images.iterdir())[0]
+    monkeypatch.setattr(decode.raster, "read_chip", _never_read)
+    monkeypatch.setattr(decode.raster, "read_mask_values", _never_read)
+    with pytest.raises(decode.UnreadableFile, match=r"image is 64 x 64 pixels.*--max-pixels"):
+        decode.read_image(chip, max_pixels=64 * 64 - 1)
+    with pytest.raises(decode.UnreadableFile, match=r"mask is 64 x 64 pixels.*--max-pixels"):
+        decode.read_mask(masks / chip.name, max_pixels=64 * 64 - 1)
+
+
+def _never_read(*args):
+    raise AssertionError("read past the pixel limit")
