@@ -5,13 +5,13 @@ folder of masks and a table of each image's water fraction; a stopped run resume
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
 import logging
 import os
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +25,7 @@ from floodcache.predict.config import FolderConfig
 from floodcache.predict.segmenter import Segmenter, warn_if_not_prompt_free, write_mask
 from floodcache.prompts import NO_PROMPT
 from floodcache.sam.preprocess import resize_to_input
+from floodcache.utils.ahead import submit_ahead
 from floodcache.utils.atomic import write_whole
 from floodcache.utils.differences import refuse_if_different
 
@@ -120,7 +121,8 @@ class _FolderRun:
         finished = False  # else the summary's own error gives way to what stopped the run
         try:
             batch, size = [], self.segmenter.batch_size
-            for path, read in _read_ahead(readers, todo, 2 * size, self.config.max_pixels):
+            reading = functools.partial(_read_for_sam, max_pixels=self.config.max_pixels)
+            for path, read in submit_ahead(readers, reading, todo, 2 * size):
                 image = self._image(path, read)
                 batch += [(path, image)] if image is not None else []
                 if len(batch) >= self.segmenter.batch_size:
@@ -189,19 +191,6 @@ READERS = 8  # threads reading images ahead of the encoder (decoding and resizin
 
 
 WRITERS = 4  # threads encoding and writing masks (PNG encoding frees the GIL) while SAM goes on
-
-
-def _read_ahead(
-    readers: ThreadPoolExecutor, paths: Iterable[Path], ahead: int, max_pixels: int
-) -> Iterator[tuple[Path, Future]]:
-    """(path, future of `_read_for_sam(path, max_pixels)`) in order, with up to `ahead` read
-    meanwhile."""
-    pending: deque[tuple[Path, Future]] = deque()
-    for path in paths:
-        pending.append((path, readers.submit(_read_for_sam, path, max_pixels)))
-        if len(pending) > ahead:
-            yield pending.popleft()
-    yield from pending
 
 
 def _read_for_sam(path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[int, int]]:

@@ -11,12 +11,12 @@ rows, each writing its rows as a part, and rank 0 puts the parts together.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import shutil
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,6 +40,7 @@ from floodcache.predict.polygons import MaskSummary, summarize
 from floodcache.predict.segmenter import Segmenter, warn_if_not_prompt_free
 from floodcache.predict.tiles import RowBlender, TilePlan, plan_tiles
 from floodcache.sam.preprocess import resize_to_input
+from floodcache.utils.ahead import submit_ahead
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +236,8 @@ class TileRows:
         ):
             self.parts, pending = parts, []  # tiles read, not yet blended
             ahead = 2 * self.segmenter.batch_size
-            for read in _read_ahead(readers, self.scene, tiles, ahead):
+            reading = functools.partial(_read_tile, self.scene)
+            for _, read in submit_ahead(readers, reading, tiles, ahead):
                 pending.append(read.result())
                 encodable = sum(r.resized is not None for r in pending)
                 # a batch to encode, or many tiles without data (their rows can be finished)
@@ -269,18 +271,6 @@ class TileRows:
         while self.writing and (self.writing[0].done() or len(self.writing) > 1):
             self.writing.popleft().result()  # a failed write raises here
         self.writing.append(self.writer.submit(self.parts.write, strip.row, values))
-
-
-def _read_ahead(
-    readers: ThreadPoolExecutor, scene: Scene, tiles: Iterable[Region], ahead: int
-) -> Iterator[Future]:
-    """Futures of `_read_tile` in order, with up to `ahead` read meanwhile."""
-    pending: deque[Future] = deque()
-    for tile in tiles:
-        pending.append(readers.submit(_read_tile, scene, tile))
-        if len(pending) > ahead:
-            yield pending.popleft()
-    yield from pending
 
 
 def _read_tile(scene: Scene, tile: Region) -> TileRead:
