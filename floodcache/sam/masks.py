@@ -30,19 +30,9 @@ def input_prompt(prompt: Prompt, original_size: tuple[int, int]) -> Prompt:
     return Prompt(points=points, labels=prompt.labels, box=box)
 
 
-def postprocess(
-    lowres: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int]
-) -> torch.Tensor:
-    """Bx1x256x256 logits -> Bx1xHxW logits at the original size, as Sam.postprocess_masks.
-
-    Upsample to the padded 1024 square, crop the padding away, resize to (H, W).
-    """
-    masks = F.interpolate(lowres, (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
-    return _to_original(masks, input_size, original_size)
-
-
 def _to_original(padded: torch.Tensor, input_size, original_size) -> torch.Tensor:
-    """Bx1x1024x1024 logits -> Bx1xHxW: the padding cropped away, the rest resized."""
+    """Bx1x1024x1024 logits -> Bx1xHxW: the padding cropped away, the rest resized (the
+    second half of `Sam.postprocess_masks`)."""
     cropped = padded[..., : int(input_size[0]), : int(input_size[1])]
     size = tuple(int(s) for s in original_size)
     return F.interpolate(cropped, size, mode="bilinear", align_corners=False)
@@ -70,51 +60,53 @@ def decode_views(
 
 
 @torch.inference_mode()
-def full_masks(lowres: torch.Tensor, input_sizes: list, original_sizes: list) -> list[torch.Tensor]:
-    """Kx1x256x256 logits -> K HxW bool masks at their original sizes, on the logits' device
-    (`postprocess`, then logits > 0). The upsampling to 1024 runs once for the batch."""
+def full_logits(
+    lowres: torch.Tensor, input_sizes: list, original_sizes: list
+) -> list[torch.Tensor]:
+    """Kx1x256x256 logits -> K HxW logits at their original sizes, on the logits' device, as
+    `Sam.postprocess_masks` makes them: upsampled to the padded 1024 square (once for the
+    batch), the padding cropped away, the rest resized to (H, W)."""
     if not len(lowres):
         return []
     padded = F.interpolate(lowres, (IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)
     return [
-        _to_original(padded[k : k + 1], input_size, original_size)[0, 0] > 0
+        _to_original(padded[k : k + 1], input_size, original_size)[0, 0]
         for k, (input_size, original_size) in enumerate(
             zip(input_sizes, original_sizes, strict=True)
         )
     ]
 
 
-def predict_views(
-    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
-) -> list[tuple[np.ndarray, float] | None]:
-    """SAM's mask for each view whose prompt is not None: (HxW bool, predicted IoU), else None.
-
-    embeddings: Bx256x64x64; views: `input_size`, `original_size` lists of (h, w); prompts: B
-    prompts in original-image pixels (None = skipped). `decode_views`, then `full_masks`.
-    """
-    kept, lowres, scores = decode_views(
-        prompt_encoder, mask_decoder, embeddings, views, prompts, multimask
-    )
-    sizes = [views["input_size"][i] for i in kept], [views["original_size"][i] for i in kept]
-    masks = full_masks(lowres, *sizes)
-    results: list[tuple[np.ndarray, float] | None] = [None] * len(prompts)
-    for i, mask, score in zip(kept, masks, scores.tolist(), strict=True):
-        results[i] = (mask.cpu().numpy(), float(score))
-    return results
+def full_masks(lowres: torch.Tensor, input_sizes: list, original_sizes: list) -> list[torch.Tensor]:
+    """`full_logits` thresholded at SAM's 0: K HxW bool masks."""
+    return [logits > 0 for logits in full_logits(lowres, input_sizes, original_sizes)]
 
 
 @torch.inference_mode()
 def view_logits(
     prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
 ) -> list[tuple[torch.Tensor, float] | None]:
-    """As `predict_views`, before the threshold: (HxW float32 logits at the original size, on
-    the device; predicted IoU) per view whose prompt is not None, else None. For callers
-    that blend logits (predict's overlapping tiles) before deciding what is water."""
+    """SAM's mask logits for each view whose prompt is not None: (HxW float32 at the original
+    size, on the device; predicted IoU), else None. For callers that blend logits (predict's
+    overlapping tiles) before deciding what is water.
+
+    embeddings: Bx256x64x64; views: `input_size`, `original_size` lists of (h, w); prompts: B
+    prompts in original-image pixels (None = skipped). `decode_views`, then `full_logits`.
+    """
     kept, lowres, scores = decode_views(
         prompt_encoder, mask_decoder, embeddings, views, prompts, multimask
     )
+    sizes = [views["input_size"][i] for i in kept], [views["original_size"][i] for i in kept]
     results: list[tuple[torch.Tensor, float] | None] = [None] * len(prompts)
-    for j, i in enumerate(kept):
-        full = postprocess(lowres[j : j + 1], views["input_size"][i], views["original_size"][i])
-        results[i] = (full[0, 0].float(), float(scores[j]))
+    for i, logits, score in zip(kept, full_logits(lowres, *sizes), scores.tolist(), strict=True):
+        results[i] = (logits.float(), float(score))
     return results
+
+
+def predict_views(
+    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
+) -> list[tuple[np.ndarray, float] | None]:
+    """SAM's mask for each view whose prompt is not None: (HxW bool, predicted IoU), else None:
+    `view_logits` thresholded at SAM's 0."""
+    made = view_logits(prompt_encoder, mask_decoder, embeddings, views, prompts, multimask)
+    return [None if one is None else ((one[0] > 0).cpu().numpy(), one[1]) for one in made]

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pytest
 import torch
+from segment_anything.modeling import Sam
 from segment_anything.utils.transforms import ResizeLongestSide
 
 from floodcache.prompts import Prompt
@@ -15,8 +18,8 @@ def test_postprocess_crops_padding_before_resizing():
     """Logits positive only over the image part of the padded frame fill the whole image."""
     lowres = torch.full((1, 1, 256, 256), -5.0)
     lowres[..., :128, :] = 5.0  # a 2:1 landscape image covers the top half of the square
-    full = masks.postprocess(lowres, (512, 1024), (300, 600))
-    assert full.shape == (1, 1, 300, 600)
+    (full,) = masks.full_logits(lowres, [(512, 1024)], [(300, 600)])
+    assert full.shape == (300, 600)
     assert (full > 0).float().mean() > 0.99
 
 
@@ -33,7 +36,15 @@ def test_prompts_reach_sams_input_frame_as_sam_predictor_moves_them(size):
     assert np.array_equal(ours.box, expected_box)
 
 
-def test_full_masks_are_postprocess_view_by_view():
+def _sam_postprocess(lowres: torch.Tensor, input_size, original_size) -> torch.Tensor:
+    """segment-anything's own `Sam.postprocess_masks`, for a 1024 px encoder."""
+    encoder = SimpleNamespace(img_size=1024)
+    return Sam.postprocess_masks(
+        SimpleNamespace(image_encoder=encoder), lowres, input_size, original_size
+    )
+
+
+def test_full_masks_are_sams_postprocess_view_by_view():
     torch.manual_seed(0)
     lowres = torch.randn(3, 1, 256, 256)
     inputs, originals = [(512, 1024), (1024, 683), (1024, 1024)], [(300, 600), (900, 601), (77, 77)]
@@ -41,5 +52,5 @@ def test_full_masks_are_postprocess_view_by_view():
     for k, (mask, input_size, original) in enumerate(zip(made, inputs, originals, strict=True)):
         assert mask.dtype == torch.bool and tuple(mask.shape) == original
         assert torch.equal(
-            mask, masks.postprocess(lowres[k : k + 1], input_size, original)[0, 0] > 0
+            mask, _sam_postprocess(lowres[k : k + 1], input_size, original)[0, 0] > 0
         )
