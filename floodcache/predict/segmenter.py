@@ -118,11 +118,7 @@ class Segmenter:
         multimask = {prompt.num_points == 1 and prompt.box is None for prompt in prompts}
         if len(multimask) != 1:
             raise ValueError("segment single clicks and other prompts in separate calls")
-        embeddings = self.encoder([resized for resized, _ in images])
-        views = {
-            "input_size": [resized.shape[:2] for resized, _ in images],
-            "original_size": [size for _, size in images],
-        }
+        embeddings, views = self._encode(images)
         return predict_views(
             self.sam.prompt_encoder,
             self.sam.mask_decoder,
@@ -135,14 +131,19 @@ class Segmenter:
     def logits(self, images: list[tuple[np.ndarray, tuple[int, int]]]) -> list[np.ndarray]:
         """Prompt-free: (hxwx3 uint8 resized to SAM's input, (H, W) original size) per image ->
         HxW float32 logits at the original size (water where > 0), as `__call__` thresholds."""
-        embeddings = self.encoder([resized for resized, _ in images])
+        embeddings, views = self._encode(images)
+        decoder = self.sam.prompt_encoder, self.sam.mask_decoder
+        made = view_logits(*decoder, embeddings, views, [NO_PROMPT] * len(images), False)
+        return [logits.cpu().numpy() for logits, _ in made]
+
+    def _encode(self, images: list[tuple[np.ndarray, tuple[int, int]]]) -> tuple:
+        """The images' embeddings, and their input and original sizes as the decoder's
+        postprocessing takes them."""
         views = {
             "input_size": [resized.shape[:2] for resized, _ in images],
             "original_size": [size for _, size in images],
         }
-        decoder = self.sam.prompt_encoder, self.sam.mask_decoder
-        made = view_logits(*decoder, embeddings, views, [NO_PROMPT] * len(images), False)
-        return [logits.cpu().numpy() for logits, _ in made]
+        return self.encoder([resized for resized, _ in images]), views
 
 
 def warn_if_not_prompt_free(model: DecoderModel, run: Path) -> None:
