@@ -20,6 +20,7 @@ from floodcache.cache.format import (
 )
 from floodcache.cache.loading import RowLoader, read_rows
 from floodcache.settings import SPLITS
+from floodcache.utils.program import command, option
 
 # What every cache that `embed` completed carries, older ones included (`Cache.open`)
 REQUIRED_ATTRS = ("schema_version", "config", "fingerprint", "model_type", "checkpoint_sha256")
@@ -39,12 +40,12 @@ class Cache:
         if not path.exists():
             parts = parts_folder(path)
             if (parts / "config.json").exists():
-                command = json.loads((parts / "config.json").read_text()).get("command", "")
+                again = json.loads((parts / "config.json").read_text()).get("command", "")
                 raise CacheError(
                     f"{path} is not finished: an embed run stopped part way ({parts}). "
-                    f"Run the same command again to complete it:\n  {command}"
+                    f"Run the same command again to complete it:\n  {again}"
                 )
-            raise CacheError(f"{path} does not exist: build it with `python cli.py embed`")
+            raise CacheError(f"{path} does not exist: build it with {command('embed')}")
         if not h5py.is_hdf5(path):
             raise CacheError(
                 f"{path} is not an HDF5 file, so not a cache (is --cache right?); `embed` never "
@@ -55,7 +56,7 @@ class Cache:
         except OSError as err:
             raise CacheError(
                 f"{path} is not a readable HDF5 file ({err}); it is damaged or truncated: "
-                "rebuild it with `python cli.py embed --overwrite ...`"
+                f"rebuild it with {command('embed', option('overwrite'), '...')}"
             ) from err
         cache = cls(path, file)
         cache._check_header()
@@ -73,12 +74,12 @@ class Cache:
             lacking = f" (it has no {', '.join(lacks)})" if lacks else ""
             raise CacheError(
                 f"{self.path} is not a complete floodcache cache{lacking}: rebuild it with "
-                "`python cli.py embed --overwrite ...`"
+                f"{command('embed', option('overwrite'), '...')}"
             )
         if int(attrs["schema_version"]) != SCHEMA_VERSION:
             raise CacheError(
                 f"{self.path} has schema {attrs['schema_version']}, this floodcache reads "
-                f"{SCHEMA_VERSION}: rebuild it with `python cli.py embed --overwrite ...`"
+                f"{SCHEMA_VERSION}: rebuild it with {command('embed', option('overwrite'), '...')}"
             )
 
     @property
@@ -180,14 +181,15 @@ class Cache:
         image, view = self.column("image_id")[row], self.column("view")[row]
         return CacheError(
             f"{self.path} is damaged: view {row} (image {image}, view {view}): {detail}. "
-            f"`python cli.py verify --cache {self.path}` lists every problem; rebuild it with "
-            "`python cli.py embed --overwrite ...`"
+            f"{command('verify', option('cache'), self.path)} lists every problem; rebuild it "
+            f"with {command('embed', option('overwrite'), '...')}"
         )
 
     def _damaged(self, name: str, detail: str) -> CacheError:
         return CacheError(
-            f"{self.path} is damaged ({name}: {detail}); `python cli.py verify --cache "
-            f"{self.path}` names the views, and `python cli.py embed ... --overwrite` rebuilds it"
+            f"{self.path} is damaged ({name}: {detail}); "
+            f"{command('verify', option('cache'), self.path)} names the views, and "
+            f"{command('embed', '...', option('overwrite'))} rebuilds it"
         )
 
     def full_mask(self, row: int) -> np.ndarray:

@@ -21,6 +21,7 @@ from floodcache.cache.format import (
     view_problems,
 )
 from floodcache.cache.reader import Cache
+from floodcache.utils.program import command, option
 
 
 @dataclass
@@ -84,9 +85,9 @@ def _refuse_if(cache: Cache, problems: list[str]) -> None:
         what = "cannot be checked" if problems == [OLDER] else "is damaged"
         more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
         raise CacheError(
-            f"{cache.path} {what}: {'; '.join(problems[:3])}{more}. `python cli.py verify "
-            f"--cache {cache.path}` lists every problem; rebuild it with "
-            "`python cli.py embed --overwrite ...`"
+            f"{cache.path} {what}: {'; '.join(problems[:3])}{more}. "
+            f"{command('verify', option('cache'), cache.path)} lists every problem; rebuild it "
+            f"with {command('embed', option('overwrite'), '...')}"
         )
 
 

@@ -12,6 +12,7 @@ import logging
 import click
 
 from floodcache.commands import bench, data, embed, evaluate, predict, run, train
+from floodcache.utils import program
 
 
 @click.group()
@@ -30,6 +31,8 @@ def main(verbose: bool) -> None:
         level=logging.DEBUG if verbose else logging.INFO, format="%(levelname)s %(message)s"
     )
     logging.captureWarnings(True)
+    # click names the program from sys.argv[0]: `cli.py` from a checkout, `floodcache` installed
+    program.started_as(click.get_current_context().info_name)
 
 
 for module in (data, embed, train, evaluate, run, predict, bench):

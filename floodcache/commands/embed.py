@@ -19,6 +19,7 @@ from floodcache.commands.common import (
 from floodcache.data.raster import RasterReading
 from floodcache.embed.config import EmbedConfig
 from floodcache.settings import MODEL_TYPES
+from floodcache.utils import program
 
 
 def raster_reading(options: dict) -> RasterReading:
@@ -104,7 +105,7 @@ def _verified(cache) -> None:
     click.echo(report.summary())
     if not report.ok:
         raise click.ClickException(
-            f"{cache} is damaged: rebuild it with `python cli.py embed --overwrite ...`"
+            f"{cache} is damaged: rebuild it with {program.command('embed', '--overwrite', '...')}"
         )
 
 

@@ -19,6 +19,7 @@ from floodcache.data.views import (
 )
 from floodcache.embed.config import EmbedConfig
 from floodcache.settings import RESIZE_METHODS
+from floodcache.utils.program import command
 
 log = logging.getLogger(__name__)
 
@@ -74,7 +75,7 @@ def plan_embed(
         )
     usable = report.usable[: config.limit] if config.limit else report.usable
     if not usable:
-        raise ValueError("no usable image/mask pair found: run `python cli.py audit` to see why")
+        raise ValueError(f"no usable image/mask pair found: run {command('audit')} to see why")
     pairs = {pair.image_id: pair for pair in usable}
     ids = list(pairs)
     splits = assign_splits(ids, config.seed, config.fractions, report.image_hashes)

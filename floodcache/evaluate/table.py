@@ -13,6 +13,7 @@ import polars as pl
 from floodcache.evaluate.metrics import METRICS
 from floodcache.prompts import Prompt
 from floodcache.utils.atomic import write_whole
+from floodcache.utils.program import command, option
 
 TABLE, CSV, METADATA = "metrics.parquet", "metrics.csv", "evaluation.json"
 MASKS = "masks.parquet"
@@ -58,7 +59,7 @@ def load_evaluation(out: Path) -> tuple[pl.DataFrame, dict]:
     if not (out / METADATA).is_file() or not (out / TABLE).is_file():
         raise FileNotFoundError(
             f"{out} holds no finished evaluation ({METADATA} and {TABLE}): make one with "
-            f"`python cli.py evaluate --cache FILE.h5 --out {out}`"
+            f"{command('evaluate', option('cache'), 'FILE.h5', option('out'), out)}"
         )
     return pl.read_parquet(out / TABLE), json.loads((out / METADATA).read_text())
 

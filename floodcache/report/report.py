@@ -27,6 +27,7 @@ from floodcache.report.material import Material, ReportResult
 from floodcache.sam.checkpoints import RANDOM_WEIGHTS
 from floodcache.train.runs import PRETRAINED, DecoderModel, describe_run, pretrained, read_history
 from floodcache.utils.atomic import write_whole
+from floodcache.utils.program import command, option
 
 
 def run_report(config: ReportConfig, audit: AuditReport | None = None) -> ReportResult:
@@ -109,9 +110,12 @@ def _models(cache: Cache, metadata: dict) -> list[DecoderModel]:
     for name, info in metadata["models"].items():
         model = pretrained(cache) if info["run"] is None else describe_run(Path(info["run"]))
         if model.sha256 != info["decoder_sha256"]:
+            again = command(
+                "report", option("cache"), "...", option("decoder"), "...", option("overwrite")
+            )
             raise ValueError(
                 f"{info['run'] or name}'s decoder changed since the evaluation: evaluate again "
-                "(`python cli.py report --cache ... --decoder ... --overwrite`)"
+                f"({again})"
             )
         models.append(model)
     return models

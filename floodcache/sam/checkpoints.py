@@ -8,6 +8,8 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
+from floodcache.utils.program import command, option
+
 SAM_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything"
 DEFAULT_CHECKPOINT_DIR = Path("checkpoints")  # relative to the working directory
 CHECKPOINT_DIR_ENV = "FLOODCACHE_CHECKPOINT_DIR"  # overrides DEFAULT_CHECKPOINT_DIR when set
@@ -77,9 +79,9 @@ def default_checkpoint_path(model_type: str, checkpoint_dir: Path | str | None =
 
 
 def download_command(model_type: str, checkpoint_dir: Path) -> str:
-    return (
-        f"python cli.py download --model-type {model_type} "
-        f"--checkpoint-dir {shlex.quote(str(checkpoint_dir))}"
+    directory = shlex.quote(str(checkpoint_dir))
+    return command(
+        "download", option("model_type"), model_type, option("checkpoint_dir"), directory
     )
 
 
@@ -115,7 +117,7 @@ def find_checkpoint(
 def fetch_hint(model_type: str) -> str:
     """How to get a checkpoint of `model_type`: the download command where one exists."""
     if model_type in CHECKPOINTS:
-        return f"fetch it with `python cli.py download --model-type {model_type}`"
+        return f"fetch it with {command('download', option('model_type'), model_type)}"
     return (
         f"{model_type} has no official checkpoint: pass the file you made with --checkpoint, "
         "or --random-weights for a smoke test"

@@ -22,6 +22,7 @@ from floodcache.cache.reader import Cache
 from floodcache.utils.differences import refuse_if_different
 from floodcache.utils.hashing import sha256_file
 from floodcache.utils.lock import ProcessLock
+from floodcache.utils.program import command, option
 
 if TYPE_CHECKING:
     import polars as pl
@@ -97,7 +98,7 @@ def describe_run(run: Path) -> DecoderModel:
     if not is_finished(run):
         raise FileNotFoundError(
             f"{run} is not a finished run (it needs {DECODER} and {RECORD}): train one "
-            f"with `python cli.py train --cache FILE.h5 --out {run}`"
+            f"with {command('train', option('cache'), 'FILE.h5', option('out'), run)}"
         )
     record = json.loads((run / RECORD).read_text())
     return DecoderModel(run.name, None, sha256_file(run / DECODER), run, record)

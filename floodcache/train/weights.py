@@ -27,6 +27,7 @@ from floodcache.train.runs import (
 )
 from floodcache.utils.atomic import write_folder_whole
 from floodcache.utils.hashing import sha256_file
+from floodcache.utils.program import command, option
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,8 @@ def load_run(run: Path) -> DecoderModel:
     """The decoder of a finished run folder; FileNotFoundError naming the fix otherwise."""
     described = describe_run(run)  # FileNotFoundError naming the fix for an unfinished run
     run, weights = described.run, described.run / DECODER
-    fix = f"train it again: `python cli.py train --cache FILE.h5 --out {run} --overwrite`"
+    again = command("train", option("cache"), "FILE.h5", option("out"), run, option("overwrite"))
+    fix = f"train it again: {again}"
     state = read_weights(weights, "a mask decoder's weights (a state dict)", fix)
     if not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise CheckpointError(f"{weights} is not a mask decoder's state dict: {fix}")
