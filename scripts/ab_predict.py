@@ -2,12 +2,13 @@
 
     git show REV:floodcache/predict/folder.py > /tmp/folder_old.py
     python scripts/ab_predict.py /tmp/folder_old.py --images 640 [--model-type vit_b]
-        [--device cuda] [--rounds 3] [--profile FILE]
+        [--device cuda] [--rounds 3] [--profile FILE] [--workdir DIR]
 
 Both segment the same generated scenes (bench's) with SAM's own decoder as the run's, after
 one untimed warm-up run; it prints each run's images/s after SAM is ready, whether both wrote
 the same masks, and the ratio of the medians. --profile: one more run of this predict under
-cProfile, by internal time.
+cProfile, by internal time. The scenes and masks go to a temporary folder in --workdir (default:
+the system's), removed at the end.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
+from types import ModuleType
 
 import cv2
 import numpy as np
@@ -39,12 +41,18 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--profile", type=Path)
+    parser.add_argument("--workdir", type=Path, help="default: the system's temporary folder")
     args = parser.parse_args()
     spec = importlib.util.spec_from_file_location("predict_old", args.old)
     old = importlib.util.module_from_spec(spec)
     sys.modules["predict_old"] = old  # dataclasses look their module up
     spec.loader.exec_module(old)
-    tmp = Path(tempfile.mkdtemp(prefix="ab-predict-"))
+    with tempfile.TemporaryDirectory(prefix="ab-predict-", dir=args.workdir) as tmp:
+        compare(args, old, Path(tmp))
+
+
+def compare(args: argparse.Namespace, old: ModuleType, tmp: Path) -> None:
+    """Run predict with `old`'s folder module and this one's, alternating, in `tmp`."""
     data_dir, _ = dataset(BenchConfig(views=4 * args.images, device=args.device), tmp)
     torch.manual_seed(0)
     sam = build_sam(args.model_type)

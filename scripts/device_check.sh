@@ -9,13 +9,15 @@
 #   LIMIT=560 VIEWS=640 SKIP_8GB=1 SCALING=0 PROFILE=1 BENCH_ARGS="--embed-views 2560
 #   --reference-views 4 --skip eager-encoders --skip mask-encoders --skip compression
 #   --skip writing --resize pil --resize torch" bash scripts/device_check.sh
-# Results go under $OUT (default /tmp/floodcache-device). Python packages a machine without
+# Usage: bash scripts/device_check.sh [OUT], from anywhere. Results go under OUT (default: $OUT,
+# else /tmp/floodcache-device). Without a CUDA GPU it stops at once, saying so. Python packages a machine without
 # internet lacks come as wheels in .whl/, installed to /tmp/site: `bash scripts/gpu_wheels.sh`
 # fetches them beforehand on a machine with internet. polars is not needed: bench does not
 # import it (tests/commands/test_cli.py checks).
 # Each step has its own time limit, so one that hangs or fails still leaves the others.
 set -u
-OUT=${OUT:-/tmp/floodcache-device}
+cd "$(dirname "$0")/.." || exit 1
+OUT=${1:-${OUT:-/tmp/floodcache-device}}
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -24,6 +26,12 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+# Every step below measures or tests the GPU: on a CPU it would only time the wrong device.
+if ! python3 -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+    echo "scripts/device_check.sh needs a CUDA GPU, and torch sees none here;" \
+        "on a CPU, \`python cli.py bench --device cpu --views 2\` measures what a CPU can" >&2
+    exit 1
+fi
 VIEWS=${VIEWS:-320}
 {
     nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv

@@ -1,10 +1,10 @@
 """Peak memory and time of `predict` on a large GeoTIFF: a mosaic of the real scene.
 
     python scripts/geotiff_memory.py [--side 20000] [--model-type vit_tiny] [--device cpu]
-        [--workdir DIR]
+        [--scene ../shared/geo/RGB.byte.tif] [--workdir DIR]
 
-Writes a side x side RGB GeoTIFF of copies of ../shared/geo/RGB.byte.tif side by side (its
-grid continued; tiled, deflate), a SAM with random weights and a run whose decoder is that
+Writes a side x side RGB GeoTIFF of copies of the scene side by side (its grid continued;
+tiled, deflate), a SAM with random weights and a run whose decoder is that
 SAM's own, then runs `python cli.py predict ... --polygons` on the mosaic in a child process
 and prints that process's peak RSS (the kernel's ru_maxrss for it alone, from wait4), its
 wall time, and what predict said. The weights do not change the memory or the time; the
@@ -35,9 +35,9 @@ from floodcache.utils.hashing import sha256_file  # noqa: E402
 SCENE = ROOT.parent / "shared" / "geo" / "RGB.byte.tif"
 
 
-def mosaic(path: Path, side: int) -> Path:
-    """side x side pixels of copies of SCENE, written a copy at a time."""
-    with rasterio.open(SCENE) as scene:
+def mosaic(path: Path, side: int, source: Path = SCENE) -> Path:
+    """side x side pixels of copies of `source`, written a copy at a time."""
+    with rasterio.open(source) as scene:
         values, profile = scene.read(), scene.profile
     height, width = values.shape[1:]
     profile |= {
@@ -77,12 +77,13 @@ def main() -> None:
     parser.add_argument("--side", type=int, default=20000)
     parser.add_argument("--model-type", default="vit_tiny")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--scene", type=Path, default=SCENE, help="the GeoTIFF to copy")
     parser.add_argument("--workdir", type=Path, help="default: a temporary folder, removed")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
         folder = Path(tmp)
         start = time.perf_counter()
-        scene = mosaic(folder / "mosaic.tif", args.side)
+        scene = mosaic(folder / "mosaic.tif", args.side, args.scene)
         print(f"mosaic {args.side} x {args.side}: {time.perf_counter() - start:.0f} s")
         checkpoint, run = random_run(folder, args.model_type)
         command = [

@@ -1,6 +1,7 @@
 """The README's picture of `predict` on a GeoTIFF: the real scene and the mask predict writes.
 
     python scripts/geotiff_picture.py [--out docs/geotiff_predict.png] [--model-type vit_b]
+        [--scene ../shared/geo/RGB.byte.tif]
 
 The mask comes from SAM with RANDOM WEIGHTS (no checkpoint is needed, none is downloaded): it
 shows what predict writes (water, land, no data, on the scene's grid), not how well a
@@ -39,17 +40,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "geotiff_predict.png")
     parser.add_argument("--model-type", default="vit_b")
+    parser.add_argument("--scene", type=Path, default=SCENE, help="the GeoTIFF to segment")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint, run = random_run(Path(tmp), args.model_type)
-        config = SceneConfig(checkpoint, run, SCENE, Path(tmp) / "water.tif", device="cpu")
+        config = SceneConfig(checkpoint, run, args.scene, Path(tmp) / "water.tif", device="cpu")
         run_predict_scene(config)
-        with rasterio.open(config.out) as mask, rasterio.open(SCENE) as scene:
+        with rasterio.open(config.out) as mask, rasterio.open(args.scene) as scene:
             values, pixels = mask.read(1), scene.read().transpose(1, 2, 0)
     classes = np.select([values == 0, values == 1], [0, 1], 2)
     figure, (left, right) = plt.subplots(1, 2, figsize=(8, 4.3), dpi=80)
     left.imshow(pixels)
-    left.set_title("RGB.byte.tif (Landsat 7, EPSG:32618)", fontsize=9)
+    shown = "RGB.byte.tif (Landsat 7, EPSG:32618)" if args.scene == SCENE else args.scene.name
+    left.set_title(shown, fontsize=9)
     right.imshow(classes, cmap=ListedColormap([c for c, _ in COLOURS.values()]), vmin=0, vmax=2)
     right.set_title(
         f"water.tif: SAM {args.model_type} with RANDOM WEIGHTS\n(the format, not a flood map)",

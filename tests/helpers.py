@@ -445,3 +445,39 @@ def save_geotiff(path: Path, pixels: np.ndarray, shift: int = 0, crs: str = "EPS
     from tests.rasters import write_raster  # tests.rasters builds on this module
 
     return write_raster(path, np.ascontiguousarray(bands), **profile)
+
+
+def run_script(name: str, *args: object, cwd: Path | None = None, **env: str):
+    """scripts/`name` run with `args` as a user runs it, from `cwd` (the checkout unless
+    given), `env` added to the environment; the finished process, its output as text."""
+    path = PROJECT / "scripts" / name
+    program = ["bash", str(path)] if name.endswith(".sh") else [sys.executable, str(path)]
+    return subprocess.run(
+        [*program, *map(str, args)],
+        cwd=cwd or PROJECT,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def tiny_geotiff(path: Path, height: int = 200, width: int = 300) -> Path:
+    """A generated RGB GeoTIFF (EPSG:32618, 10 m pixels): a dark river across a bright field."""
+    import rasterio
+    from affine import Affine
+
+    pixels = np.full((3, height, width), 180, np.uint8)
+    pixels[:, height // 3 : height // 2] = 40
+    profile = {
+        "driver": "GTiff",
+        "height": height,
+        "width": width,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:32618",
+        "transform": Affine(10, 0, 300000, 0, -10, 2800000),
+    }
+    with rasterio.open(path, "w", **profile) as out:
+        out.write(pixels)
+    return path
