@@ -10,10 +10,12 @@
 #   --reference-views 4 --skip eager-encoders --skip mask-encoders --skip compression
 #   --skip writing --resize pil --resize torch" bash scripts/device_check.sh
 # Usage: bash scripts/device_check.sh [OUT], from anywhere. Results go under OUT (default: $OUT,
-# else /tmp/floodcache-device). Without a CUDA GPU it stops at once, saying so. Python packages a machine without
-# internet lacks come as wheels in .whl/, installed to /tmp/site: `bash scripts/gpu_wheels.sh`
-# fetches them beforehand on a machine with internet. polars is not needed: bench does not
-# import it (tests/commands/test_cli.py checks).
+# else /tmp/floodcache-device). Without a CUDA GPU it stops at once, saying so.
+# Python packages a machine without internet lacks come as wheels put in .whl/, installed to
+# /tmp/site; fetch them beforehand where pip reaches PyPI, for that machine's Python and the
+# versions installed here, e.g. `python3 -m pip download --no-deps --only-binary=:all:
+# --python-version 3.12 --platform manylinux2014_x86_64 -d .whl segment-anything==1.0`.
+# polars is not needed: bench does not import it (tests/commands/test_cli.py checks).
 # Each step has its own time limit, so one that hangs or fails still leaves the others.
 set -u
 cd "$(dirname "$0")/.." || exit 1
