@@ -8,7 +8,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import Path
 
-from floodcache.utils.program import command, option
+from floodcache.utils.program import command, option, typed
 
 SAM_BASE_URL = "https://dl.fbaipublicfiles.com/segment_anything"
 DEFAULT_CHECKPOINT_DIR = Path("checkpoints")  # relative to the working directory
@@ -80,9 +80,7 @@ def default_checkpoint_path(model_type: str, checkpoint_dir: Path | str | None =
 
 def download_command(model_type: str, checkpoint_dir: Path) -> str:
     directory = shlex.quote(str(checkpoint_dir))
-    return command(
-        "download", option("model_type"), model_type, option("checkpoint_dir"), directory
-    )
+    return typed("download", option("model_type"), model_type, option("checkpoint_dir"), directory)
 
 
 def find_checkpoint(

@@ -24,10 +24,14 @@ def started_as(name: str | None) -> None:
         _program = INSTALLED
 
 
+def typed(name: str, *args: object) -> str:
+    """`name` with `args` as the user would type it: "floodcache embed", for a line of its own."""
+    return " ".join([_program, name, *(str(arg) for arg in args)])
+
+
 def command(name: str, *args: object) -> str:
-    """`name` with `args` as the user would type it, in backquotes: "`floodcache embed`"."""
-    words = [_program, name, *(str(arg) for arg in args)]
-    return f"`{' '.join(words)}`"
+    """`typed(name, *args)` in backquotes, for a sentence: "`floodcache embed`"."""
+    return f"`{typed(name, *args)}`"
 
 
 def option(field: str) -> str:

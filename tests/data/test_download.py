@@ -183,7 +183,7 @@ def test_sha_mismatch_deletes_the_part_and_says_so(server, tmp_path, monkeypatch
         download_checkpoint("vit_b", tmp_path, progress=False)
     message = str(raised.value)
     assert f"has sha256 {PAYLOAD_SHA}, expected {'0' * 64}" in message
-    assert "`floodcache download --model-type vit_b --checkpoint-dir" in message
+    assert "\n  floodcache download --model-type vit_b --checkpoint-dir" in message
     assert list(tmp_path.iterdir()) == []
 
 

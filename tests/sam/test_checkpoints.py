@@ -40,7 +40,7 @@ def test_find_checkpoint_names_the_file_and_the_fix(tmp_path):
     assert isinstance(raised.value, FileNotFoundError)
     message = str(raised.value)
     assert f"No SAM vit_b checkpoint at {tmp_path / VIT_B}." in message
-    assert f"`floodcache download --model-type vit_b --checkpoint-dir {tmp_path}`" in message
+    assert f"  floodcache download --model-type vit_b --checkpoint-dir {tmp_path}\n" in message
     assert "--checkpoint FILE" in message
     assert "--random-weights" in message
     assert "partial download" in message

@@ -18,7 +18,7 @@ def test_load_sam_roundtrip(tiny_checkpoint):
 
 
 def test_missing_checkpoint_says_how_to_get_one(tmp_path):
-    with pytest.raises(CheckpointError, match="`floodcache download --model-type vit_b"):
+    with pytest.raises(CheckpointError, match="floodcache download --model-type vit_b"):
         load_sam("vit_b", tmp_path / "nope.pth")
 
 
@@ -43,7 +43,7 @@ def test_wrong_model_type_names_the_right_one(tiny_checkpoint):
 
 def test_no_checkpoint_looks_in_the_default_place(tmp_path, monkeypatch):
     monkeypatch.setenv("FLOODCACHE_CHECKPOINT_DIR", str(tmp_path))
-    with pytest.raises(FileNotFoundError, match="`floodcache download --model-type vit_b"):
+    with pytest.raises(FileNotFoundError, match="floodcache download --model-type vit_b"):
         model.load_or_random_sam("vit_b", None, random_weights=False)
 
 

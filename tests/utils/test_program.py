@@ -72,6 +72,7 @@ def test_a_python_file_is_run_with_python(restored):
     assert program.command("verify", program.option("cache"), "c.h5") == (
         "`python cli.py verify --cache c.h5`"
     )
+    assert program.typed("embed", program.option("overwrite")) == "python cli.py embed --overwrite"
     program.started_as("floodcache")
     assert program.command("embed") == "`floodcache embed`"
     program.started_as("main")  # click's name under a test runner: no program a user types
