@@ -30,6 +30,7 @@ from floodcache.settings import AUTO_PRECISION
 from floodcache.train.runs import DecoderModel
 from floodcache.train.weights import sam_with_decoder
 from floodcache.utils.atomic import write_whole
+from floodcache.utils.program import option
 
 log = logging.getLogger(__name__)
 
@@ -150,7 +151,8 @@ def warn_if_not_prompt_free(model: DecoderModel, run: Path) -> None:
     if "none" not in model.trained_prompts:
         log.warning(
             "no prompt given, but %s was trained on %s, not `none`: its prompt-free masks are "
-            "unreliable; give --point/--box, or train with --prompt including none",
+            f"unreliable; give --point/--box, or train with {option('train_prompts')} including "
+            "none",
             run,
             ", ".join(model.trained_prompts),
         )

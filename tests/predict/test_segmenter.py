@@ -15,8 +15,9 @@ from cli import main
 from floodcache.data import decode
 from floodcache.predict.config import FolderConfig, PredictConfig
 from floodcache.predict.folder import run_predict_folder
-from floodcache.predict.segmenter import run_predict
+from floodcache.predict.segmenter import run_predict, warn_if_not_prompt_free
 from floodcache.sam.model import load_sam
+from floodcache.train.runs import DecoderModel
 from tests.helpers import mask_png, photo_folder, read_predictions, save_checkpoint
 
 
@@ -155,3 +156,12 @@ def test_the_mask_never_replaces_its_image(tiny_data, tiny_checkpoint, finetuned
     with pytest.raises(ValueError, match="is the image itself"):
         run_predict(config)
     assert photo.read_bytes() == content
+
+
+def test_a_run_not_trained_without_prompts_names_the_option_that_trains_one(caplog, tmp_path):
+    model = DecoderModel("box", None, "0" * 64, tmp_path, {"prompts": {"box": 1.0}})
+    warn_if_not_prompt_free(model, tmp_path)
+    (said,) = [record.getMessage() for record in caplog.records]
+    assert "trained on box, not `none`" in said
+    flag = re.search(r"train with (--[a-z-]+) including none", said).group(1)
+    assert flag in {opt for param in main.commands["train"].params for opt in param.opts}
