@@ -3,7 +3,9 @@ from a checkout, and the installed spelling for code that uses the library from 
 
 from __future__ import annotations
 
+import ast
 import os
+import re
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -82,3 +84,35 @@ def test_a_python_file_is_run_with_python(restored):
 def test_an_option_is_spelled_from_its_config_field():
     assert program.option("overwrite") == "--overwrite"
     assert program.option("checkpoint_dir") == "--checkpoint-dir"
+
+
+def _strings(path) -> list[str]:
+    """The string literals of a module, f-strings' literal parts included, docstrings not."""
+    tree = ast.parse(path.read_text())
+    documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, documented) and node.body and isinstance(node.body[0], ast.Expr)
+    }
+    return [
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str)
+        and id(node) not in docstrings
+    ]  # fmt: skip
+
+
+def test_every_option_a_message_names_is_one_the_command_line_takes():
+    import cli
+
+    commands = [cli.main, *cli.main.commands.values()]
+    taken = {opt for command in commands for param in command.params for opt in param.opts}
+    unknown = {
+        flag: str(path.relative_to(PROJECT))
+        for path in (PROJECT / "floodcache").rglob("*.py")
+        for text in _strings(path)
+        for flag in re.findall(r"(?<![\w-])--[a-z][a-z0-9-]*", text)
+        if flag not in taken | {"--help"}
+    }
+    assert unknown == {}
