@@ -87,7 +87,8 @@ def test_an_option_is_spelled_from_its_config_field():
 
 
 def _strings(path) -> list[str]:
-    """The string literals of a module, f-strings' literal parts included, docstrings not."""
+    """The strings a module may show: its literals, f-strings' parts included, docstrings not,
+    and the options it names by config field."""
     tree = ast.parse(path.read_text())
     documented = (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)
     docstrings = {
@@ -95,12 +96,20 @@ def _strings(path) -> list[str]:
         for node in ast.walk(tree)
         if isinstance(node, documented) and node.body and isinstance(node.body[0], ast.Expr)
     }
-    return [
+    literals = [
         node.value
         for node in ast.walk(tree)
         if isinstance(node, ast.Constant) and isinstance(node.value, str)
         and id(node) not in docstrings
     ]  # fmt: skip
+    rendered = [  # option("field") calls, as they render
+        program.option(node.args[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "option"
+        and node.args and isinstance(node.args[0], ast.Constant)
+        and not str(node.args[0].value).startswith("--")  # the command layer's own decorator
+    ]  # fmt: skip
+    return literals + rendered
 
 
 def test_every_option_a_message_names_is_one_the_command_line_takes():
