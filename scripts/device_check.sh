@@ -20,6 +20,12 @@
 set -u
 cd "$(dirname "$0")/.." || exit 1
 OUT=${1:-${OUT:-/tmp/floodcache-device}}
+# Every step below measures or tests the GPU: on a CPU it would only time the wrong device.
+if ! python3 -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
+    echo "scripts/device_check.sh needs a CUDA GPU, and torch sees none here;" \
+        "on a CPU, \`python cli.py bench --device cpu --views 2\` measures what a CPU can" >&2
+    exit 1
+fi
 mkdir -p "$OUT"
 export PYTHONUNBUFFERED=1
 if ls .whl/*.whl >/dev/null 2>&1; then
@@ -28,12 +34,6 @@ if ls .whl/*.whl >/dev/null 2>&1; then
     export PYTHONPATH=/tmp/site
 fi
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
-# Every step below measures or tests the GPU: on a CPU it would only time the wrong device.
-if ! python3 -c "import sys, torch; sys.exit(not torch.cuda.is_available())"; then
-    echo "scripts/device_check.sh needs a CUDA GPU, and torch sees none here;" \
-        "on a CPU, \`python cli.py bench --device cpu --views 2\` measures what a CPU can" >&2
-    exit 1
-fi
 VIEWS=${VIEWS:-320}
 {
     nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
