@@ -106,7 +106,7 @@ class Prompt:
             for name in ("points", "labels", "box")
         )
 
-    __hash__ = None  # arrays are not hashable
+    __hash__ = None  # type: ignore[assignment]  # arrays are not hashable
 
 
 def _frozen_array(values, dtype) -> np.ndarray:
@@ -136,7 +136,7 @@ class PromptStrategy:
     name: str
     oracle: bool
     multimask: bool
-    make: Callable[[np.ndarray, np.random.Generator, PromptOptions], Prompt | None]
+    make: Callable[[np.ndarray | None, np.random.Generator, PromptOptions], Prompt | None]
     description: str
 
 
@@ -166,7 +166,8 @@ def _binary_mask(mask: np.ndarray) -> np.ndarray:
 
 def _water_pixels(mask: np.ndarray, water: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """Rows and columns of the water (or, with water=False, background) pixels."""
-    return np.nonzero(mask) if water else np.nonzero(~mask)
+    rows, cols = np.nonzero(mask) if water else np.nonzero(~mask)
+    return rows, cols
 
 
 def _sample_pixels(rows: np.ndarray, cols: np.ndarray, count: int, rng) -> np.ndarray:
@@ -177,7 +178,7 @@ def _sample_pixels(rows: np.ndarray, cols: np.ndarray, count: int, rng) -> np.nd
 
 def _largest_region(mask: np.ndarray) -> np.ndarray:
     """HxW bool: the largest 8-connected water region (the first one on equal areas)."""
-    count, regions, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), 8)
+    count, regions, stats, _ = cv2.connectedComponentsWithStats(mask.view(np.uint8), connectivity=8)
     largest = 1 + int(np.argmax(stats[1:count, cv2.CC_STAT_AREA]))
     return regions == largest
 
@@ -217,13 +218,15 @@ def _water_box(mask: np.ndarray, jitter: float, rng) -> np.ndarray:
 @_reads_mask
 def _point(mask: np.ndarray, rng, options: PromptOptions) -> Prompt:
     """One water point, uniform over the water pixels."""
-    return Prompt(points=_sample_pixels(*_water_pixels(mask), 1, rng), labels=[1], box=None)
+    return Prompt(
+        points=_sample_pixels(*_water_pixels(mask), 1, rng), labels=np.array([1]), box=None
+    )
 
 
 @_reads_mask
 def _center(mask: np.ndarray, rng, options: PromptOptions) -> Prompt:
     """The most interior point of the largest water region (deterministic)."""
-    return Prompt(points=_center_point(mask), labels=[1], box=None)
+    return Prompt(points=_center_point(mask), labels=np.array([1]), box=None)
 
 
 @_reads_mask
@@ -236,9 +239,11 @@ def _points(mask: np.ndarray, rng, options: PromptOptions) -> Prompt:
     k = options.points
     positives = _sample_pixels(*_water_pixels(mask), k, rng)
     if mask.all():
-        return Prompt(points=positives, labels=[1] * k, box=None)
+        return Prompt(points=positives, labels=np.array([1] * k), box=None)
     negatives = _sample_pixels(*_water_pixels(mask, water=False), k, rng)
-    return Prompt(points=np.concatenate([positives, negatives]), labels=[1] * k + [0] * k, box=None)
+    return Prompt(
+        points=np.concatenate([positives, negatives]), labels=np.array([1] * k + [0] * k), box=None
+    )
 
 
 @_reads_mask
@@ -251,7 +256,7 @@ def _box(mask: np.ndarray, rng, options: PromptOptions) -> Prompt:
 def _box_and_center(mask: np.ndarray, rng, options: PromptOptions) -> Prompt:
     """The `box` prompt plus the `center` point."""
     box = _water_box(mask, options.box_jitter, rng)
-    return Prompt(points=_center_point(mask), labels=[1], box=box)
+    return Prompt(points=_center_point(mask), labels=np.array([1]), box=box)
 
 
 NO_PROMPT = Prompt(points=None, labels=None, box=None)  # the decoder finds the water alone

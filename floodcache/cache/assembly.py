@@ -10,6 +10,7 @@ import itertools
 import json
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import suppress
 from pathlib import Path
@@ -80,7 +81,7 @@ def _same_storage(source: h5py.Dataset, target: h5py.Dataset) -> bool:
     )
 
 
-_DATASYNC = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
+_DATASYNC: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)  # macOS has no fdatasync
 
 
 class _StepClock:
@@ -138,7 +139,8 @@ class Assembly:
         # one at a time, so that the next part is copied meanwhile.
         self.file.flush()
         self._await_sync()
-        self.syncing = self.syncer.submit(_DATASYNC, self.fd)
+        if self.fd is not None:
+            self.syncing = self.syncer.submit(_DATASYNC, self.fd)
 
     def _await_sync(self) -> None:
         """Wait for the flush to disk in flight, if any; raises its OSError."""

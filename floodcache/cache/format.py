@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -46,7 +47,7 @@ BYTES = h5py.vlen_dtype(np.uint8)
 
 
 # Per-view fields: name -> (shape of one row, dtype). One table drives parts and final file.
-FIELDS: dict[str, tuple[tuple[int, ...], object]] = {
+FIELDS: dict[str, tuple[tuple[int, ...], Any]] = {  # dtype: numpy's or h5py's
     "embeddings": (EMBEDDING_SHAPE, np.float16),
     "lowres_mask": ((256, 256), np.uint8),
     "mask_png": ((), BYTES),
@@ -86,11 +87,11 @@ def column(group: h5py.Group, name: str) -> np.ndarray:
 def view_digest(record: dict) -> str:
     """sha256 of what a view's numbers are: embedding, low-res target and full mask bytes."""
     digest = hashlib.sha256()
-    # hashlib reads a C-contiguous array's buffer in place: the same bytes as .tobytes(),
+    # hashlib reads a C-contiguous array's buffer (.data) in place: the bytes of .tobytes(),
     # without a 2 MiB copy per view (ascontiguousarray copies only what is not already so).
-    digest.update(np.ascontiguousarray(record["embeddings"], np.float16))
-    digest.update(np.ascontiguousarray(record["lowres_mask"], np.uint8))
-    digest.update(np.ascontiguousarray(record["mask_png"], np.uint8))
+    digest.update(np.ascontiguousarray(record["embeddings"], np.float16).data)
+    digest.update(np.ascontiguousarray(record["lowres_mask"], np.uint8).data)
+    digest.update(np.ascontiguousarray(record["mask_png"], np.uint8).data)
     return digest.hexdigest()
 
 
@@ -124,11 +125,14 @@ def metadata_digest(columns: dict[str, np.ndarray]) -> str:
         digest.update(f"{name} {len(column)}".encode())
         if dtype is STR or dtype is BYTES:
             for value in column:
-                data = value.encode() if dtype is STR else np.ascontiguousarray(value, np.uint8)
+                data = (
+                    value.encode() if dtype is STR else np.ascontiguousarray(value, np.uint8).data
+                )
                 digest.update(len(data).to_bytes(8, "little"))
                 digest.update(data)
         else:
-            digest.update(np.ascontiguousarray(column, np.dtype(dtype).newbyteorder("<")))
+            little_endian = np.dtype(dtype).newbyteorder("<")  # type: ignore[call-overload]
+            digest.update(np.ascontiguousarray(column, little_endian).data)
     return digest.hexdigest()
 
 
@@ -145,7 +149,7 @@ def sam_digest(group: h5py.Group) -> str:
     for name in sorted(weights):
         value = np.ascontiguousarray(weights[name][()])
         digest.update(f"{name} {value.dtype.str} {value.shape}".encode())
-        digest.update(value)
+        digest.update(value.data)
     return digest.hexdigest()
 
 

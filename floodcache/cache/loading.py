@@ -150,7 +150,8 @@ class RowLoader:
         where it came first."""
         with self._done:
             self._done.wait_for(lambda: self._loaded >= count or self._error is not None)
-            if self._loaded < count:  # rows checked before an error are still good
+            if self._loaded < count and self._error is not None:
+                # rows checked before an error are still good
                 raise self._error
 
     @property

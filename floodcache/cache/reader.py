@@ -196,14 +196,18 @@ class Cache:
         """HxW uint8 {0,1}: the view's full-resolution mask."""
         import cv2
 
-        png = self.file["mask_png"][row]
-        return cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
+        mask = cv2.imdecode(self.file["mask_png"][row], cv2.IMREAD_GRAYSCALE)
+        if mask is None:
+            raise ValueError(f"{self.path}: the mask of view row {row} is not a PNG (damaged)")
+        return mask
 
     def image_preview(self, row: int) -> np.ndarray:
         """hxwx3 uint8 RGB: the view's image, longest side <= 512."""
         import cv2
 
         bgr = cv2.imdecode(self.file["image_jpeg"][row], cv2.IMREAD_COLOR)
+        if bgr is None:
+            raise ValueError(f"{self.path}: the preview of view row {row} is not a JPEG (damaged)")
         return bgr[..., ::-1].copy()
 
     def sam_state(self, module: str) -> dict[str, np.ndarray]:

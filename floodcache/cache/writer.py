@@ -107,7 +107,7 @@ class CacheWriter:
         writer = cls.__new__(cls)
         writer.path = Path(path)
         writer.parts = parts_folder(writer.path)
-        writer.identity, writer.config = identity, None
+        writer.identity, writer.config = identity, {}  # the leader writes the config
         writer._locks = []
         writer.already_complete = already_complete
         return writer
@@ -175,7 +175,7 @@ class CacheWriter:
 
     def done(self) -> set[tuple[str, int]]:
         """(image_id, view) of every view already in a finished part."""
-        keys = set()
+        keys: set[tuple[str, int]] = set()
         for part in self.part_files():
             with h5py.File(part, "r") as f:
                 ids = f["image_id"].asstr()[:]

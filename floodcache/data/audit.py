@@ -254,6 +254,8 @@ def _read_pair(pair: Pair, max_pixels: int, reading: raster.RasterReading | None
 
 def _add_georef_problems(facts: _Facts, pair: Pair) -> None:
     """georef_mismatch where image and mask are both georeferenced, on different grids."""
+    if pair.image_path is None or pair.mask_path is None:
+        return
     image, mask = raster.georeference(pair.image_path), raster.georeference(pair.mask_path)
     if image is not None and mask is not None:
         found = image.differences(mask)
@@ -301,5 +303,5 @@ def _duplicate_detail(pairs, facts, index: int, other: int, code: str) -> str:
 
 def _digest(pixels: np.ndarray) -> str:
     """Content hash of an array, shape included: equal pixels, equal hash."""
-    digest = hashlib.sha1(np.ascontiguousarray(pixels), usedforsecurity=False).hexdigest()
+    digest = hashlib.sha1(np.ascontiguousarray(pixels).data, usedforsecurity=False).hexdigest()
     return f"{pixels.shape}:{digest}"

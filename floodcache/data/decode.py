@@ -151,6 +151,8 @@ def declared_pixels(path: Path | None) -> int:
     """The pixels the header of an image file declares, read without decoding it (0 for a
     missing or unreadable file)."""
     try:
+        if path is None:
+            return 0
         with Image.open(path) as image:
             return image.size[0] * image.size[1]
     except Exception:  # noqa: BLE001 -- whatever it is, reading it will say

@@ -43,7 +43,7 @@ def _row(metadata: Path, line: int, row: dict, columns: dict[str, str]) -> tuple
                 f"{metadata}: line {line} has no {role} name{' but a NUL' if name else ''}; "
                 "give every row an image and a mask file name, or remove the row"
             )
-    return line, *names
+    return line, names[0], names[1]
 
 
 def image_ids(metadata: Path, rows: list[tuple[int, str, str]]) -> list[str]:

@@ -101,6 +101,7 @@ def load_pair(
     for role, path in (("image", pair.image_path), ("mask", pair.mask_path)):
         if path is None:
             raise ValueError(f"pair {pair.image_id} has no {role} file: use audit's usable pairs")
+    assert pair.image_path is not None and pair.mask_path is not None  # checked just above
     image, _ = read_image(pair.image_path, max_pixels, reading)
     mask, _ = read_mask(pair.mask_path, max_pixels)
     misfit = dict(size_problems(image.shape[:2], mask.shape))

@@ -15,7 +15,7 @@ import threading
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -221,7 +221,7 @@ def pick_bands(dataset, bands: tuple[int, ...] | None, path: Path) -> tuple[int,
             f"{path} has {count} bands, so --bands {','.join(map(str, bands))} names band "
             f"{beyond[0]} it does not have: give band numbers from 1 to {count}"
         )
-    return tuple(bands) * 3 if len(bands) == 1 else tuple(bands)
+    return (bands[0],) * 3 if len(bands) == 1 else (bands[0], bands[1], bands[2])
 
 
 def check_bands(path: Path, reading: RasterReading) -> None:
@@ -260,7 +260,7 @@ def georeferenced(path: Path) -> bool:
 class Georeference:
     """Where a raster lies: its CRS, its affine transform and its size."""
 
-    crs: object  # rasterio.crs.CRS
+    crs: Any  # rasterio.crs.CRS (rasterio's types are not public)
     transform: tuple[float, ...]  # a, b, c, d, e, f of the affine pixel -> CRS transform
     size: tuple[int, int]  # (H, W)
 

@@ -52,7 +52,7 @@ def assign_splits(
     if abs(sum(fractions) - 1.0) > 1e-6 or min(fractions) < 0:
         raise ValueError(f"split fractions must be >= 0 and sum to 1, got {fractions}")
     group_of = {i: (groups or {}).get(i, i) for i in image_ids}
-    leader = {}
+    leader: dict[str, str] = {}
     for image_id in sorted(image_ids):
         leader.setdefault(group_of[image_id], image_id)
     order = sorted(

@@ -59,7 +59,7 @@ class WaitClock:
 
     def __init__(self, items: Iterable):
         self.items, self.waited = items, 0.0
-        self.first = None  # the wait for the first item
+        self.first: float | None = None  # the wait for the first item
 
     def __iter__(self) -> Iterator:
         items = iter(self.items)

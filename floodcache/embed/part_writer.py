@@ -242,6 +242,7 @@ def _start_assembly(path: Path, plan: list[ViewKey]) -> None:
 def _add_to_assembly(part: Path) -> float:
     """Seconds it took."""
     start = time.perf_counter()
+    assert _assembly is not None, "the assembly starts before its first part"
     _assembly.add(part)
     return time.perf_counter() - start
 
@@ -249,6 +250,7 @@ def _add_to_assembly(part: Path) -> float:
 def _finish_assembly(
     parts: list[Path], identity: dict, config: dict, sam_state: dict[str, np.ndarray]
 ) -> dict[str, float]:
+    assert _assembly is not None, "the assembly starts before it finishes"
     return _assembly.finish(parts, identity, config, sam_state)
 
 

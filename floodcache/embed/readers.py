@@ -101,11 +101,15 @@ class ViewDataset:
     def resized(self) -> np.ndarray:
         """The loaded image resized to SAM's input (`preprocess.resize_to_input`), made once: it
         is view 0's input and its augmented views' base."""
-        return self._once("resized", lambda: resize_to_input(self.loaded[1]))
+        assert self.loaded is not None, "load() comes first"
+        image = self.loaded[1]
+        return self._once("resized", lambda: resize_to_input(image))
 
     def view_base(self) -> tuple[np.ndarray, np.ndarray]:
         """The loaded image's `views.view_base`, made once for all its views."""
-        return self._once("base", lambda: view_base(*self.loaded[1:], self.resized()))
+        assert self.loaded is not None, "load() comes first"
+        _, image, mask = self.loaded
+        return self._once("base", lambda: view_base(image, mask, self.resized()))
 
     def _once(self, name: str, make: Callable[[], Any]) -> Any:
         """`make()`'s array or arrays, made read-only once for the loaded image's views."""
@@ -181,9 +185,11 @@ def _read_unit(indices: list[int], slots: list[int] | None) -> tuple[list[dict],
     """In a reader: views `indices` (one image's, decoded once), each one's pixels put in its
     slot where slots are given (`Slots.put`); and the wall and CPU seconds that took."""
     wall, cpu = time.perf_counter(), time.thread_time()
+    assert _reader is not None, "set by the reader's initializer"
     dataset, shared = _reader
     views = [dataset[index] for index in indices]
     for view, slot in zip(views, slots or [], strict=False):
+        assert shared is not None, "slots are given only to readers with shared memory"
         shared.put(view, slot)
     return views, time.perf_counter() - wall, time.thread_time() - cpu
 
@@ -261,7 +267,8 @@ def read_batches(
 def _units_by_batch(batches: list[list[ViewKey]]) -> list[list[list[int]]]:
     """For each batch, its units: the indices (into all the batches' views) of each image's
     views in it."""
-    units, start = [], 0
+    units: list[list[list[int]]] = []
+    start = 0
     for batch in batches:
         units.append([])
         for _, same_image in itertools.groupby(batch, key=lambda key: key.image_id):

@@ -96,5 +96,5 @@ def page_locked(block: torch.Tensor | None) -> Iterator[None]:
     try:
         yield
     finally:
-        if locked:
+        if locked and block is not None:
             shared_memory.page_unlock(block)

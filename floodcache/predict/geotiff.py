@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
@@ -56,8 +57,8 @@ class Grid:
 
     height: int
     width: int
-    crs: object
-    transform: object  # affine.Affine
+    crs: Any  # rasterio.crs.CRS (rasterio's types are not public)
+    transform: Any  # affine.Affine
 
     @classmethod
     def of(cls, scene) -> Grid:

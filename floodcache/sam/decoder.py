@@ -10,7 +10,7 @@ tokens (the few tokens' side of each product is projected instead).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -88,14 +88,17 @@ def to_sam_inputs(
         points = (coords, labels)
     boxes = None
     if prompts[0].box is not None:
-        boxes = torch.as_tensor(np.stack([prompt.box for prompt in prompts]), device=device)
+        boxes_xyxy = [prompt.box for prompt in prompts if prompt.box is not None]
+        if len(boxes_xyxy) != len(prompts):
+            raise ValueError("one batch of prompts mixes prompts with and without a box")
+        boxes = torch.as_tensor(np.stack(boxes_xyxy), device=device)
     return points, boxes
 
 
 def _padded_points(prompt: Prompt, count: int) -> tuple[np.ndarray, np.ndarray]:
     coords = np.zeros((count, 2), dtype=np.float32)
     labels = np.full(count, -1, dtype=np.int32)
-    if prompt.points is not None:
+    if prompt.points is not None and prompt.labels is not None:
         coords[: prompt.num_points] = prompt.points
         labels[: prompt.num_points] = prompt.labels
     return coords, labels
@@ -180,7 +183,8 @@ def _predict_masks(
     hyper_in = torch.stack(
         [decoder.output_hypernetworks_mlps[i](hs[:, 1 + i, :]) for i in mask_tokens], dim=1
     )
-    masks = upscaled_masks(decoder.output_upscaling, src, embeddings.shape[2:], hyper_in)
+    size = (embeddings.shape[2], embeddings.shape[3])
+    masks = upscaled_masks(decoder.output_upscaling, src, size, hyper_in)
     iou = decoder.iou_prediction_head(hs[:, 0, :])
     return masks, iou[:, mask_tokens.start : mask_tokens.stop]
 
@@ -313,7 +317,9 @@ def upscaled_masks(
     over the last dim, and GELU is elementwise. The blocks are put in place once, at the end,
     on the M mask channels instead of 32 feature channels.
     """
-    conv1, norm, act1, conv2, act2 = upscaling
+    # segment-anything's modules, typed as Any: torch's Module types say too little here
+    modules: list[Any] = list(upscaling)
+    conv1, norm, act1, conv2, act2 = modules
     h, w = size
     x = act1(
         F.layer_norm(_deconv_2x2(src, conv1), norm.weight.shape, norm.weight, norm.bias, norm.eps)
@@ -334,7 +340,8 @@ def _deconv_2x2(x: torch.Tensor, conv: torch.nn.ConvTranspose2d) -> torch.Tensor
     """
     cin, cout = conv.weight.shape[:2]
     weight = conv.weight.permute(2, 3, 1, 0).reshape(4 * cout, cin)  # rows (i, j, cout)
-    out = F.linear(x, weight, conv.bias.repeat(4))
+    bias = conv.bias.repeat(4) if conv.bias is not None else None
+    out = F.linear(x, weight, bias)
     return out.unflatten(-1, (4, cout)).flatten(-3, -2)
 
 

@@ -56,7 +56,7 @@ def resize_like_sam(pixels: torch.Tensor) -> torch.Tensor:
     """CxHxW (or BxCxHxW, B images of one size) -> Cxhxw (BxCxhxw) float32, longest side
     1024: `ResizeLongestSide.apply_image_torch`'s interpolation, at the size
     `preprocess.input_size` (`get_preprocess_shape`) gives for H, W."""
-    size = input_size(pixels.shape[-2:])
+    size = input_size((pixels.shape[-2], pixels.shape[-1]))
     if size == tuple(pixels.shape[-2:]):  # augmented views (`views.view_base`): no resize
         return pixels.float()
     images = pixels.float() if pixels.dim() == 4 else pixels[None].float()

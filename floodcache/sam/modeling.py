@@ -20,14 +20,20 @@ def _defer_package_init() -> None:
     if "segment_anything" in sys.modules:
         return
     spec = importlib.util.find_spec("segment_anything")
+    if spec is None or spec.loader is None:
+        raise ModuleNotFoundError(
+            "segment-anything is not installed: pip install -e . installs it",
+            name="segment_anything",
+        )
+    loader = spec.loader
     package = importlib.util.module_from_spec(spec)
 
     def run_init(name: str):
         del package.__getattr__
-        spec.loader.exec_module(package)
+        loader.exec_module(package)
         return getattr(package, name)
 
-    package.__getattr__ = run_init
+    package.__getattr__ = run_init  # type: ignore[method-assign]
     sys.modules["segment_anything"] = package
 
 

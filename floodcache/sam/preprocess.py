@@ -50,7 +50,7 @@ def lowres_target(mask: np.ndarray) -> np.ndarray:
     h, w = input_size(mask.shape[:2])
     grey = Image.fromarray((mask * 255).astype(np.uint8), mode="L")
     padded = np.zeros((IMAGE_SIZE, IMAGE_SIZE), np.uint8)
-    padded[:h, :w] = np.asarray(grey.resize((w, h), Image.BILINEAR))
+    padded[:h, :w] = np.asarray(grey.resize((w, h), Image.Resampling.BILINEAR))
     factor = IMAGE_SIZE // LOWRES_SIZE
     rows = padded[0::factor].astype(np.uint16)
     for offset in range(1, factor):

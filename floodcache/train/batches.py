@@ -71,8 +71,10 @@ class Views:
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """views[index] on `device`: Bx256x64x64 embeddings as stored (float16), then
         Bx1x256x256 float {0,1} target and valid area (the image part of the padded frame)."""
+        assert self.targets is not None, "a split without views has no batches"
         if self._on_device is None and device.type == "cuda" and self._fits_on(device):
             # float16 on the GPU once all is read: no host-to-device copy per step
+            assert self.loader is not None, "_fits_on holds only once the views are loaded"
             self._on_device = (
                 torch.from_numpy(self.loader.array).to(device),
                 torch.from_numpy(self.targets).to(device),
@@ -116,6 +118,7 @@ def fits_in_memory(cache: Cache, fraction: float) -> bool:
 def lowres_prompt(strategy, views: Views, i: int, seed: int, epoch: int, options: PromptOptions):
     """The prompt for view i, made from its low-res target and moved to the 1024 input frame."""
     rows, cols = valid_lowres(views.input_size[i])
+    assert views.targets is not None, "a split without views makes no prompts"
     mask = views.targets[i][:rows, :cols]
     prompt = make_prompt(
         strategy, mask, seed, str(views.image_id[i]), int(views.view[i]), epoch, options
@@ -147,7 +150,8 @@ def make_batches(
         windows = [s + rng.permutation(min(STREAM_WINDOW, count - s)) for s in starts]
     else:
         windows = [rng.permutation(count)]
-    batches, skipped, position = [], 0, 0
+    batches: list[np.ndarray] = []
+    skipped, position = 0, 0
     for order in windows:
         made, missed = _window_batches(
             strategies, views, order, position, seed, epoch, options, batch_size
