@@ -445,3 +445,19 @@ def save_geotiff(path: Path, pixels: np.ndarray, shift: int = 0, crs: str = "EPS
     from tests.rasters import write_raster  # tests.rasters builds on this module
 
     return write_raster(path, np.ascontiguousarray(bands), **profile)
+
+
+# A changed value of each identity field of TrainConfig, for a run trained with its defaults
+# but for train_prompts and epochs (a fixture's), in fp32
+RUN_CHANGES = {
+    "train_prompts": "point,box",
+    "epochs": 2,
+    "lr": 2e-4,
+    "step_size": 4,
+    "gamma": 0.25,
+    "batch_size": 8,
+    "seed": 1,
+    "points": 2,
+    "box_jitter": 0.2,
+    "precision": "bf16",
+}

@@ -9,7 +9,6 @@ each mask, so that picking a mask by the IoU head stays meaningful after fine-tu
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import shutil
 import time
@@ -28,11 +27,11 @@ from floodcache.sam.model import read_weights, save_weights
 from floodcache.sam.precision import pick_device, resolve_precision
 from floodcache.train import runs
 from floodcache.train.batches import Views, fits_in_memory
-from floodcache.train.config import LEARNING_SETTINGS, TrainConfig
+from floodcache.train.config import TrainConfig
 from floodcache.train.trainer import DecoderTrainer
 from floodcache.train.weights import save_run
 from floodcache.utils.atomic import write_whole
-from floodcache.utils.differences import refuse_if_different
+from floodcache.utils.identity import refuse_other
 
 log = logging.getLogger(__name__)
 
@@ -126,17 +125,14 @@ def _train(config: TrainConfig) -> TrainResult:
 
 
 class Progress:
-    """The state after the last finished epoch, in `<out>.partial/state.pt`, for resuming."""
-
-    # The settings a resumed run must share with the run it continues (precision resolved:
-    # `run` asks "auto", so it does not compare it).
-    SAME = (*LEARNING_SETTINGS, "precision")
+    """The state after the last finished epoch, in `<out>.partial/state.pt`, for resuming; a
+    resumed run must have the identity of the run it continues (`runs.run_identity`, its
+    precision resolved)."""
 
     def __init__(self, config: TrainConfig, cache: Cache):
         out = Path(config.out)
         self.folder = out.with_name(out.name + ".partial")
-        self.identity = {k: getattr(config, k) for k in self.SAME}
-        self.identity["cache_fingerprint"] = cache.fingerprint
+        self.identity = runs.run_identity(config, cache.fingerprint)
         self.overwrite = config.overwrite
 
     def resume(self, trainer: DecoderTrainer) -> tuple[list[EpochStats], Best]:
@@ -151,7 +147,7 @@ class Progress:
             raise CheckpointError(
                 f"{state_file} is not a whole training state (no identity); {fix}"
             )
-        refuse_if_different(
+        refuse_other(
             state["identity"],
             self.identity,
             f"{self.folder} holds an unfinished run with other settings",
@@ -234,13 +230,13 @@ def _epoch(trainer, strategies, train_views, val_views, config, epoch: int, bar)
 
 def _save_run(config, cache: Cache, history, best: Best, strategies) -> None:
     """The best epoch's decoder, the run's record and its history, as a run folder."""
-    record = {
-        "config": json.loads(json.dumps(asdict(config), default=str)),
-        "prompts": {s.name: {"oracle": s.oracle, "multimask": s.multimask} for s in strategies},
-        "cache_fingerprint": cache.fingerprint,
-        "model_type": cache.model_type,
-        "checkpoint_sha256": str(cache.file.attrs["checkpoint_sha256"]),
-        "best_epoch": best.epoch,
-        "best_val_iou": best.val_iou,
-    }
+    record = runs.RunRecord(
+        model_type=cache.model_type,
+        checkpoint_sha256=runs.checkpoint_sha256(cache),
+        prompts=runs.RunRecord.prompts_of(strategies),
+        config=config,
+        cache_fingerprint=cache.fingerprint,
+        best_epoch=best.epoch,
+        best_val_iou=best.val_iou,
+    )
     save_run(config.out, best.decoder, record, [asdict(h) for h in history])
