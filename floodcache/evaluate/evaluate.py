@@ -52,7 +52,7 @@ from floodcache.evaluate.table import (
     load_evaluation,
     write_evaluation,
 )
-from floodcache.prompts import PromptOptions, parse_prompts
+from floodcache.prompts import Prompt, PromptOptions, parse_prompts
 from floodcache.sam import decoder as sam_decoder
 from floodcache.sam.masks import decode_views
 from floodcache.sam.precision import pick_device
@@ -153,7 +153,14 @@ class Decoders:
     def _ready(self, module: torch.nn.Module, state: dict) -> torch.nn.Module:
         return sam_decoder.load_module(module, state).eval().to(self.device)
 
-    def decode(self, model: str, embeddings: torch.Tensor, views: dict, prompts, multimask: bool):
+    def decode(
+        self,
+        model: str,
+        embeddings: torch.Tensor,
+        views: dict,
+        prompts: list[Prompt | None],
+        multimask: bool,
+    ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
         """`masks.decode_views` with this model's decoder; embeddings: Bx256x64x64 float on
         this device."""
         return decode_views(

@@ -11,7 +11,7 @@ import numpy as np
 import torch
 
 from floodcache.cache.reader import Cache
-from floodcache.prompts import PromptOptions, make_prompt
+from floodcache.prompts import Prompt, PromptOptions, PromptStrategy, make_prompt
 from floodcache.sam.preprocess import IMAGE_SIZE, LOWRES_SIZE, valid_lowres
 from floodcache.utils.memory import free_memory
 
@@ -20,6 +20,7 @@ LOWRES_CENTER = (LOWRES_TO_INPUT - 1) / 2  # SAM adds 0.5 itself, so 1.5 reaches
 
 
 STREAM_WINDOW = 64  # views of the first epoch shuffled together, in the order they are read
+Batch = tuple[PromptStrategy, np.ndarray, list[Prompt]]  # strategy, view indices, prompts
 
 
 class Views:
@@ -113,7 +114,9 @@ def fits_in_memory(cache: Cache, fraction: float) -> bool:
     return needed < fraction * free_memory(torch.device("cpu"))
 
 
-def lowres_prompt(strategy, views: Views, i: int, seed: int, epoch: int, options: PromptOptions):
+def lowres_prompt(
+    strategy: PromptStrategy, views: Views, i: int, seed: int, epoch: int, options: PromptOptions
+) -> Prompt | None:
     """The prompt for view i, made from its low-res target and moved to the 1024 input frame."""
     rows, cols = valid_lowres(views.input_size[i])
     mask = views.targets[i][:rows, :cols]
@@ -126,8 +129,14 @@ def lowres_prompt(strategy, views: Views, i: int, seed: int, epoch: int, options
 
 
 def make_batches(
-    strategies, views: Views, seed: int, epoch: int, options, batch_size: int, shuffle: bool
-):
+    strategies: list[PromptStrategy],
+    views: Views,
+    seed: int,
+    epoch: int,
+    options: PromptOptions,
+    batch_size: int,
+    shuffle: bool,
+) -> tuple[list[Batch], int]:
     """(strategy, view indices, prompts) batches and the views skipped; each batch has a
     single strategy.
 
@@ -158,7 +167,16 @@ def make_batches(
     return batches, skipped
 
 
-def _window_batches(strategies, views, order, position, seed, epoch, options, batch_size):
+def _window_batches(
+    strategies: list[PromptStrategy],
+    views: Views,
+    order: np.ndarray,
+    position: int,
+    seed: int,
+    epoch: int,
+    options: PromptOptions,
+    batch_size: int,
+) -> tuple[list[Batch], int]:
     """The batches of the views `order` (positions `position`... of the epoch's order)."""
     groups: dict[str, list] = {s.name: [] for s in strategies}
     skipped = 0

@@ -2,10 +2,10 @@
 (their weights are read by `weights`, which needs torch; reading a run's record does not).
 
 A run folder is what `train` writes (`save_run`): decoder.pt (a MaskDecoder state dict),
-config.json (its TrainConfig, prompt strategies, the cache fingerprint, SAM's model type and
-checkpoint sha256, the best epoch) and history.csv (one row per epoch). A decoder only makes
-sense on embeddings of the SAM image encoder it was trained with, so every user of a run checks
-that first (`sam_with_decoder` puts a run's decoder into its SAM).
+config.json (`RunRecord`: its TrainConfig, prompt strategies, the cache fingerprint, SAM's
+model type and checkpoint sha256, the best epoch) and history.csv (one row per epoch). A
+decoder only makes sense on embeddings of the SAM image encoder it was trained with, so every
+user of a run checks that first (`sam_with_decoder` puts a run's decoder into its SAM).
 """
 
 from __future__ import annotations
