@@ -7,6 +7,8 @@ window shuffled: training starts on the first batches while the rest is read."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
@@ -21,6 +23,16 @@ LOWRES_CENTER = (LOWRES_TO_INPUT - 1) / 2  # SAM adds 0.5 itself, so 1.5 reaches
 
 STREAM_WINDOW = 64  # views of the first epoch shuffled together, in the order they are read
 Batch = tuple[PromptStrategy, np.ndarray, list[Prompt]]  # strategy, view indices, prompts
+
+
+@dataclass(frozen=True)
+class PromptDraw:
+    """Where an epoch's prompts come from: each view's seeded stream at `epoch`, made with
+    `options` (`prompts.make_prompt`)."""
+
+    seed: int
+    epoch: int
+    options: PromptOptions
 
 
 class Views:
@@ -131,9 +143,7 @@ def lowres_prompt(
 def make_batches(
     strategies: list[PromptStrategy],
     views: Views,
-    seed: int,
-    epoch: int,
-    options: PromptOptions,
+    draw: PromptDraw,
     batch_size: int,
     shuffle: bool,
 ) -> tuple[list[Batch], int]:
@@ -147,20 +157,18 @@ def make_batches(
     themselves and batched together) so that it needs only the views read so far; later
     epochs shuffle all the views.
     """
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([draw.seed, draw.epoch])
     count = len(views)
     if not shuffle:
         windows = [np.arange(count)]
-    elif epoch == 1:
+    elif draw.epoch == 1:
         starts = range(0, count, STREAM_WINDOW)
         windows = [s + rng.permutation(min(STREAM_WINDOW, count - s)) for s in starts]
     else:
         windows = [rng.permutation(count)]
     batches, skipped, position = [], 0, 0
     for order in windows:
-        made, missed = _window_batches(
-            strategies, views, order, position, seed, epoch, options, batch_size
-        )
+        made, missed = _window_batches(strategies, views, order, position, draw, batch_size)
         if shuffle:
             made = [made[j] for j in rng.permutation(len(made))]
         batches, skipped, position = batches + made, skipped + missed, position + len(order)
@@ -172,17 +180,15 @@ def _window_batches(
     views: Views,
     order: np.ndarray,
     position: int,
-    seed: int,
-    epoch: int,
-    options: PromptOptions,
+    draw: PromptDraw,
     batch_size: int,
 ) -> tuple[list[Batch], int]:
     """The batches of the views `order` (positions `position`... of the epoch's order)."""
     groups: dict[str, list] = {s.name: [] for s in strategies}
     skipped = 0
     for offset, i in enumerate(order):
-        strategy = strategies[(position + offset + epoch) % len(strategies)]
-        prompt = lowres_prompt(strategy, views, int(i), seed, epoch, options)
+        strategy = strategies[(position + offset + draw.epoch) % len(strategies)]
+        prompt = lowres_prompt(strategy, views, int(i), draw.seed, draw.epoch, draw.options)
         if prompt is None:
             skipped += 1
             continue
