@@ -481,3 +481,19 @@ def tiny_geotiff(path: Path, height: int = 200, width: int = 300) -> Path:
     with rasterio.open(path, "w", **profile) as out:
         out.write(pixels)
     return path
+
+
+# A changed value of each identity field of TrainConfig, for a run trained with its defaults
+# but for train_prompts and epochs (a fixture's), in fp32
+RUN_CHANGES = {
+    "train_prompts": "point,box",
+    "epochs": 2,
+    "lr": 2e-4,
+    "step_size": 4,
+    "gamma": 0.25,
+    "batch_size": 8,
+    "seed": 1,
+    "points": 2,
+    "box_jitter": 0.2,
+    "precision": "bf16",
+}

@@ -19,9 +19,11 @@ from floodcache.data.decode import read_image
 from floodcache.predict.config import FolderConfig, SceneConfig
 from floodcache.predict.folder import run_predict_folder
 from floodcache.predict.scene import run_predict_scene
+from floodcache.prompts import parse_prompts
 from floodcache.sam.checkpoints import RANDOM_WEIGHTS
 from floodcache.sam.modeling import Sam
 from floodcache.sam.preprocess import IMAGE_SIZE
+from floodcache.train.runs import RunRecord
 from floodcache.train.weights import save_run
 from floodcache.utils.hashing import sha256_file
 
@@ -114,7 +116,7 @@ def predict_folder(
     else:
         sha = sha256_file(checkpoint)
     run = tmp / "predict-run"
-    record = {"model_type": model_type, "checkpoint_sha256": sha, "prompts": {"none": 1.0}}
+    record = RunRecord(model_type, sha, RunRecord.prompts_of(parse_prompts("none")))
     save_run(run, sam.mask_decoder.state_dict(), record, [{"epoch": 0}])
     images = tmp / "predict-images"
     images.mkdir()

@@ -25,7 +25,8 @@ from floodcache.cache.removal import (
     set_aside_and_remove,
 )
 from floodcache.utils.atomic import replace_synced
-from floodcache.utils.differences import differences, refuse_if_different
+from floodcache.utils.differences import differences
+from floodcache.utils.identity import refuse_other
 from floodcache.utils.lock import ProcessLock
 
 CHUNKED = ("embeddings", "lowres_mask")  # one chunk per view, fletcher32-checked
@@ -124,7 +125,7 @@ class CacheWriter:
             return False
         with Cache.open(self.path) as cache:
             old = cache.config.get("identity", {})
-        refuse_if_different(
+        refuse_other(
             old,
             self.identity,
             f"{self.path} already exists and was built differently",
@@ -153,7 +154,7 @@ class CacheWriter:
             if self._same_identity(old):
                 return
             if old is not None and not overwrite:
-                refuse_if_different(
+                refuse_other(
                     old,
                     self.identity,
                     f"an unfinished embed run for {self.path} ({self.parts}) used other settings",

@@ -5,7 +5,7 @@ Torch-free, so that the command line reads its defaults from here at once."""
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from floodcache.data.raster import RasterReading
@@ -20,42 +20,57 @@ from floodcache.settings import (
     check_choice,
     check_precision,
 )
+from floodcache.utils.identity import setting
 
 
 @dataclass
 class EmbedConfig:
-    """Everything `embed` needs; `plan.identity_of` picks the fields that decide whether two
-    caches differ."""
+    """Everything `embed` needs; each field says whether it decides that two caches differ."""
 
-    cache: Path = Path("cache/flood.h5")  # the HDF5 cache to write
-    data_dir: Path | None = None  # the Kaggle layout: Image/, Mask/, optional metadata.csv
-    images: Path | None = None  # alternative to data_dir: a folder of images ...
-    masks: Path | None = None  # ... and one of masks, paired by file stem
-    checkpoint: Path | None = None  # default: the official file in the checkpoint folder
-    random_weights: bool = False  # explicit opt-in to an untrained SAM (smoke tests only)
-    model_type: str = "vit_b"
-    augment: int = 0  # extra augmented views per training image
-    seed: int = 0  # split and augmentation seed
-    fractions: tuple[float, float, float] = DEFAULT_FRACTIONS  # train/val/test
-    precision: str = AUTO_PRECISION  # fp16 on CUDA, fp32 on a CPU; cache: float16
-    resize: str = "pil"  # to SAM's input: "pil" in the readers, "torch" on the device
-    on_mismatch: str = "exclude"  # or "resize": resize a mask to its image
+    # identity=True: a change gives another cache (`plan.identity_of`). The data folders,
+    # the checkpoint's path and the limits on which pairs are usable are not: the views and
+    # the checkpoint's sha256 they lead to are in the identity instead.
+    cache: Path = setting(Path("cache/flood.h5"), identity=False)  # the HDF5 cache to write
+    # the Kaggle layout: Image/, Mask/, optional metadata.csv
+    data_dir: Path | None = setting(None, identity=False)
+    images: Path | None = setting(None, identity=False)  # alternative to data_dir: images ...
+    masks: Path | None = setting(None, identity=False)  # ... and masks, paired by file stem
+    # default: the official file in the checkpoint folder
+    checkpoint: Path | None = setting(None, identity=False)
+    # explicit opt-in to an untrained SAM (smoke tests only)
+    random_weights: bool = setting(False, identity=False)
+    model_type: str = setting("vit_b", identity=True)
+    augment: int = setting(0, identity=True)  # extra augmented views per training image
+    seed: int = setting(0, identity=True)  # split and augmentation seed
+    # train/val/test
+    fractions: tuple[float, float, float] = setting(DEFAULT_FRACTIONS, identity=True)
+    # fp16 on CUDA, fp32 on a CPU; cache: float16
+    precision: str = setting(AUTO_PRECISION, identity=True)
+    # to SAM's input: "pil" in the readers, "torch" on the device; recorded as the method
+    resize: str = setting("pil", identity=True, record=RESIZE_METHODS.get, key="resize_method")
+    on_mismatch: str = setting("exclude", identity=True)  # or "resize": a mask to its image
     # metadata.csv may name files outside Image/ and Mask/ (absolute, or up through ..): a
     # metadata.csv from elsewhere could otherwise have any file read into the cache
-    allow_outside_paths: bool = False
-    max_pixels: int = MAX_PIXELS  # a larger image or mask is left out, never decoded
-    # Georeferenced images (GeoTIFF chips...): the bands shown to SAM and their scaling
-    raster: RasterReading = field(default_factory=RasterReading)
-    limit: int | None = None  # embed only the first N usable images (quick trials)
+    allow_outside_paths: bool = setting(False, identity=False)
+    # a larger image or mask is left out, never decoded
+    max_pixels: int = setting(MAX_PIXELS, identity=False)
+    # Georeferenced images (GeoTIFF chips...): the bands shown to SAM and their scaling;
+    # recorded only where not the default, so caches built before there was a choice keep
+    # their identity
+    raster: RasterReading = setting(default_factory=RasterReading, identity=True, omit_default=True)
+    # embed only the first N usable images (quick trials)
+    limit: int | None = setting(None, identity=True)
     # Views per encoder call and cache part (default: from the GPU's free memory, a few on a
     # CPU); does not change the result.
-    batch_size: int | None = None
-    workers: int | None = None  # processes reading and augmenting images (default_workers)
-    compile: bool | None = None  # compile the fast encoder; default: where it pays off
-    device: str | None = None  # default: cuda when available
-    overwrite: bool = False  # replace an existing cache built differently
-    progress: bool = True
-    command: str = field(default_factory=lambda: " ".join(["python", *sys.argv]))
+    batch_size: int | None = setting(None, identity=False)
+    # processes reading and augmenting images (default_workers)
+    workers: int | None = setting(None, identity=False)
+    # compile the fast encoder; default: where it pays off
+    compile: bool | None = setting(None, identity=False)
+    device: str | None = setting(None, identity=False)  # default: cuda when available
+    overwrite: bool = setting(False, identity=False)  # replace a cache built differently
+    progress: bool = setting(True, identity=False)
+    command: str = setting(default_factory=lambda: " ".join(["python", *sys.argv]), identity=False)
 
     def __post_init__(self) -> None:
         """Refuse a setting no run could use, before any work is done."""

@@ -4,12 +4,10 @@ identity that tells one cache from another, and the plan cut into batches."""
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
 
 from floodcache.data.audit import AuditReport, audit_folder
 from floodcache.data.decode import path_str
 from floodcache.data.pairs import Pair
-from floodcache.data.raster import RasterReading
 from floodcache.data.views import (
     AUGMENTED_FROM,
     ViewKey,
@@ -18,33 +16,23 @@ from floodcache.data.views import (
     plan_views,
 )
 from floodcache.embed.config import EmbedConfig
-from floodcache.settings import RESIZE_METHODS
+from floodcache.utils.identity import identity_of as declared_identity
 from floodcache.utils.program import command
 
 log = logging.getLogger(__name__)
 
 
 def identity_of(config: EmbedConfig, checkpoint_sha256: str, plan: list[ViewKey]) -> dict:
-    """What makes a cache what it is: two runs with equal identity give the same cache."""
-    identity = {
-        "model_type": config.model_type,
-        "checkpoint_sha256": checkpoint_sha256,
-        "augment": config.augment,
-        "seed": config.seed,
-        "fractions": list(config.fractions),
-        "precision": config.precision,
-        "on_mismatch": config.on_mismatch,
-        "limit": config.limit,
-        "augmentation_recipe": augmentation_recipe() if config.augment else None,
-        "augmented_from": AUGMENTED_FROM if config.augment else None,
-        "resize_method": RESIZE_METHODS[config.resize],
-        "views": [[k.image_id, k.view, k.split] for k in plan],
-    }
-    # How georeferenced images are read, where not the default: caches built before there
-    # was a choice keep their identity.
-    if config.raster != RasterReading():
-        identity["raster"] = asdict(config.raster)
-    return identity
+    """What makes a cache what it is: two runs with equal identity give the same cache. The
+    fields `EmbedConfig` declares, and what they lead to: the checkpoint's sha256, the
+    augmentation (when there is one) and every planned view."""
+    return declared_identity(
+        config,
+        checkpoint_sha256=checkpoint_sha256,
+        augmentation_recipe=augmentation_recipe() if config.augment else None,
+        augmented_from=AUGMENTED_FROM if config.augment else None,
+        views=[[k.image_id, k.view, k.split] for k in plan],
+    )
 
 
 def audit_data(config: EmbedConfig) -> AuditReport:

@@ -8,26 +8,38 @@ from pathlib import Path
 
 from floodcache.prompts import PROMPTS, parse_prompts
 from floodcache.settings import SPLITS, check_at_least, check_choice
+from floodcache.utils.identity import setting
+
+
+def _prompt_names(eval_prompts: str) -> list[str]:
+    return [strategy.name for strategy in parse_prompts(eval_prompts)]
 
 
 @dataclass
 class EvaluateConfig:
-    """Everything `evaluate` needs; its identity is stored beside the table it produces."""
+    """Everything `evaluate` needs; each field says whether it makes the evaluation what it
+    is, and that identity is stored beside the table it produces."""
 
-    cache: Path = Path("cache/flood.h5")  # the cache written by `embed`
-    out: Path | None = (
-        None  # metrics.parquet, metrics.csv, evaluation.json; default reports/<cache>
+    # identity=True: a change gives another table. The cache and the decoders are in the
+    # identity by their fingerprint and sha256, not their paths (`evaluate.identity_of`).
+    cache: Path = setting(Path("cache/flood.h5"), identity=False)  # the cache written by `embed`
+    # metrics.parquet, metrics.csv, evaluation.json; default reports/<cache>
+    out: Path | None = setting(None, identity=False)
+    # fine-tuned run folders written by `train`
+    decoders: tuple[Path, ...] = setting((), identity=False)
+    # The evaluated strategies: every one, so that point vs box vs the rest show side by side;
+    # recorded as their names, in order
+    eval_prompts: str = setting(
+        ",".join(PROMPTS), identity=True, record=_prompt_names, key="prompts"
     )
-    decoders: tuple[Path, ...] = ()  # fine-tuned run folders written by `train`
-    # The evaluated strategies: every one, so that point vs box vs the rest show side by side
-    eval_prompts: str = ",".join(PROMPTS)
-    split: str = "test"
-    seed: int = 0  # the prompt stream's seed
-    points: int = 3  # k for the `points` strategy
-    batch_size: int = 16  # views per decoder call
-    device: str | None = None
-    overwrite: bool = False  # replace a finished evaluation made with other settings
-    progress: bool = True
+    split: str = setting("test", identity=True)
+    seed: int = setting(0, identity=True)  # the prompt stream's seed
+    points: int = setting(3, identity=True)  # k for the `points` strategy
+    batch_size: int = setting(16, identity=False)  # views per decoder call
+    device: str | None = setting(None, identity=False)
+    # replace a finished evaluation made with other settings
+    overwrite: bool = setting(False, identity=False)
+    progress: bool = setting(True, identity=False)
 
     def __post_init__(self) -> None:
         """Refuse a setting no evaluation could use, before any work is done."""

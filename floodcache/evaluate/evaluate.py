@@ -52,13 +52,14 @@ from floodcache.evaluate.table import (
     load_evaluation,
     write_evaluation,
 )
-from floodcache.prompts import PromptOptions, parse_prompts
+from floodcache.prompts import Prompt, PromptOptions, parse_prompts
 from floodcache.sam import decoder as sam_decoder
 from floodcache.sam.masks import decode_views
 from floodcache.sam.precision import pick_device
 from floodcache.train.runs import PRETRAINED, DecoderModel, checkpoint_sha256
 from floodcache.train.weights import decoder_models
-from floodcache.utils.differences import refuse_if_different
+from floodcache.utils.identity import identity_of as declared_identity
+from floodcache.utils.identity import refuse_other
 
 log = logging.getLogger(__name__)
 EVAL_VERSION = 2  # bump when a metric or the table changes, so old evaluations are redone
@@ -73,17 +74,16 @@ class EvaluateResult:
 
 
 def identity_of(config: EvaluateConfig, cache: Cache, models: list[DecoderModel]) -> dict:
-    """What makes an evaluation what it is: equal identities give equal tables."""
-    return {
-        "version": EVAL_VERSION,
-        "cache_fingerprint": cache.fingerprint,
-        "split": config.split,
-        "prompts": [s.name for s in parse_prompts(config.eval_prompts)],
-        "seed": config.seed,
-        "points": config.points,
-        "epoch": EVAL_EPOCH,
-        "models": {m.name: m.sha256 for m in models},
-    }
+    """What makes an evaluation what it is: equal identities give equal tables. The fields
+    `EvaluateConfig` declares, the cache's fingerprint, each model's sha256, and this code's
+    version of the table and of its prompts' epoch."""
+    return declared_identity(
+        config,
+        version=EVAL_VERSION,
+        cache_fingerprint=cache.fingerprint,
+        epoch=EVAL_EPOCH,
+        models={m.name: m.sha256 for m in models},
+    )
 
 
 def run_evaluate(config: EvaluateConfig) -> EvaluateResult:
@@ -127,7 +127,7 @@ def _earlier_evaluation(out: Path, identity: dict, overwrite: bool) -> dict | No
     earlier = json.loads((out / METADATA).read_text())
     if overwrite and earlier.get("identity") != identity:
         return None
-    refuse_if_different(
+    refuse_other(
         earlier.get("identity", {}),
         identity,
         f"{out} holds an evaluation made differently",
@@ -153,7 +153,14 @@ class Decoders:
     def _ready(self, module: torch.nn.Module, state: dict) -> torch.nn.Module:
         return sam_decoder.load_module(module, state).eval().to(self.device)
 
-    def decode(self, model: str, embeddings: torch.Tensor, views: dict, prompts, multimask: bool):
+    def decode(
+        self,
+        model: str,
+        embeddings: torch.Tensor,
+        views: dict,
+        prompts: list[Prompt | None],
+        multimask: bool,
+    ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
         """`masks.decode_views` with this model's decoder; embeddings: Bx256x64x64 float on
         this device."""
         return decode_views(
@@ -198,7 +205,7 @@ def _metadata(config, cache: Cache, models, identity, table: pl.DataFrame, secon
                 "run": None if m.run is None else str(m.run.resolve()),
                 "decoder_sha256": m.sha256,
                 "trained_prompts": m.trained_prompts,
-                "cache_fingerprint": m.record.get("cache_fingerprint", cache.fingerprint),
+                "cache_fingerprint": (m.record and m.record.cache_fingerprint) or cache.fingerprint,
             }
             for m in models
         },

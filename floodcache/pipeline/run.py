@@ -15,10 +15,9 @@ on every prompt strategy, and the same decoder also segments without a prompt (`
 
 from __future__ import annotations
 
-import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from floodcache.cache.reader import Cache
@@ -28,10 +27,11 @@ from floodcache.pipeline.config import PipelineConfig, layout
 from floodcache.report.material import ReportResult
 from floodcache.report.report import run_report
 from floodcache.sam.checkpoints import resolve_checkpoint
+from floodcache.sam.precision import pick_device, resolve_precision
 from floodcache.train import runs
-from floodcache.train.config import LEARNING_SETTINGS, TrainConfig
+from floodcache.train.config import TrainConfig
 from floodcache.train.run import run_train
-from floodcache.utils.differences import refuse_if_different
+from floodcache.utils.identity import refuse_other
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +82,11 @@ def _train(config: TrainConfig) -> str:
     done."""
     run = Path(config.out)
     if runs.is_finished(run):
-        old, new = _learned(run, config)
+        old, new = runs.RunRecord.read(run).identity, _asked(config)
         if old == new:
             return f"{run} matches the cache and settings, kept"
         if not config.overwrite:
-            refuse_if_different(
+            refuse_other(
                 old,
                 new,
                 f"{run} holds a decoder trained differently",
@@ -98,15 +98,10 @@ def _train(config: TrainConfig) -> str:
     return f"trained {run} (best epoch {result.best_epoch})"
 
 
-def _learned(run: Path, config: TrainConfig) -> tuple[dict, dict]:
-    """What the finished run learned from (its settings and cache), and what `config` asks.
-
-    Reads the run's config.json, not the run itself, so as not to load and hash its weights."""
-    record = json.loads((run / runs.RECORD).read_text())
+def _asked(config: TrainConfig) -> dict:
+    """The identity of the run `config` asks for, its precision resolved as `train` will
+    resolve it on this device: a finished run records the precision it ran with."""
     with Cache.open(config.cache) as opened:
         fingerprint = opened.fingerprint
-    settings = asdict(config)
-    old = {k: record["config"].get(k) for k in LEARNING_SETTINGS}
-    old["cache_fingerprint"] = record.get("cache_fingerprint")
-    new = {k: settings[k] for k in LEARNING_SETTINGS} | {"cache_fingerprint": fingerprint}
-    return old, new
+    precision = resolve_precision(config.precision, pick_device(config.device), "train")
+    return runs.run_identity(replace(config, precision=precision), fingerprint)

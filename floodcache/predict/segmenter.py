@@ -94,7 +94,7 @@ class Segmenter:
         self.sam, self.model = sam_with_decoder(checkpoint, run)
         self.device = pick_device(device)
         self.sam.to(self.device)
-        model_type = self.model.record["model_type"]
+        model_type = self.model.record.model_type
         self.precision = resolve_precision(precision, self.device)
         batch = default_batch_size(self.device, model_type, self.precision)
         self.encoder = BatchEncoder(

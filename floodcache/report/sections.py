@@ -102,8 +102,8 @@ def training_section(material: Material) -> list[str]:
             m.name,
             ", ".join(m.trained_prompts),
             histories[m.name].height,
-            m.record.get("best_epoch"),
-            f"{m.record.get('best_val_iou', float('nan')):.3f}",
+            m.record.best_epoch,
+            f"{_or_nan(m.record.best_val_iou):.3f}",
             f"[{material.relative(m.run)}]({material.relative(m.run)})",
         ]
         for m in runs
@@ -113,6 +113,10 @@ def training_section(material: Material) -> list[str]:
     note = "Train dashed, validation solid; dotted: the kept epoch (best validation IoU)."
     lines = ["## Training", "", *markdown.table(header, rows), "", note, ""]
     return lines + [material.figure(path, "training curves")]
+
+
+def _or_nan(value: float | None) -> float:
+    return float("nan") if value is None else value
 
 
 def appendix(material: Material) -> list[str]:

@@ -7,11 +7,13 @@ window shuffled: training starts on the first batches while the rest is read."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from floodcache.cache.reader import Cache
-from floodcache.prompts import PromptOptions, make_prompt
+from floodcache.prompts import Prompt, PromptOptions, PromptStrategy, make_prompt
 from floodcache.sam.preprocess import IMAGE_SIZE, LOWRES_SIZE, valid_lowres
 from floodcache.utils.memory import free_memory
 
@@ -20,6 +22,17 @@ LOWRES_CENTER = (LOWRES_TO_INPUT - 1) / 2  # SAM adds 0.5 itself, so 1.5 reaches
 
 
 STREAM_WINDOW = 64  # views of the first epoch shuffled together, in the order they are read
+Batch = tuple[PromptStrategy, np.ndarray, list[Prompt]]  # strategy, view indices, prompts
+
+
+@dataclass(frozen=True)
+class PromptDraw:
+    """Where an epoch's prompts come from: each view's seeded stream at `epoch`, made with
+    `options` (`prompts.make_prompt`)."""
+
+    seed: int
+    epoch: int
+    options: PromptOptions
 
 
 class Views:
@@ -115,7 +128,9 @@ def fits_in_memory(cache: Cache, fraction: float) -> bool:
     return needed < fraction * free_memory(torch.device("cpu"))
 
 
-def lowres_prompt(strategy, views: Views, i: int, seed: int, epoch: int, options: PromptOptions):
+def lowres_prompt(
+    strategy: PromptStrategy, views: Views, i: int, seed: int, epoch: int, options: PromptOptions
+) -> Prompt | None:
     """The prompt for view i, made from its low-res target and moved to the 1024 input frame."""
     rows, cols = valid_lowres(views.input_size[i])
     assert views.targets is not None, "a split without views makes no prompts"
@@ -129,8 +144,12 @@ def lowres_prompt(strategy, views: Views, i: int, seed: int, epoch: int, options
 
 
 def make_batches(
-    strategies, views: Views, seed: int, epoch: int, options, batch_size: int, shuffle: bool
-):
+    strategies: list[PromptStrategy],
+    views: Views,
+    draw: PromptDraw,
+    batch_size: int,
+    shuffle: bool,
+) -> tuple[list[Batch], int]:
     """(strategy, view indices, prompts) batches and the views skipped; each batch has a
     single strategy.
 
@@ -141,11 +160,11 @@ def make_batches(
     themselves and batched together) so that it needs only the views read so far; later
     epochs shuffle all the views.
     """
-    rng = np.random.default_rng([seed, epoch])
+    rng = np.random.default_rng([draw.seed, draw.epoch])
     count = len(views)
     if not shuffle:
         windows = [np.arange(count)]
-    elif epoch == 1:
+    elif draw.epoch == 1:
         starts = range(0, count, STREAM_WINDOW)
         windows = [s + rng.permutation(min(STREAM_WINDOW, count - s)) for s in starts]
     else:
@@ -153,22 +172,27 @@ def make_batches(
     batches: list[np.ndarray] = []
     skipped, position = 0, 0
     for order in windows:
-        made, missed = _window_batches(
-            strategies, views, order, position, seed, epoch, options, batch_size
-        )
+        made, missed = _window_batches(strategies, views, order, position, draw, batch_size)
         if shuffle:
             made = [made[j] for j in rng.permutation(len(made))]
         batches, skipped, position = batches + made, skipped + missed, position + len(order)
     return batches, skipped
 
 
-def _window_batches(strategies, views, order, position, seed, epoch, options, batch_size):
+def _window_batches(
+    strategies: list[PromptStrategy],
+    views: Views,
+    order: np.ndarray,
+    position: int,
+    draw: PromptDraw,
+    batch_size: int,
+) -> tuple[list[Batch], int]:
     """The batches of the views `order` (positions `position`... of the epoch's order)."""
     groups: dict[str, list] = {s.name: [] for s in strategies}
     skipped = 0
     for offset, i in enumerate(order):
-        strategy = strategies[(position + offset + epoch) % len(strategies)]
-        prompt = lowres_prompt(strategy, views, int(i), seed, epoch, options)
+        strategy = strategies[(position + offset + draw.epoch) % len(strategies)]
+        prompt = lowres_prompt(strategy, views, int(i), draw.seed, draw.epoch, draw.options)
         if prompt is None:
             skipped += 1
             continue

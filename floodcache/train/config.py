@@ -8,35 +8,42 @@ from pathlib import Path
 
 from floodcache.prompts import parse_prompts
 from floodcache.settings import AUTO_PRECISION, check_at_least, check_precision
+from floodcache.utils.identity import setting
 
 
 @dataclass
 class TrainConfig:
-    """Everything `train` needs; saved beside the decoder it produces.
+    """Everything `train` needs; saved beside the decoder it produces, each field saying
+    whether it makes the run what it is.
 
     The learning rate and StepLR settings are those of the reference workflow, for batches of
     `batch_size` views; a larger batch takes fewer, larger steps per epoch."""
 
-    cache: Path = Path("cache/flood.h5")  # the cache written by `embed`
-    out: Path | None = None  # the run folder; default runs/<train_prompts joined by +>
+    # identity=True: a change gives another decoder, so `run` trains again and a resumed
+    # run must match; the cache is in a run's identity by its fingerprint, not its path.
+    cache: Path = setting(Path("cache/flood.h5"), identity=False)  # the cache written by `embed`
+    # the run folder; default runs/<train_prompts joined by +>
+    out: Path | None = setting(None, identity=False)
     # The training mix: one strategy or several, comma-separated (each view gets one of them
     # per epoch, in turn)
-    train_prompts: str = "point"
-    epochs: int = 15
-    lr: float = 1e-4  # Adam
-    step_size: int = 5  # StepLR: epochs between learning-rate drops
-    gamma: float = 0.5  # StepLR: factor at each drop
-    batch_size: int = 16  # views per decoder step
-    seed: int = 0  # shuffling and random prompts
-    points: int = 3  # k positive and k negative points for the `points` strategy
-    box_jitter: float = 0.1  # training-time box noise (fraction of the box side)
-    device: str | None = None
-    overwrite: bool = False
-    progress: bool = True
-    memory_fraction: float = 0.5  # load the embeddings in RAM when they fit in this much
+    train_prompts: str = setting("point", identity=True)
+    epochs: int = setting(15, identity=True)
+    lr: float = setting(1e-4, identity=True)  # Adam
+    step_size: int = setting(5, identity=True)  # StepLR: epochs between learning-rate drops
+    gamma: float = setting(0.5, identity=True)  # StepLR: factor at each drop
+    batch_size: int = setting(16, identity=True)  # views per decoder step
+    seed: int = setting(0, identity=True)  # shuffling and random prompts
+    points: int = setting(3, identity=True)  # k positive and k negative points for `points`
+    box_jitter: float = setting(0.1, identity=True)  # training-time box noise (of the box side)
+    device: str | None = setting(None, identity=False)
+    overwrite: bool = setting(False, identity=False)
+    progress: bool = setting(True, identity=False)
+    # load the embeddings in RAM when they fit in this much
+    memory_fraction: float = setting(0.5, identity=False)
     # The decoder's forward: fp32, or bf16 autocast (weights and loss stay fp32), or "auto":
-    # bf16 on a GPU, fp32 on a CPU (`sam.precision.resolve_precision`)
-    precision: str = AUTO_PRECISION
+    # bf16 on a GPU, fp32 on a CPU (`sam.precision.resolve_precision`); a run records it
+    # resolved
+    precision: str = setting(AUTO_PRECISION, identity=True)
 
     def __post_init__(self) -> None:
         """Refuse a setting no run could use, before any work is done; name the run folder."""
@@ -55,9 +62,3 @@ class TrainConfig:
                 raise ValueError(f"{option} must be above 0, not {value!r}")
         if self.out is None:
             self.out = Path("runs") / "+".join(names)
-
-
-# TrainConfig fields that change what a run learns (not where it goes or how it is shown);
-# `run` keeps a finished run that matches them, and a resumed run must match them too.
-LEARNING_SETTINGS = ("train_prompts", "epochs", "lr", "step_size", "gamma", "batch_size", "seed")
-LEARNING_SETTINGS += ("points", "box_jitter")

@@ -9,7 +9,6 @@ each mask, so that picking a mask by the IoU head stays meaningful after fine-tu
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import shutil
 import time
@@ -22,17 +21,17 @@ from tqdm import tqdm
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import check_cache, check_views
-from floodcache.prompts import parse_prompts
+from floodcache.prompts import PromptStrategy, parse_prompts
 from floodcache.sam.checkpoints import CheckpointError
 from floodcache.sam.model import read_weights, save_weights
 from floodcache.sam.precision import pick_device, resolve_precision
 from floodcache.train import runs
 from floodcache.train.batches import Views, fits_in_memory
-from floodcache.train.config import LEARNING_SETTINGS, TrainConfig
+from floodcache.train.config import TrainConfig
 from floodcache.train.trainer import DecoderTrainer
 from floodcache.train.weights import save_run
 from floodcache.utils.atomic import write_whole
-from floodcache.utils.differences import refuse_if_different
+from floodcache.utils.identity import refuse_other
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +60,17 @@ class Best:
 
     def to_dict(self) -> dict:  # what torch.save keeps: plain containers, loaded weights_only
         return {"epoch": self.epoch, "val_iou": self.val_iou, "decoder": self.decoder}
+
+
+@dataclass
+class Training:
+    """What every epoch of a run works with."""
+
+    trainer: DecoderTrainer
+    strategies: list[PromptStrategy]  # the training mix
+    train_views: Views
+    val_views: Views
+    config: TrainConfig
 
 
 @dataclass
@@ -113,10 +123,10 @@ def _train(config: TrainConfig) -> TrainResult:
                     f"{config.cache} needs train and val views to train; it has "
                     f"{len(views[0])} and {len(views[1])}"
                 )
-            trainer = DecoderTrainer(cache, config)
+            training = Training(DecoderTrainer(cache, config), strategies, *views, config)
             progress = Progress(config, cache)
-            history, best = progress.resume(trainer)
-            history, best = _fit(trainer, strategies, *views, config, progress, history, best)
+            history, best = progress.resume(training.trainer)
+            history, best = _fit(training, progress, history, best)
         finally:
             for split in views:
                 split.close()
@@ -126,17 +136,14 @@ def _train(config: TrainConfig) -> TrainResult:
 
 
 class Progress:
-    """The state after the last finished epoch, in `<out>.partial/state.pt`, for resuming."""
-
-    # The settings a resumed run must share with the run it continues (precision resolved:
-    # `run` asks "auto", so it does not compare it).
-    SAME = (*LEARNING_SETTINGS, "precision")
+    """The state after the last finished epoch, in `<out>.partial/state.pt`, for resuming; a
+    resumed run must have the identity of the run it continues (`runs.run_identity`, its
+    precision resolved)."""
 
     def __init__(self, config: TrainConfig, cache: Cache):
         out = Path(config.out)
         self.folder = out.with_name(out.name + ".partial")
-        self.identity = {k: getattr(config, k) for k in self.SAME}
-        self.identity["cache_fingerprint"] = cache.fingerprint
+        self.identity = runs.run_identity(config, cache.fingerprint)
         self.overwrite = config.overwrite
 
     def resume(self, trainer: DecoderTrainer) -> tuple[list[EpochStats], Best]:
@@ -151,7 +158,7 @@ class Progress:
             raise CheckpointError(
                 f"{state_file} is not a whole training state (no identity); {fix}"
             )
-        refuse_if_different(
+        refuse_other(
             state["identity"],
             self.identity,
             f"{self.folder} holds an unfinished run with other settings",
@@ -185,8 +192,11 @@ class Progress:
         shutil.rmtree(self.folder, ignore_errors=True)
 
 
-def _fit(trainer, strategies, train_views, val_views, config, progress, history, best: Best):
+def _fit(
+    training: Training, progress: Progress, history: list[EpochStats], best: Best
+) -> tuple[list[EpochStats], Best]:
     """Epochs len(history)+1 .. config.epochs; returns the history and the best epoch."""
+    config, trainer, train_views = training.config, training.trainer, training.train_views
     bar = tqdm(
         total=config.epochs * len(train_views),
         initial=len(history) * len(train_views),
@@ -198,10 +208,10 @@ def _fit(trainer, strategies, train_views, val_views, config, progress, history,
     logged = False
     try:
         for epoch in range(len(history) + 1, config.epochs + 1):
-            stats = _epoch(trainer, strategies, train_views, val_views, config, epoch, bar)
+            stats = _epoch(training, epoch, bar)
             if not logged:  # read by now: the first epoch used every view
                 log.info("embeddings read: train %s", train_views.load_line())
-                log.info("embeddings read: val %s", val_views.load_line())
+                log.info("embeddings read: val %s", training.val_views.load_line())
                 logged = True
             history.append(stats)
             bar.write(
@@ -217,30 +227,39 @@ def _fit(trainer, strategies, train_views, val_views, config, progress, history,
     return history, best
 
 
-def _epoch(trainer, strategies, train_views, val_views, config, epoch: int, bar) -> EpochStats:
+def _epoch(training: Training, epoch: int, bar: tqdm) -> EpochStats:
     """One epoch: a pass over the training views, the learning-rate step, validation."""
+    trainer, strategies, config = training.trainer, training.strategies, training.config
     start = time.perf_counter()
     lr = trainer.optimizer.param_groups[0]["lr"]
     train_loss, train_iou, seen, skipped = trainer.run_epoch(
-        strategies, train_views, config, epoch, train=True, bar=bar
+        strategies, training.train_views, config, epoch, train=True, bar=bar
     )
     trainer.scheduler.step()
     validating = time.perf_counter()
-    val_loss, val_iou, _, _ = trainer.run_epoch(strategies, val_views, config, epoch, train=False)
+    val_loss, val_iou, _, _ = trainer.run_epoch(
+        strategies, training.val_views, config, epoch, train=False
+    )
     end = time.perf_counter()
     losses = (train_loss, train_iou, val_loss, val_iou, lr)
     return EpochStats(epoch, *losses, end - start, seen, skipped, end - validating)
 
 
-def _save_run(config, cache: Cache, history, best: Best, strategies) -> None:
+def _save_run(
+    config: TrainConfig,
+    cache: Cache,
+    history: list[EpochStats],
+    best: Best,
+    strategies: list[PromptStrategy],
+) -> None:
     """The best epoch's decoder, the run's record and its history, as a run folder."""
-    record = {
-        "config": json.loads(json.dumps(asdict(config), default=str)),
-        "prompts": {s.name: {"oracle": s.oracle, "multimask": s.multimask} for s in strategies},
-        "cache_fingerprint": cache.fingerprint,
-        "model_type": cache.model_type,
-        "checkpoint_sha256": str(cache.file.attrs["checkpoint_sha256"]),
-        "best_epoch": best.epoch,
-        "best_val_iou": best.val_iou,
-    }
+    record = runs.RunRecord(
+        model_type=cache.model_type,
+        checkpoint_sha256=runs.checkpoint_sha256(cache),
+        prompts=runs.RunRecord.prompts_of(strategies),
+        config=config,
+        cache_fingerprint=cache.fingerprint,
+        best_epoch=best.epoch,
+        best_val_iou=best.val_iou,
+    )
     save_run(config.out, best.decoder, record, [asdict(h) for h in history])

@@ -2,33 +2,119 @@
 (their weights are read by `weights`, which needs torch; reading a run's record does not).
 
 A run folder is what `train` writes (`save_run`): decoder.pt (a MaskDecoder state dict),
-config.json (its TrainConfig, prompt strategies, the cache fingerprint, SAM's model type and
-checkpoint sha256, the best epoch) and history.csv (one row per epoch). A decoder only makes
-sense on embeddings of the SAM image encoder it was trained with, so every user of a run checks
-that first (`sam_with_decoder` puts a run's decoder into its SAM).
+config.json (`RunRecord`: its TrainConfig, prompt strategies, the cache fingerprint, SAM's
+model type and checkpoint sha256, the best epoch) and history.csv (one row per epoch). A
+decoder only makes sense on embeddings of the SAM image encoder it was trained with, so every
+user of a run checks that first (`sam_with_decoder` puts a run's decoder into its SAM).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from floodcache.cache.reader import Cache
-from floodcache.utils.differences import refuse_if_different
+from floodcache.train.config import TrainConfig
 from floodcache.utils.hashing import sha256_file
+from floodcache.utils.identity import identity_of, refuse_other
 from floodcache.utils.lock import ProcessLock
 from floodcache.utils.program import command, option
 
 if TYPE_CHECKING:
     import polars as pl
 
+    from floodcache.prompts import PromptStrategy
+
 PRETRAINED = "pretrained"
 DECODER, RECORD, HISTORY = "decoder.pt", "config.json", "history.csv"  # a run folder's files
+
+
+@dataclass
+class RunRecord:
+    """A run's config.json, read and written here alone: what trained its decoder (the
+    TrainConfig, its prompt strategies, the cache and SAM of its embeddings) and its best
+    epoch. The file's keys are those runs made before wrote; a decoder made without `train`
+    (bench's) has no config, cache or epochs."""
+
+    model_type: str
+    checkpoint_sha256: str  # of the SAM checkpoint the cache was embedded with
+    # strategy name -> {"oracle": bool, "multimask": bool}, in the training mix's order
+    prompts: dict[str, dict[str, bool]]
+    config: TrainConfig | None = None
+    cache_fingerprint: str | None = None
+    best_epoch: int | None = None
+    best_val_iou: float | None = None
+
+    @staticmethod
+    def prompts_of(strategies: list[PromptStrategy]) -> dict[str, dict[str, bool]]:
+        return {s.name: {"oracle": s.oracle, "multimask": s.multimask} for s in strategies}
+
+    @property
+    def identity(self) -> dict:
+        """What makes the run what it is (`run_identity`); {} for a decoder made without a
+        TrainConfig."""
+        if self.config is None:
+            return {}
+        return run_identity(self.config, self.cache_fingerprint)
+
+    def write(self, folder: Path) -> None:
+        """config.json in `folder`; keys without a value are left out."""
+        record = {
+            "config": None if self.config is None else _as_json(asdict(self.config)),
+            "prompts": self.prompts,
+            "cache_fingerprint": self.cache_fingerprint,
+            "model_type": self.model_type,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            "best_epoch": self.best_epoch,
+            "best_val_iou": self.best_val_iou,
+        }
+        text = json.dumps({k: v for k, v in record.items() if v is not None}, indent=1)
+        (Path(folder) / RECORD).write_text(text)
+
+    @classmethod
+    def read(cls, folder: Path) -> RunRecord:
+        """The config.json of the run `folder`; ValueError naming the file and the fix where
+        it is not a run's record."""
+        path = Path(folder) / RECORD
+        fix = f"train the run again into {folder}, replacing it (overwrite)"
+        try:
+            record = json.loads(path.read_text())
+            config = record.get("config")
+            return cls(
+                model_type=record["model_type"],
+                checkpoint_sha256=record["checkpoint_sha256"],
+                prompts=record.get("prompts", {}),
+                config=None if config is None else _train_config(config),
+                cache_fingerprint=record.get("cache_fingerprint"),
+                best_epoch=record.get("best_epoch"),
+                best_val_iou=record.get("best_val_iou"),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError) as err:
+            raise ValueError(f"{path} is not a run's record ({err!r}): {fix}") from err
+
+
+def run_identity(config: TrainConfig, cache_fingerprint: str | None) -> dict:
+    """What makes a run what it is: the fields `TrainConfig` declares, and the cache it
+    learnt from."""
+    return identity_of(config, cache_fingerprint=cache_fingerprint)
+
+
+def _as_json(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=str))
+
+
+def _train_config(recorded: dict) -> TrainConfig:
+    """The TrainConfig a run recorded; a setting it does not know (a run made before the
+    setting existed) takes its default, one no longer a setting is dropped."""
+    known = {f.name for f in dataclasses.fields(TrainConfig)}
+    config = TrainConfig(**{k: v for k, v in recorded.items() if k in known})
+    return dataclasses.replace(config, cache=Path(config.cache), out=Path(config.out))
 
 
 @dataclass
@@ -39,11 +125,11 @@ class DecoderModel:
     state: dict[str, np.ndarray] | None  # MaskDecoder state dict (None: not read, `describe_run`)
     sha256: str  # of decoder.pt; for `pretrained`, of the cache's stored weights
     run: Path | None = None
-    record: dict = field(default_factory=dict)  # the run's config.json
+    record: RunRecord | None = None  # the run's config.json; None for `pretrained`
 
     @property
     def trained_prompts(self) -> list[str]:
-        return list(self.record.get("prompts", {}))
+        return [] if self.record is None else list(self.record.prompts)
 
 
 def checkpoint_sha256(cache: Cache) -> str:
@@ -100,7 +186,7 @@ def describe_run(run: Path) -> DecoderModel:
             f"{run} is not a finished run (it needs {DECODER} and {RECORD}): train one "
             f"with {command('train', option('cache'), 'FILE.h5', option('out'), run)}"
         )
-    record = json.loads((run / RECORD).read_text())
+    record = RunRecord.read(run)
     return DecoderModel(run.name, None, sha256_file(run / DECODER), run, record)
 
 
@@ -109,10 +195,10 @@ def check_same_sam(model: DecoderModel, model_type: str, checkpoint: str, other:
 
     `other` names what the model is combined with, for the message (a cache or checkpoint file).
     """
-    ours = {"model_type": model_type, "checkpoint_sha256": checkpoint}
-    refuse_if_different(
-        {k: model.record.get(k) for k in ours},
-        ours,
+    record = model.record
+    refuse_other(
+        {"model_type": record.model_type, "checkpoint_sha256": record.checkpoint_sha256},
+        {"model_type": model_type, "checkpoint_sha256": checkpoint},
         f"{model.run} was trained on embeddings of another SAM than {other}",
         "use the run with the SAM (cache, checkpoint) it was trained on",
         ValueError,

@@ -13,7 +13,7 @@ from floodcache.cache.reader import Cache
 from floodcache.prompts import PromptOptions, PromptStrategy
 from floodcache.sam import decoder as sam_decoder
 from floodcache.sam.precision import DTYPES, autocast, pick_device, resolve_precision
-from floodcache.train.batches import Views, make_batches
+from floodcache.train.batches import PromptDraw, Views, make_batches
 from floodcache.train.config import TrainConfig
 
 
@@ -147,15 +147,8 @@ class DecoderTrainer:
             points=config.points, box_jitter=config.box_jitter if train else 0.0
         )
         # Validation prompts are the same every epoch (epoch 0), so epochs compare fairly.
-        batches, skipped = make_batches(
-            strategies,
-            views,
-            config.seed,
-            epoch if train else 0,
-            options,
-            config.batch_size,
-            shuffle=train,
-        )
+        draw = PromptDraw(config.seed, epoch if train else 0, options)
+        batches, skipped = make_batches(strategies, views, draw, config.batch_size, shuffle=train)
         total_loss = total_iou = torch.zeros((), device=self.device)
         count = 0
         for strategy, index, prompts in batches:

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import logging
 from pathlib import Path
 
@@ -18,8 +17,8 @@ from floodcache.train.runs import (
     DECODER,
     HISTORY,
     PRETRAINED,
-    RECORD,
     DecoderModel,
+    RunRecord,
     check_same_sam,
     checkpoint_sha256,
     describe_run,
@@ -33,7 +32,7 @@ log = logging.getLogger(__name__)
 
 
 def save_run(
-    run: Path, decoder: dict[str, torch.Tensor], record: dict, history: list[dict]
+    run: Path, decoder: dict[str, torch.Tensor], record: RunRecord, history: list[dict]
 ) -> None:
     """Write a run folder whole (`write_folder_whole`): a full disk leaves the earlier run,
     or none, and a message naming the folder. history: one dict per epoch, the same keys in
@@ -41,7 +40,7 @@ def save_run(
 
     def fill(folder: Path) -> None:
         save_weights({k: v.cpu() for k, v in decoder.items()}, folder / DECODER)
-        (folder / RECORD).write_text(json.dumps(record, indent=1))
+        record.write(folder)
         with open(folder / HISTORY, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(history[0]))
             writer.writeheader()
@@ -73,7 +72,7 @@ def decoder_models(cache: Cache, runs: tuple[Path, ...]) -> list[DecoderModel]:
     for run in runs:
         model = load_run(run)
         check_same_sam(model, cache.model_type, checkpoint_sha256(cache), str(cache.path))
-        if model.record.get("cache_fingerprint") != cache.fingerprint:
+        if model.record.cache_fingerprint != cache.fingerprint:
             log.warning(
                 "%s was trained from another cache than %s: its training images may be in "
                 "the evaluated split",
@@ -98,9 +97,9 @@ def sam_with_decoder(checkpoint: Path, run: Path) -> tuple[Sam, DecoderModel]:
     accepts any checkpoint of its model type, with a warning.
     """
     model = load_run(run)
-    model_type = model.record["model_type"]
+    model_type = model.record.model_type
     sam = load_sam(model_type, checkpoint)
-    if model.record.get("checkpoint_sha256") == RANDOM_WEIGHTS:
+    if model.record.checkpoint_sha256 == RANDOM_WEIGHTS:
         log.warning(
             "%s was trained on embeddings of an untrained SAM (random weights): its masks mean "
             "nothing, whatever checkpoint it is combined with",

@@ -27,6 +27,8 @@ from floodcache.utils.differences import refuse_if_different
 IDENTITY = "floodcache_identity"  # the metadata key of a declared field
 RECORD = "floodcache_record"  # optional: how the field's value is written in the identity
 KEY = "floodcache_key"  # optional: the name the identity gives the field, where it differs
+# optional: the identity leaves the field out while it holds its default
+OMIT_DEFAULT = "floodcache_omit_default"
 
 
 def setting(
@@ -36,17 +38,22 @@ def setting(
     default_factory: Callable[[], Any] | Any = dataclasses.MISSING,
     record: Callable[[Any], Any] | None = None,
     key: str | None = None,
+    omit_default: bool = False,
 ) -> Any:
     """A config field with its decision: does a change of it make another artifact?
 
     `record` turns the value into what the identity stores (e.g. a resize name into the
     method it stands for); `key` names it there when an older artifact knew it by another
-    name, so that artifacts made before keep their identity."""
+    name, so that artifacts made before keep their identity; `omit_default` leaves the field
+    out of the identity while it holds its default, so that artifacts made before the field
+    existed keep theirs."""
     metadata: dict[str, Any] = {IDENTITY: identity}
     if record is not None:
         metadata[RECORD] = record
     if key is not None:
         metadata[KEY] = key
+    if omit_default:
+        metadata[OMIT_DEFAULT] = True
     if default_factory is not dataclasses.MISSING:
         return dataclasses.field(default_factory=default_factory, metadata=metadata)
     return dataclasses.field(default=default, metadata=metadata)
@@ -73,9 +80,17 @@ def identity_of(config: Any, **derived: Any) -> dict[str, Any]:
         if f.metadata.get(IDENTITY) is not True:
             continue
         value = getattr(config, f.name)
+        if f.metadata.get(OMIT_DEFAULT) and value == _default(f):
+            continue
         convert = f.metadata.get(RECORD)
         record[f.metadata.get(KEY, f.name)] = plain(convert(value) if convert else value)
     return record | {name: plain(value) for name, value in derived.items()}
+
+
+def _default(f: dataclasses.Field) -> Any:
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
 
 
 def refuse_other(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from floodcache.evaluate.metrics import mask_metrics
 from floodcache.evaluate.table import load_evaluation, prompt_from_row
 from floodcache.sam.model import load_sam
 from floodcache.train.runs import PRETRAINED
+from floodcache.utils.identity import identity_fields
 from tests.helpers import embed_config, write_dataset
 
 PROMPTS = "point,box,none"
@@ -166,3 +168,25 @@ def test_views_without_water_are_skipped_for_oracle_prompts(tiny_checkpoint, tmp
     assert none["iou"] == none["precision"] == none["recall"] == float(nothing_predicted)
     assert result.metadata["skipped"] == 1
     assert result.table["skipped"].sum() == 1
+
+
+# A changed value of each identity field of EvaluateConfig, and the name the identity gives it
+EVALUATION_CHANGES = {
+    "eval_prompts": ("box", "prompts"),
+    "split": ("train", "split"),
+    "seed": (1, "seed"),
+    "points": (2, "points"),
+}
+
+
+def test_every_identity_field_of_an_evaluation_makes_another_one(finetuned_evaluation, tiny_cache):
+    """A finished evaluation is reused as asked, and refused, listing the difference, when
+    any identity field, the cache or the models differ."""
+    config, _ = finetuned_evaluation
+    assert set(EVALUATION_CHANGES) == set(identity_fields(EvaluateConfig)), "give each a change"
+    assert run_evaluate(replace(config, batch_size=3)).reused  # not an identity field
+    changed = {key: {name: value} for name, (value, key) in EVALUATION_CHANGES.items()}
+    changed |= {"cache_fingerprint": {"cache": tiny_cache}, "models": {"decoders": ()}}
+    for key, change in changed.items():
+        with pytest.raises(FileExistsError, match=f"\n  {key}: earlier"):
+            run_evaluate(replace(config, **change))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import shutil
 
 import pytest
 
@@ -11,10 +12,14 @@ from floodcache.data import audit
 from floodcache.embed import plan
 from floodcache.embed.config import EmbedConfig
 from floodcache.evaluate.config import EvaluateConfig
+from floodcache.pipeline import run as pipeline_run
 from floodcache.pipeline.config import PipelineConfig, layout
 from floodcache.pipeline.run import run_pipeline
 from floodcache.report.config import ReportConfig
 from floodcache.train.config import TrainConfig
+from floodcache.train.runs import describe_run
+from floodcache.utils.identity import identity_fields
+from tests.helpers import RUN_CHANGES
 
 
 def test_run_does_every_step_once_and_refuses_silent_retraining(tiny_data, tmp_path, monkeypatch):
@@ -55,3 +60,25 @@ def test_run_does_every_step_once_and_refuses_silent_retraining(tiny_data, tmp_p
     with pytest.raises(FileExistsError, match="(?s)epochs: run has 1, asked 2.*--overwrite"):
         run_pipeline(dataclasses.replace(config, train=dataclasses.replace(config.train, epochs=2)))
     assert (run / "decoder.pt").stat().st_mtime_ns == written[1]
+
+
+def test_every_identity_field_of_a_run_makes_run_train_again(
+    train_cache, tiny_cache, finetuned_run, tmp_path
+):
+    """`run` keeps a finished run of the same identity, refuses one that differs in any
+    identity field (or the cache it learnt from), and trains it again with overwrite."""
+    assert set(RUN_CHANGES) == set(identity_fields(TrainConfig)), "give each field a change"
+    run = tmp_path / "mix"
+    shutil.copytree(finetuned_run, run)
+    kept = TrainConfig(train_cache, run, train_prompts="point,box,none", epochs=1, progress=False)
+    assert "kept" in pipeline_run._train(kept)
+    changed = {name: {name: value} for name, value in RUN_CHANGES.items()}
+    if describe_run(run).record.config.precision == "bf16":  # trained where auto is bf16
+        changed["precision"] = {"precision": "fp32"}
+    changed["cache_fingerprint"] = {"cache": tiny_cache}
+    for key, change in changed.items():
+        with pytest.raises(FileExistsError, match=f"\n  {key}: run has"):
+            pipeline_run._train(dataclasses.replace(kept, **change))
+    assert describe_run(run).sha256 == describe_run(finetuned_run).sha256  # nothing replaced
+    again = pipeline_run._train(dataclasses.replace(kept, seed=1, overwrite=True))
+    assert again.startswith("trained") and describe_run(run).record.config.seed == 1

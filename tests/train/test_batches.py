@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from floodcache.prompts import PROMPTS, PromptOptions
-from floodcache.train.batches import make_batches
+from floodcache.train.batches import PromptDraw, make_batches
 
 
 class FakeViews:
@@ -26,7 +26,7 @@ def test_views_without_water_are_skipped_for_oracle_prompts_only():
     targets[0, 10:50, 20:80] = 1  # only view 0 has water
     for name, expected_skips in (("box", 2), ("point", 2), ("none", 0)):
         batches, skipped = make_batches(
-            [PROMPTS[name]], FakeViews(targets), 0, 1, PromptOptions(), 8, True
+            [PROMPTS[name]], FakeViews(targets), PromptDraw(0, 1, PromptOptions()), 8, True
         )
         assert skipped == expected_skips
         assert sum(len(index) for _, index, _ in batches) == 3 - expected_skips
@@ -36,7 +36,9 @@ def test_prompts_land_on_the_water_in_the_input_frame():
     """A low-res water pixel (row 10, col 20) maps to input pixels 40..43 x 80..83."""
     targets = np.zeros((1, 256, 256), np.uint8)
     targets[0, 10, 20] = 1
-    batches, _ = make_batches([PROMPTS["box"]], FakeViews(targets), 0, 1, PromptOptions(), 8, False)
+    batches, _ = make_batches(
+        [PROMPTS["box"]], FakeViews(targets), PromptDraw(0, 1, PromptOptions()), 8, False
+    )
     x0, y0, x1, y1 = batches[0][2][0].box
     assert 80 <= x0 <= x1 <= 83 and 40 <= y0 <= y1 <= 43
 
@@ -51,7 +53,7 @@ def test_the_first_epoch_goes_window_by_window_in_reading_order(monkeypatch):
     mix = [PROMPTS["box"], PROMPTS["none"]]
 
     def first_epoch():
-        return make_batches(mix, FakeViews(targets), 3, 1, PromptOptions(), 3, True)[0]
+        return make_batches(mix, FakeViews(targets), PromptDraw(3, 1, PromptOptions()), 3, True)[0]
 
     batches = first_epoch()
     needed = [int(index.max()) for _, index, _ in batches]
@@ -60,7 +62,7 @@ def test_the_first_epoch_goes_window_by_window_in_reading_order(monkeypatch):
     assert windows == sorted(windows) and needed[0] < 4  # the first batch: the first window
     assert sorted(np.concatenate([index for _, index, _ in batches]).tolist()) == list(range(10))
     assert [index.tolist() for _, index, _ in first_epoch()] == [i.tolist() for _, i, _ in batches]
-    later = make_batches(mix, FakeViews(targets), 3, 2, PromptOptions(), 3, True)[0]
+    later = make_batches(mix, FakeViews(targets), PromptDraw(3, 2, PromptOptions()), 3, True)[0]
     assert any(int(i.max()) // 4 != int(i.min()) // 4 for _, i, _ in later)  # across windows
 
 

@@ -8,6 +8,7 @@ import json
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -16,10 +17,13 @@ import torch
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.sam import decoder
+from floodcache.sam.checkpoints import CheckpointError
+from floodcache.sam.model import save_weights
 from floodcache.train.config import TrainConfig
-from floodcache.train.run import run_train
+from floodcache.train.run import Progress, run_train
 from floodcache.train.trainer import DecoderTrainer
-from tests.helpers import PROJECT, press_ctrl_c, start_interruptible
+from floodcache.utils.identity import identity_fields
+from tests.helpers import PROJECT, RUN_CHANGES, press_ctrl_c, start_interruptible
 
 
 def train(cache, out, prompt, **overrides):
@@ -145,3 +149,23 @@ def test_bf16_training_learns_and_fp16_is_refused(train_cache, tmp_path):
     assert record["config"]["precision"] == "bf16"
     with pytest.raises(ValueError, match="fp32 or bf16"):
         train(train_cache, tmp_path / "fp16", "box", epochs=1, precision="fp16")
+
+
+def test_every_identity_field_must_match_to_resume_an_unfinished_run(
+    train_cache, tiny_cache, tmp_path
+):
+    config = TrainConfig(train_cache, tmp_path / "run", epochs=1, precision="fp32", progress=False)
+    assert set(RUN_CHANGES) == set(identity_fields(TrainConfig)), "give each field a change"
+    with Cache.open(train_cache) as cache:
+        unfinished = Progress(config, cache)
+        unfinished.folder.mkdir()
+        save_weights({"identity": unfinished.identity}, unfinished.folder / "state.pt")
+        trainer = DecoderTrainer(cache, config)
+        for name, value in RUN_CHANGES.items():
+            with pytest.raises(CacheError, match=f"\n  {name}: run has"):
+                Progress(replace(config, **{name: value}), cache).resume(trainer)
+        # the same identity goes on to load the state (this one holds no decoder)
+        with pytest.raises(CheckpointError, match="not a whole training state"):
+            Progress(replace(config, memory_fraction=0.1), cache).resume(trainer)
+    with Cache.open(tiny_cache) as other, pytest.raises(CacheError, match="cache_fingerprint"):
+        Progress(config, other).resume(trainer)

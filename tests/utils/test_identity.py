@@ -3,6 +3,9 @@ from pathlib import Path
 
 import pytest
 
+from floodcache.embed.config import EmbedConfig
+from floodcache.evaluate.config import EvaluateConfig
+from floodcache.train.config import TrainConfig
 from floodcache.utils.identity import (
     identity_fields,
     identity_of,
@@ -59,3 +62,20 @@ def test_a_changed_identity_field_is_refused_with_its_difference_and_the_fix():
         )
     assert "seed: has 0, asked 1" in str(raised.value)
     assert str(raised.value).endswith("use --overwrite")
+
+
+@dataclass
+class Later:
+    seed: int = setting(0, identity=True)
+    recipe: Recipe = setting(default_factory=Recipe, identity=True, omit_default=True)
+
+
+def test_a_field_added_later_stays_out_of_the_identity_at_its_default():
+    assert identity_of(Later(seed=2)) == {"seed": 2}  # as artifacts made before it recorded
+    assert identity_of(Later(recipe=Recipe(2.0))) == {"seed": 0, "recipe": {"scale": 2.0}}
+
+
+@pytest.mark.parametrize("config_class", [EmbedConfig, TrainConfig, EvaluateConfig])
+def test_every_field_of_an_artifact_config_says_whether_it_makes_the_artifact(config_class):
+    assert undeclared_fields(config_class) == [], "declare each with setting(..., identity=)"
+    assert identity_fields(config_class)  # and some do
