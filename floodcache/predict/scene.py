@@ -24,9 +24,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from floodcache import runtime as distributed
 from floodcache.data.raster import Region, Scene
-from floodcache.embed import distributed
-from floodcache.embed.distributed import Group
 from floodcache.predict.config import SceneConfig
 from floodcache.predict.geotiff import (
     MASK,
@@ -39,6 +38,7 @@ from floodcache.predict.geotiff import (
 from floodcache.predict.polygons import MaskSummary, summarize
 from floodcache.predict.segmenter import Segmenter, warn_if_not_prompt_free
 from floodcache.predict.tiles import RowBlender, TilePlan, plan_tiles
+from floodcache.runtime import Group
 from floodcache.sam.preprocess import resize_to_input
 from floodcache.utils.ahead import submit_ahead
 

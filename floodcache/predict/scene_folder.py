@@ -14,15 +14,15 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from floodcache import runtime as distributed
 from floodcache.data import pairs, raster
-from floodcache.embed import distributed
-from floodcache.embed.distributed import Group
 from floodcache.predict.config import SceneConfig
 from floodcache.predict.folder import SUMMARY, claim, read_summary, write_summary
 from floodcache.predict.geotiff import gdal_env
 from floodcache.predict.polygons import MaskSummary, summarize
 from floodcache.predict.scene import SceneOutputs, check_scene, predict_scene
 from floodcache.predict.segmenter import Segmenter, warn_if_not_prompt_free
+from floodcache.runtime import Group
 
 log = logging.getLogger(__name__)
 
