@@ -16,7 +16,13 @@ from floodcache.embed.clocks import HostClock, Timing, WaitClock
 from floodcache.embed.config import EmbedConfig
 from floodcache.embed.part_writer import Assembler, PartWriter
 from floodcache.embed.plan import pending_batches
-from floodcache.embed.readers import ReaderTimes, default_workers, described, read_batches
+from floodcache.embed.readers import (
+    Handover,
+    ReaderTimes,
+    default_workers,
+    described,
+    read_batches,
+)
 from floodcache.runtime import Runtime
 from floodcache.sam.batch_encoder import BatchEncoder, default_batch_size
 from floodcache.sam.modeling import Sam
@@ -138,10 +144,9 @@ def _stream(
     # The readers' pixels are borrowed: the encoder is done with a batch's when it asks for
     # the next but one (`stream`), and on CUDA they go to the GPU straight from the readers'
     # page-locked memory.
-    cuda, times = device.type == "cuda", written.readers
-    batches = read_batches(
-        share.batches, job.pairs, config, share.workers, borrow=True, pin=cuda, times=times
-    )
+    cuda = device.type == "cuda"
+    handover = Handover(borrow=True, pin=cuda, times=written.readers)
+    batches = read_batches(share.batches, job.pairs, config, share.workers, handover)
     readers = WaitClock(batches)
     with PartWriter(writer, written, assembler, pin=cuda) as parts:
         # On CUDA the embeddings come straight into the writers' memory
