@@ -8,6 +8,7 @@ without importing torch, torchvision or albumentations.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 
@@ -55,13 +56,19 @@ ON_MISMATCH = ("exclude", "resize")  # a mask whose size differs from its image'
 MAX_PIXELS = 100_000_000
 
 
-def check_choice(value, choices, option: str) -> None:
+class OptionConflict(ValueError):
+    """Options that do not go together, or one given where it means nothing (a scene's tile
+    for a photo): refused, never dropped, as a wrong use of the command rather than a
+    failure of its work."""
+
+
+def check_choice(value: object, choices: Iterable, option: str) -> None:
     """ValueError naming `option` and its choices unless `value` is one of them."""
     if value not in choices:
         raise ValueError(f"{option} must be one of {', '.join(map(str, choices))}, not {value!r}")
 
 
-def check_at_least(value, least, option: str) -> None:
+def check_at_least(value: float | None, least: float, option: str) -> None:
     """ValueError naming `option` unless `value` (when given) is at least `least`."""
     if value is not None and not value >= least:
         raise ValueError(f"{option} must be at least {least}, not {value!r}")

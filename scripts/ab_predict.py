@@ -57,7 +57,7 @@ def compare(args: argparse.Namespace, old: ModuleType, tmp: Path) -> None:
     torch.manual_seed(0)
     sam = build_sam(args.model_type)
     config = predict_folder(sam, args.model_type, None, data_dir, args.images, tmp)
-    config.device = args.device
+    config.model.device = args.device
 
     def run(module, name: str) -> float:
         settings = vars(replace(config, out=tmp / name))

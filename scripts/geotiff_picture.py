@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 from geotiff_memory import SCENE, random_run  # noqa: E402
 
-from floodcache.predict.config import SceneConfig  # noqa: E402
+from floodcache.predict.config import ModelConfig, SceneConfig  # noqa: E402
 from floodcache.predict.scene import run_predict_scene  # noqa: E402
 
 COLOURS = {0: ("#d9c8a0", "land (0)"), 1: ("#2c7fb8", "water (1)"), 255: ("#ffffff", "no data")}
@@ -44,7 +44,8 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         checkpoint, run = random_run(Path(tmp), args.model_type)
-        config = SceneConfig(checkpoint, run, args.scene, Path(tmp) / "water.tif", device="cpu")
+        model = ModelConfig(checkpoint, run, "cpu")
+        config = SceneConfig(model, args.scene, Path(tmp) / "water.tif")
         run_predict_scene(config)
         with rasterio.open(config.out) as mask, rasterio.open(args.scene) as scene:
             values, pixels = mask.read(1), scene.read().transpose(1, 2, 0)

@@ -109,15 +109,14 @@ def zoo_report(zoo) -> audit.AuditReport:
 def geo_prediction(tiny_checkpoint, finetuned_run, tmp_path_factory):
     """(config, result) of `predict` on the real scene: 4 tiles of 512 px overlapping by 64 or
     more, with its polygons and float16 probabilities."""
-    from floodcache.predict.config import SceneConfig
+    from floodcache.predict.config import ModelConfig, SceneConfig
     from floodcache.predict.scene import run_predict_scene
 
     if not GEO_SCENE.exists():
         pytest.skip("needs ../shared/geo")
     out = tmp_path_factory.mktemp("geo")
     config = SceneConfig(
-        tiny_checkpoint,
-        finetuned_run,
+        ModelConfig(tiny_checkpoint, finetuned_run),
         GEO_SCENE,
         out / "water.tif",
         polygons=out / "water.geojson",

@@ -20,7 +20,13 @@ from floodcache.data.synthetic import write_scene
 from floodcache.embed.background import background_processes
 from floodcache.embed.config import EmbedConfig
 from floodcache.embed.plan import pending_batches, plan_embed
-from floodcache.embed.readers import ReaderTimes, default_workers, described, read_batches
+from floodcache.embed.readers import (
+    Handover,
+    ReaderTimes,
+    default_workers,
+    described,
+    read_batches,
+)
 from floodcache.embed.run import run_embed
 from floodcache.sam.fast_encoder import compile_wanted, default_attention
 from floodcache.sam.precision import resolve_precision
@@ -53,7 +59,12 @@ def _images(config: BenchConfig, augment: int) -> int:
 
 
 def embed_settings(
-    config: BenchConfig, data_dir: Path, augment: int, cache: Path, device, resize: str
+    config: BenchConfig,
+    data_dir: Path,
+    augment: int,
+    cache: Path,
+    device: torch.device,
+    resize: str,
 ) -> EmbedConfig:
     """embed's settings for bench's views, as a user gets them by default, but for all
     views in training (so that each image gets its augmented views) and no progress bar."""
@@ -77,7 +88,12 @@ def embed_settings(
 
 
 def embed_stage(
-    config: BenchConfig, data_dir: Path, augment: int, cache: Path, device, resize: str
+    config: BenchConfig,
+    data_dir: Path,
+    augment: int,
+    cache: Path,
+    device: torch.device,
+    resize: str,
 ):
     """`embed` end to end with `resize`, in this process (its reader processes are its own),
     with the settings a user gets by default; on a GPU compiled, as a long run is. Then its
@@ -116,7 +132,7 @@ def _readers(settings: EmbedConfig, batch_size: int, workers: int) -> Row:
     pending = pending_batches(plan, set(), batch_size)
     times = ReaderTimes()
     views, first = 0, None  # (views, time, reader times) once the first batch is read
-    for batch in read_batches(pending, pairs, settings, workers, borrow=True, times=times):
+    for batch in read_batches(pending, pairs, settings, workers, Handover(True, times=times)):
         views += len(batch)
         if first is None:
             first = (views, time.perf_counter(), replace(times))

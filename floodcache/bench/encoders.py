@@ -6,13 +6,14 @@ and decoded-mask IoU against the reference."""
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 from segment_anything import SamPredictor
 
+from floodcache.bench.config import BenchConfig
 from floodcache.bench.table import Bench, PeakMemory, Row, timed
 from floodcache.data.pairs import find_pairs, load_pair
 from floodcache.data.views import make_view
@@ -26,6 +27,7 @@ from floodcache.sam.fast_encoder import (
     default_attention,
     fast_image_encoder,
 )
+from floodcache.sam.modeling import Sam
 from floodcache.sam.preprocess import lowres_target, resize_to_input, valid_lowres
 from floodcache.train.trainer import losses
 
@@ -65,7 +67,9 @@ def bench_views(data_dir: Path, augment: int, count: int) -> list[View]:
     return views
 
 
-def reference_stages(sam, views: list[View], device: torch.device) -> tuple[Row, Row, torch.Tensor]:
+def reference_stages(
+    sam: Sam, views: list[View], device: torch.device
+) -> tuple[Row, Row, torch.Tensor]:
     """SamPredictor one image at a time, each followed by one decoder training step (after
     one untimed view)."""
     predictor = SamPredictor(sam)
@@ -120,23 +124,40 @@ def _reference_step(sam, mask_decoder, optimizer, features: torch.Tensor, view: 
     return step
 
 
-def encoders(bench: Bench, sam, views, reference: torch.Tensor, device, config) -> None:
+def encoders(
+    bench: Bench,
+    sam: Sam,
+    views: list[View],
+    reference: torch.Tensor,
+    device: torch.device,
+    config: BenchConfig,
+) -> None:
     """The encoder alone, batched: SAM's attention, then the fast path, in each precision."""
     precisions = ["fp32", "bf16", "fp16"] if device.type == "cuda" else ["fp32", "bf16"]
     low, compiled = _fast_precision(device), compile_wanted(device)
     mask = "mask"
-    variants = []  # (precision, fast, compiled, attention)
+    variants: list[Variant] = []
     if not (compiled and "eager-encoders" in config.skip):
-        variants = [(p, fast, False, mask) for fast in (False, True) for p in precisions]
+        variants = [Variant(p, fast, False, mask) for fast in (False, True) for p in precisions]
         if device.type == "cuda":  # the folded attention, CUDA's default (slower on a CPU)
-            variants.append((low, True, False, "folded"))
+            variants.append(Variant(low, True, False, "folded"))
     if compiled:  # each way of adding the relative-position term, compiled
         attentions = ATTENTIONS
         if "mask-encoders" in config.skip:
             attentions = [default_attention(device)]
-        variants += [(low, True, True, attention) for attention in attentions]
+        variants += [Variant(low, True, True, attention) for attention in attentions]
     for variant in variants:
-        bench.add(_encoder_row(sam, views, reference, device, config, *variant))
+        bench.add(_encoder_row(sam, views, reference, device, config, variant))
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the image encoder that the bench times."""
+
+    precision: str
+    fast: bool  # the fast encoder, else SAM's own attention
+    compile: bool
+    attention: str  # the fast encoder's relative-position term (a key of ATTENTIONS)
 
 
 def fast_stage(attention: str, compiled: bool) -> str:
@@ -145,9 +166,15 @@ def fast_stage(attention: str, compiled: bool) -> str:
 
 
 def _encoder_row(
-    sam, views, reference, device, config, precision: str, fast: bool, compile: bool, attention
+    sam: Sam,
+    views: list[View],
+    reference: torch.Tensor,
+    device: torch.device,
+    config: BenchConfig,
+    variant: Variant,
 ) -> Row:
     """One encoder variant over all views; the first ACCURACY_VIEWS results are kept."""
+    precision, fast, compile, attention = astuple(variant)
     batches = BatchEncoder(
         sam,
         device,

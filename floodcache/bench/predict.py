@@ -16,7 +16,7 @@ import torch
 
 from floodcache.bench.table import PeakMemory, Row
 from floodcache.data.decode import read_image
-from floodcache.predict.config import FolderConfig, SceneConfig
+from floodcache.predict.config import FolderConfig, ModelConfig, SceneConfig
 from floodcache.predict.folder import run_predict_folder
 from floodcache.predict.scene import run_predict_scene
 from floodcache.prompts import parse_prompts
@@ -31,7 +31,7 @@ from floodcache.utils.hashing import sha256_file
 def predict_stage(folder: FolderConfig, device: torch.device) -> Row:
     """`run_predict_folder` on `predict_folder`'s images (views/s: images a second after SAM
     is ready; the note gives the whole run's, loading included)."""
-    config = replace(folder, device=str(device))
+    config = replace(folder, model=replace(folder.model, device=str(device)))
     with PeakMemory(device) as peak:
         result = run_predict_folder(config)
     note = (
@@ -55,14 +55,8 @@ def geotiff_stage(folder: FolderConfig, count: int, tmp: Path, device: torch.dev
     the folder's images, with the default overlap (views/s: tiles a second after SAM is
     ready; the note gives the whole run's, reading and writing the COG included)."""
     scene = bench_scene(sorted(Path(folder.images).iterdir()), count, tmp / "predict-scene.tif")
-    config = SceneConfig(
-        folder.checkpoint,
-        folder.decoder,
-        scene,
-        tmp / "predict-scene-water.tif",
-        device=str(device),
-        progress=False,
-    )
+    model = replace(folder.model, device=str(device))
+    config = SceneConfig(model, scene, tmp / "predict-scene-water.tif", progress=False)
     with PeakMemory(device) as peak:
         result = run_predict_scene(config)
     note = (
@@ -122,4 +116,4 @@ def predict_folder(
     images.mkdir()
     for image in sorted((Path(data_dir) / "Image").iterdir())[:count]:
         (images / image.name).symlink_to(image.resolve())
-    return FolderConfig(checkpoint, run, images, tmp / "predict-masks", progress=False)
+    return FolderConfig(ModelConfig(checkpoint, run), images, tmp / "predict-masks", progress=False)

@@ -11,6 +11,7 @@ from floodcache.bench.config import BenchConfig
 from floodcache.bench.table import PeakMemory, Row, timed
 from floodcache.cache.reader import Cache
 from floodcache.prompts import PROMPTS, PromptOptions
+from floodcache.runtime import Runtime
 from floodcache.train.batches import Views, lowres_prompt
 from floodcache.train.config import TrainConfig
 from floodcache.train.trainer import DecoderTrainer
@@ -28,7 +29,7 @@ def train_row(config: BenchConfig, cache: Path, device: torch.device, precision:
         index = index[[p is not None for p in prompts]]
         prompts = [p for p in prompts if p is not None]
         settings = TrainConfig(cache, cache.parent, device=str(device), precision=precision)
-        trainer = DecoderTrainer(opened, settings)
+        trainer = DecoderTrainer(opened, settings, Runtime(device, precision))
         trainer.step(strategy, views, index, prompts, train=True)  # warm-up, untimed
 
         def run() -> None:

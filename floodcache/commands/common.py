@@ -10,6 +10,7 @@ import inspect
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -20,7 +21,13 @@ from floodcache.data.download import DownloadError
 from floodcache.data.raster import SCALES, RasterReading, UnreadableRaster
 from floodcache.embed.background import ReaderDied
 from floodcache.sam.checkpoints import CheckpointError
-from floodcache.settings import AUTO_PRECISION, ON_MISMATCH, RESIZE_METHODS, STAGE_PRECISIONS
+from floodcache.settings import (
+    AUTO_PRECISION,
+    ON_MISMATCH,
+    RESIZE_METHODS,
+    STAGE_PRECISIONS,
+    OptionConflict,
+)
 
 USER_ERRORS = (
     CacheError,
@@ -41,16 +48,18 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM (`kill`, a job scheduler's time limit): stops a command as Ctrl-C does."""
 
 
-def user_errors(command):
+def user_errors(command: Callable) -> Callable:
     """Turn the library's expected errors, and a file system's (an output folder that cannot
     be written, a full disk), into a clean message and a non-zero exit; stop on Ctrl-C or
     SIGTERM keeping the finished work."""
 
     @functools.wraps(command)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: object, **kwargs: object) -> object:
         try:
             with _sigterm_as_interrupt():
                 return command(*args, **kwargs)
+        except OptionConflict as err:  # the command's usage, as click shows a wrong option
+            raise click.UsageError(str(err)) from err
         except USER_ERRORS as err:
             raise click.ClickException(str(err)) from err
         except OSError as err:
@@ -70,7 +79,7 @@ def user_errors(command):
 def _sigterm_as_interrupt():
     """SIGTERM raises `Terminated` in this (the main) thread while the command runs."""
 
-    def terminate(signum, frame):
+    def terminate(signum: int, frame: object) -> None:
         raise Terminated
 
     if threading.current_thread() is not threading.main_thread():
@@ -95,7 +104,7 @@ def _file_system_error(err: OSError) -> str:
     return f"{where}{err.strerror or err}; {fix}"
 
 
-def default(source, name: str):
+def default(source: object, name: str) -> object:
     """The default of `name` in `source`: a config dataclass (or an instance of one, for a
     nested config), or a function's keyword."""
     if inspect.isfunction(source):
@@ -103,25 +112,33 @@ def default(source, name: str):
     return getattr(source, name)
 
 
-def option(*flags: str, source, name: str | None = None, **settings):
+def option(
+    *flags: str, source: object, name: str | None = None, unset: bool = False, **settings: object
+):
     """A click option whose default is `source`'s (see `default`), shown in --help. `name`:
-    the config field, when it is not the option's own name."""
+    the config field, when it is not the option's own name. `unset`: the option is None
+    when not given (the config tells it from its default, and refuses it where it means
+    nothing), its default still shown in --help."""
     field = name or flags[-1].lstrip("-").replace("-", "_")
+    value = default(source, field)
+    if unset:  # click would show the None it is given
+        settings["help"] = f"{settings.get('help', '')} [default: {value}]".strip()
+        return click.option(*flags, field, default=None, **settings)
     settings.setdefault("show_default", True)
-    return click.option(*flags, field, default=default(source, field), **settings)
+    return click.option(*flags, field, default=value, **settings)
 
 
-def with_options(command, options: list):
+def with_options(command: Callable, options: list) -> Callable:
     """Apply click options to `command`, the first of the list shown first in --help."""
     for each in reversed(options):
         command = each(command)
     return command
 
 
-def data_options(source):
+def data_options(source: object) -> Callable:
     """--data / --images / --masks / --on-mismatch, with `source`'s default for the last."""
 
-    def apply(command):
+    def apply(command: Callable) -> Callable:
         return with_options(
             command,
             [
@@ -157,7 +174,7 @@ def data_options(source):
     return apply
 
 
-def max_pixels_option(source):
+def max_pixels_option(source: object) -> Callable:
     return option(
         "--max-pixels",
         source=source,
@@ -167,7 +184,7 @@ def max_pixels_option(source):
     )
 
 
-def precision_option(source, stage: str, help: str):
+def precision_option(source: object, stage: str, help: str) -> Callable:
     return option(
         "--precision",
         source=source,
@@ -185,7 +202,7 @@ RESIZE_HELP = (
 )
 
 
-def resize_option(source):
+def resize_option(source: object) -> Callable:
     return option(
         "--resize", source=source, type=click.Choice(list(RESIZE_METHODS)), help=RESIZE_HELP
     )
@@ -201,8 +218,9 @@ def _band_numbers(ctx, param, value: str | None) -> tuple[int, ...] | None:
         raise click.BadParameter(f"{value!r}: give band numbers, e.g. 3,2,1") from None
 
 
-def raster_options(command):
-    """--bands / --scale: how georeferenced rasters (GeoTIFF...) are shown to SAM."""
+def raster_options(command: Callable, unset: bool = False) -> Callable:
+    """--bands / --scale: how georeferenced rasters (GeoTIFF...) are shown to SAM (`unset`:
+    None when not given, see `option`)."""
     return with_options(
         command,
         [
@@ -216,6 +234,7 @@ def raster_options(command):
             option(
                 "--scale",
                 source=RasterReading,
+                unset=unset,
                 type=click.Choice(list(SCALES)),
                 help="Georeferenced rasters: how values become 8 bits. auto: uint8 as it is, "
                 "others by percentile; percentile: per band, the 2nd to 98th percentile of "

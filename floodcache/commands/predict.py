@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,10 +20,15 @@ from floodcache.commands.common import (
     user_errors,
     with_options,
 )
-from floodcache.data.raster import RasterReading
-from floodcache.predict.config import FolderConfig, PredictConfig, SceneConfig
+from floodcache.predict.config import ModelConfig, PhotoConfig, PredictConfig, SceneConfig
 from floodcache.predict.geotiff import PROBABILITIES
 from floodcache.predict.tiles import MIN_TILE
+
+if TYPE_CHECKING:
+    from floodcache.predict.folder import FolderResult
+    from floodcache.predict.scene import SceneResult
+    from floodcache.predict.scene_folder import ScenesResult
+    from floodcache.predict.segmenter import Prediction
 
 CHECKPOINT_OPTION = click.option(
     "--checkpoint",
@@ -40,7 +48,7 @@ def _numbers(text: str) -> tuple[float, ...]:
 
 
 def _coordinates(count: int):
-    def parse(ctx, param, value):
+    def parse(ctx: click.Context, param: click.Parameter, value: object) -> object:
         texts = value if param.multiple else [value] if value else []
         values = [_numbers(text) for text in texts]
         for v in values:
@@ -51,7 +59,7 @@ def _coordinates(count: int):
     return parse
 
 
-def scene_options(command):
+def scene_options(command: Callable) -> Callable:
     """The options of georeferenced rasters (scenes) alone."""
     return with_options(
         command,
@@ -59,6 +67,7 @@ def scene_options(command):
             option(
                 "--tile",
                 source=SceneConfig,
+                unset=True,
                 type=click.IntRange(MIN_TILE),
                 help="Rasters: tile side in pixels at the scene's resolution (1024: SAM's "
                 "input, no resize).",
@@ -66,11 +75,12 @@ def scene_options(command):
             option(
                 "--overlap",
                 source=SceneConfig,
+                unset=True,
                 type=click.IntRange(0),
                 help="Rasters: pixels shared by neighbouring tiles, where their logits are "
                 "blended (at most half of --tile).",
             ),
-            raster_options,
+            functools.partial(raster_options, unset=True),
             click.option(
                 "--polygons",
                 type=PATH,
@@ -80,6 +90,7 @@ def scene_options(command):
             option(
                 "--min-area",
                 source=SceneConfig,
+                unset=True,
                 type=click.FloatRange(0),
                 help="Rasters: leave water polygons smaller than this (m2) out of --polygons.",
             ),
@@ -91,16 +102,13 @@ def scene_options(command):
             option(
                 "--probability-dtype",
                 source=SceneConfig,
+                unset=True,
                 type=click.Choice(list(PROBABILITIES)),
                 help="Rasters: uint8 is P(water) x 254 (255 no data); float16 is P(water) "
                 "(NaN no data).",
             ),
         ],
     )
-
-
-SCENE_ONLY = ("tile", "overlap", "bands", "scale", "polygons", "min_area", "probabilities")
-SCENE_ONLY += ("probability_dtype",)
 
 
 @click.command()
@@ -141,12 +149,19 @@ SCENE_ONLY += ("probability_dtype",)
     is_flag=True,
     help="Replace an existing --out (a folder's masks: predict them all again).",
 )
-@precision_option(PredictConfig, "encoder", ENCODER_PRECISION_HELP)
-@max_pixels_option(PredictConfig)
+@precision_option(ModelConfig, "encoder", ENCODER_PRECISION_HELP)
+@max_pixels_option(PhotoConfig)
 @click.option("--device", help=DEVICE_HELP)
 @scene_options
 @user_errors
-def predict(image, points, background, box, **run) -> None:
+def predict(
+    checkpoint: Path,
+    decoder: Path,
+    image: Path,
+    device: str | None,
+    precision: str,
+    **options: object,
+) -> None:
     """Segment the water in a new image, or each image of a folder, with a fine-tuned decoder.
 
     No prompt: prompt-free (train the decoder with `none` among its --train-prompts). A
@@ -161,77 +176,44 @@ def predict(image, points, background, box, **run) -> None:
     (or --image photos/ --out water/, or --image scene.tif --out water.tif
     --polygons water.geojson)
     """
-    scene_only = {name: run.pop(name) for name in SCENE_ONLY}
-    if _georeferenced(image):
-        if points or background or box:
-            raise click.UsageError("--point, --background and --box are for photos")
-        _predict_scenes(image, scene_only, run)
-        return
-    given = [name for name in SCENE_ONLY if _given(name)]
-    if given:
-        flag = "--" + given[0].replace("_", "-")
-        raise click.UsageError(f"{flag} is for georeferenced rasters; {image} holds none")
-    if image.is_dir():
-        if points or background or box:
-            raise click.UsageError(
-                "--point, --background and --box are for one image; give --image FILE"
-            )
-        from floodcache.predict.folder import run_predict_folder
+    from floodcache.predict.run import run_predict
 
-        result = run_predict_folder(FolderConfig(images=image, **run))
-        click.echo(
-            f"{result.out}: {result.predicted} images segmented, {len(result.kept)} kept from "
-            f"an earlier run, {len(result.unreadable)} unreadable ({result.seconds:.1f} s); "
-            f"water fraction per image in {result.summary}"
-        )
-        return
-    from floodcache.predict.segmenter import run_predict
-
-    config = PredictConfig(image=image, points=points, background=background, box=box, **run)
+    model = ModelConfig(checkpoint, decoder, device, precision)
+    config = PredictConfig(model, image, **options)
     result = run_predict(config)
-    click.echo(
-        f"{result.out}: {result.mask.mean():.1%} water, SAM's predicted IoU {result.score:.3f}"
+    line = LINES[type(result).__name__](result)
+    if line:
+        click.echo(line)
+
+
+def photo_line(result: Prediction) -> str:
+    return f"{result.out}: {result.mask.mean():.1%} water, SAM's predicted IoU {result.score:.3f}"
+
+
+def folder_line(result: FolderResult) -> str:
+    return (
+        f"{result.out}: {result.predicted} images segmented, {len(result.kept)} kept from "
+        f"an earlier run, {len(result.unreadable)} unreadable ({result.seconds:.1f} s); "
+        f"water fraction per image in {result.summary}"
     )
 
 
-def _given(name: str) -> bool:
-    source = click.get_current_context().get_parameter_source(name)
-    return source == click.core.ParameterSource.COMMANDLINE
+def scenes_line(result: ScenesResult) -> str | None:
+    """A folder of scenes' line; None but from rank 0, under torchrun."""
+    if result.rank != 0:
+        return None
+    return (
+        f"{result.out}: {result.predicted} scenes segmented, {len(result.kept)} kept "
+        f"from an earlier run, {len(result.unreadable)} not usable "
+        f"({result.seconds:.1f} s); water area per scene in {result.summary}"
+    )
 
 
-def _georeferenced(image: Path) -> bool:
-    """A raster with a CRS, or a folder holding one."""
-    from floodcache.data.raster import georeferenced
-
-    if not image.is_dir():
-        return georeferenced(image)
-    return any(georeferenced(path) for path in sorted(image.iterdir()) if path.is_file())
-
-
-def _predict_scenes(image: Path, options: dict, run: dict) -> None:
-    raster = RasterReading(options.pop("bands"), options.pop("scale"))
-    run.pop("max_pixels")  # a scene is read window by window: its size costs no memory
-    config = SceneConfig(image=image, raster=raster, **options, **run)
-    if image.is_dir():
-        from floodcache.predict.scene_folder import run_predict_scenes
-
-        result = run_predict_scenes(config)
-        if result.rank == 0:
-            click.echo(
-                f"{result.out}: {result.predicted} scenes segmented, {len(result.kept)} kept "
-                f"from an earlier run, {len(result.unreadable)} not usable "
-                f"({result.seconds:.1f} s); water area per scene in {result.summary}"
-            )
-        return
-    from floodcache.predict.scene import run_predict_scene
-
-    result = run_predict_scene(config)
-    if result.summary is not None:  # under torchrun, rank 0 wrote the outputs and speaks
-        click.echo(scene_line(result))
-
-
-def scene_line(result) -> str:
-    """The summary line of one scene."""
+def scene_line(result: SceneResult) -> str | None:
+    """The summary line of one scene; None but from rank 0 (which wrote the outputs),
+    under torchrun."""
+    if result.summary is None:
+        return None
     summary, polygons = result.summary, ""
     if result.outputs.polygons:
         polygons = f"; {summary.polygons} polygons in {result.outputs.polygons}"
@@ -243,13 +225,22 @@ def scene_line(result) -> str:
     )
 
 
+# Each result's line, by its class's name (the classes import torch; --help must not).
+LINES = {
+    "Prediction": photo_line,
+    "FolderResult": folder_line,
+    "SceneResult": scene_line,
+    "ScenesResult": scenes_line,
+}
+
+
 @click.command()
 @CHECKPOINT_OPTION
 @DECODER_OPTION
 @click.option("--out", type=PATH, required=True, help="The merged checkpoint (.pth).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @user_errors
-def export(checkpoint, decoder, out, overwrite) -> None:
+def export(checkpoint: Path, decoder: Path, out: Path, overwrite: bool) -> None:
     """Write a full SAM checkpoint with the fine-tuned mask decoder merged in.
 
     segment-anything loads it: sam_model_registry["vit_b"](checkpoint=OUT).

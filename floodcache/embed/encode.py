@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field, replace
 
-import torch
 from tqdm import tqdm
 
 from floodcache.cache.writer import CacheWriter
@@ -15,14 +14,33 @@ from floodcache.data.pairs import Pair
 from floodcache.data.views import ViewKey
 from floodcache.embed.clocks import HostClock, Timing, WaitClock
 from floodcache.embed.config import EmbedConfig
-from floodcache.embed.distributed import Group
 from floodcache.embed.part_writer import Assembler, PartWriter
 from floodcache.embed.plan import pending_batches
-from floodcache.embed.readers import ReaderTimes, default_workers, described, read_batches
+from floodcache.embed.readers import (
+    Handover,
+    ReaderTimes,
+    default_workers,
+    described,
+    read_batches,
+)
+from floodcache.runtime import Runtime
 from floodcache.sam.batch_encoder import BatchEncoder, default_batch_size
 from floodcache.sam.modeling import Sam
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class Job:
+    """What one embed process encodes, and with what: the model, the views planned, the pairs
+    they come from, the run's settings, where it runs and its clocks."""
+
+    sam: Sam
+    plan: list[ViewKey]
+    pairs: dict[str, Pair]
+    config: EmbedConfig  # precision resolved, as `runtime.precision`
+    runtime: Runtime
+    timing: Timing
 
 
 @dataclass
@@ -58,34 +76,25 @@ class Written:
         self.bar.update(count)
 
 
-def encode_pending(
-    sam: Sam,
-    plan: list[ViewKey],
-    pairs: dict[str, Pair],
-    config: EmbedConfig,
-    writer: CacheWriter,
-    assembler: Assembler | None,
-    group: Group,
-    device: torch.device,
-    timing: Timing,
-) -> int:
+def encode_pending(job: Job, writer: CacheWriter, assembler: Assembler | None) -> int:
     """Encode this process's share of the pending batches, one part per batch (each handed
     to `assembler`, if any, once written); the views encoded."""
     done = writer.done()
-    share = _share(sam, plan, done, config, group, device)
-    timing.batch_size, timing.workers = share.batch_size, share.workers
+    share = _share(job, done)
+    group, config = job.runtime.group, job.config
+    job.timing.batch_size, job.timing.workers = share.batch_size, share.workers
     log.info(
         "encoding %d views on %s in %s, %d per batch, %s",
         share.views,
-        device,
-        config.precision,
+        job.runtime.device,
+        job.runtime.precision,
         share.batch_size,
         described(share.workers),
     )
     if not share.views:
         return 0
     # One process shows the whole cache's progress; under torchrun each shows its own share.
-    total, initial = (len(plan), len(done)) if group.world == 1 else (share.views, 0)
+    total, initial = (len(job.plan), len(done)) if group.world == 1 else (share.views, 0)
     bar = tqdm(
         total=total,
         initial=initial,
@@ -94,32 +103,36 @@ def encode_pending(
         disable=not config.progress,
         dynamic_ncols=True,
     )
-    written = Written(bar, timing)
+    written = Written(bar, job.timing)
     try:
-        readers, parts = _stream(sam, share, pairs, config, writer, assembler, device, written)
+        readers, parts = _stream(job, share, writer, assembler, written)
     finally:
         bar.close()
     _log_where_time_went(written, readers, parts, share.workers)
     return written.views
 
 
-def _share(sam, plan, done, config: EmbedConfig, group: Group, device) -> Share:
+def _share(job: Job, done: set) -> Share:
     """Size the batches (as asked, else for the device), cut the plan the same way in every
     process, and take this process's share."""
-    sam.image_encoder.to(device)  # before sizing batches: the weights count as used memory
+    config, device, group = job.config, job.runtime.device, job.runtime.group
+    job.sam.image_encoder.to(device)  # before sizing batches: the weights count as used memory
     size = config.batch_size or default_batch_size(device, config.model_type, config.precision)
     size = group.from_leader(size)  # every process cuts the plan the same way
     workers = default_workers() if config.workers is None else config.workers
-    return Share(group.share(pending_batches(plan, done, size)), size, workers)
+    return Share(group.share(pending_batches(job.plan, done, size)), size, workers)
 
 
-def _stream(sam, share: Share, pairs, config, writer, assembler, device, written: Written):
+def _stream(
+    job: Job, share: Share, writer: CacheWriter, assembler: Assembler | None, written: Written
+) -> tuple[WaitClock, PartWriter]:
     """Read, encode and write every batch of the share: (the readers' wait clock, the part
     writer), for the log."""
+    config, device = job.config, job.runtime.device
     # Fast attention (same maths), batches that fit the device's memory, halved on OOM; on
     # CUDA the next batch encodes while the writer processes write this one (`PartWriter`).
     views_encoder = BatchEncoder(
-        sam,
+        job.sam,
         device,
         config.model_type,
         config.precision,
@@ -132,9 +145,8 @@ def _stream(sam, share: Share, pairs, config, writer, assembler, device, written
     # the next but one (`stream`), and on CUDA they go to the GPU straight from the readers'
     # page-locked memory.
     cuda = device.type == "cuda"
-    batches = read_batches(
-        share.batches, pairs, config, share.workers, borrow=True, pin=cuda, times=written.readers
-    )
+    handover = Handover(borrow=True, pin=cuda, times=written.readers)
+    batches = read_batches(share.batches, job.pairs, config, share.workers, handover)
     readers = WaitClock(batches)
     with PartWriter(writer, written, assembler, pin=cuda) as parts:
         # On CUDA the embeddings come straight into the writers' memory

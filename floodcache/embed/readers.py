@@ -216,14 +216,22 @@ class ReaderTimes:
         )
 
 
+@dataclass(frozen=True)
+class Handover:
+    """How the readers hand their batches over (see `read_batches`): borrowed in place,
+    from page-locked memory, their times counted into `times`."""
+
+    borrow: bool = False
+    pin: bool = False
+    times: ReaderTimes | None = None
+
+
 def read_batches(
     batches: list[list[ViewKey]],
     pairs: dict[str, Pair],
     config: EmbedConfig,
     workers: int,
-    borrow: bool = False,
-    pin: bool = False,
-    times: ReaderTimes | None = None,
+    handover: Handover = Handover(),
 ) -> Iterator[list[dict]]:
     """Each batch of views read, augmented and prepared (`ViewDataset`) by `workers` processes
     (none: in this one).
@@ -231,9 +239,9 @@ def read_batches(
     A reader's unit of work is one image's views within a batch (they share one decode); a
     free reader takes the next unit, whichever reader was slow with the last, and the units
     are joined in order into the batches asked. Pixels come back in slots of memory shared
-    with the forked readers (else pickled through pipes). With `borrow`, a batch's arrays
-    read those slots in place, and stay as they are only until `HELD_BATCHES` more batches
-    are asked for; `pin` makes the slots page-locked for CUDA, so that copies to the GPU go
+    with the forked readers (else pickled through pipes). With `handover.borrow`, a batch's
+    arrays read those slots in place, and stay as they are only until `HELD_BATCHES` more
+    batches are asked for; `pin` makes the slots page-locked for CUDA, so that copies to the GPU go
     straight from them without the host's help. OpenCV runs one thread per reader: 15
     readers with one OpenCV thread per core each would fight over the cores.
     """
@@ -257,9 +265,10 @@ def read_batches(
     finally:
         cv2.setNumThreads(threads)
     try:
-        with page_locked(slots.block if slots and pin else None):
+        with page_locked(slots.block if slots and handover.pin else None):
             units = _units_by_batch(batches)
-            yield from _joined(pool, workers, units, slots, borrow, times or ReaderTimes())
+            times = handover.times or ReaderTimes()
+            yield from _joined(pool, workers, units, slots, handover.borrow, times)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 

@@ -18,15 +18,14 @@ from dataclasses import asdict, replace
 from floodcache.cache.format import CacheError, sam_prompt_state
 from floodcache.cache.writer import CacheWriter
 from floodcache.data.audit import AuditReport
-from floodcache.embed import distributed
 from floodcache.embed.clocks import Timing
 from floodcache.embed.config import EmbedConfig, EmbedResult
-from floodcache.embed.encode import encode_pending
+from floodcache.embed.encode import Job, encode_pending
 from floodcache.embed.part_writer import Assembler
 from floodcache.embed.plan import identity_of, plan_embed
+from floodcache.runtime import joined
 from floodcache.sam.checkpoints import resolve_checkpoint
 from floodcache.sam.model import load_or_random_sam
-from floodcache.sam.precision import pick_device, resolve_precision
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +39,8 @@ def run_embed(config: EmbedConfig, audit: AuditReport | None = None) -> EmbedRes
     """
     start = time.perf_counter()
     resolve_checkpoint(config.model_type, config.checkpoint, config.random_weights)
-    group = distributed.join()
-    try:
-        device = pick_device(group.device(config.device))
-        config = replace(config, precision=resolve_precision(config.precision, device))
+    with joined(config.device, config.precision) as runtime:
+        config = replace(config, precision=runtime.precision)
         plan, pairs, excluded = plan_embed(config, audit)
         sam, checkpoint_sha = load_or_random_sam(
             config.model_type, config.checkpoint, config.random_weights
@@ -51,22 +48,21 @@ def run_embed(config: EmbedConfig, audit: AuditReport | None = None) -> EmbedRes
         identity = identity_of(config, checkpoint_sha, plan)
         full_config = {"identity": identity, "run": _run_fields(config), "command": config.command}
         timing = Timing(start)
-        with _open_writer(group, config, identity, full_config) as writer:
+        with _open_writer(runtime.group, config, identity, full_config) as writer:
             embedded = 0
             if writer.already_complete:
                 log.info("%s is complete already; nothing to do", config.cache)
             else:
-                embedded = _fill(sam, plan, pairs, config, writer, group, device, timing)
-                group.barrier()  # the cache is in place before anyone reports success
-    finally:
-        distributed.leave(group)
+                job = Job(sam, plan, pairs, config, runtime, timing)
+                embedded = _fill(job, writer)
+                runtime.group.barrier()  # the cache is in place before anyone reports success
     return EmbedResult(
         config.cache,
         len(plan),
         embedded,
         time.perf_counter() - start,
         excluded,
-        group.rank,
+        runtime.group.rank,
         warmup_seconds=timing.warmup,
         warmup_views=timing.warmup_views,
         finalize_seconds=timing.finalize,
@@ -75,18 +71,17 @@ def run_embed(config: EmbedConfig, audit: AuditReport | None = None) -> EmbedRes
     )
 
 
-def _fill(sam, plan, pairs, config, writer: CacheWriter, group, device, timing: Timing) -> int:
+def _fill(job: Job, writer: CacheWriter) -> int:
     """Encode the pending views and, in the leader, assemble the cache: the leader adds the
     parts as they are written, its own and earlier runs'; the others' are added at the end."""
-    with Assembler(config.cache, plan) if group.leader else nullcontext() as assembler:
+    group = job.runtime.group
+    with Assembler(job.config.cache, job.plan) if group.leader else nullcontext() as assembler:
         for part in writer.part_files() if assembler else []:
             assembler.add(part)
-        embedded = encode_pending(
-            sam, plan, pairs, config, writer, assembler, group, device, timing
-        )
+        embedded = encode_pending(job, writer, assembler)
         group.barrier()  # every share is written
         if assembler:
-            _finish(assembler, sam, writer, timing)
+            _finish(assembler, job.sam, writer, job.timing)
     return embedded
 
 

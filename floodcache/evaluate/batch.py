@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -25,6 +26,9 @@ from floodcache.evaluate.table import SCHEMA
 from floodcache.prompts import PromptOptions, PromptStrategy, make_prompt
 from floodcache.sam.masks import full_masks
 from floodcache.train.runs import DecoderModel
+
+if TYPE_CHECKING:  # evaluate.py, which runs the batches, defines it
+    from floodcache.evaluate.evaluate import Decoders
 
 EVAL_EPOCH = 0  # the prompt stream's epoch at evaluation: the same prompts for every model
 COLUMNS = ("image_id", "view", "split", "image_file", "original_size", "input_size")
@@ -53,28 +57,33 @@ def batch_views(cache: Cache, columns: dict[str, list], part: slice) -> dict:
     return views
 
 
+@dataclass(frozen=True)
+class Trial:
+    """What each batch of an evaluation is asked: every model with every prompt strategy,
+    the prompts drawn from `seed` with `options` (the same for every model)."""
+
+    models: list[DecoderModel]
+    strategies: list[PromptStrategy]
+    seed: int
+    options: PromptOptions
+
+
 @torch.inference_mode()
 def evaluate_batch(
-    decoders,
-    models: list[DecoderModel],
-    strategies: list[PromptStrategy],
-    views: dict,
-    embeddings: torch.Tensor,
-    seed: int,
-    options: PromptOptions,
-    outcome: Outcome,
+    decoders: Decoders, trial: Trial, views: dict, embeddings: torch.Tensor, outcome: Outcome
 ) -> None:
-    """Every strategy and model on `views` (`batch_views`) with their embeddings (on the
-    decoders' device); the rows, masks and seconds go to `outcome`."""
+    """Every strategy and model of `trial` on `views` (`batch_views`) with their embeddings
+    (on the decoders' device); the rows, masks and seconds go to `outcome`."""
+    seed, options = trial.seed, trial.options
     truths = [torch.from_numpy(mask).to(decoders.device) for mask in views["mask"]]
-    for strategy in strategies:
+    for strategy in trial.strategies:
         prompts = [
             make_prompt(strategy, mask, seed, image_id, view, EVAL_EPOCH, options)
             for mask, image_id, view in zip(
                 views["mask"], views["image_id"], views["view"], strict=True
             )
         ]
-        for model in models:
+        for model in trial.models:
             tic = time.perf_counter()
             kept, lowres, scores = decoders.decode(
                 model.name, embeddings, views, prompts, strategy.multimask

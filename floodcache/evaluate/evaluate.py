@@ -40,6 +40,7 @@ from floodcache.cache.verify import check_cache
 from floodcache.evaluate.batch import (
     EVAL_EPOCH,
     Outcome,
+    Trial,
     batch_views,
     evaluate_batch,
     read_columns,
@@ -172,7 +173,7 @@ def _evaluate_views(cache: Cache, models, strategies, rows, config: EvaluateConf
     """Every view of `rows` (ascending) in batches: its embeddings read once, in the
     background and in large reads (`Cache.load_embeddings`)."""
     decoders = Decoders(cache, models, config.device)
-    options = PromptOptions(points=config.points)
+    trial = Trial(models, strategies, config.seed, PromptOptions(points=config.points))
     columns = read_columns(cache, rows)
     loader = cache.load_embeddings(rows)
     outcome = Outcome()
@@ -183,9 +184,7 @@ def _evaluate_views(cache: Cache, models, strategies, rows, config: EvaluateConf
             loader.wait(part.stop)  # checked as read: nothing of a damaged view is used
             views = batch_views(cache, columns, part)
             embeddings = torch.from_numpy(loader.array[part]).to(decoders.device).float()
-            evaluate_batch(
-                decoders, models, strategies, views, embeddings, config.seed, options, outcome
-            )
+            evaluate_batch(decoders, trial, views, embeddings, outcome)
             bar.update(part.stop - part.start)
     finally:
         bar.close()

@@ -4,10 +4,7 @@ folder of masks and a table of each image's water fraction; a stopped run resume
 
 from __future__ import annotations
 
-import csv
 import functools
-import io
-import json
 import logging
 import os
 import time
@@ -22,17 +19,14 @@ from tqdm import tqdm
 
 from floodcache.data import decode, pairs
 from floodcache.predict.config import FolderConfig
+from floodcache.predict.output_folder import SUMMARY, claim, read_summary, record_of, write_summary
 from floodcache.predict.segmenter import Segmenter, warn_if_not_prompt_free, write_mask
 from floodcache.prompts import NO_PROMPT
+from floodcache.runtime import Runtime
 from floodcache.sam.preprocess import resize_to_input
 from floodcache.utils.ahead import submit_ahead
-from floodcache.utils.atomic import write_whole
-from floodcache.utils.differences import refuse_if_different
 
 log = logging.getLogger(__name__)
-
-SUMMARY = "predictions.csv"  # one row per file of the folder
-
 
 SUMMARY_COLUMNS = ("image", "mask", "water_fraction", "sam_iou", "problem")
 
@@ -62,11 +56,10 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     """
     files = _image_files(Path(config.images), Path(config.out))
     start = time.perf_counter()
-    segmenter = Segmenter(
-        config.checkpoint, config.decoder, config.device, config.precision, images=len(files)
-    )
+    runtime = Runtime.resolve(config.model.device, config.model.precision)
+    segmenter = Segmenter(config.model, runtime, images=len(files))
     loaded = time.perf_counter() - start
-    warn_if_not_prompt_free(segmenter.model, config.decoder)
+    warn_if_not_prompt_free(segmenter.model, config.model.decoder)
     run = _FolderRun(config, files, segmenter, start, loaded)
     run.segment_all()
     return run.result
@@ -92,12 +85,17 @@ class _FolderRun:
     order."""
 
     def __init__(
-        self, config: FolderConfig, files: list[Path], segmenter: Segmenter, start, loaded
+        self,
+        config: FolderConfig,
+        files: list[Path],
+        segmenter: Segmenter,
+        start: float,
+        loaded: float,
     ):
         out = Path(config.out)
         self.config, self.files, self.segmenter, self.start = config, files, segmenter, start
         self.masks = {path.name: out / f"{path.stem}.png" for path in files}
-        record = {"decoder": str(segmenter.model.run), "decoder_sha256": segmenter.model.sha256}
+        record = record_of(config, segmenter.model.run, segmenter.model.sha256)
         claim(out, record, list(self.masks.values()), config.overwrite)
         self.result = FolderResult(
             out, out / SUMMARY, 0, precision=segmenter.precision, load_seconds=loaded
@@ -178,9 +176,8 @@ class _FolderRun:
             result.batch_size, result.load_seconds,
         )  # fmt: skip
         try:
-            write_summary(
-                result.summary, [self.rows[p.name] for p in self.files if p.name in self.rows]
-            )
+            rows = [self.rows[p.name] for p in self.files if p.name in self.rows]
+            write_summary(result.summary, rows, SUMMARY_COLUMNS)
         except ValueError as error:  # a full disk, say: what stopped the run matters more
             if finished:
                 raise
@@ -197,44 +194,6 @@ def _read_for_sam(path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[int, i
     """An image file -> (hxwx3 uint8 resized to SAM's input, (H, W) of the image)."""
     image, _ = decode.read_image(path, max_pixels)
     return resize_to_input(image), image.shape[:2]
-
-
-RECORD = "predict.json"  # which decoder (and settings) made the masks of an output folder
-
-
-def claim(out: Path, record: dict, masks: list[Path], overwrite: bool) -> None:
-    """Make `out` this run's, recording its decoder and settings (RECORD), without losing
-    what it holds: the masks of another decoder or other settings, or files predict did not
-    write, are replaced only with `overwrite`. Masks of the same record are kept (a rerun
-    resumes). `record["decoder"]`, the run folder's path, may differ: its sha256 decides.
-
-    With `overwrite` the masks there go first (the record before them), so that a run
-    stopped part way never leaves masks of two decoders under one record."""
-    record_file = out / RECORD
-    if overwrite:
-        for stale in (record_file, out / SUMMARY, *masks):
-            stale.unlink(missing_ok=True)
-    elif record_file.is_file():
-        earlier = json.loads(record_file.read_text())
-        fix = "choose another --out, or pass --overwrite to replace them"
-        if earlier["decoder_sha256"] != record["decoder_sha256"]:
-            raise FileExistsError(
-                f"{out} holds the masks of another decoder ({earlier['decoder']}); {fix}"
-            )
-        same = {key: value for key, value in earlier.items() if key != "decoder"}
-        # as JSON keeps it (tuples become lists), to compare like with like
-        asked = {k: v for k, v in json.loads(json.dumps(record)).items() if k != "decoder"}
-        what = f"{out} holds masks made with other settings"
-        refuse_if_different(same, asked, what, fix, FileExistsError, ("there", "are"))
-    else:
-        there = [mask.name for mask in masks if mask.exists()]
-        if there:
-            raise FileExistsError(
-                f"{out} holds {there[0]} ({len(there)} such files), not written by predict; "
-                "choose another --out, or pass --overwrite to replace them"
-            )
-    content = json.dumps(record, indent=1).encode()
-    write_whole(record_file, lambda tmp: tmp.write_bytes(content))
 
 
 def _write(image: Path, mask_path: Path, mask: np.ndarray, score: float) -> dict:
@@ -260,21 +219,3 @@ def _kept(image: Path, mask_path: Path, earlier: dict[str, dict]) -> dict | None
         return earlier[decode.path_str(image.name)]
     mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
     return None if mask is None else _row(image, mask_path, mask >= 128, None)
-
-
-def read_summary(path: Path) -> dict[str, dict]:
-    """An earlier run's rows of images it segmented, by image file name."""
-    if not path.is_file():
-        return {}
-    with path.open(newline="") as lines:
-        rows = csv.DictReader(lines)
-        return {row["image"]: row for row in rows if row.get("image") and not row.get("problem")}
-
-
-def write_summary(path: Path, rows: list[dict], columns: tuple[str, ...] = SUMMARY_COLUMNS):
-    """The rows as CSV, written whole."""
-    table = io.StringIO(newline="")
-    writer = csv.DictWriter(table, columns, restval="")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_whole(path, lambda tmp: tmp.write_bytes(table.getvalue().encode()))

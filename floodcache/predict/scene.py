@@ -25,8 +25,6 @@ import numpy as np
 from tqdm import tqdm
 
 from floodcache.data.raster import Region, Scene
-from floodcache.embed import distributed
-from floodcache.embed.distributed import Group
 from floodcache.predict.config import SceneConfig
 from floodcache.predict.geotiff import (
     MASK,
@@ -39,6 +37,7 @@ from floodcache.predict.geotiff import (
 from floodcache.predict.polygons import MaskSummary, summarize
 from floodcache.predict.segmenter import Segmenter, warn_if_not_prompt_free
 from floodcache.predict.tiles import RowBlender, TilePlan, plan_tiles
+from floodcache.runtime import Group, joined
 from floodcache.sam.preprocess import resize_to_input
 from floodcache.utils.ahead import submit_ahead
 
@@ -84,23 +83,17 @@ def run_predict_scene(config: SceneConfig) -> SceneResult:
     start = time.perf_counter()
     outputs = SceneOutputs(config.out, config.polygons, config.probabilities)
     check_outputs(outputs, config.overwrite)
-    group = distributed.join()
-    try:
-        with gdal_env(), Scene(config.image, config.raster) as scene:
-            check_scene(scene)
-            plan = plan_tiles(scene.height, scene.width, config.tile, config.overlap)
-            segmenter = Segmenter(
-                config.checkpoint,
-                config.decoder,
-                group.device(config.device),
-                config.precision,
-                images=plan.count,
-            )
-            loaded = time.perf_counter() - start
-            warn_if_not_prompt_free(segmenter.model, config.decoder)
-            result = predict_scene(segmenter, config, scene, outputs, group)
-    finally:
-        distributed.leave(group)
+    with (
+        joined(config.model.device, config.model.precision) as runtime,
+        gdal_env(),
+        Scene(config.image, config.raster) as scene,
+    ):
+        check_scene(scene)
+        plan = plan_tiles(scene.height, scene.width, config.tile, config.overlap)
+        segmenter = Segmenter(config.model, runtime, images=plan.count)
+        loaded = time.perf_counter() - start
+        warn_if_not_prompt_free(segmenter.model, config.model.decoder)
+        result = predict_scene(segmenter, config, scene, outputs, runtime.group)
     result.seconds, result.load_seconds = time.perf_counter() - start, loaded
     return result
 
@@ -134,7 +127,8 @@ def predict_scene(
         parts.mkdir(parents=True)
     group.barrier()
     try:
-        decoded = _segment_share(segmenter, config, scene, plan, parts, rasters, group)
+        rows = TileRows(segmenter, scene, plan, config.progress and group.leader)
+        decoded = _segment_share(rows, parts, rasters, group)
         summary = None
         if group.leader:
             tags = scene_tags(segmenter, config, scene, plan)
@@ -160,15 +154,16 @@ def _row_bounds(plan: TilePlan, group: Group) -> list[tuple[int, int]]:
     return [(plan.rows[share.start], plan.final_rows(share.stop - 1)[1]) for share in shares]
 
 
-def _segment_share(segmenter, config, scene, plan, parts, rasters, group: Group) -> int:
-    """This process's tile rows into its part files -> the tiles decoded by all processes."""
+def _segment_share(rows: TileRows, parts: Path, rasters: list, group: Group) -> int:
+    """This process's tile rows into its part files (`rasters`, in the folder `parts`) ->
+    the tiles decoded by all processes."""
+    plan = rows.plan
     mine = group.spans(len(plan.rows))[group.rank]
     decoded = 0
     if len(mine):
         start, stop = plan.rows[mine.start], plan.final_rows(mine.stop - 1)[1]
-        writer = PartWriter(parts, Grid.of(scene), start, stop, rasters)
+        writer = PartWriter(parts, Grid.of(rows.scene), start, stop, rasters)
         try:
-            rows = TileRows(segmenter, scene, plan, config.progress and group.leader)
             decoded = rows.segment(mine.start, mine.stop, writer)
         except BaseException:
             writer.close(keep=False)
@@ -183,7 +178,7 @@ def scene_tags(segmenter: Segmenter, config: SceneConfig, scene: Scene, plan: Ti
     return {
         "software": "floodcache predict",
         "source": scene.path.name,
-        "decoder": str(config.decoder),
+        "decoder": str(config.model.decoder),
         "decoder_sha256": segmenter.model.sha256,
         "model_type": record.model_type,
         "checkpoint_sha256": record.checkpoint_sha256,

@@ -11,18 +11,23 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from floodcache.data import pairs, raster
-from floodcache.embed import distributed
-from floodcache.embed.distributed import Group
 from floodcache.predict.config import SceneConfig
-from floodcache.predict.folder import SUMMARY, claim, read_summary, write_summary
 from floodcache.predict.geotiff import gdal_env
+from floodcache.predict.output_folder import (
+    SUMMARY,
+    claim,
+    read_summary,
+    record_of,
+    write_summary,
+)
 from floodcache.predict.polygons import MaskSummary, summarize
 from floodcache.predict.scene import SceneOutputs, check_scene, predict_scene
 from floodcache.predict.segmenter import Segmenter, warn_if_not_prompt_free
+from floodcache.runtime import Group, Runtime, joined
 
 log = logging.getLogger(__name__)
 
@@ -44,36 +49,24 @@ def run_predict_scenes(config: SceneConfig) -> ScenesResult:
     """Segment each georeferenced raster of the folder `config.image`, in natural order."""
     start = time.perf_counter()
     files, scenes, problems = _scenes(config)
-    group = distributed.join()
-    try:
-        with gdal_env():
-            made, kept = _segment_all(config, scenes, files, problems, group)
-    finally:
-        distributed.leave(group)
+    with joined(config.model.device, config.model.precision) as runtime, gdal_env():
+        made, kept = _segment_all(config, scenes, files, problems, runtime)
     out = Path(config.out)
     failed = [name for name, row in made.items() if row.get("problem")]
     result = ScenesResult(out, out / SUMMARY, len(made) - len(failed))
     result.kept, result.unreadable = list(kept), list(problems) + failed
-    result.seconds, result.rank = time.perf_counter() - start, group.rank
+    result.seconds, result.rank = time.perf_counter() - start, runtime.group.rank
     return result
 
 
-def _segment_all(config: SceneConfig, scenes: list[Path], files, problems, group: Group):
-    """SAM loaded once; the scenes not done yet shared among `group`; the table written
-    (however the run ends, by a single process). -> (rows made, rows kept), by file name."""
-    segmenter = Segmenter(
-        config.checkpoint,
-        config.decoder,
-        group.device(config.device),
-        config.precision,
-        images=len(scenes),
-    )
-    warn_if_not_prompt_free(segmenter.model, config.decoder)
-    record = {
-        "decoder": str(segmenter.model.run),
-        "decoder_sha256": segmenter.model.sha256,
-        "settings": settings_of(config),
-    }
+def _segment_all(config: SceneConfig, scenes: list[Path], files, problems, runtime: Runtime):
+    """SAM loaded once; the scenes not done yet shared among the runtime's group; the table
+    written (however the run ends, by a single process). -> (rows made, rows kept), by file
+    name."""
+    group = runtime.group
+    segmenter = Segmenter(config.model, runtime, images=len(scenes))
+    warn_if_not_prompt_free(segmenter.model, config.model.decoder)
+    record = record_of(config, segmenter.model.run, segmenter.model.sha256)
     outputs = {path.name: outputs_of(path, config) for path in scenes}
     _claim_together(group, config, record, outputs)
     out = Path(config.out)
@@ -100,17 +93,6 @@ def outputs_of(path: Path, config: SceneConfig) -> SceneOutputs:
         Path(config.probabilities) / f"{path.stem}.tif" if config.probabilities else None
     )
     return SceneOutputs(Path(config.out) / f"{path.stem}.tif", polygons, probabilities)
-
-
-def settings_of(config: SceneConfig) -> dict:
-    """What decides a scene's outputs besides the decoder: kept outputs must share it."""
-    return {
-        "tile": config.tile,
-        "overlap": config.overlap,
-        "raster": asdict(config.raster),
-        "min_area": config.min_area,
-        "probability_dtype": config.probability_dtype,
-    }
 
 
 def _scenes(config: SceneConfig) -> tuple[list[str], list[Path], dict[str, str]]:

@@ -7,7 +7,7 @@ them (the fast image encoder in batches, at embed's default precision: fp16 on C
 and decoded as `evaluate` decodes them (`masks.predict_views`); the masks are SamPredictor's
 up to that precision. A folder of images is segmented prompt-free, SAM loaded once, read ahead
 in threads and encoded in batches, into a folder of masks and a table of each image's water
-fraction (`run_predict_folder`).
+fraction (`run_predict_folder`). `run.run_predict` decides which.
 """
 
 from __future__ import annotations
@@ -20,13 +20,12 @@ import cv2
 import numpy as np
 
 from floodcache.data import decode
-from floodcache.predict.config import PredictConfig
+from floodcache.predict.config import ModelConfig, PhotoConfig
 from floodcache.prompts import NO_PROMPT, Prompt
+from floodcache.runtime import Runtime
 from floodcache.sam.batch_encoder import BatchEncoder, default_batch_size
 from floodcache.sam.masks import predict_views, view_logits
-from floodcache.sam.precision import pick_device, resolve_precision
 from floodcache.sam.preprocess import resize_to_input
-from floodcache.settings import AUTO_PRECISION
 from floodcache.train.runs import DecoderModel
 from floodcache.train.weights import sam_with_decoder
 from floodcache.utils.atomic import write_whole
@@ -43,7 +42,7 @@ class Prediction:
     out: Path
 
 
-def user_prompt(config: PredictConfig) -> Prompt:
+def user_prompt(config: PhotoConfig) -> Prompt:
     """The prompt given on the command line, in original-image pixels (empty: none)."""
     clicks = [*config.points, *config.background]
     labels = [1] * len(config.points) + [0] * len(config.background)
@@ -54,7 +53,7 @@ def user_prompt(config: PredictConfig) -> Prompt:
     )
 
 
-def run_predict(config: PredictConfig) -> Prediction:
+def run_predict_photo(config: PhotoConfig) -> Prediction:
     """Segment one image and write its mask PNG."""
     out = Path(config.out)
     if out.suffix.lower() != ".png":
@@ -65,10 +64,11 @@ def run_predict(config: PredictConfig) -> Prediction:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
     image, _ = decode.read_image(config.image, config.max_pixels)
     config.check_inside(*image.shape[:2])  # before SAM is loaded, for nothing
-    segmenter = Segmenter(config.checkpoint, config.decoder, config.device, config.precision)
+    runtime = Runtime.resolve(config.model.device, config.model.precision)
+    segmenter = Segmenter(config.model, runtime)
     prompt = user_prompt(config)
     if prompt.num_points == 0 and prompt.box is None:
-        warn_if_not_prompt_free(segmenter.model, config.decoder)
+        warn_if_not_prompt_free(segmenter.model, config.model.decoder)
     ((mask, score),) = segmenter([(resize_to_input(image), image.shape[:2])], [prompt])
     write_mask(out, mask)
     return Prediction(mask, score, prompt, out)
@@ -79,23 +79,16 @@ class Segmenter:
 
     The fast image encoder runs in batches (`BatchEncoder`: at most `batch_size` images, what
     fits the device's free memory, halved on running out of it), at embed's default precision
-    (`precision` auto: fp16 on CUDA, fp32 on a CPU), so the decoder sees embeddings made as
-    its cache's were; compiled on CUDA for 10000 images or more, as embed is.
+    (`runtime.precision`, resolved from auto: fp16 on CUDA, fp32 on a CPU), so the decoder
+    sees embeddings made as its cache's were; compiled on CUDA for 10000 images or more, as
+    embed is.
     """
 
-    def __init__(
-        self,
-        checkpoint: Path,
-        run: Path,
-        device: str | None,
-        precision: str = AUTO_PRECISION,
-        images: int = 1,
-    ):
-        self.sam, self.model = sam_with_decoder(checkpoint, run)
-        self.device = pick_device(device)
+    def __init__(self, config: ModelConfig, runtime: Runtime, images: int = 1):
+        self.sam, self.model = sam_with_decoder(config.checkpoint, config.decoder)
+        self.device, self.precision = runtime.device, runtime.precision
         self.sam.to(self.device)
         model_type = self.model.record.model_type
-        self.precision = resolve_precision(precision, self.device)
         batch = default_batch_size(self.device, model_type, self.precision)
         self.encoder = BatchEncoder(
             self.sam, self.device, model_type, self.precision, batch_size=batch, views=images

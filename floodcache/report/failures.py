@@ -202,10 +202,10 @@ def _causes(material: Material, table: pl.DataFrame) -> list[str]:
     )
     for binning in BINNINGS:
         path = material.config.out / "figures" / f"{binning.figure}.png"
-        bins = (binning.bin_column, binning.boundaries)
-        figures.versus(
-            table, binning.column, bins, binning.label, material.names, path, binning.log
+        scale = figures.Scale(
+            binning.column, binning.bin_column, binning.boundaries, binning.label, binning.log
         )
+        figures.versus(table, scale, material.names, path)
         order = bin_order(binning.edges, binning.unit, binning.open_top)
         lines += ["", f"#### {binning.title}", ""]
         lines += cause_table(material, table, binning.bin_column, order)

@@ -8,6 +8,7 @@ path, draws one figure, saves it and closes it. Means carry their 95% bootstrap 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -49,7 +50,7 @@ def _grid(count: int, columns: int, size: tuple[float, float]):
     return fig, list(axes.flat[:count])
 
 
-def save(fig, path: Path, **options) -> Path:
+def save(fig: plt.Figure, path: Path, **options: object) -> Path:
     """`fig` saved at `path` in the format its suffix names, whole or not at all
     (`write_whole`: a full disk leaves no truncated image), then closed. `options` go to
     `savefig`."""
@@ -161,16 +162,26 @@ def training_curves(histories: dict[str, pl.DataFrame], path: Path) -> Path:
     return _save(fig, path)
 
 
-def versus(
-    table: pl.DataFrame, x: str, bins: tuple[str, tuple], label: str, models, path, log=False
-):
-    """One panel per prompt: IoU against column `x` per view (dots), and per bin the mean IoU
-    of its views with its 95% interval. bins: (the column holding each row's bin, the
-    boundaries between bins in `x`'s unit, drawn as faint lines); the report's tables use the
-    same bins. x from 0 to 100 (percent), or on a log scale."""
+@dataclass(frozen=True)
+class Scale:
+    """The x axis of `versus`: a column of the table, the column holding each row's bin, the
+    boundaries between bins in the column's unit (drawn as faint lines), the axis label, and
+    whether it is logarithmic (else from 0 to 100, percent)."""
+
+    x: str
+    bin_column: str
+    boundaries: tuple[float, ...]
+    label: str
+    log: bool = False
+
+
+def versus(table: pl.DataFrame, scale: Scale, models: list[str], path: Path) -> Path:
+    """One panel per prompt: IoU against column `scale.x` per view (dots), and per bin the
+    mean IoU of its views with its 95% interval; the report's tables use the same bins."""
+    x, label, log = scale.x, scale.label, scale.log
     fig, panels = _per_prompt(table, models, (4.0, 3.0), label, "IoU")
     colors = _colors(models)
-    column, boundaries = bins
+    column, boundaries = scale.bin_column, scale.boundaries
     for ax, rows in panels:
         for k, (model, values) in enumerate(rows.items()):
             ax.scatter(values[x], values["iou"], s=10, alpha=0.4, color=colors[model], label=model)

@@ -89,6 +89,10 @@ class BatchEncoder:
     `views`, the number the run will encode, decides whether compiling pays (`compile_wanted`)
     unless `compile` says; `attention` is the fast encoder's (default: the device's). With
     resize="torch" views come at their own size and are resized on the device.
+
+    Ten parameters: after the model, its device and type, each is one way of encoding with
+    its default (as `encoder.encode`), which embed, predict, the bench and the tests set one
+    at a time.
     """
 
     def __init__(

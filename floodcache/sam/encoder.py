@@ -30,6 +30,9 @@ def encode(
     `compile_wanted(device)`, so on CUDA); without it,
     segment-anything's own `ImageEncoderViT.forward`. With resize="torch" the views come at
     their own size and are resized on the device (`batch_to_tensor`).
+
+    Eight parameters: after the views and the device, each is one way of running the same
+    encoder with its default, and the bench and the tests vary them one at a time.
     """
     pixels = batch_to_tensor(sam, resized, device, resize)
     forward = sam.image_encoder
@@ -40,7 +43,7 @@ def encode(
         return forward(pixels).float()
 
 
-def relative_error(ours, reference) -> float:
+def relative_error(ours: torch.Tensor, reference: torch.Tensor) -> float:
     """||ours - reference|| / ||reference|| over all elements, in float32: how far embeddings
     (tensors or arrays, float16 cached ones too) are from the reference ones."""
     ours, reference = (torch.as_tensor(x).float() for x in (ours, reference))

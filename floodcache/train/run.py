@@ -22,9 +22,9 @@ from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import check_cache, check_views
 from floodcache.prompts import PromptStrategy, parse_prompts
+from floodcache.runtime import Runtime
 from floodcache.sam.checkpoints import CheckpointError
 from floodcache.sam.model import read_weights, save_weights
-from floodcache.sam.precision import pick_device, resolve_precision
 from floodcache.train import runs
 from floodcache.train.batches import Views, fits_in_memory
 from floodcache.train.config import TrainConfig
@@ -106,8 +106,8 @@ def _train(config: TrainConfig) -> TrainResult:
     runs.refuse_to_replace(config.out, config.overwrite)
     strategies = parse_prompts(config.train_prompts)
     # Recorded resolved: config.json and a resumed run say what actually ran.
-    device = pick_device(config.device)
-    config = replace(config, precision=resolve_precision(config.precision, device, "train"))
+    runtime = Runtime.resolve(config.device, config.precision, "train")
+    config = replace(config, precision=runtime.precision)
     with Cache.open(config.cache) as cache:
         in_memory = fits_in_memory(cache, config.memory_fraction)
         # nothing learnt from a damaged cache: views loaded into memory are checked as they
@@ -123,7 +123,8 @@ def _train(config: TrainConfig) -> TrainResult:
                     f"{config.cache} needs train and val views to train; it has "
                     f"{len(views[0])} and {len(views[1])}"
                 )
-            training = Training(DecoderTrainer(cache, config), strategies, *views, config)
+            trainer = DecoderTrainer(cache, config, runtime)
+            training = Training(trainer, strategies, *views, config)
             progress = Progress(config, cache)
             history, best = progress.resume(training.trainer)
             history, best = _fit(training, progress, history, best)

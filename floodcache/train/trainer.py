@@ -11,8 +11,9 @@ from torch.nn import functional as F
 
 from floodcache.cache.reader import Cache
 from floodcache.prompts import PromptOptions, PromptStrategy
+from floodcache.runtime import Runtime
 from floodcache.sam import decoder as sam_decoder
-from floodcache.sam.precision import DTYPES, autocast, pick_device, resolve_precision
+from floodcache.sam.precision import DTYPES, autocast
 from floodcache.train.batches import PromptDraw, Views, make_batches
 from floodcache.train.config import TrainConfig
 
@@ -57,9 +58,9 @@ def views_per_pass(device: torch.device, precision: str) -> int | None:
 class DecoderTrainer:
     """The frozen prompt encoder, the trainable mask decoder and one step over a batch."""
 
-    def __init__(self, cache: Cache, config: TrainConfig):
-        self.device = pick_device(config.device)
-        self.precision = resolve_precision(config.precision, self.device, "train")
+    def __init__(self, cache: Cache, config: TrainConfig, runtime: Runtime):
+        """`runtime`: the device and the training precision the command resolved."""
+        self.device, self.precision = runtime.device, runtime.precision
         torch.manual_seed(config.seed)
         self.prompt_encoder = (
             sam_decoder.load_module(

@@ -163,7 +163,7 @@ def test_forked_readers_hand_pixels_over_in_shared_memory(tiny_data, monkeypatch
         if slot:
             monkeypatch.setitem(slots.SLOT_BYTES, "pil", slot)
         read[way] = sum(readers.read_batches(batches, pairs, config, workers=1), [])
-        first = next(readers.read_batches(batches, pairs, config, workers=1, borrow=True))
+        first = next(readers.read_batches(batches, pairs, config, 1, readers.Handover(borrow=True)))
         borrowed[way] = first[0]
     for by_shm, by_pipe, too_big in zip(*read.values(), strict=True):
         assert_same_view(by_shm, by_pipe)
@@ -211,7 +211,7 @@ def test_borrowed_pixels_stay_until_the_batch_after_next_is_asked_for(tiny_data,
     expected = [[dataset[plan.index(key)]["resized"] for key in batch] for batch in batches]
     for borrow in (True, False):
         kept: list[list[np.ndarray]] = []
-        for batch in readers.read_batches(batches, pairs, config, workers=2, borrow=borrow):
+        for batch in readers.read_batches(batches, pairs, config, 2, readers.Handover(borrow)):
             kept.append([view["resized"] for view in batch])
             valid = kept[-readers.HELD_BATCHES :] if borrow else kept
             start = len(kept) - len(valid)

@@ -10,7 +10,14 @@ import pytest
 import torch
 
 from floodcache.cache.reader import Cache
-from floodcache.evaluate.batch import EVAL_EPOCH, Outcome, batch_views, evaluate_batch, read_columns
+from floodcache.evaluate.batch import (
+    EVAL_EPOCH,
+    Outcome,
+    Trial,
+    batch_views,
+    evaluate_batch,
+    read_columns,
+)
 from floodcache.evaluate.config import EvaluateConfig
 from floodcache.evaluate.evaluate import Decoders, run_evaluate
 from floodcache.evaluate.metrics import mask_metrics
@@ -28,7 +35,8 @@ def test_device_counts_give_the_hosts_metrics_and_the_masks_are_kept(train_cache
         views = batch_views(cache, read_columns(cache, rows), slice(0, len(rows)))
         embeddings = torch.from_numpy(cache.embeddings(rows)).float()
         outcome = Outcome()
-        evaluate_batch(decoders, models, strategies, views, embeddings, 0, PromptOptions(), outcome)
+        trial = Trial(models, strategies, 0, PromptOptions())
+        evaluate_batch(decoders, trial, views, embeddings, outcome)
     records = iter(outcome.records)
     kept = {(m["model"], m["prompt"], m["row"]): m["mask_png"] for m in outcome.masks}
     for strategy in strategies:

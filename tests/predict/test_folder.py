@@ -14,16 +14,16 @@ from click.testing import CliRunner
 
 from cli import main
 from floodcache.predict import folder, segmenter
-from floodcache.predict.config import FolderConfig, PredictConfig
+from floodcache.predict.config import FolderConfig, ModelConfig, PhotoConfig
 from floodcache.predict.folder import run_predict_folder
-from floodcache.predict.segmenter import run_predict
+from floodcache.predict.segmenter import run_predict_photo
 from tests.helpers import full_disk_at, mask_png, photo_folder, read_predictions
 
 
 def photo_config(tiny_data, checkpoint, run, tmp_path) -> FolderConfig:
     """predict on `photo_folder`'s photos into tmp_path/water, without a progress bar."""
     photos = photo_folder(tiny_data, tmp_path / "photos")
-    config = FolderConfig(checkpoint, run, photos, tmp_path / "water")
+    config = FolderConfig(ModelConfig(checkpoint, run), photos, tmp_path / "water")
     config.progress = False
     return config
 
@@ -38,7 +38,9 @@ def test_predict_folder_segments_each_image_as_predict_does_one(
     assert list(rows) == ["0.jpg", "3.jpg", "10.jpg", "notes.txt"]  # natural order
     for stem in ("0", "3", "10"):
         image, one_out = config.images / f"{stem}.jpg", tmp_path / f"one-{stem}.png"
-        one = run_predict(PredictConfig(tiny_checkpoint, finetuned_run, image, one_out))
+        one = run_predict_photo(
+            PhotoConfig(ModelConfig(tiny_checkpoint, finetuned_run), image, one_out)
+        )
         mask = mask_png(result.out / f"{stem}.png")
         assert np.array_equal(mask, one.mask)
         row = rows[f"{stem}.jpg"]
@@ -61,7 +63,7 @@ def test_predict_folder_writes_masks_while_sam_goes_on(
 
     monkeypatch.setattr(folder, "write_mask", noted)
     photos = photo_folder(tiny_data, tmp_path / "photos")
-    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config = FolderConfig(ModelConfig(tiny_checkpoint, finetuned_run), photos, tmp_path / "water")
     assert run_predict_folder(config).predicted == 3
     assert len(threads) == 3 and all(name.startswith("predict-writer") for name in threads)
 
@@ -119,7 +121,7 @@ def test_predict_folder_loses_nothing_it_did_not_write(
     out = tmp_path / "water"
     out.mkdir()
     (out / "3.png").write_bytes(b"someone's own mask")
-    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, out, progress=False)
+    config = FolderConfig(ModelConfig(tiny_checkpoint, finetuned_run), photos, out, progress=False)
     with pytest.raises(FileExistsError, match="3.png .*not written by predict.*--overwrite"):
         run_predict_folder(config)
     assert (out / "3.png").read_bytes() == b"someone's own mask"
@@ -131,18 +133,26 @@ def test_predict_folder_loses_nothing_it_did_not_write(
     next(iter(state.values())).add_(1)
     torch.save(state, other / "decoder.pt")
     with pytest.raises(FileExistsError, match="masks of another decoder"):
-        run_predict_folder(FolderConfig(tiny_checkpoint, other, photos, out, progress=False))
-    replace = FolderConfig(tiny_checkpoint, other, photos, out, overwrite=True, progress=False)
+        run_predict_folder(
+            FolderConfig(ModelConfig(tiny_checkpoint, other), photos, out, progress=False)
+        )
+    replace = FolderConfig(
+        ModelConfig(tiny_checkpoint, other), photos, out, overwrite=True, progress=False
+    )
     _stop_at_the_second_image(monkeypatch)
     with pytest.raises(KeyboardInterrupt):  # replacing them, stopped part way
         run_predict_folder(replace)
     done = sorted(p.name for p in out.glob("*.png"))  # none of the first decoder: 3.png went
     assert done in (["0.png"], ["0.png", "10.png"])
     monkeypatch.undo()
-    result = run_predict_folder(FolderConfig(tiny_checkpoint, other, photos, out, progress=False))
+    result = run_predict_folder(
+        FolderConfig(ModelConfig(tiny_checkpoint, other), photos, out, progress=False)
+    )
     assert (result.predicted, len(result.kept)) == (3 - len(done), len(done))
     with pytest.raises(ValueError, match="give another folder"):
-        run_predict_folder(FolderConfig(tiny_checkpoint, finetuned_run, photos, photos))
+        run_predict_folder(
+            FolderConfig(ModelConfig(tiny_checkpoint, finetuned_run), photos, photos)
+        )
     (photos / "3.png").write_bytes(b"")
     with pytest.raises(ValueError, match="share the stem '3'.*rename one"):
         run_predict_folder(config)
@@ -180,7 +190,7 @@ def test_an_image_whose_name_is_not_utf8_is_segmented_and_summed_up(
     """Its row made the whole summary fail to encode: predict left it out, and exited 0."""
     photos = photo_folder(tiny_data, tmp_path / "photos")
     os.rename(photos / "3.jpg", os.path.join(os.fsencode(photos), b"caf\xe9.jpg"))
-    config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / "water")
+    config = FolderConfig(ModelConfig(tiny_checkpoint, finetuned_run), photos, tmp_path / "water")
     config.progress = False
     assert run_predict_folder(config).predicted == 3
     rows = read_predictions(config.out)

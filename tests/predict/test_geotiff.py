@@ -23,7 +23,7 @@ def test_the_mask_is_a_cog_that_says_what_made_it(geo_prediction):
         assert mask.profile["tiled"] and mask.profile["compress"] == "deflate"
         assert mask.overviews(1) and (mask.count, mask.dtypes[0], mask.nodata) == (1, "uint8", 255)
         tags = mask.tags()
-    assert tags["decoder_sha256"] == sha256_file(config.decoder / "decoder.pt")
+    assert tags["decoder_sha256"] == sha256_file(config.model.decoder / "decoder.pt")
     assert (tags["tile"], tags["overlap"], tags["bands"]) == ("512", "64", "1,2,3")
     assert tags["scale"] == "uint8 as it is" and tags["source"] == "RGB.byte.tif"
     assert tags["values"] == "1 water, 0 land, 255 no data"

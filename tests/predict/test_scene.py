@@ -19,10 +19,11 @@ from click.testing import CliRunner
 from cli import main
 from floodcache.data.raster import UnreadableRaster
 from floodcache.predict import scene as scene_module
-from floodcache.predict.config import SceneConfig
+from floodcache.predict.config import ModelConfig, SceneConfig
 from floodcache.predict.scene import run_predict_scene
 from floodcache.predict.segmenter import Segmenter
 from floodcache.prompts import NO_PROMPT
+from floodcache.runtime import Runtime
 from floodcache.sam.preprocess import resize_to_input
 from tests.helpers import PROJECT, torchrun
 from tests.rasters import GEO_SCENE, read_scene, write_mosaic, write_raster
@@ -67,7 +68,7 @@ def test_tiled_with_overlap_equals_untiled_where_one_tile_covers_the_scene(
     assert result.tiles == 1
     values, valid = read_scene()
     photo = np.where(valid[..., None], values.transpose(1, 2, 0), 0).astype(np.uint8)
-    segmenter = Segmenter(config.checkpoint, config.decoder, "cpu")
+    segmenter = Segmenter(config.model, Runtime.resolve("cpu", "auto"))
     ((untiled, _),) = segmenter([(resize_to_input(photo), photo.shape[:2])], [NO_PROMPT])
     mask, _, _ = read_mask(whole.out)
     assert np.array_equal(mask[valid] == 1, untiled[valid])
@@ -185,8 +186,7 @@ def test_a_mosaic_of_the_scene_is_segmented_in_bounded_memory(tmp_path, monkeypa
     for name, rows in (("small", 4), ("tall", 16)):
         mosaic = write_mosaic(tmp_path / f"{name}.tif", rows=rows, cols=3)
         config = SceneConfig(
-            tmp_path,
-            tmp_path,
+            ModelConfig(tmp_path, tmp_path),
             mosaic,
             tmp_path / f"{name}_water.tif",
             polygons=tmp_path / f"{name}.geojson",
@@ -229,9 +229,9 @@ def test_torchrun_two_processes_share_the_tile_rows_of_a_scene(geo_prediction, t
         str(PROJECT / "cli.py"),
         "predict",
         "--checkpoint",
-        str(config.checkpoint),
+        str(config.model.checkpoint),
         "--decoder",
-        str(config.decoder),
+        str(config.model.decoder),
         "--image",
         str(crop),
         "--out",

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from floodcache.predict import scene_folder
-from floodcache.predict.config import SceneConfig
+from floodcache.predict.config import ModelConfig, SceneConfig
 from floodcache.predict.scene_folder import run_predict_scenes
 from tests.helpers import PROJECT, read_predictions, torchrun
 from tests.rasters import GEO_SCENE, read_scene, write_raster
@@ -35,7 +35,11 @@ def scenes(tiny_data, tmp_path):
 
 def folder_config(scenes, checkpoint, decoder, out) -> SceneConfig:
     return SceneConfig(
-        checkpoint, decoder, scenes, out / "water", polygons=out / "polygons", progress=False
+        ModelConfig(checkpoint, decoder),
+        scenes,
+        out / "water",
+        polygons=out / "polygons",
+        progress=False,
     )
 
 

@@ -13,11 +13,11 @@ from segment_anything import SamPredictor
 
 from cli import main
 from floodcache.data import decode
-from floodcache.predict.config import FolderConfig, PredictConfig
+from floodcache.predict.config import FolderConfig, ModelConfig, PhotoConfig
 from floodcache.predict.folder import run_predict_folder
-from floodcache.predict.segmenter import run_predict, warn_if_not_prompt_free
+from floodcache.predict.segmenter import run_predict_photo, warn_if_not_prompt_free
 from floodcache.sam.model import load_sam
-from floodcache.train.runs import DecoderModel
+from floodcache.train.runs import DecoderModel, RunRecord
 from tests.helpers import mask_png, photo_folder, read_predictions, save_checkpoint
 
 
@@ -25,10 +25,13 @@ def test_predict_is_sam_predictor_with_the_run_decoder(
     tiny_data, tiny_checkpoint, finetuned_run, tmp_path
 ):
     image_file = tiny_data / "Image" / "3.jpg"
-    config = PredictConfig(
-        tiny_checkpoint, finetuned_run, image_file, tmp_path / "mask.png", box=(10, 60, 200, 149)
+    config = PhotoConfig(
+        ModelConfig(tiny_checkpoint, finetuned_run),
+        image_file,
+        tmp_path / "mask.png",
+        box=(10, 60, 200, 149),
     )
-    result = run_predict(config)
+    result = run_predict_photo(config)
     sam = load_sam("vit_tiny", tiny_checkpoint)
     sam.mask_decoder.load_state_dict(torch.load(finetuned_run / "decoder.pt", weights_only=True))
     predictor = SamPredictor(sam)
@@ -58,16 +61,18 @@ def test_predict_keeps_an_existing_mask_unless_told_to_overwrite(
 ):
     out = tmp_path / "mask.png"
     out.write_bytes(b"an earlier result")
-    config = PredictConfig(tiny_checkpoint, finetuned_run, tiny_data / "Image" / "0.jpg", out)
+    config = PhotoConfig(
+        ModelConfig(tiny_checkpoint, finetuned_run), tiny_data / "Image" / "0.jpg", out
+    )
     with pytest.raises(FileExistsError, match="--overwrite"):
-        run_predict(config)
+        run_predict_photo(config)
     assert out.read_bytes() == b"an earlier result"
     config.overwrite = True
-    result = run_predict(config)
+    result = run_predict_photo(config)
     assert np.array_equal(mask_png(out), result.mask)
     config.out = tmp_path / "mask.jpg"  # JPEG would blur the mask: refused
     with pytest.raises(ValueError, match="give --out a .png path"):
-        run_predict(config)
+        run_predict_photo(config)
 
 
 @pytest.mark.cuda
@@ -80,8 +85,10 @@ def test_cuda_predict_in_fp16_agrees_with_the_cpu_in_fp32(
     photos = photo_folder(tiny_data, tmp_path / "photos")
     made = {}
     for device in ("cpu", "cuda"):
-        config = FolderConfig(tiny_checkpoint, finetuned_run, photos, tmp_path / device)
-        config.device, config.progress = device, False
+        config = FolderConfig(
+            ModelConfig(tiny_checkpoint, finetuned_run), photos, tmp_path / device
+        )
+        config.model.device, config.progress = device, False
         assert run_predict_folder(config).predicted == 3
         made[device] = read_predictions(config.out)
     for stem in ("0", "3", "10"):
@@ -95,9 +102,11 @@ def test_predict_refuses_a_checkpoint_the_run_was_not_trained_with(
     tiny_data, finetuned_run, tmp_path
 ):
     other = save_checkpoint("vit_tiny", tmp_path / "other.pth", seed=1)
-    config = PredictConfig(other, finetuned_run, tiny_data / "Image" / "0.jpg", tmp_path / "m.png")
+    config = PhotoConfig(
+        ModelConfig(other, finetuned_run), tiny_data / "Image" / "0.jpg", tmp_path / "m.png"
+    )
     with pytest.raises(ValueError, match="another SAM"):
-        run_predict(config)
+        run_predict_photo(config)
 
 
 @pytest.mark.parametrize(
@@ -126,25 +135,32 @@ def test_a_prompt_that_is_not_a_place_in_the_image_is_refused(
 
 def test_a_prompt_on_the_image_edge_is_taken(tiny_data, tiny_checkpoint, finetuned_run, tmp_path):
     image_file = tiny_data / "Image" / "3.jpg"  # 260 x 150
-    config = PredictConfig(
-        tiny_checkpoint, finetuned_run, image_file, tmp_path / "m.png", box=(0, 0, 260, 150)
+    config = PhotoConfig(
+        ModelConfig(tiny_checkpoint, finetuned_run),
+        image_file,
+        tmp_path / "m.png",
+        box=(0, 0, 260, 150),
     )
-    assert run_predict(config).mask.shape == (150, 260)
+    assert run_predict_photo(config).mask.shape == (150, 260)
 
 
 def test_predict_refuses_an_image_over_the_pixel_limit(tiny_data, tiny_checkpoint, tmp_path):
     image = tiny_data / "Image" / "3.jpg"
-    config = PredictConfig(tiny_checkpoint, tmp_path / "no-run", image, tmp_path / "m.png")
+    config = PhotoConfig(
+        ModelConfig(tiny_checkpoint, tmp_path / "no-run"), image, tmp_path / "m.png"
+    )
     config.max_pixels = 1000
     with pytest.raises(decode.UnreadableFile, match="--max-pixels"):  # before the run is read
-        run_predict(config)
+        run_predict_photo(config)
 
 
 def test_a_pixel_limit_below_one_is_refused(tmp_path):
     with pytest.raises(ValueError, match="--max-pixels must be at least 1"):
-        PredictConfig(tmp_path, tmp_path, tmp_path / "i.jpg", tmp_path / "m.png", max_pixels=0)
+        PhotoConfig(
+            ModelConfig(tmp_path, tmp_path), tmp_path / "i.jpg", tmp_path / "m.png", max_pixels=0
+        )
     with pytest.raises(ValueError, match="--max-pixels must be at least 1"):
-        FolderConfig(tmp_path, tmp_path, tmp_path, tmp_path / "out", max_pixels=0)
+        FolderConfig(ModelConfig(tmp_path, tmp_path), tmp_path, tmp_path / "out", max_pixels=0)
 
 
 def test_the_mask_never_replaces_its_image(tiny_data, tiny_checkpoint, finetuned_run, tmp_path):
@@ -152,14 +168,15 @@ def test_the_mask_never_replaces_its_image(tiny_data, tiny_checkpoint, finetuned
     photo = tmp_path / "photo.png"
     Image.open(tiny_data / "Image" / "0.jpg").save(photo)
     content = photo.read_bytes()
-    config = PredictConfig(tiny_checkpoint, finetuned_run, photo, photo, overwrite=True)
+    config = PhotoConfig(ModelConfig(tiny_checkpoint, finetuned_run), photo, photo, overwrite=True)
     with pytest.raises(ValueError, match="is the image itself"):
-        run_predict(config)
+        run_predict_photo(config)
     assert photo.read_bytes() == content
 
 
 def test_a_run_not_trained_without_prompts_names_the_option_that_trains_one(caplog, tmp_path):
-    model = DecoderModel("box", None, "0" * 64, tmp_path, {"prompts": {"box": 1.0}})
+    record = RunRecord("vit_tiny", "0" * 64, {"box": {"oracle": True, "multimask": False}})
+    model = DecoderModel("box", None, "0" * 64, tmp_path, record)
     warn_if_not_prompt_free(model, tmp_path)
     (said,) = [record.getMessage() for record in caplog.records]
     assert "trained on box, not `none`" in said

@@ -55,7 +55,8 @@ def test_histograms_count_in_whole_views_and_show_both_models(tmp_path, captured
 def test_iou_versus_a_binned_value_marks_each_bins_mean_and_interval(tmp_path, captured):
     table = _table()
     path = tmp_path / "versus.png"
-    figures.versus(table, "water_percent", ("bin", (30.0,)), "water (%)", MODELS, path)
+    scale = figures.Scale("water_percent", "bin", (30.0,), "water (%)")
+    figures.versus(table, scale, MODELS, path)
     (figure,) = captured
     ax = figure.axes[0]
     assert ax.get_xlim() == (0, 100)

@@ -8,6 +8,7 @@ import torch
 
 from floodcache.cache.reader import Cache
 from floodcache.prompts import PROMPTS, PromptOptions
+from floodcache.runtime import Runtime
 from floodcache.train.batches import Views, lowres_prompt
 from floodcache.train.config import TrainConfig
 from floodcache.train.trainer import DecoderTrainer, views_per_pass
@@ -25,7 +26,8 @@ def test_a_step_in_passes_follows_the_gradient_of_the_whole_batch(train_cache, t
         prompts = [p for p in prompts if p is not None]
         results = {}
         for passes in (None, 1, 3):
-            trainer = DecoderTrainer(cache, TrainConfig(train_cache, tmp_path, device="cpu"))
+            settings = TrainConfig(train_cache, tmp_path, device="cpu")
+            trainer = DecoderTrainer(cache, settings, Runtime.resolve("cpu", "auto", "train"))
             trainer.views_per_pass = passes
             totals = trainer.step(strategy, views, index, prompts, train=True)
             grads = {k: p.grad for k, p in trainer.mask_decoder.named_parameters()}

@@ -1,23 +1,28 @@
-"""Several `embed` (or `predict`) processes started by torchrun: who am I, and agreeing with the
-others.
+"""Where a command's stages run: the device, the precision and the torchrun group, resolved
+once when the command starts (`Runtime`) and handed to the stages, which pick nothing again.
 
-Under `torchrun --nproc-per-node N cli.py embed ...` every process runs the same command; the
-environment (RANK, WORLD_SIZE, LOCAL_RANK) says which share is its own. Without torchrun this
-is a group of one and nothing here talks to anybody.
+Several `embed` (or `predict`) processes may be started by torchrun: under `torchrun
+--nproc-per-node N cli.py embed ...` every process runs the same command; the environment
+(RANK, WORLD_SIZE, LOCAL_RANK) says which share is its own. Without torchrun this is a group
+of one and nothing here talks to anybody.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 
 import torch
 import torch.distributed as dist
 
+from floodcache.sam.precision import pick_device, resolve_precision
+
 
 @dataclass(frozen=True)
 class Group:
-    """This process's place among the embed processes."""
+    """This process's place among the processes torchrun started for one command."""
 
     rank: int = 0
     world: int = 1
@@ -42,7 +47,7 @@ class Group:
         if self.world > 1:
             dist.barrier()
 
-    def from_leader(self, value):
+    def from_leader(self, value: object) -> object:
         """The leader's `value`, on every process (pickled through the process group)."""
         if self.world == 1:
             return value
@@ -50,7 +55,7 @@ class Group:
         dist.broadcast_object_list(box, src=0)
         return box[0]
 
-    def gather(self, value) -> list:
+    def gather(self, value: object) -> list:
         """Every process's `value`, in rank order, on every process."""
         if self.world == 1:
             return [value]
@@ -87,3 +92,35 @@ def leave(group: Group) -> None:
     """Shut the process group down cleanly at the end of the command."""
     if group.world > 1 and dist.is_initialized():
         dist.destroy_process_group()
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """Where and how this process runs a command's stages: its device, the precision resolved
+    for it (never `auto`), and its torchrun group."""
+
+    device: torch.device
+    precision: str  # fp32, fp16 or bf16: what `auto` became on `device`
+    group: Group = field(default_factory=Group)
+
+    @classmethod
+    def resolve(
+        cls, device: str | None, precision: str, stage: str = "encoder", group: Group | None = None
+    ) -> Runtime:
+        """`device` as asked (else this process's GPU, else the CPU) and `precision` for
+        `stage` (a key of `settings.STAGE_PRECISIONS`) on it; ValueError for a precision the
+        stage does not take."""
+        group = group or Group()
+        chosen = pick_device(group.device(device))
+        return cls(chosen, resolve_precision(precision, chosen, stage), group)
+
+
+@contextmanager
+def joined(device: str | None, precision: str, stage: str = "encoder") -> Iterator[Runtime]:
+    """The runtime of this process inside its torchrun group (`join`), the group left
+    (`leave`) when the command ends, however it ends."""
+    group = join()
+    try:
+        yield Runtime.resolve(device, precision, stage, group)
+    finally:
+        leave(group)
