@@ -25,6 +25,7 @@ from floodcache.predict.segmenter import Segmenter
 from floodcache.prompts import NO_PROMPT
 from floodcache.runtime import Runtime
 from floodcache.sam.preprocess import resize_to_input
+from floodcache.train.runs import RunRecord
 from tests.helpers import PROJECT, torchrun
 from tests.rasters import GEO_SCENE, read_scene, write_mosaic, write_raster
 
@@ -165,7 +166,8 @@ class SmoothSegmenter:
     batch_size, precision = 2, "fp32"
 
     def __init__(self, *args, **kwargs):
-        self.model = SimpleNamespace(record={}, sha256="0" * 64, trained_prompts=["none"])
+        record = RunRecord("vit_tiny", "0" * 64, {"none": {"oracle": False, "multimask": False}})
+        self.model = SimpleNamespace(record=record, sha256="0" * 64, trained_prompts=["none"])
 
     def logits(self, images):
         blurred = [

@@ -16,6 +16,7 @@ import torch
 
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
+from floodcache.runtime import Runtime
 from floodcache.sam import decoder
 from floodcache.sam.checkpoints import CheckpointError
 from floodcache.sam.model import save_weights
@@ -160,7 +161,7 @@ def test_every_identity_field_must_match_to_resume_an_unfinished_run(
         unfinished = Progress(config, cache)
         unfinished.folder.mkdir()
         save_weights({"identity": unfinished.identity}, unfinished.folder / "state.pt")
-        trainer = DecoderTrainer(cache, config)
+        trainer = DecoderTrainer(cache, config, Runtime.resolve("cpu", "fp32", "train"))
         for name, value in RUN_CHANGES.items():
             with pytest.raises(CacheError, match=f"\n  {name}: run has"):
                 Progress(replace(config, **{name: value}), cache).resume(trainer)
