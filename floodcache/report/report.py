@@ -58,7 +58,7 @@ def run_report(config: ReportConfig, audit: AuditReport | None = None) -> Report
     report = Path(config.out) / "report.md"
     write_whole(report, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     _remove_stale_figures(report.parent / "figures", material.figures)
-    page = html.write_html(report) if config.html else None
+    page = html.write_html(report, material.figures) if config.html else None
     return ReportResult(report, material.figures, metrics_dir, reused, page)
 
 
@@ -131,9 +131,14 @@ def _header(material: Material, metrics_dir: Path) -> list[str]:
     table_link = material.relative(metrics_dir / "metrics.csv")
     runs = material.runs
     lines += [
-        f"Split `{meta['identity']['split']}`: {meta['views']} views, each evaluated with every "
-        f"prompt strategy and every model: `{PRETRAINED}` (the decoder of SAM's checkpoint)"
-        + "".join(f", `{m.name}` (fine-tuned on {', '.join(m.trained_prompts)})" for m in runs)
+        f"Split {markdown.code(meta['identity']['split'])}: {meta['views']} views, each "
+        f"evaluated with every prompt strategy and every model: `{PRETRAINED}` (the decoder "
+        "of SAM's checkpoint)"
+        + "".join(
+            f", {markdown.code(m.name)} "
+            f"(fine-tuned on {markdown.text(', '.join(m.trained_prompts))})"
+            for m in runs
+        )
         + ".",
         "",
         "Prompts marked * are oracle prompts: made from the ground truth, they measure SAM with a "
@@ -142,7 +147,7 @@ def _header(material: Material, metrics_dir: Path) -> list[str]:
         "left out of every mean). Empty denominators: a metric is 1 when prediction and truth "
         "are both empty, else 0. Metrics are computed at the original image resolution.",
         "",
-        f"Per-view table: [{table_link}]({table_link}) (also Parquet), "
+        f"Per-view table: {markdown.link(table_link, table_link)} (also Parquet), "
         "with each view's exact prompt in original-image pixels.",
     ]
     return lines
@@ -162,9 +167,12 @@ def _timings(material: Material, reused: bool, report_seconds: float) -> list[st
     for model in material.runs:
         history = read_history(model.run)
         epochs = f"{history.height} epoch" + ("s" if history.height != 1 else "")
-        rows.append([f"train `{model.name}`", f"{history['seconds'].sum():.1f}", epochs])
+        seconds = f"{history['seconds'].sum():.1f}"
+        rows.append([f"train {markdown.code(model.name)}", seconds, epochs])
     seconds = material.metadata["seconds"]
-    per_model = ", ".join(f"{name} {s:.1f} s" for name, s in seconds["per_model"].items())
+    per_model = ", ".join(
+        f"{markdown.text(name)} {s:.1f} s" for name, s in seconds["per_model"].items()
+    )
     detail = f"decoding: {per_model}" + ("; made earlier and reused here" if reused else "")
     rows.append(["evaluate", f"{seconds['total']:.1f}", detail])
     rows.append(["report", f"{report_seconds:.1f}", "tables, figures, galleries; not evaluate"])
