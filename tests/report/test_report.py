@@ -336,6 +336,33 @@ def test_a_full_disk_while_drawing_leaves_no_partial_figure(
     assert len(figures) == 2 and all(path.stat().st_size > 5000 for path in figures)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert f"could not write {out}/figures/" in result.output and "No space" in result.output
+    monkeypatch.undo()  # room again: the report it left is its own, and is replaced
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert set((out / "figures").iterdir()) == {out / link for link in _linked(_text(out))}
+
+
+def _text(out: Path) -> str:
+    return (out / "report.md").read_text()
+
+
+def test_a_folder_holding_the_users_files_is_refused_and_kept(finetuned_evaluation, tmp_path):
+    """report --out DIR removed every picture in DIR/figures/ it had not written and
+    replaced DIR/report.md, without --overwrite."""
+    out = tmp_path / "mine"
+    (out / "figures").mkdir(parents=True)
+    holiday = out / "figures" / "holiday.jpg"
+    holiday.write_bytes(JPEG_MAGIC + b"the user's photo")
+    args = ["report", "--metrics", str(finetuned_evaluation[0].out), "--out", str(out)]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code != 0 and "holds figures/holiday.jpg" in refused.output
+    assert "choose another --out" in refused.output
+    holiday.unlink()
+    (out / "report.md").write_text("# my notes\n")
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code != 0 and "holds report.md" in refused.output
+    assert (out / "report.md").read_text() == "# my notes\n"
+    assert sorted(p.name for p in out.rglob("*")) == ["figures", "report.md"]
 
 
 def test_a_report_from_an_evaluation_decodes_nothing_again(

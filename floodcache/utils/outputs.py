@@ -1,0 +1,69 @@
+"""An output folder holds only floodcache's own outputs: a command refuses a folder that holds
+anything else, and replaces (with --overwrite or as it always does) only files it wrote; and a
+path built from an option stays inside the folder it belongs to.
+
+Each command says which paths in its folder are its own (`ours`, relative paths); a temporary
+file of an interrupted write (`atomic.write_whole`) counts as ours too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from floodcache.utils.atomic import is_temporary
+
+# A report folder: the report, its evaluation (by default in the same folder) and `run`'s audit
+EVALUATION_FILES = frozenset({"metrics.parquet", "metrics.csv", "masks.parquet", "evaluation.json"})
+FIGURES = "figures"  # the report's figures, in a folder of their own
+FIGURES_WRITTEN = ".figures-written"  # the names of the figures the report wrote, one a line
+REPORT_FILES = frozenset({"report.md", "report.html", "audit.csv", FIGURES_WRITTEN})
+REPORT_FILES |= EVALUATION_FILES
+
+
+def plain_name(name: str, option: str) -> str:
+    """`name`, refused (ValueError naming `option`) unless it names one file or folder: no
+    separator, not `.` or `..`, not empty."""
+    if not str(name).strip() or name in (".", "..") or any(c in name for c in "/\\\0"):
+        raise ValueError(
+            f"{option} {name!r} is not a plain name: it would put files outside their folder "
+            f"or in place of it; give {option} a name without / \\ or .., such as 'flood'"
+        )
+    return name
+
+
+def inside(folder: Path, name: str, option: str) -> Path:
+    """`folder / name`, refused (ValueError naming `option`) unless it lies inside `folder`:
+    a name with `..`, a separator leading out, or an absolute path would write elsewhere."""
+    folder, name = Path(folder), str(name)
+    path = folder / name
+    base, resolved = folder.resolve(), path.resolve()
+    if not name.strip() or resolved == base or base not in resolved.parents:
+        raise ValueError(
+            f"{option} {name!r} would write to {resolved}, outside {folder}: give {option} a "
+            "plain name (letters, digits, - _ .), not a path"
+        )
+    return path
+
+
+def refuse_foreign(folder: Path, ours: Callable[[Path], bool], option: str) -> None:
+    """FileExistsError naming `option` where `folder` holds a file that `ours` (given its path
+    relative to `folder`) does not claim, or where `folder` is a file: writing there could
+    replace or delete the user's files."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise FileExistsError(f"{option} {folder} is a file, not a folder: choose another {option}")
+    foreign = sorted(
+        path.relative_to(folder).as_posix()
+        for path in folder.rglob("*")
+        if not path.is_dir() and not is_temporary(path.name) and not ours(path.relative_to(folder))
+    )
+    if foreign:
+        raise FileExistsError(
+            f"{folder} holds {foreign[0]}"
+            + (f" and {len(foreign) - 1} other files" if len(foreign) > 1 else "")
+            + f" that floodcache did not write, and would replace or remove them: choose another "
+            f"{option} (an empty or new folder), or move them away"
+        )
