@@ -58,7 +58,9 @@ from floodcache.sam.masks import decode_views
 from floodcache.sam.precision import pick_device
 from floodcache.train.runs import PRETRAINED, DecoderModel, checkpoint_sha256
 from floodcache.train.weights import decoder_models
+from floodcache.utils import outputs
 from floodcache.utils.differences import refuse_if_different
+from floodcache.utils.lock import ProcessLock
 
 log = logging.getLogger(__name__)
 EVAL_VERSION = 2  # bump when a metric or the table changes, so old evaluations are redone
@@ -90,9 +92,32 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateResult:
     """Evaluate every model on every view of the split with every prompt strategy.
 
     Reuses a complete evaluation in `config.out` made with the same identity; refuses to
-    replace one made differently unless `config.overwrite`.
+    replace one made differently unless `config.overwrite`. One evaluate at a time writes
+    `config.out` (`<out>.lock` beside it); a folder holding files floodcache did not write is
+    refused.
     """
     out = Path(config.out)
+    outputs.refuse_foreign(out, _ours, "--out")
+    with writing_evaluation(out):
+        return _run_evaluate(config, out)
+
+
+def _ours(path: Path) -> bool:
+    """An evaluation's files, and the report's beside them (a report's default folder holds
+    its evaluation; the report vets its own files and figures)."""
+    return path.as_posix() in outputs.REPORT_FILES or path.parts[0] == outputs.FIGURES
+
+
+def writing_evaluation(out: Path) -> ProcessLock:
+    """`<out>.lock`, held while an evaluation is made and written to `out`: a second evaluate
+    into the same folder stops at once, rather than one silently replacing the other."""
+    out = Path(out).resolve()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock = out.with_name(out.name + ".lock")
+    return ProcessLock(lock, f"another evaluate is writing {out}", "or choose another --out")
+
+
+def _run_evaluate(config: EvaluateConfig, out: Path) -> EvaluateResult:
     strategies = parse_prompts(config.eval_prompts)
     with Cache.open(config.cache) as cache:
         models = decoder_models(cache, tuple(map(Path, config.decoders)))
