@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -30,7 +31,7 @@ from floodcache.train import runs
 from floodcache.train.batches import Views, fits_in_memory
 from floodcache.train.config import LEARNING_SETTINGS, TrainConfig
 from floodcache.train.trainer import DecoderTrainer
-from floodcache.train.weights import save_run
+from floodcache.train.weights import non_finite, save_run
 from floodcache.utils.atomic import write_whole
 from floodcache.utils.differences import refuse_if_different
 
@@ -61,6 +62,15 @@ class Best:
 
     def to_dict(self) -> dict:  # what torch.save keeps: plain containers, loaded weights_only
         return {"epoch": self.epoch, "val_iou": self.val_iou, "decoder": self.decoder}
+
+
+class Diverged(Exception):
+    """An epoch ended with a loss or a weight that is not finite: the epochs before it, and
+    the best of them (`best.decoder` None when there is none)."""
+
+    def __init__(self, epoch: int, what: str, history: list[EpochStats], best: Best):
+        super().__init__(f"epoch {epoch}: {what}")
+        self.epoch, self.what, self.history, self.best = epoch, what, history, best
 
 
 @dataclass
@@ -117,12 +127,43 @@ def _train(config: TrainConfig) -> TrainResult:
             progress = Progress(config, cache)
             history, best = progress.resume(trainer)
             history, best = _fit(trainer, strategies, *views, config, progress, history, best)
+        except Diverged as diverged:
+            _keep_before(diverged, config, cache, strategies, progress)
         finally:
             for split in views:
                 split.close()
         _save_run(config, cache, history, best, strategies)
         progress.remove()
     return TrainResult(config.out, best.epoch, history)
+
+
+def _keep_before(diverged: Diverged, config: TrainConfig, cache, strategies, progress) -> None:
+    """Keep the best epoch before a divergence as the run, when there is one, then raise
+    ValueError naming the epoch and the likely cause. No decoder that is not finite is kept,
+    nor the diverged epoch's training state."""
+    best = diverged.best
+    if best.decoder is not None:
+        _save_run(config, cache, diverged.history, best, strategies, diverged.epoch)
+        kept = (
+            f"{config.out} keeps epoch {best.epoch}, the best before it (--overwrite replaces it)"
+        )
+    else:
+        kept = "no epoch before it to keep: nothing was written"
+    progress.remove()
+    raise ValueError(
+        f"training diverged at epoch {diverged.epoch} ({diverged.what}); the learning rate is "
+        f"the likely cause: train again with a smaller --lr than {config.lr:g} (the default is "
+        f"{TrainConfig.lr:g}); {kept}"
+    )
+
+
+def _divergence(stats: EpochStats, trainer: DecoderTrainer) -> str | None:
+    """What is not finite after an epoch (its losses, then the decoder's weights), or None."""
+    for name in ("train_loss", "val_loss"):
+        if not math.isfinite(getattr(stats, name)):
+            return f"{name.replace('_', ' ')} {getattr(stats, name)}"
+    weight = non_finite(trainer.mask_decoder.state_dict())
+    return None if weight is None else f"the decoder weight {weight} is not finite"
 
 
 class Progress:
@@ -208,6 +249,9 @@ def _fit(trainer, strategies, train_views, val_views, config, progress, history,
                 f"epoch {epoch:3d}  train loss {stats.train_loss:.4f} IoU {stats.train_iou:.3f}"
                 f"  val loss {stats.val_loss:.4f} IoU {stats.val_iou:.3f}  lr {stats.lr:.2e}"
             )
+            what = _divergence(stats, trainer)
+            if what is not None:  # before the best and the saved state: neither is kept
+                raise Diverged(epoch, what, history, best)
             if stats.val_iou > best.val_iou:
                 decoder = copy.deepcopy(trainer.mask_decoder.state_dict())
                 best = Best(epoch, stats.val_iou, decoder)
@@ -232,8 +276,9 @@ def _epoch(trainer, strategies, train_views, val_views, config, epoch: int, bar)
     return EpochStats(epoch, *losses, end - start, seen, skipped, end - validating)
 
 
-def _save_run(config, cache: Cache, history, best: Best, strategies) -> None:
-    """The best epoch's decoder, the run's record and its history, as a run folder."""
+def _save_run(config, cache: Cache, history, best: Best, strategies, diverged=None) -> None:
+    """The best epoch's decoder, the run's record and its history, as a run folder;
+    `diverged`: the epoch training stopped at, its loss or weights not finite."""
     record = {
         "config": json.loads(json.dumps(asdict(config), default=str)),
         "prompts": {s.name: {"oracle": s.oracle, "multimask": s.multimask} for s in strategies},
@@ -243,4 +288,6 @@ def _save_run(config, cache: Cache, history, best: Best, strategies) -> None:
         "best_epoch": best.epoch,
         "best_val_iou": best.val_iou,
     }
+    if diverged is not None:
+        record["diverged_epoch"] = diverged
     save_run(config.out, best.decoder, record, [asdict(h) for h in history])

@@ -13,7 +13,7 @@ from floodcache.sam.checkpoints import CheckpointError
 from floodcache.train.config import TrainConfig
 from floodcache.train.run import run_train
 from floodcache.train.runs import writing_run
-from floodcache.train.weights import load_run
+from floodcache.train.weights import load_run, sam_with_decoder
 from tests.helpers import full_disk_save, held_by_another_process
 
 
@@ -106,3 +106,27 @@ def test_an_out_that_is_not_a_run_folder_is_never_replaced(train_cache, tmp_path
     with pytest.raises(FileExistsError, match=f"{out} exists and is not a run folder"):
         run_train(config)
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_decoder_with_weights_that_are_not_finite_is_refused_by_every_user(
+    train_cache, tiny_checkpoint, finetuned_run, tmp_path
+):
+    """A diverged decoder (NaN weights) was evaluated, exported and used by predict without
+    a word ("predicted IoU nan")."""
+    run = tmp_path / "run"
+    shutil.copytree(finetuned_run, run)
+    state = torch.load(run / "decoder.pt", weights_only=True)
+    state[next(iter(state))] = torch.full_like(state[next(iter(state))], float("nan"))
+    torch.save(state, run / "decoder.pt")
+    commands = {
+        "evaluate": ["--cache", str(train_cache), "--split", "val", "--out", str(tmp_path / "e")],
+        "export": ["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "sam.pth")],
+    }
+    for command, args in commands.items():
+        result = CliRunner().invoke(cli.main, [command, "--decoder", str(run), *args])
+        assert result.exit_code == 1, (command, result.output)
+        assert "not finite" in result.output and str(run / "decoder.pt") in result.output
+        assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+    assert not (tmp_path / "sam.pth").exists() and not (tmp_path / "e" / "metrics.csv").exists()
+    with pytest.raises(CheckpointError, match="not finite .*train it again"):
+        sam_with_decoder(tiny_checkpoint, run)  # what predict loads its decoder with
