@@ -60,7 +60,6 @@ from floodcache.train.runs import PRETRAINED, DecoderModel, checkpoint_sha256
 from floodcache.train.weights import decoder_models
 from floodcache.utils import outputs
 from floodcache.utils.differences import refuse_if_different
-from floodcache.utils.lock import ProcessLock
 
 log = logging.getLogger(__name__)
 EVAL_VERSION = 2  # bump when a metric or the table changes, so old evaluations are redone
@@ -108,13 +107,10 @@ def _ours(path: Path) -> bool:
     return path.as_posix() in outputs.REPORT_FILES or path.parts[0] == outputs.FIGURES
 
 
-def writing_evaluation(out: Path) -> ProcessLock:
+def writing_evaluation(out: Path) -> outputs.ProcessLock:
     """`<out>.lock`, held while an evaluation is made and written to `out`: a second evaluate
     into the same folder stops at once, rather than one silently replacing the other."""
-    out = Path(out).resolve()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lock = out.with_name(out.name + ".lock")
-    return ProcessLock(lock, f"another evaluate is writing {out}", "or choose another --out")
+    return outputs.writing(out, "evaluate")
 
 
 def _run_evaluate(config: EvaluateConfig, out: Path) -> EvaluateResult:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from floodcache.utils.atomic import is_temporary
+from floodcache.utils.lock import ProcessLock
 
 # A report folder: the report, its evaluation (by default in the same folder) and `run`'s audit
 EVALUATION_FILES = frozenset({"metrics.parquet", "metrics.csv", "masks.parquet", "evaluation.json"})
@@ -19,6 +20,18 @@ FIGURES = "figures"  # the report's figures, in a folder of their own
 FIGURES_WRITTEN = ".figures-written"  # the names of the figures the report wrote, one a line
 REPORT_FILES = frozenset({"report.md", "report.html", "audit.csv", FIGURES_WRITTEN})
 REPORT_FILES |= EVALUATION_FILES
+
+
+def writing(out: Path, command: str, within: bool = False) -> ProcessLock:
+    """`<out>.lock` beside the output `out` (a folder or a file), or `.<command>.lock` in the
+    folder `out` when `within` (where the folder beside it is an input, as a folder of
+    photos can be), held while `command` writes it: a second run into the same output stops
+    at once, naming the live process, rather than one silently replacing the other's."""
+    out = Path(out).resolve()
+    folder = out if within else out.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    lock = out / f".{command}.lock" if within else out.with_name(out.name + ".lock")
+    return ProcessLock(lock, f"another {command} is writing {out}", "or choose another --out")
 
 
 def plain_name(name: str, option: str) -> str:
