@@ -103,7 +103,7 @@ def _learned(run: Path, config: TrainConfig) -> tuple[dict, dict]:
     """What the finished run learned from (its settings and cache), and what `config` asks.
 
     Reads the run's config.json, not the run itself, so as not to load and hash its weights."""
-    record = json.loads((run / runs.RECORD).read_text())
+    record = runs.read_record(run)
     with Cache.open(config.cache) as opened:
         fingerprint = opened.fingerprint
     settings = asdict(config)

@@ -99,8 +99,21 @@ def describe_run(run: Path) -> DecoderModel:
             f"{run} is not a finished run (it needs {DECODER} and {RECORD}): train one "
             f"with `python cli.py train --cache FILE.h5 --out {run}`"
         )
-    record = json.loads((run / RECORD).read_text())
-    return DecoderModel(run.name, None, sha256_file(run / DECODER), run, record)
+    return DecoderModel(run.name, None, sha256_file(run / DECODER), run, read_record(run))
+
+
+def read_record(run: Path) -> dict:
+    """A run's config.json, checked to be a JSON object naming its SAM's model type;
+    ValueError naming the file and the fix otherwise."""
+    path = Path(run) / RECORD
+    fix = f"train it again: `python cli.py train --cache FILE.h5 --out {run} --overwrite`"
+    try:
+        record = json.loads(path.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}); {fix}") from None
+    if not isinstance(record, dict) or not isinstance(record.get("model_type"), str):
+        raise ValueError(f"{path} is not a run's record (no model_type in an object); {fix}")
+    return record
 
 
 def check_same_sam(model: DecoderModel, model_type: str, checkpoint: str, other: str) -> None:

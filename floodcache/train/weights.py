@@ -79,9 +79,29 @@ def load_run(run: Path) -> DecoderModel:
     state = read_weights(weights, "a mask decoder's weights (a state dict)", fix)
     if not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise CheckpointError(f"{weights} is not a mask decoder's state dict: {fix}")
+    _check_layout(state, weights, fix)
     check_finite(state, str(weights), fix)
     described.state = {k: v.numpy() for k, v in state.items()}
     return described
+
+
+def _check_layout(state: dict[str, torch.Tensor], weights: Path, fix: str) -> None:
+    """CheckpointError naming `weights` and `fix` unless `state` has exactly a MaskDecoder's
+    weights and shapes (a whole SAM's state dict, or another model's, has others)."""
+    from floodcache.sam.decoder import build_mask_decoder
+
+    expected = {k: tuple(v.shape) for k, v in build_mask_decoder().state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if found == expected:
+        return
+    missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    shapes = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
+    detail = "; ".join(
+        f"{what} {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+        for what, names in (("missing", missing), ("unexpected", extra), ("wrong shape", shapes))
+        if names
+    )
+    raise CheckpointError(f"{weights} is not SAM's mask decoder ({detail}): {fix}")
 
 
 def decoder_models(cache: Cache, runs: tuple[Path, ...]) -> list[DecoderModel]:
