@@ -49,7 +49,10 @@ from floodcache.evaluate.table import (
     MASKS_SCHEMA,
     METADATA,
     SCHEMA,
+    DamagedEvaluation,
+    damaged,
     load_evaluation,
+    load_masks,
     write_evaluation,
 )
 from floodcache.prompts import PromptOptions, parse_prompts
@@ -118,9 +121,16 @@ def _run_evaluate(config: EvaluateConfig, out: Path) -> EvaluateResult:
     with Cache.open(config.cache) as cache:
         models = decoder_models(cache, tuple(map(Path, config.decoders)))
         identity = identity_of(config, cache, models)
-        if _earlier_evaluation(out, identity, config.overwrite) is not None:
-            log.info("%s holds this evaluation already; reusing it", out)
-            return EvaluateResult(out, *load_evaluation(out), reused=True)
+        try:
+            if _earlier_evaluation(out, identity, config.overwrite) is not None:
+                loaded = load_evaluation(out)
+                load_masks(out)  # what a report of it reads too
+                log.info("%s holds this evaluation already; reusing it", out)
+                return EvaluateResult(out, *loaded, reused=True)
+        except DamagedEvaluation:
+            if not config.overwrite:
+                raise
+            log.warning("%s holds a damaged evaluation: evaluating again", out)
         rows = cache.rows(config.split)
         if not len(rows):
             raise CacheError(
@@ -145,7 +155,12 @@ def _earlier_evaluation(out: Path, identity: dict, overwrite: bool) -> dict | No
     """
     if not (out / METADATA).is_file():
         return None  # nothing there, or an evaluation that never finished
-    earlier = json.loads((out / METADATA).read_text())
+    try:
+        earlier = json.loads((out / METADATA).read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise damaged(out / METADATA, f"not valid JSON: {error}") from None
+    if not isinstance(earlier, dict):
+        raise damaged(out / METADATA, "not a JSON object")
     if overwrite and earlier.get("identity") != identity:
         return None
     refuse_if_different(

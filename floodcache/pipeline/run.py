@@ -15,7 +15,6 @@ on every prompt strategy, and the same decoder also segments without a prompt (`
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import asdict, dataclass, field

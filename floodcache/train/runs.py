@@ -139,4 +139,17 @@ def read_history(run: Path) -> pl.DataFrame:
     it (a GPU machine set up for embedding and training need not have it)."""
     import polars as pl
 
-    return pl.read_csv(Path(run) / HISTORY)
+    path = Path(run) / HISTORY
+    try:
+        history = pl.read_csv(path)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        history, problem = None, str(error).splitlines()[0]
+    else:
+        columns = {"epoch", "seconds", "train_loss", "val_loss", "val_iou"}
+        problem = None if columns <= set(history.columns) else "it lacks epoch columns"
+    if problem is None and history["seconds"].dtype.is_numeric():
+        return history
+    raise ValueError(
+        f"{path} is damaged ({problem or 'its seconds are not numbers'}): train the run again "
+        f"(`python cli.py train --cache FILE.h5 --out {run} --overwrite`)"
+    )
