@@ -32,6 +32,7 @@ from floodcache.train.batches import Views, fits_in_memory
 from floodcache.train.config import LEARNING_SETTINGS, TrainConfig
 from floodcache.train.trainer import DecoderTrainer
 from floodcache.train.weights import non_finite, save_run
+from floodcache.utils import outputs
 from floodcache.utils.atomic import write_whole
 from floodcache.utils.differences import refuse_if_different
 
@@ -104,6 +105,8 @@ def run_train(config: TrainConfig) -> TrainResult:
 
 def _train(config: TrainConfig) -> TrainResult:
     runs.refuse_to_replace(config.out, config.overwrite)
+    # `.<out>.tmp-<pid>-<12 hex>` (the run folder written whole) is the longest made from it
+    outputs.check_name_room(Path(config.out), 32, "--out")
     strategies = parse_prompts(config.train_prompts)
     # Recorded resolved: config.json and a resumed run say what actually ran.
     device = pick_device(config.device)

@@ -8,6 +8,7 @@ file of an interrupted write (`atomic.write_whole`) counts as ours too.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,6 +33,21 @@ def writing(out: Path, command: str, within: bool = False) -> ProcessLock:
     folder.mkdir(parents=True, exist_ok=True)
     lock = out / f".{command}.lock" if within else out.with_name(out.name + ".lock")
     return ProcessLock(lock, f"another {command} is writing {out}", "or choose another --out")
+
+
+def check_name_room(out: Path, extra: int, option: str) -> None:
+    """ValueError naming `option` where the names made from `out`'s (up to `extra` bytes
+    longer: `<out>.partial`, a temporary name) exceed the file system's limit: found before
+    any work, not when the first result is written."""
+    out = Path(out)
+    folder = next((p for p in (out.parent, *out.parent.parents) if p.is_dir()), Path("."))
+    limit = os.pathconf(folder, "PC_NAME_MAX")
+    length = len(os.fsencode(out.name))
+    if length + extra > limit:
+        raise ValueError(
+            f"{option} {out}: its name is {length} bytes, and the files made from it need "
+            f"{extra} more, over this file system's limit of {limit}: choose a shorter {option}"
+        )
 
 
 def plain_name(name: str, option: str) -> str:

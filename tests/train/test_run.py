@@ -186,3 +186,14 @@ def test_the_best_epoch_before_a_divergence_is_kept(train_cache, tmp_path, monke
 def test_settings_that_must_be_finite_or_non_negative_are_refused_at_once(option, value, says):
     with pytest.raises(ValueError, match=says):
         TrainConfig(**{option: value})
+
+
+def test_an_out_name_too_long_for_the_files_made_from_it_is_refused_before_training(
+    train_cache, tmp_path, monkeypatch
+):
+    """A 248-character --out failed only when the first epoch's state was written."""
+    monkeypatch.setattr(DecoderTrainer, "run_epoch", lambda *a, **k: pytest.fail("trained"))
+    out = tmp_path / ("r" * 248)
+    with pytest.raises(ValueError, match="--out .* 248 bytes.*choose a shorter --out"):
+        train(train_cache, out, "box", epochs=1)
+    assert list(tmp_path.iterdir()) == []
