@@ -18,6 +18,8 @@ from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote
 
+import polars as pl
+
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.data.audit import AuditReport, audit_folder
@@ -162,8 +164,10 @@ def _header(material: Material, metrics_dir: Path) -> list[str]:
         ]
     table_link = material.relative(metrics_dir / "metrics.csv")
     runs = material.runs
+    # counted in the table, not taken from evaluation.json: an edited count is not repeated
+    views = material.table.filter(pl.col("model") == PRETRAINED)["row"].n_unique()
     lines += [
-        f"Split {markdown.code(meta['identity']['split'])}: {meta['views']} views, each "
+        f"Split {markdown.code(meta['identity']['split'])}: {views} views, each "
         f"evaluated with every prompt strategy and every model: `{PRETRAINED}` (the decoder "
         "of SAM's checkpoint)"
         + "".join(

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import errno
+import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -385,3 +387,16 @@ def test_a_report_from_an_evaluation_decodes_nothing_again(
     galleries = list((tmp_path / "figures").glob("views_*.jpg"))
     assert galleries and all(path.read_bytes().startswith(JPEG_MAGIC) for path in galleries)
     assert not stale.exists()  # figures/ holds this report's figures alone
+
+
+def test_an_edited_view_count_in_evaluation_json_is_not_repeated(finetuned_evaluation, tmp_path):
+    metrics = tmp_path / "evaluation"
+    shutil.copytree(finetuned_evaluation[0].out, metrics)
+    metadata = json.loads((metrics / "evaluation.json").read_text())
+    views = metadata["views"]
+    metadata["views"] = 999
+    (metrics / "evaluation.json").write_text(json.dumps(metadata))
+    result = CliRunner().invoke(main, ["report", "--metrics", str(metrics)])
+    assert result.exit_code == 0, result.output
+    text = (metrics / "report.md").read_text()
+    assert "999 views" not in text and f": {views} views, each evaluated" in text
