@@ -99,6 +99,9 @@ def run_predict_scene(config: SceneConfig) -> SceneResult:
             loaded = time.perf_counter() - start
             warn_if_not_prompt_free(segmenter.model, config.decoder)
             result = predict_scene(segmenter, config, scene, outputs, group)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: its tiles are not kept
+        stop.kept = f"nothing of {config.image} is kept: a rerun segments it from its first tile"
+        raise
     finally:
         distributed.leave(group)
     result.seconds, result.load_seconds = time.perf_counter() - start, loaded
