@@ -382,6 +382,7 @@ def test_a_report_from_an_evaluation_decodes_nothing_again(
     stale = tmp_path / "figures" / "worst_pretrained_box.png"  # an earlier report's figure
     stale.parent.mkdir()
     stale.write_bytes(PNG_MAGIC)
+    (tmp_path / ".figures-written").write_text(f"{stale.name}\n")  # as that report recorded it
     result = CliRunner().invoke(main, ["report", "--metrics", str(metrics), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     galleries = list((tmp_path / "figures").glob("views_*.jpg"))
