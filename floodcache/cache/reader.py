@@ -70,13 +70,18 @@ class Cache:
                 "`embed` never replaces it, even with --overwrite: give the cache another name"
             )
         lacks = [name for name in REQUIRED_ATTRS if name not in attrs]
-        if not attrs.get("complete", False) or lacks:
+        # exactly the boolean true `embed` writes: a string such as "no" is truthy
+        if (
+            not isinstance(attrs.get("complete"), (bool, np.bool_))
+            or not attrs["complete"]
+            or lacks
+        ):
             lacking = f" (it has no {', '.join(lacks)})" if lacks else ""
             raise CacheError(
                 f"{self.path} is not a complete floodcache cache{lacking}: rebuild it with "
                 f"{command('embed', option('overwrite'), '...')}"
             )
-        if int(attrs["schema_version"]) != SCHEMA_VERSION:
+        if _integer(attrs["schema_version"]) != SCHEMA_VERSION:
             raise CacheError(
                 f"{self.path} has schema {attrs['schema_version']}, this floodcache reads "
                 f"{SCHEMA_VERSION}: rebuild it with {command('embed', option('overwrite'), '...')}"
@@ -236,3 +241,12 @@ class Cache:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def _integer(value) -> int | None:
+    """A schema version as an int, or None where it is not one ("abc"): refused as another
+    schema, naming the file, rather than a bare ValueError."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

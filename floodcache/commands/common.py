@@ -66,10 +66,9 @@ def user_errors(command: Callable) -> Callable:
             raise click.ClickException(_file_system_error(err)) from err
         except KeyboardInterrupt as stop:
             how = "terminated" if isinstance(stop, Terminated) else "interrupted"
-            click.echo(
-                f"\n{how}: finished work is kept; run the same command again to resume.",
-                err=True,
-            )
+            # a command that keeps nothing of a stopped run says so on the exception (`kept`)
+            resume = "finished work is kept; run the same command again to resume"
+            click.echo(f"\n{how}: {getattr(stop, 'kept', resume)}.", err=True)
             sys.exit(128 + signal.SIGTERM if isinstance(stop, Terminated) else 130)
 
     return wrapper

@@ -280,12 +280,20 @@ def _numbers(values) -> str:
 
 
 def georeference(path: Path) -> Georeference | None:
-    """`path`'s Georeference, or None when it has no CRS or GDAL cannot open it."""
+    """`path`'s Georeference, or None when it has no CRS or GDAL cannot open it.
+
+    UnreadableRaster where ground control points alone locate it: it has a CRS but no grid
+    to lay a mask on, and read as a photo its mask would lose where it lies."""
     try:
         dataset = open_raster(path)
     except UnreadableRaster:
         return None
     with dataset:
+        if dataset.crs is None and dataset.gcps[0]:
+            raise UnreadableRaster(
+                f"{path}: located by ground control points alone, with no grid: warp it onto "
+                f"one first (`gdalwarp {path} {Path(path).stem}_warped.tif`), then predict that"
+            )
         if dataset.crs is None:
             return None
         return Georeference(dataset.crs, tuple(dataset.transform)[:6], dataset.shape)

@@ -83,6 +83,7 @@ class EmbedConfig:
         check_at_least(self.batch_size, 1, "--batch-size")
         check_at_least(self.workers, 0, "--workers")
         check_at_least(self.max_pixels, 1, "--max-pixels")
+        check_at_least(self.seed, 0, "--seed")
         if self.random_weights and self.checkpoint is not None:
             raise ValueError("pass either --checkpoint or --random-weights, not both")
         if abs(sum(self.fractions) - 1.0) > 1e-6 or min(self.fractions) < 0:

@@ -47,6 +47,7 @@ class EvaluateConfig:
         check_choice(self.split, SPLITS, "--split")
         check_at_least(self.points, 1, "--points")
         check_at_least(self.batch_size, 1, "--batch-size")
+        check_at_least(self.seed, 0, "--seed")
         self.decoders = tuple(Path(run) for run in self.decoders)
         if self.out is None:
             self.out = Path("reports") / Path(self.cache).stem

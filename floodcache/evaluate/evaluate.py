@@ -50,7 +50,10 @@ from floodcache.evaluate.table import (
     MASKS_SCHEMA,
     METADATA,
     SCHEMA,
+    DamagedEvaluation,
+    damaged,
     load_evaluation,
+    load_masks,
     write_evaluation,
 )
 from floodcache.prompts import Prompt, PromptOptions, parse_prompts
@@ -59,6 +62,7 @@ from floodcache.sam.masks import decode_views
 from floodcache.sam.precision import pick_device
 from floodcache.train.runs import PRETRAINED, DecoderModel, checkpoint_sha256
 from floodcache.train.weights import decoder_models
+from floodcache.utils import outputs
 from floodcache.utils.identity import identity_of as declared_identity
 from floodcache.utils.identity import refuse_other
 
@@ -91,16 +95,43 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateResult:
     """Evaluate every model on every view of the split with every prompt strategy.
 
     Reuses a complete evaluation in `config.out` made with the same identity; refuses to
-    replace one made differently unless `config.overwrite`.
+    replace one made differently unless `config.overwrite`. One evaluate at a time writes
+    `config.out` (`<out>.lock` beside it); a folder holding files floodcache did not write is
+    refused.
     """
     out = Path(config.out)
+    outputs.refuse_foreign(out, _ours, "--out")
+    with writing_evaluation(out):
+        return _run_evaluate(config, out)
+
+
+def _ours(path: Path) -> bool:
+    """An evaluation's files, and the report's beside them (a report's default folder holds
+    its evaluation; the report vets its own files and figures)."""
+    return path.as_posix() in outputs.REPORT_FILES or path.parts[0] == outputs.FIGURES
+
+
+def writing_evaluation(out: Path) -> outputs.ProcessLock:
+    """`<out>.lock`, held while an evaluation is made and written to `out`: a second evaluate
+    into the same folder stops at once, rather than one silently replacing the other."""
+    return outputs.writing(out, "evaluate")
+
+
+def _run_evaluate(config: EvaluateConfig, out: Path) -> EvaluateResult:
     strategies = parse_prompts(config.eval_prompts)
     with Cache.open(config.cache) as cache:
         models = decoder_models(cache, tuple(map(Path, config.decoders)))
         identity = identity_of(config, cache, models)
-        if _earlier_evaluation(out, identity, config.overwrite) is not None:
-            log.info("%s holds this evaluation already; reusing it", out)
-            return EvaluateResult(out, *load_evaluation(out), reused=True)
+        try:
+            if _earlier_evaluation(out, identity, config.overwrite) is not None:
+                loaded = load_evaluation(out)
+                load_masks(out)  # what a report of it reads too
+                log.info("%s holds this evaluation already; reusing it", out)
+                return EvaluateResult(out, *loaded, reused=True)
+        except DamagedEvaluation:
+            if not config.overwrite:
+                raise
+            log.warning("%s holds a damaged evaluation: evaluating again", out)
         rows = cache.rows(config.split)
         if not len(rows):
             raise CacheError(
@@ -125,7 +156,12 @@ def _earlier_evaluation(out: Path, identity: dict, overwrite: bool) -> dict | No
     """
     if not (out / METADATA).is_file():
         return None  # nothing there, or an evaluation that never finished
-    earlier = json.loads((out / METADATA).read_text())
+    try:
+        earlier = json.loads((out / METADATA).read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise damaged(out / METADATA, f"not valid JSON: {error}") from None
+    if not isinstance(earlier, dict):
+        raise damaged(out / METADATA, "not a JSON object")
     if overwrite and earlier.get("identity") != identity:
         return None
     refuse_other(

@@ -53,20 +53,55 @@ def prompt_from_row(row: dict) -> Prompt:
     return Prompt(**parts)
 
 
+class DamagedEvaluation(ValueError):
+    """A file of an evaluation folder cannot be read, or is not what evaluate writes."""
+
+
+METADATA_KEYS = ("identity", "models", "views", "seconds", "cache")  # what readers rely on
+
+
 def load_evaluation(out: Path) -> tuple[pl.DataFrame, dict]:
-    """(table, metadata) of a finished evaluation folder."""
+    """(table, metadata) of a finished evaluation folder; DamagedEvaluation naming the file
+    and the fix where one is damaged."""
     out = Path(out)
     if not (out / METADATA).is_file() or not (out / TABLE).is_file():
         raise FileNotFoundError(
             f"{out} holds no finished evaluation ({METADATA} and {TABLE}): make one with "
             f"{command('evaluate', option('cache'), 'FILE.h5', option('out'), out)}"
         )
-    return pl.read_parquet(out / TABLE), json.loads((out / METADATA).read_text())
+    try:
+        metadata = json.loads((out / METADATA).read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise damaged(out / METADATA, f"not valid JSON: {error}") from None
+    if not isinstance(metadata, dict) or any(key not in metadata for key in METADATA_KEYS):
+        raise damaged(out / METADATA, f"it needs the keys {', '.join(METADATA_KEYS)}")
+    return _read_table(out / TABLE, SCHEMA, rows=True), metadata
 
 
 def load_masks(out: Path) -> pl.DataFrame:
     """The predicted masks of a finished evaluation folder (MASKS_SCHEMA)."""
-    return pl.read_parquet(Path(out) / MASKS)
+    return _read_table(Path(out) / MASKS, MASKS_SCHEMA, rows=False)  # all skipped: none
+
+
+def _read_table(path: Path, schema: dict, rows: bool) -> pl.DataFrame:
+    """A Parquet table evaluate wrote, checked to be whole, with its columns (and rows, when
+    `rows`)."""
+    try:
+        table = pl.read_parquet(path)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        raise damaged(path, f"it cannot be read: {str(error).splitlines()[0]}") from None
+    if dict(table.schema) != schema:
+        raise damaged(path, "its columns are not those evaluate writes")
+    if rows and table.is_empty():
+        raise damaged(path, "it holds no rows")
+    return table
+
+
+def damaged(path: Path, why: str) -> DamagedEvaluation:
+    return DamagedEvaluation(
+        f"{path} is damaged ({why}): evaluate again with --overwrite, which rebuilds it "
+        "(`python cli.py evaluate ... --overwrite`, or `report --cache ... --overwrite`)"
+    )
 
 
 def write_evaluation(out: Path, table: pl.DataFrame, masks: pl.DataFrame, metadata: dict) -> None:

@@ -11,6 +11,7 @@ from floodcache.evaluate.config import EvaluateConfig
 from floodcache.prompts import parse_prompts
 from floodcache.report.config import ReportConfig
 from floodcache.train.config import TrainConfig
+from floodcache.utils.outputs import inside, plain_name
 
 
 def _study_embed() -> EmbedConfig:
@@ -53,11 +54,12 @@ class PipelineConfig:
 
 
 def layout(config: PipelineConfig) -> tuple[Path, Path, Path]:
-    """(cache file, run folder, report folder) of a pipeline."""
-    root = Path(config.out_dir)
+    """(cache file, run folder, report folder) of a pipeline; ValueError naming --name where
+    one of them would lie outside its folder (a name with / or ..)."""
+    root, name = Path(config.out_dir), plain_name(config.name, "--name")
     prompts = "+".join(s.name for s in parse_prompts(config.train.train_prompts))
     return (
-        root / "cache" / f"{config.name}.h5",
-        root / "runs" / f"{config.name}-{prompts}",
-        root / "reports" / config.name,
+        inside(root / "cache", f"{name}.h5", "--name"),
+        inside(root / "runs", f"{name}-{prompts}", "--name"),
+        inside(root / "reports", name, "--name"),
     )

@@ -25,7 +25,7 @@ from floodcache.embed.plan import audit_data
 from floodcache.embed.run import run_embed
 from floodcache.pipeline.config import PipelineConfig, layout
 from floodcache.report.material import ReportResult
-from floodcache.report.report import run_report
+from floodcache.report.report import claim_report_folder, run_report
 from floodcache.sam.checkpoints import resolve_checkpoint
 from floodcache.sam.precision import pick_device, resolve_precision
 from floodcache.train import runs
@@ -49,6 +49,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     embed = config.embed
     resolve_checkpoint(embed.model_type, embed.checkpoint, embed.random_weights)
     cache, run, report_dir = layout(config)
+    claim_report_folder(report_dir, "--name")  # before audit.csv: nothing of the user's replaced
     steps: dict[str, str] = {}
 
     tic = time.perf_counter()

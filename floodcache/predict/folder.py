@@ -24,6 +24,7 @@ from floodcache.predict.segmenter import Segmenter, warn_if_not_prompt_free, wri
 from floodcache.prompts import NO_PROMPT
 from floodcache.runtime import Runtime
 from floodcache.sam.preprocess import resize_to_input
+from floodcache.utils import outputs
 from floodcache.utils.ahead import submit_ahead
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,14 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     counts once it is on disk). A mask already in `out` (from a run that was stopped) is kept
     unless `overwrite`, so a rerun goes on where the last one stopped. A file that cannot be
     read as an image is logged and listed in the summary with its problem, and the run goes
-    on. The summary is written when the run ends, however it ends.
+    on. The summary is written when the run ends, however it ends. One predict at a time
+    writes `out` (`<out>.lock` beside it).
     """
+    with outputs.writing(Path(config.out), "predict", within=True):
+        return _predict_folder(config)
+
+
+def _predict_folder(config: FolderConfig) -> FolderResult:
     files = _image_files(Path(config.images), Path(config.out))
     start = time.perf_counter()
     runtime = Runtime.resolve(config.model.device, config.model.precision)

@@ -83,17 +83,21 @@ def run_predict_scene(config: SceneConfig) -> SceneResult:
     start = time.perf_counter()
     outputs = SceneOutputs(config.out, config.polygons, config.probabilities)
     check_outputs(outputs, config.overwrite)
-    with (
-        joined(config.model.device, config.model.precision) as runtime,
-        gdal_env(),
-        Scene(config.image, config.raster) as scene,
-    ):
-        check_scene(scene)
-        plan = plan_tiles(scene.height, scene.width, config.tile, config.overlap)
-        segmenter = Segmenter(config.model, runtime, images=plan.count)
-        loaded = time.perf_counter() - start
-        warn_if_not_prompt_free(segmenter.model, config.model.decoder)
-        result = predict_scene(segmenter, config, scene, outputs, runtime.group)
+    try:
+        with (
+            joined(config.model.device, config.model.precision) as runtime,
+            gdal_env(),
+            Scene(config.image, config.raster) as scene,
+        ):
+            check_scene(scene)
+            plan = plan_tiles(scene.height, scene.width, config.tile, config.overlap)
+            segmenter = Segmenter(config.model, runtime, images=plan.count)
+            loaded = time.perf_counter() - start
+            warn_if_not_prompt_free(segmenter.model, config.model.decoder)
+            result = predict_scene(segmenter, config, scene, outputs, runtime.group)
+    except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: its tiles are not kept
+        stop.kept = f"nothing of {config.image} is kept: a rerun segments it from its first tile"
+        raise
     result.seconds, result.load_seconds = time.perf_counter() - start, loaded
     return result
 

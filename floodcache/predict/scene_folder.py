@@ -113,13 +113,18 @@ def _scenes(config: SceneConfig) -> tuple[list[str], list[Path], dict[str, str]]
     scenes, problems = [], {}
     for stem in sorted(by_stem, key=pairs.natural_key):
         path = by_stem[stem]
-        if raster.georeferenced(path):
-            raster.check_bands(path, config.raster)
-            scenes.append(path)
-        else:
+        if not raster.georeferenced(path):
             problems[path.name] = "not a raster with a CRS: predict photos in a folder of their own"
+            continue
+        try:
+            raster.check_bands(path, config.raster)
+        except ValueError as error:  # one scene of other bands: listed, the others segmented
+            problems[path.name] = str(error)
+            continue
+        scenes.append(path)
     if not scenes:
-        raise FileNotFoundError(f"{images}: no georeferenced rasters to segment")
+        first = f" ({next(iter(problems.items()))[1]})" if problems else ""
+        raise FileNotFoundError(f"{images}: no georeferenced rasters to segment{first}")
     files = [by_stem[stem].name for stem in sorted(by_stem, key=pairs.natural_key)]
     return files, scenes, problems
 

@@ -63,11 +63,11 @@ def _change_block(material: Material, model: DecoderModel, prompt: str, joined) 
     hurt = joined.filter(pl.col("change") < 0).sort("change").head(k)
     chosen = [("helped", r) for r in helped.to_dicts()] + [("hurt", r) for r in hurt.to_dicts()]
     if not chosen:
-        return ["", f"`{model.name}` gives every view the same IoU as `{PRETRAINED}`."]
+        return ["", f"{markdown.code(model.name)} gives every view the same IoU as `{PRETRAINED}`."]
     rows = [
         [
             kind,
-            r["image_id"],
+            markdown.text(r["image_id"]),
             f"{r['pretrained_iou']:.3f}",
             f"{r['iou']:.3f}",
             f"{r['change']:+.3f}",
@@ -79,8 +79,8 @@ def _change_block(material: Material, model: DecoderModel, prompt: str, joined) 
         for kind, r in chosen
     ]
     path = overlays.gallery(gallery, galleries.gallery_path(material, "change", model.name, prompt))
-    header = ["", "image", f"{PRETRAINED} IoU", f"{model.name} IoU", "change"]
-    title = f"#### `{model.name}` vs `{PRETRAINED}`, {markdown.prompt_title(prompt)}"
+    header = ["", "image", f"{PRETRAINED} IoU", f"{markdown.text(model.name)} IoU", "change"]
+    title = f"#### {markdown.code(model.name)} vs `{PRETRAINED}`, {markdown.prompt_title(prompt)}"
     lines = ["", title, "", *markdown.table(header, rows), ""]
     if hurt.is_empty() or helped.is_empty():
         lines += [f"No view got {'worse' if hurt.is_empty() else 'better'} with this prompt.", ""]
@@ -132,7 +132,7 @@ def cause_table(material: Material, table: pl.DataFrame, column: str, order: lis
         for model in material.names:
             mine = table.filter((pl.col("model") == model) & (pl.col("prompt") == prompt))
             rows.append(
-                [f"`{model}`", markdown.prompt_title(prompt)]
+                [markdown.code(model), markdown.prompt_title(prompt)]
                 + [_group_cell(mine, column, group) for group in groups]
             )
     return markdown.table(["model", "prompt", *groups], rows)
@@ -259,7 +259,7 @@ def every_prompt_fails(material: Material, table: pl.DataFrame) -> list[str]:
     found = findings_of(material) if material.audit is not None else {}
     rows = [
         [
-            r["image_id"],
+            markdown.text(r["image_id"]),
             r["view"],
             f"{r['water_percent']:.1f}",
             f"{r['megapixels']:.2f}",

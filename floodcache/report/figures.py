@@ -23,6 +23,7 @@ from matplotlib.transforms import offset_copy  # noqa: E402
 
 from floodcache.evaluate.metrics import METRIC_NAMES  # noqa: E402
 from floodcache.report.statistics import bootstrap  # noqa: E402
+from floodcache.utils import outputs  # noqa: E402
 from floodcache.utils.atomic import write_whole  # noqa: E402
 
 DPI = 110
@@ -53,13 +54,24 @@ def _grid(count: int, columns: int, size: tuple[float, float]):
 def save(fig: plt.Figure, path: Path, **options: object) -> Path:
     """`fig` saved at `path` in the format its suffix names, whole or not at all
     (`write_whole`: a full disk leaves no truncated image), then closed. `options` go to
-    `savefig`."""
+    `savefig`. Its name is recorded first (`record_written`)."""
     kind = Path(path).suffix.lstrip(".")
     try:
+        record_written(Path(path))
         write_whole(path, lambda tmp: fig.savefig(tmp, format=kind, **options))
     finally:
         plt.close(fig)
     return path
+
+
+def record_written(figure: Path) -> None:
+    """Add `figure`'s name to its report folder's list of the figures the report wrote
+    (`outputs.FIGURES_WRITTEN`), before it is written: a report stopped part way still knows
+    the figures it left, and a later report replaces those and no file of the user's."""
+    folder = figure.parent.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / outputs.FIGURES_WRITTEN, "a", encoding="utf-8") as written:
+        written.write(figure.name + "\n")
 
 
 def _save(fig, path: Path) -> Path:

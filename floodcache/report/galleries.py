@@ -90,7 +90,7 @@ def galleries_section(material: Material) -> list[str]:
             rows = [view_panels(material, c.record, _heading(c, model.name)) for c in choices]
             path = gallery_path(material, "views", model.name, prompt)
             overlays.gallery(rows, path)
-            lines += ["", f"#### `{model.name}`, {markdown.prompt_title(prompt)}", ""]
+            lines += ["", f"#### {markdown.code(model.name)}, {markdown.prompt_title(prompt)}", ""]
             lines.append(material.figure(path, f"views of {model.name} with {prompt}"))
     return lines
 

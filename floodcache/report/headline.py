@@ -48,7 +48,8 @@ def _claim(material: Material, model: DecoderModel, prompt: str) -> str:
         base = material.interval(PRETRAINED, prompt, "iou")
         change = material.paired(model.name, prompt, "iou")
         text = (
-            f"fine-tuned `{model.name}` reaches mean IoU {mine.text()} against {base.text()} "
+            f"fine-tuned {markdown.code(model.name)} reaches mean IoU {mine.text()} "
+            f"against {base.text()} "
             f"for `{PRETRAINED}`, a change of {change.difference.signed()} per view "
             f"({change.p_clause()})"
         )
@@ -97,7 +98,7 @@ def _study_table(material: Material, prompt: str) -> list[str]:
     note += f"; {skipped} skipped (no water)" if skipped else ""
     header = ["metric", f"`{PRETRAINED}`"]
     for run in material.runs:
-        header += [f"`{run.name}`", "change", "relative", "Wilcoxon p"]
+        header += [markdown.code(run.name), "change", "relative", "Wilcoxon p"]
     rows = [_study_row(material, prompt, metric) for metric in METRICS]
     return [title, "", f"Evaluated on {note}.", "", *markdown.table(header, rows)]
 

@@ -2,7 +2,10 @@
 figures inside (`write_html`), to send to someone who will not open a folder.
 
 markdown-it-py renders CommonMark, as GitHub does, with its tables and raw HTML (the
-appendix's `<details>`).
+appendix's `<details>`). Names from the data are escaped where they enter the markdown; the
+page also forbids scripts and every source but its own inlined figures (`POLICY`), and inlines
+only the figures the report wrote, so that no file name or recorded config can run code or
+pull a local file into the one file a user sends.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import base64
 import html
 import re
 from pathlib import Path
+from urllib.parse import unquote
 
 from floodcache.utils.atomic import write_whole
 
@@ -23,6 +27,9 @@ th, td { border: 1px solid #bbb; padding: 0.25em 0.5em }
 img { max-width: 100%; height: auto }
 pre { background: #f4f4f4; padding: 0.6em; overflow-x: auto }
 blockquote { border-left: 4px solid #c00; margin: 1em 0; padding: 0 1em }"""
+# No script, frame, font or remote source of any kind: the page needs only its style and the
+# figures inlined as data: URLs
+POLICY = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 
 
 def render(text: str) -> str:
@@ -34,16 +41,20 @@ def render(text: str) -> str:
 
 def image_sources(body: str) -> list[str]:
     """Every `<img src>` of rendered HTML, in order."""
-    return [html.unescape(source) for source in _SOURCE.findall(body)]
+    return [unquote(html.unescape(source)) for source in _SOURCE.findall(body)]
 
 
-def write_html(report: Path) -> Path:
-    """report.html beside `report` (report.md), each figure inside it as a data: URL."""
+def write_html(report: Path, figures: list[Path]) -> Path:
+    """report.html beside `report` (report.md), each of its `figures` (the files the report
+    wrote) inside it as a data: URL. An image that is not one of them is left out."""
     report = Path(report)
     body = render(report.read_text())
+    ours = {Path(figure).resolve() for figure in figures}
 
     def inline(match: re.Match) -> str:
-        figure = report.parent / html.unescape(match.group(1))
+        figure = (report.parent / unquote(html.unescape(match.group(1)))).resolve()
+        if figure not in ours or figure.suffix.lower() not in IMAGE_TYPES:
+            return '<img title="left out: not a figure of this report"'
         if not figure.is_file():
             raise FileNotFoundError(f"{report} links {figure}, which does not exist")
         kind = IMAGE_TYPES[figure.suffix.lower()]
@@ -54,6 +65,7 @@ def write_html(report: Path) -> Path:
     title = html.escape(report.parent.name)
     page = (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
+        f'<meta http-equiv="Content-Security-Policy" content="{POLICY}">\n'
         f"<title>floodcache report: {title}</title>\n<style>\n{STYLE}\n</style>\n</head>\n"
         f"<body>\n{body}</body>\n</html>\n"
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 import cv2
 import numpy as np
@@ -15,7 +16,7 @@ import polars as pl
 
 from floodcache.cache.reader import Cache
 from floodcache.data.audit import AuditReport
-from floodcache.report import statistics
+from floodcache.report import markdown, statistics
 from floodcache.report.config import ReportConfig
 from floodcache.train.runs import PRETRAINED, DecoderModel
 
@@ -101,7 +102,7 @@ class Material:
     def figure(self, path: Path, caption: str) -> str:
         """Record a written figure; its markdown image line."""
         self.figures.append(path)
-        return f"![{caption}]({self.relative(path)})"
+        return f"![{markdown.text(caption)}]({quote(self.relative(path), safe='/+')})"
 
     def prediction(self, model: str, record: dict) -> np.ndarray:
         """hxw bool: the mask `model` made for a table row's view and prompt, at the size of

@@ -12,9 +12,13 @@ appendix. Figures go to `OUT/figures/`; `html` makes report.html of it.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import replace
 from pathlib import Path
+from urllib.parse import unquote
+
+import polars as pl
 
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
@@ -26,6 +30,7 @@ from floodcache.report.config import ReportConfig
 from floodcache.report.material import Material, ReportResult
 from floodcache.sam.checkpoints import RANDOM_WEIGHTS
 from floodcache.train.runs import PRETRAINED, DecoderModel, describe_run, pretrained, read_history
+from floodcache.utils import outputs
 from floodcache.utils.atomic import write_whole
 from floodcache.utils.program import command, option
 
@@ -37,6 +42,7 @@ def run_report(config: ReportConfig, audit: AuditReport | None = None) -> Report
     cache's config is audited again.
     """
     metrics_dir = Path(config.metrics)
+    earlier_figures = claim_report_folder(Path(config.out))
     if config.evaluate is not None:
         from floodcache.evaluate.evaluate import run_evaluate  # torch: only to evaluate
 
@@ -58,21 +64,49 @@ def run_report(config: ReportConfig, audit: AuditReport | None = None) -> Report
         lines += ["", *sections.appendix(material)]
     report = Path(config.out) / "report.md"
     write_whole(report, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
-    _remove_stale_figures(report.parent / "figures", material.figures)
-    page = html.write_html(report) if config.html else None
+    _remove_stale_figures(Path(config.out), earlier_figures, material.figures)
+    page = html.write_html(report, material.figures) if config.html else None
     return ReportResult(report, material.figures, metrics_dir, reused, page)
 
 
 SECTIONS = (headline.headline_section, *sections.SECTIONS, failures.failures_section)
 
 
-def _remove_stale_figures(folder: Path, written: list[Path]) -> None:
-    """Remove the figures an earlier report left in `folder` that this one does not show
-    (other prompts, models or layouts), so that figures/ and report.html hold the same."""
-    keep = {path.resolve() for path in written}
-    for path in folder.glob("*"):
-        if path.suffix in html.IMAGE_TYPES and path.resolve() not in keep:
-            path.unlink()
+_FIGURE_LINK = re.compile(r"\]\((figures/[^)\s]+)\)")
+_TITLE = "# floodcache report"
+
+
+def claim_report_folder(out: Path, option: str = "--out") -> set[Path]:
+    """The figures the reports in `out` wrote (resolved), after refusing a folder that holds
+    anything else: a report.md that is not one, or a file no report wrote (in figures/ too),
+    is the user's, and the report would replace or remove it."""
+    earlier = out / "report.md"
+    text = earlier.read_text(errors="replace") if earlier.is_file() else ""
+    listed = out / outputs.FIGURES_WRITTEN
+    names = listed.read_text(errors="replace").splitlines() if listed.is_file() else []
+    folder = (out / outputs.FIGURES).resolve()
+    linked = [unquote(link) for link in _FIGURE_LINK.findall(text)]
+    written = {(out / path).resolve() for path in linked} | {folder / name for name in names}
+    figures = {path for path in written if path.parent == folder}  # never a file elsewhere
+
+    def ours(path: Path) -> bool:
+        if path.as_posix() == earlier.name:
+            return text.startswith(_TITLE)
+        if path.parts[0] == outputs.FIGURES:
+            return (out / path).resolve() in figures
+        return path.as_posix() in outputs.REPORT_FILES
+
+    outputs.refuse_foreign(out, ours, option)
+    return figures
+
+
+def _remove_stale_figures(out: Path, earlier: set[Path], written: list[Path]) -> None:
+    """Remove the figures the earlier reports wrote that this one does not show (other
+    prompts, models or layouts), so that figures/ and report.html hold the same."""
+    for path in earlier - {path.resolve() for path in written}:
+        path.unlink(missing_ok=True)
+    names = "".join(f"{path.name}\n" for path in written)
+    write_whole(out / outputs.FIGURES_WRITTEN, lambda tmp: tmp.write_text(names))
 
 
 def _audit_again(cache: Cache) -> AuditReport | None:
@@ -134,10 +168,17 @@ def _header(material: Material, metrics_dir: Path) -> list[str]:
         ]
     table_link = material.relative(metrics_dir / "metrics.csv")
     runs = material.runs
+    # counted in the table, not taken from evaluation.json: an edited count is not repeated
+    views = material.table.filter(pl.col("model") == PRETRAINED)["row"].n_unique()
     lines += [
-        f"Split `{meta['identity']['split']}`: {meta['views']} views, each evaluated with every "
-        f"prompt strategy and every model: `{PRETRAINED}` (the decoder of SAM's checkpoint)"
-        + "".join(f", `{m.name}` (fine-tuned on {', '.join(m.trained_prompts)})" for m in runs)
+        f"Split {markdown.code(meta['identity']['split'])}: {views} views, each "
+        f"evaluated with every prompt strategy and every model: `{PRETRAINED}` (the decoder "
+        "of SAM's checkpoint)"
+        + "".join(
+            f", {markdown.code(m.name)} "
+            f"(fine-tuned on {markdown.text(', '.join(m.trained_prompts))})"
+            for m in runs
+        )
         + ".",
         "",
         "Prompts marked * are oracle prompts: made from the ground truth, they measure SAM with a "
@@ -146,7 +187,7 @@ def _header(material: Material, metrics_dir: Path) -> list[str]:
         "left out of every mean). Empty denominators: a metric is 1 when prediction and truth "
         "are both empty, else 0. Metrics are computed at the original image resolution.",
         "",
-        f"Per-view table: [{table_link}]({table_link}) (also Parquet), "
+        f"Per-view table: {markdown.link(table_link, table_link)} (also Parquet), "
         "with each view's exact prompt in original-image pixels.",
     ]
     return lines
@@ -166,9 +207,12 @@ def _timings(material: Material, reused: bool, report_seconds: float) -> list[st
     for model in material.runs:
         history = read_history(model.run)
         epochs = f"{history.height} epoch" + ("s" if history.height != 1 else "")
-        rows.append([f"train `{model.name}`", f"{history['seconds'].sum():.1f}", epochs])
+        seconds = f"{history['seconds'].sum():.1f}"
+        rows.append([f"train {markdown.code(model.name)}", seconds, epochs])
     seconds = material.metadata["seconds"]
-    per_model = ", ".join(f"{name} {s:.1f} s" for name, s in seconds["per_model"].items())
+    per_model = ", ".join(
+        f"{markdown.text(name)} {s:.1f} s" for name, s in seconds["per_model"].items()
+    )
     detail = f"decoding: {per_model}" + ("; made earlier and reused here" if reused else "")
     rows.append(["evaluate", f"{seconds['total']:.1f}", detail])
     rows.append(["report", f"{report_seconds:.1f}", "tables, figures, galleries; not evaluate"])

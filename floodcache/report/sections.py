@@ -18,8 +18,9 @@ from floodcache.train.runs import PRETRAINED, read_history
 
 def strategies_section(material: Material) -> list[str]:
     """Mean IoU of every model per prompt, and each run's paired change, in one table."""
-    header = ["prompt", "oracle", "views", *(f"`{name}` IoU" for name in material.names)]
-    header += [f"`{run.name}` change" for run in material.runs]
+    header = ["prompt", "oracle", "views"]
+    header += [f"{markdown.code(name)} IoU" for name in material.names]
+    header += [f"{markdown.code(run.name)} change" for run in material.runs]
     rows = []
     for prompt in material.prompts:
         cells = [material.interval(name, prompt, "iou") for name in material.names]
@@ -64,13 +65,14 @@ def data_section(material: Material) -> list[str]:
     cache = material.cache
     counts = cache.counts()
     split_rows = [[split, images, views] for split, (images, views) in counts.items()]
-    lines = ["## Data", "", "### Audit", "", "```", _audit_summary(material), "```"]
+    lines = ["## Data", "", "### Audit", "", *markdown.fence(_audit_summary(material))]
     lines += ["", "### Splits", "", *markdown.table(["split", "images", "views"], split_rows), ""]
     return lines + [
         "### Cache",
         "",
-        f"`{material.relative(cache.path)}` (from this folder): model "
-        f"`{cache.model_type}`, checkpoint sha256 `{material.metadata['checkpoint_sha256']}`, "
+        f"{markdown.code(material.relative(cache.path))} (from this folder): model "
+        f"{markdown.code(cache.model_type)}, checkpoint sha256 "
+        f"{markdown.code(material.metadata['checkpoint_sha256'])}, "
         f"fingerprint `{cache.fingerprint}`; its configuration is in the appendix.",
     ]
 
@@ -99,12 +101,12 @@ def training_section(material: Material) -> list[str]:
     histories = {m.name: read_history(m.run) for m in runs}
     rows = [
         [
-            m.name,
-            ", ".join(m.trained_prompts),
+            markdown.text(m.name),
+            markdown.text(", ".join(m.trained_prompts)),
             histories[m.name].height,
             m.record.best_epoch,
             f"{_or_nan(m.record.best_val_iou):.3f}",
-            f"[{material.relative(m.run)}]({material.relative(m.run)})",
+            markdown.link(material.relative(m.run), material.relative(m.run)),
         ]
         for m in runs
     ]
@@ -137,11 +139,9 @@ def appendix(material: Material) -> list[str]:
         "<summary>The cache's configuration and the evaluation's identity (as recorded; "
         "paths as the commands were given them)</summary>",
         "",
-        f"Cache built by: `{config.get('command', '?')}`",
+        f"Cache built by: {markdown.code(config.get('command', '?'))}",
         "",
-        "```json",
-        json.dumps(record, indent=1),
-        "```",
+        *markdown.fence(json.dumps(record, indent=1), "json"),
         "",
         "</details>",
     ]

@@ -65,9 +65,19 @@ def spec_of(model_type: str) -> CheckpointSpec:
 
 
 def _checkpoint_dir(checkpoint_dir: Path | str | None) -> Path:
+    """The checkpoint folder; ValueError naming where it was given when it is a file."""
     if checkpoint_dir is not None:
-        return Path(checkpoint_dir)
-    return Path(os.environ.get(CHECKPOINT_DIR_ENV) or DEFAULT_CHECKPOINT_DIR)
+        folder, given = Path(checkpoint_dir), "--checkpoint-dir"
+    elif os.environ.get(CHECKPOINT_DIR_ENV):
+        folder, given = Path(os.environ[CHECKPOINT_DIR_ENV]), f"${CHECKPOINT_DIR_ENV}"
+    else:
+        folder, given = Path(DEFAULT_CHECKPOINT_DIR), "the default checkpoint folder"
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(
+            f"{given} names {folder}, a file, not a folder: point {given} at a folder for SAM "
+            "checkpoints (or move the file away)"
+        )
+    return folder
 
 
 def default_checkpoint_path(model_type: str, checkpoint_dir: Path | str | None = None) -> Path:

@@ -3,6 +3,7 @@ line reads its defaults from here at once."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -55,10 +56,13 @@ class TrainConfig:
             ("--batch-size", self.batch_size, 1),
             ("--points", self.points, 1),
             ("--box-jitter", self.box_jitter, 0.0),
+            ("--seed", self.seed, 0),
         ):
             check_at_least(value, least, option)
         for option, value in (("--lr", self.lr), ("--gamma", self.gamma)):
-            if not value > 0:
-                raise ValueError(f"{option} must be above 0, not {value!r}")
+            if not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"{option} must be a finite number above 0, not {value!r}")
+        if not math.isfinite(self.box_jitter):
+            raise ValueError(f"--box-jitter must be a finite number, not {self.box_jitter!r}")
         if self.out is None:
             self.out = Path("runs") / "+".join(names)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import shutil
 import time
 from dataclasses import asdict, dataclass, field, replace
@@ -29,7 +30,8 @@ from floodcache.train import runs
 from floodcache.train.batches import Views, fits_in_memory
 from floodcache.train.config import TrainConfig
 from floodcache.train.trainer import DecoderTrainer
-from floodcache.train.weights import save_run
+from floodcache.train.weights import non_finite, save_run
+from floodcache.utils import outputs
 from floodcache.utils.atomic import write_whole
 from floodcache.utils.identity import refuse_other
 
@@ -60,6 +62,15 @@ class Best:
 
     def to_dict(self) -> dict:  # what torch.save keeps: plain containers, loaded weights_only
         return {"epoch": self.epoch, "val_iou": self.val_iou, "decoder": self.decoder}
+
+
+class Diverged(Exception):
+    """An epoch ended with a loss or a weight that is not finite: the epochs before it, and
+    the best of them (`best.decoder` None when there is none)."""
+
+    def __init__(self, epoch: int, what: str, history: list[EpochStats], best: Best):
+        super().__init__(f"epoch {epoch}: {what}")
+        self.epoch, self.what, self.history, self.best = epoch, what, history, best
 
 
 @dataclass
@@ -104,6 +115,8 @@ def run_train(config: TrainConfig) -> TrainResult:
 
 def _train(config: TrainConfig) -> TrainResult:
     runs.refuse_to_replace(config.out, config.overwrite)
+    # `.<out>.tmp-<pid>-<12 hex>` (the run folder written whole) is the longest made from it
+    outputs.check_name_room(Path(config.out), 32, "--out")
     strategies = parse_prompts(config.train_prompts)
     # Recorded resolved: config.json and a resumed run say what actually ran.
     runtime = Runtime.resolve(config.device, config.precision, "train")
@@ -128,12 +141,49 @@ def _train(config: TrainConfig) -> TrainResult:
             progress = Progress(config, cache)
             history, best = progress.resume(training.trainer)
             history, best = _fit(training, progress, history, best)
+        except Diverged as diverged:
+            _keep_before(diverged, config, cache, strategies, progress)
         finally:
             for split in views:
                 split.close()
         _save_run(config, cache, history, best, strategies)
         progress.remove()
     return TrainResult(config.out, best.epoch, history)
+
+
+def _keep_before(
+    diverged: Diverged,
+    config: TrainConfig,
+    cache: Cache,
+    strategies: list[PromptStrategy],
+    progress: Progress,
+) -> None:
+    """Keep the best epoch before a divergence as the run, when there is one, then raise
+    ValueError naming the epoch and the likely cause. No decoder that is not finite is kept,
+    nor the diverged epoch's training state."""
+    best = diverged.best
+    if best.decoder is not None:
+        _save_run(config, cache, diverged.history, best, strategies, diverged.epoch)
+        kept = (
+            f"{config.out} keeps epoch {best.epoch}, the best before it (--overwrite replaces it)"
+        )
+    else:
+        kept = "no epoch before it to keep: nothing was written"
+    progress.remove()
+    raise ValueError(
+        f"training diverged at epoch {diverged.epoch} ({diverged.what}); the learning rate is "
+        f"the likely cause: train again with a smaller --lr than {config.lr:g} (the default is "
+        f"{TrainConfig.lr:g}); {kept}"
+    )
+
+
+def _divergence(stats: EpochStats, trainer: DecoderTrainer) -> str | None:
+    """What is not finite after an epoch (its losses, then the decoder's weights), or None."""
+    for name in ("train_loss", "val_loss"):
+        if not math.isfinite(getattr(stats, name)):
+            return f"{name.replace('_', ' ')} {getattr(stats, name)}"
+    weight = non_finite(trainer.mask_decoder.state_dict())
+    return None if weight is None else f"the decoder weight {weight} is not finite"
 
 
 class Progress:
@@ -219,6 +269,9 @@ def _fit(
                 f"epoch {epoch:3d}  train loss {stats.train_loss:.4f} IoU {stats.train_iou:.3f}"
                 f"  val loss {stats.val_loss:.4f} IoU {stats.val_iou:.3f}  lr {stats.lr:.2e}"
             )
+            what = _divergence(stats, trainer)
+            if what is not None:  # before the best and the saved state: neither is kept
+                raise Diverged(epoch, what, history, best)
             if stats.val_iou > best.val_iou:
                 decoder = copy.deepcopy(trainer.mask_decoder.state_dict())
                 best = Best(epoch, stats.val_iou, decoder)
@@ -252,8 +305,10 @@ def _save_run(
     history: list[EpochStats],
     best: Best,
     strategies: list[PromptStrategy],
+    diverged: int | None = None,
 ) -> None:
-    """The best epoch's decoder, the run's record and its history, as a run folder."""
+    """The best epoch's decoder, the run's record and its history, as a run folder;
+    `diverged`: the epoch training stopped at, its loss or weights not finite."""
     record = runs.RunRecord(
         model_type=cache.model_type,
         checkpoint_sha256=runs.checkpoint_sha256(cache),
@@ -262,5 +317,6 @@ def _save_run(
         cache_fingerprint=cache.fingerprint,
         best_epoch=best.epoch,
         best_val_iou=best.val_iou,
+        diverged_epoch=diverged,
     )
     save_run(config.out, best.decoder, record, [asdict(h) for h in history])

@@ -50,6 +50,7 @@ class RunRecord:
     cache_fingerprint: str | None = None
     best_epoch: int | None = None
     best_val_iou: float | None = None
+    diverged_epoch: int | None = None  # where training stopped, its loss or weights not finite
 
     @staticmethod
     def prompts_of(strategies: list[PromptStrategy]) -> dict[str, dict[str, bool]]:
@@ -73,6 +74,7 @@ class RunRecord:
             "checkpoint_sha256": self.checkpoint_sha256,
             "best_epoch": self.best_epoch,
             "best_val_iou": self.best_val_iou,
+            "diverged_epoch": self.diverged_epoch,
         }
         text = json.dumps({k: v for k, v in record.items() if v is not None}, indent=1)
         (Path(folder) / RECORD).write_text(text)
@@ -82,9 +84,14 @@ class RunRecord:
         """The config.json of the run `folder`; ValueError naming the file and the fix where
         it is not a run's record."""
         path = Path(folder) / RECORD
-        fix = f"train the run again into {folder}, replacing it (overwrite)"
+        fix = "train it again: " + command(
+            "train", option("cache"), "FILE.h5", option("out"), folder, option("overwrite")
+        )
         try:
-            record = json.loads(path.read_text())
+            record = json.loads(path.read_bytes())
+        except ValueError as err:  # JSONDecodeError, UnicodeDecodeError
+            raise ValueError(f"{path} is not valid JSON ({err}); {fix}") from None
+        try:
             config = record.get("config")
             return cls(
                 model_type=record["model_type"],
@@ -94,6 +101,7 @@ class RunRecord:
                 cache_fingerprint=record.get("cache_fingerprint"),
                 best_epoch=record.get("best_epoch"),
                 best_val_iou=record.get("best_val_iou"),
+                diverged_epoch=record.get("diverged_epoch"),
             )
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             raise ValueError(f"{path} is not a run's record ({err!r}): {fix}") from err
@@ -213,4 +221,17 @@ def read_history(run: Path) -> pl.DataFrame:
     it (a GPU machine set up for embedding and training need not have it)."""
     import polars as pl
 
-    return pl.read_csv(Path(run) / HISTORY)
+    path = Path(run) / HISTORY
+    try:
+        history = pl.read_csv(path)
+    except (OSError, pl.exceptions.PolarsError) as error:
+        history, problem = None, str(error).splitlines()[0]
+    else:
+        columns = {"epoch", "seconds", "train_loss", "val_loss", "val_iou"}
+        problem = None if columns <= set(history.columns) else "it lacks epoch columns"
+    if problem is None and history["seconds"].dtype.is_numeric():
+        return history
+    raise ValueError(
+        f"{path} is damaged ({problem or 'its seconds are not numbers'}): train the run again "
+        f"(`python cli.py train --cache FILE.h5 --out {run} --overwrite`)"
+    )

@@ -31,12 +31,34 @@ from floodcache.utils.program import command, option
 log = logging.getLogger(__name__)
 
 
+def non_finite(state: dict) -> str | None:
+    """The name of the first weight of a state dict (tensors or arrays) holding NaN or
+    infinity, or None when every weight is finite: a diverged training's decoder masks
+    nothing and scores NaN, and must be neither kept nor used."""
+    for name, value in state.items():
+        tensor = torch.as_tensor(value)
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return name
+    return None
+
+
+def check_finite(state: dict, what: str, fix: str) -> None:
+    """CheckpointError naming `what`, the weight and `fix` unless every weight is finite."""
+    name = non_finite(state)
+    if name is not None:
+        raise CheckpointError(
+            f"{what} has weights that are not finite ({name} holds NaN or "
+            f"infinity: its training diverged); {fix}"
+        )
+
+
 def save_run(
     run: Path, decoder: dict[str, torch.Tensor], record: RunRecord, history: list[dict]
 ) -> None:
     """Write a run folder whole (`write_folder_whole`): a full disk leaves the earlier run,
     or none, and a message naming the folder. history: one dict per epoch, the same keys in
-    each."""
+    each. A decoder with weights that are not finite is never written (CheckpointError)."""
+    check_finite(decoder, "the trained decoder", "nothing was written: train with a smaller --lr")
 
     def fill(folder: Path) -> None:
         save_weights({k: v.cpu() for k, v in decoder.items()}, folder / DECODER)
@@ -58,8 +80,29 @@ def load_run(run: Path) -> DecoderModel:
     state = read_weights(weights, "a mask decoder's weights (a state dict)", fix)
     if not all(isinstance(value, torch.Tensor) for value in state.values()):
         raise CheckpointError(f"{weights} is not a mask decoder's state dict: {fix}")
+    _check_layout(state, weights, fix)
+    check_finite(state, str(weights), fix)
     described.state = {k: v.numpy() for k, v in state.items()}
     return described
+
+
+def _check_layout(state: dict[str, torch.Tensor], weights: Path, fix: str) -> None:
+    """CheckpointError naming `weights` and `fix` unless `state` has exactly a MaskDecoder's
+    weights and shapes (a whole SAM's state dict, or another model's, has others)."""
+    from floodcache.sam.decoder import build_mask_decoder
+
+    expected = {k: tuple(v.shape) for k, v in build_mask_decoder().state_dict().items()}
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if found == expected:
+        return
+    missing, extra = sorted(expected.keys() - found.keys()), sorted(found.keys() - expected.keys())
+    shapes = sorted(k for k in expected.keys() & found.keys() if expected[k] != found[k])
+    detail = "; ".join(
+        f"{what} {names[0]}" + (f" and {len(names) - 1} more" if len(names) > 1 else "")
+        for what, names in (("missing", missing), ("unexpected", extra), ("wrong shape", shapes))
+        if names
+    )
+    raise CheckpointError(f"{weights} is not SAM's mask decoder ({detail}): {fix}")
 
 
 def decoder_models(cache: Cache, runs: tuple[Path, ...]) -> list[DecoderModel]:

@@ -11,11 +11,27 @@ markdown and figures, predict's masks and tables, export's checkpoint.
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 FIX = "give --out a folder you can write to, with room"
+_TEMPORARY = re.compile(r"^\..+\.(tmp|tmp-[\w-]+|old-[\w-]+)$")
+
+
+def temporary_name(path: Path) -> Path:
+    """A temporary name beside `path`, unique to this writer: two processes (or threads)
+    writing the same result never write into, or rename, each other's file."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:12]}.tmp")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a file name is one of the temporary names written here (`temporary_name`,
+    `write_folder_whole`'s), left behind by a writer that was killed."""
+    return bool(_TEMPORARY.match(name))
 
 
 def sync(path: Path) -> None:
@@ -42,12 +58,12 @@ def replace_synced(tmp: Path, final: Path) -> None:
 
 
 def write_whole(path: Path, write: Callable[[Path], object], fix: str = FIX) -> None:
-    """`write(tmp)` a temporary file `.<name>.tmp` beside `path`, then put it in place.
+    """`write(tmp)` a temporary file beside `path` (`temporary_name`), then put it in place.
 
     However it fails, the temporary file goes; an OSError (full disk, no permission...)
     becomes a ValueError naming `path` and `fix`, the message the CLI shows."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
+    tmp = temporary_name(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         write(tmp)
@@ -66,8 +82,9 @@ def write_folder_whole(folder: Path, fill: Callable[[Path], object], fix: str = 
     removed once the new one is in place, so at every moment one of them holds a whole
     result. Errors as `write_whole`'s."""
     folder = Path(folder)
-    tmp = folder.with_name(f".{folder.name}.tmp-{os.getpid()}")
-    old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
+    unique = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+    tmp = folder.with_name(f".{folder.name}.tmp-{unique}")
+    old = folder.with_name(f".{folder.name}.old-{unique}")
     try:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)

@@ -233,3 +233,21 @@ def test_a_cache_without_a_fingerprint_is_named_with_the_rebuild(cache_copy):
         del f.attrs["fingerprint"]
     with pytest.raises(CacheError, match="has no fingerprint.* embed --overwrite"):
         verify(cache_copy)
+
+
+@pytest.mark.parametrize(
+    ("attribute", "value", "says"),
+    [
+        ("complete", "no", "is not a complete floodcache cache"),
+        ("complete", 0, "is not a complete floodcache cache"),
+        ("schema_version", "abc", "has schema abc, this floodcache reads"),
+    ],
+)
+def test_a_header_attribute_of_another_type_is_named_with_the_rebuild(
+    cache_copy, attribute, value, says
+):
+    """complete="no" counted as complete; schema_version="abc" gave a bare ValueError."""
+    with h5py.File(cache_copy, "r+") as f:
+        f.attrs[attribute] = value
+    with pytest.raises(CacheError, match=f"{cache_copy} {says}.* embed --overwrite"):
+        Cache.open(cache_copy)

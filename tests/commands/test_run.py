@@ -39,3 +39,16 @@ def test_run_refuses_a_bad_setting_before_any_work(tiny_data, tmp_path):
         assert "unknown prompt strategy 'cente'" in result.output
         assert "point, center, points, box, box+point, none" in result.output
     assert list(tmp_path.iterdir()) == []  # nothing audited, embedded or trained
+
+
+def test_run_refuses_a_negative_seed_or_a_path_as_name_before_any_work(tiny_data, tmp_path):
+    """--seed -1 failed after the whole data set was audited, naming no option."""
+    base = ["run", "--data", str(tiny_data), "--random-weights", "--model-type", "vit_tiny"]
+    base += ["--out-dir", str(tmp_path)]
+    for bad, says in (
+        (["--seed", "-1"], "--seed must be at least 0"),
+        (["--name", "../../x"], "--name '../../x' is not a plain name"),
+    ):
+        result = CliRunner().invoke(cli.main, [*base, *bad])
+        assert result.exit_code == 1 and says in result.output, result.output
+    assert list(tmp_path.iterdir()) == []  # nothing audited, embedded or trained

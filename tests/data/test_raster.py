@@ -129,3 +129,26 @@ def test_a_damaged_raster_names_the_file(tmp_path):
     text = tmp_path / "notes.tif"
     text.write_text("not a raster")
     assert not georeferenced(text) and not georeferenced(tmp_path / "missing.tif")
+
+
+def test_a_raster_located_by_ground_control_points_alone_is_named_not_read_as_a_photo(
+    tmp_path,
+):
+    """Such a GeoTIFF was segmented as a photo: its mask lost where it lies."""
+    import rasterio
+    from rasterio.control import GroundControlPoint
+    from rasterio.crs import CRS
+
+    path = tmp_path / "gcps.tif"
+    points = [GroundControlPoint(0, 0, 5e5, 4e6), GroundControlPoint(0, 20, 5e5 + 600, 4e6)]
+    points.append(GroundControlPoint(20, 0, 5e5, 4e6 - 600))
+    with pytest.warns(rasterio.errors.NotGeoreferencedWarning):
+        with rasterio.open(
+            path, "w", driver="GTiff", height=20, width=20, count=3, dtype="uint8"
+        ) as f:
+            f.write(np.zeros((3, 20, 20), np.uint8))
+            f.gcps = (points, CRS.from_epsg(32618))
+    with pytest.raises(
+        UnreadableRaster, match=f"{path}: located by ground control points .*gdalwarp"
+    ):
+        georeferenced(path)

@@ -19,13 +19,13 @@ from floodcache.cache.reader import Cache
 from floodcache.data import decode
 from floodcache.embed.run import run_embed
 from floodcache.evaluate.config import EvaluateConfig
-from floodcache.evaluate.evaluate import run_evaluate
+from floodcache.evaluate.evaluate import run_evaluate, writing_evaluation
 from floodcache.evaluate.metrics import mask_metrics
 from floodcache.evaluate.table import load_evaluation, prompt_from_row
 from floodcache.sam.model import load_sam
 from floodcache.train.runs import PRETRAINED
 from floodcache.utils.identity import identity_fields
-from tests.helpers import embed_config, write_dataset
+from tests.helpers import embed_config, held_by_another_process, write_dataset
 
 PROMPTS = "point,box,none"
 
@@ -139,6 +139,27 @@ def test_overwrite_replaces_an_evaluation_made_differently(train_cache, tmp_path
         )
     )
     assert not replaced.reused and set(load_evaluation(out)[0]["prompt"]) == {"box"}
+
+
+def test_a_second_evaluate_into_one_folder_stops_at_once(train_cache, tmp_path):
+    """Two evaluates with different settings into one --out both exited 0, one result lost."""
+    out = tmp_path / "eval"
+    config = EvaluateConfig(train_cache, out, eval_prompts="none", split="val", progress=False)
+    with held_by_another_process(lambda: writing_evaluation(out)) as holder:
+        with pytest.raises(ValueError, match=f"another evaluate is writing .*process {holder}"):
+            run_evaluate(config)
+    assert not out.exists()
+
+
+def test_evaluate_refuses_a_folder_holding_the_users_files(train_cache, tmp_path):
+    out = tmp_path / "eval"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+    config = EvaluateConfig(train_cache, out, eval_prompts="none", split="val", progress=False)
+    for overwrite in (False, True):
+        with pytest.raises(FileExistsError, match="holds notes.txt .*choose another --out"):
+            run_evaluate(replace(config, overwrite=overwrite))
+    assert [p.name for p in out.iterdir()] == ["notes.txt"]
 
 
 def test_a_decoder_of_another_sam_is_refused(train_cache, finetuned_run, tmp_path):

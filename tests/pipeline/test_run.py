@@ -82,3 +82,26 @@ def test_every_identity_field_of_a_run_makes_run_train_again(
     assert describe_run(run).sha256 == describe_run(finetuned_run).sha256  # nothing replaced
     again = pipeline_run._train(dataclasses.replace(kept, seed=1, overwrite=True))
     assert again.startswith("trained") and describe_run(run).record.config.seed == 1
+
+
+@pytest.mark.parametrize("name", ["..", "../../x", "a/b"])
+def test_a_name_that_leaves_its_folders_is_refused(tmp_path, name):
+    """`run --name ..` wrote its report into the working folder itself, `../../x` two
+    folders up."""
+    with pytest.raises(ValueError, match="--name .* not a plain name"):
+        PipelineConfig(out_dir=tmp_path / "a" / "b", name=name)
+    assert not (tmp_path / "a").exists()
+
+
+def test_run_refuses_a_report_folder_holding_the_users_files(tiny_data, tmp_path):
+    config = PipelineConfig(
+        embed=EmbedConfig(data_dir=tiny_data, random_weights=True, model_type="vit_tiny"),
+        out_dir=tmp_path,
+        progress=False,
+    )
+    report_dir = layout(config)[2]
+    report_dir.mkdir(parents=True)
+    (report_dir / "audit.md").write_text("the user's")
+    with pytest.raises(FileExistsError, match="holds audit.md .*choose another --name"):
+        run_pipeline(config)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["audit.md", "flood", "reports"]

@@ -17,7 +17,14 @@ from floodcache.predict import folder, segmenter
 from floodcache.predict.config import FolderConfig, ModelConfig, PhotoConfig
 from floodcache.predict.folder import run_predict_folder
 from floodcache.predict.segmenter import run_predict_photo
-from tests.helpers import full_disk_at, mask_png, photo_folder, read_predictions
+from floodcache.utils import outputs
+from tests.helpers import (
+    full_disk_at,
+    held_by_another_process,
+    mask_png,
+    photo_folder,
+    read_predictions,
+)
 
 
 def photo_config(tiny_data, checkpoint, run, tmp_path) -> FolderConfig:
@@ -216,3 +223,18 @@ def test_predict_folder_lists_an_image_over_the_pixel_limit_as_unreadable(
     result = run_predict_folder(config)
     assert result.predicted == 1 and result.unreadable == ["3.jpg", "10.jpg", "notes.txt"]
     assert "--max-pixels" in read_predictions(config.out)["3.jpg"]["problem"]
+
+
+def test_a_second_predict_into_one_folder_stops_at_once(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path
+):
+    """Two predicts into one folder: the loser failed on a temporary file the other renamed,
+    with a message about a full disk; now the second stops at once, naming the first."""
+    config = photo_config(tiny_data, tiny_checkpoint, finetuned_run, tmp_path)
+    take = lambda: outputs.writing(config.out, "predict", within=True)  # noqa: E731
+    with held_by_another_process(take) as holder:
+        with pytest.raises(ValueError, match=f"another predict is writing .*process {holder}"):
+            run_predict_folder(config)
+    assert list(config.out.iterdir()) == []
+    run_predict_folder(config)  # the lock went with the process that held it
+    assert not list(config.out.glob(".*lock")) and (config.out / "0.png").is_file()

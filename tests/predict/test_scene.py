@@ -254,3 +254,23 @@ def test_torchrun_two_processes_share_the_tile_rows_of_a_scene(geo_prediction, t
     two = json.loads((tmp_path / "two.geojson").read_text())
     assert two == json.loads((tmp_path / "one.geojson").read_text())
     assert not list(tmp_path.glob(".*"))  # no parts left behind
+
+
+def test_a_stopped_scene_says_nothing_of_it_is_kept(
+    tiny_checkpoint, finetuned_run, tmp_path, monkeypatch
+):
+    """SIGTERM during one GeoTIFF said "finished work is kept", though the rerun starts at
+    its first tile."""
+
+    def stopped(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(scene_module, "predict_scene", stopped)
+    values, _ = read_scene()
+    crop = write_raster(tmp_path / "crop.tif", values[:, 100:200, 200:300].copy())
+    command = ["predict", "--checkpoint", str(tiny_checkpoint), "--decoder", str(finetuned_run)]
+    command += ["--image", str(crop), "--out", str(tmp_path / "water.tif")]
+    result = CliRunner().invoke(main, command)
+    assert result.exit_code == 130
+    assert f"nothing of {crop} is kept" in result.output
+    assert "finished work is kept" not in result.output

@@ -132,3 +132,16 @@ def test_torchrun_two_processes_share_the_scenes_of_a_folder(
     for name in ("2.tif", "10.tif"):
         assert np.array_equal(mask_of(config.out / name), mask_of(two / "water" / name))
     assert read_predictions(two / "water") == read_predictions(config.out)
+
+
+def test_a_scene_of_other_bands_is_listed_and_the_others_segmented(
+    scenes, tiny_checkpoint, finetuned_run, tmp_path
+):
+    """One 2-band scene stopped the whole folder before anything was segmented."""
+    values, _ = read_scene()
+    write_raster(scenes / "5.tif", values[:2, 100:356, 200:456].copy())
+    config = folder_config(scenes, tiny_checkpoint, finetuned_run, tmp_path)
+    result = run_predict_scenes(config)
+    assert result.predicted == 2 and "5.tif" in result.unreadable
+    rows = read_predictions(config.out)
+    assert "5.tif" in rows["5.tif"]["problem"] and (config.out / "10.tif").is_file()

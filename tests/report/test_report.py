@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import errno
+import json
 import re
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -336,6 +338,33 @@ def test_a_full_disk_while_drawing_leaves_no_partial_figure(
     assert len(figures) == 2 and all(path.stat().st_size > 5000 for path in figures)
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert f"could not write {out}/figures/" in result.output and "No space" in result.output
+    monkeypatch.undo()  # room again: the report it left is its own, and is replaced
+    again = CliRunner().invoke(main, args)
+    assert again.exit_code == 0, again.output
+    assert set((out / "figures").iterdir()) == {out / link for link in _linked(_text(out))}
+
+
+def _text(out: Path) -> str:
+    return (out / "report.md").read_text()
+
+
+def test_a_folder_holding_the_users_files_is_refused_and_kept(finetuned_evaluation, tmp_path):
+    """report --out DIR removed every picture in DIR/figures/ it had not written and
+    replaced DIR/report.md, without --overwrite."""
+    out = tmp_path / "mine"
+    (out / "figures").mkdir(parents=True)
+    holiday = out / "figures" / "holiday.jpg"
+    holiday.write_bytes(JPEG_MAGIC + b"the user's photo")
+    args = ["report", "--metrics", str(finetuned_evaluation[0].out), "--out", str(out)]
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code != 0 and "holds figures/holiday.jpg" in refused.output
+    assert "choose another --out" in refused.output
+    holiday.unlink()
+    (out / "report.md").write_text("# my notes\n")
+    refused = CliRunner().invoke(main, args)
+    assert refused.exit_code != 0 and "holds report.md" in refused.output
+    assert (out / "report.md").read_text() == "# my notes\n"
+    assert sorted(p.name for p in out.rglob("*")) == ["figures", "report.md"]
 
 
 def test_a_report_from_an_evaluation_decodes_nothing_again(
@@ -353,8 +382,22 @@ def test_a_report_from_an_evaluation_decodes_nothing_again(
     stale = tmp_path / "figures" / "worst_pretrained_box.png"  # an earlier report's figure
     stale.parent.mkdir()
     stale.write_bytes(PNG_MAGIC)
+    (tmp_path / ".figures-written").write_text(f"{stale.name}\n")  # as that report recorded it
     result = CliRunner().invoke(main, ["report", "--metrics", str(metrics), "--out", str(tmp_path)])
     assert result.exit_code == 0, result.output
     galleries = list((tmp_path / "figures").glob("views_*.jpg"))
     assert galleries and all(path.read_bytes().startswith(JPEG_MAGIC) for path in galleries)
     assert not stale.exists()  # figures/ holds this report's figures alone
+
+
+def test_an_edited_view_count_in_evaluation_json_is_not_repeated(finetuned_evaluation, tmp_path):
+    metrics = tmp_path / "evaluation"
+    shutil.copytree(finetuned_evaluation[0].out, metrics)
+    metadata = json.loads((metrics / "evaluation.json").read_text())
+    views = metadata["views"]
+    metadata["views"] = 999
+    (metrics / "evaluation.json").write_text(json.dumps(metadata))
+    result = CliRunner().invoke(main, ["report", "--metrics", str(metrics)])
+    assert result.exit_code == 0, result.output
+    text = (metrics / "report.md").read_text()
+    assert "999 views" not in text and f": {views} views, each evaluated" in text

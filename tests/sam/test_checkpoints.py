@@ -53,3 +53,15 @@ def test_find_checkpoint_for_a_given_missing_file(tmp_path):
     message = str(raised.value)
     assert f"No SAM vit_l checkpoint at {given}." in message
     assert f"--model-type vit_l --checkpoint-dir {given.parent}" in message
+
+
+def test_a_checkpoint_dir_that_is_a_file_is_named_with_where_it_was_set(tmp_path, monkeypatch):
+    """$FLOODCACHE_CHECKPOINT_DIR naming a file gave a bare "File exists"."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("the user's")
+    monkeypatch.setenv(checkpoints.CHECKPOINT_DIR_ENV, str(a_file))
+    with pytest.raises(ValueError, match=r"\$FLOODCACHE_CHECKPOINT_DIR names .*notes.txt, a file"):
+        find_checkpoint("vit_b")
+    with pytest.raises(ValueError, match="--checkpoint-dir names .*notes.txt, a file"):
+        default_checkpoint_path("vit_b", a_file)
+    assert a_file.read_text() == "the user's"

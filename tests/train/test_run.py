@@ -170,3 +170,55 @@ def test_every_identity_field_must_match_to_resume_an_unfinished_run(
             Progress(replace(config, memory_fraction=0.1), cache).resume(trainer)
     with Cache.open(tiny_cache) as other, pytest.raises(CacheError, match="cache_fingerprint"):
         Progress(config, other).resume(trainer)
+
+
+def test_a_diverged_training_writes_no_decoder(train_cache, tmp_path):
+    """--lr 1e4 gave an all-NaN decoder, saved as the best, exit 0."""
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match="diverged at epoch 1 .*smaller --lr than 10000"):
+        train(train_cache, out, "box", lr=1e4, epochs=2)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing written, nothing partial
+
+
+def test_the_best_epoch_before_a_divergence_is_kept(train_cache, tmp_path, monkeypatch):
+    real_epoch = DecoderTrainer.run_epoch
+
+    def nan_at_epoch_2(self, strategies, views, config, epoch, train, bar=None):
+        loss, iou, count, skipped = real_epoch(self, strategies, views, config, epoch, train, bar)
+        return (float("nan") if epoch == 2 else loss), iou, count, skipped
+
+    monkeypatch.setattr(DecoderTrainer, "run_epoch", nan_at_epoch_2)
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=f"diverged at epoch 2 .*{out} keeps epoch 1"):
+        train(train_cache, out, "box", epochs=3)
+    record = json.loads((out / "config.json").read_text())
+    assert (record["best_epoch"], record["diverged_epoch"]) == (1, 2)
+    state = torch.load(out / "decoder.pt", weights_only=True)
+    assert all(torch.isfinite(value).all() for value in state.values())
+    assert not (tmp_path / "run.partial").exists()
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "says"),
+    [
+        ("lr", float("inf"), "--lr must be a finite number above 0"),
+        ("gamma", float("inf"), "--gamma must be a finite number above 0"),
+        ("lr", float("nan"), "--lr must be a finite number above 0"),
+        ("box_jitter", float("inf"), "--box-jitter must be a finite number"),
+        ("seed", -1, "--seed must be at least 0"),
+    ],
+)
+def test_settings_that_must_be_finite_or_non_negative_are_refused_at_once(option, value, says):
+    with pytest.raises(ValueError, match=says):
+        TrainConfig(**{option: value})
+
+
+def test_an_out_name_too_long_for_the_files_made_from_it_is_refused_before_training(
+    train_cache, tmp_path, monkeypatch
+):
+    """A 248-character --out failed only when the first epoch's state was written."""
+    monkeypatch.setattr(DecoderTrainer, "run_epoch", lambda *a, **k: pytest.fail("trained"))
+    out = tmp_path / ("r" * 248)
+    with pytest.raises(ValueError, match="--out .* 248 bytes.*choose a shorter --out"):
+        train(train_cache, out, "box", epochs=1)
+    assert list(tmp_path.iterdir()) == []

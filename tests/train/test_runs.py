@@ -1,15 +1,16 @@
 """A run's record (config.json): one typed class reads and writes it, as runs made before
-wrote it."""
+wrote it; its history read without torch; damage named with the fix."""
 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
 
 from floodcache.train.config import TrainConfig
-from floodcache.train.runs import RECORD, RunRecord, describe_run
+from floodcache.train.runs import RECORD, RunRecord, describe_run, read_history
 
 # config.json as `train` wrote it before the record was a class
 WRITTEN_BEFORE = {
@@ -72,7 +73,18 @@ def test_a_run_written_by_train_reads_back_as_its_config(finetuned_run, train_ca
 
 def test_a_config_json_that_is_not_a_run_record_names_the_file_and_the_fix(tmp_path):
     (tmp_path / RECORD).write_text(json.dumps({"prompts": {}}))
-    with pytest.raises(
-        ValueError, match=r"config.json is not a run's record .*train the run again"
-    ):
+    with pytest.raises(ValueError, match=r"config.json is not a run's record .*train it again"):
         RunRecord.read(tmp_path)
+
+
+@pytest.mark.parametrize(
+    "content", [b"not,a\nhistory,file\n", b"\x00\xff\xfe garbled", b"epoch,seconds\n"]
+)
+def test_a_garbled_history_is_named_with_the_fix(finetuned_run, tmp_path, content):
+    """A garbled history.csv gave the report a polars traceback, or a KeyError."""
+    run = tmp_path / "run"
+    shutil.copytree(finetuned_run, run)
+    assert read_history(run).height == 1
+    (run / "history.csv").write_bytes(content)
+    with pytest.raises(ValueError, match=f"{run / 'history.csv'} is damaged .*--overwrite"):
+        read_history(run)

@@ -13,7 +13,7 @@ from floodcache.sam.checkpoints import CheckpointError
 from floodcache.train.config import TrainConfig
 from floodcache.train.run import run_train
 from floodcache.train.runs import writing_run
-from floodcache.train.weights import load_run
+from floodcache.train.weights import load_run, sam_with_decoder
 from tests.helpers import full_disk_save, held_by_another_process
 
 
@@ -106,3 +106,67 @@ def test_an_out_that_is_not_a_run_folder_is_never_replaced(train_cache, tmp_path
     with pytest.raises(FileExistsError, match=f"{out} exists and is not a run folder"):
         run_train(config)
     assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_a_decoder_with_weights_that_are_not_finite_is_refused_by_every_user(
+    train_cache, tiny_checkpoint, finetuned_run, tmp_path
+):
+    """A diverged decoder (NaN weights) was evaluated, exported and used by predict without
+    a word ("predicted IoU nan")."""
+    run = tmp_path / "run"
+    shutil.copytree(finetuned_run, run)
+    state = torch.load(run / "decoder.pt", weights_only=True)
+    state[next(iter(state))] = torch.full_like(state[next(iter(state))], float("nan"))
+    torch.save(state, run / "decoder.pt")
+    commands = {
+        "evaluate": ["--cache", str(train_cache), "--split", "val", "--out", str(tmp_path / "e")],
+        "export": ["--checkpoint", str(tiny_checkpoint), "--out", str(tmp_path / "sam.pth")],
+    }
+    for command, args in commands.items():
+        result = CliRunner().invoke(cli.main, [command, "--decoder", str(run), *args])
+        assert result.exit_code == 1, (command, result.output)
+        assert "not finite" in result.output and str(run / "decoder.pt") in result.output
+        assert isinstance(result.exception, SystemExit)  # a message, not a traceback
+    assert not (tmp_path / "sam.pth").exists() and not (tmp_path / "e" / "metrics.csv").exists()
+    with pytest.raises(CheckpointError, match="not finite .*train it again"):
+        sam_with_decoder(tiny_checkpoint, run)  # what predict loads its decoder with
+
+
+def _drop_a_weight(state: dict) -> dict:
+    return {k: v for k, v in list(state.items())[1:]}
+
+
+def _reshape_a_weight(state: dict) -> dict:
+    name = next(iter(state))
+    return state | {name: torch.zeros(3, 3)}
+
+
+DAMAGES = {
+    "a weight missing": ("decoder.pt", _drop_a_weight, "missing"),
+    "a weight of another shape": ("decoder.pt", _reshape_a_weight, "wrong shape"),
+    "a whole SAM": ("decoder.pt", "sam", "unexpected image_encoder"),
+    "a record that is a list": ("config.json", "[1, 2]", "not a run's record"),
+    "a record without model_type": ("config.json", '{"prompts": {}}', "not a run's record"),
+    "a record that is not JSON": ("config.json", '{"model_type": ', "not valid JSON"),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES)
+def test_a_damaged_run_folder_is_named_with_the_fix_not_a_traceback(
+    tiny_checkpoint, finetuned_run, tmp_path, damage
+):
+    """Such run folders gave tracebacks in evaluate, export and predict."""
+    run = tmp_path / "run"
+    shutil.copytree(finetuned_run, run)
+    name, change, says = DAMAGES[damage]
+    if name == "decoder.pt" and change == "sam":
+        torch.save(torch.load(tiny_checkpoint, weights_only=True), run / name)
+    elif name == "decoder.pt":
+        torch.save(change(torch.load(run / name, weights_only=True)), run / name)
+    else:
+        (run / name).write_text(change)
+    args = ["export", "--checkpoint", str(tiny_checkpoint), "--decoder", str(run)]
+    result = CliRunner().invoke(cli.main, [*args, "--out", str(tmp_path / "sam.pth")])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert str(run / name) in result.output and says in result.output
+    assert "--overwrite" in result.output  # the fix: train it again

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import errno
 import os
+import threading
+from pathlib import Path
 
 import pytest
 
@@ -60,7 +62,8 @@ def test_a_result_is_on_disk_before_its_name_points_at_it(tmp_path, monkeypatch)
     events = _record_syncs_and_renames(monkeypatch)
     target = tmp_path / "result.txt"
     write_whole(target, lambda tmp: tmp.write_text("finished"))
-    tmp = str(tmp_path / ".result.txt.tmp")
+    tmp = events[0][1]
+    assert Path(tmp).parent == tmp_path and Path(tmp).name.startswith(".result.txt.")
     assert events == [("fsync", tmp), ("replace", tmp, str(target)), ("fsync", str(tmp_path))]
 
 
@@ -73,3 +76,31 @@ def test_a_result_folder_is_on_disk_before_it_is_put_in_place(tmp_path, monkeypa
     synced_before = {path for _, path in events[:replaced]}
     assert {f"{source}/decoder.pt", source} <= synced_before
     assert events[replaced:] == [("replace", source, str(run)), ("fsync", str(tmp_path))]
+
+
+def test_two_writers_of_one_result_never_share_a_temporary_file(tmp_path):
+    """A second writer finishing while the first is still writing: both succeed, the result
+    is whole, and no temporary file is left (one fixed temporary name made the first fail)."""
+    target = tmp_path / "predict.json"
+    writing, finished = threading.Event(), threading.Event()
+    errors = []
+
+    def slow(tmp):
+        tmp.write_text("first")
+        writing.set()
+        finished.wait(10)
+
+    def first():
+        try:
+            write_whole(target, slow)
+        except Exception as error:  # noqa: BLE001 -- reported by the assertion below
+            errors.append(error)
+
+    thread = threading.Thread(target=first)
+    thread.start()
+    writing.wait(10)
+    write_whole(target, lambda tmp: tmp.write_text("second"))
+    finished.set()
+    thread.join()
+    assert errors == [] and target.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["predict.json"]
