@@ -37,7 +37,7 @@ class EmbedConfig:
     augment: int = 0  # extra augmented views per training image
     seed: int = 0  # split and augmentation seed
     fractions: tuple[float, float, float] = DEFAULT_FRACTIONS  # train/val/test
-    precision: str = AUTO_PRECISION  # fp16 on CUDA, fp32 on a CPU; cache: float16
+    precision: str = AUTO_PRECISION  # fp16 on CUDA; CPU: bf16 where native, else fp32
     resize: str = "pil"  # to SAM's input: "pil" in the readers, "torch" on the device
     on_mismatch: str = "exclude"  # or "resize": resize a mask to its image
     # metadata.csv may name files outside Image/ and Mask/ (absolute, or up through ..): a

@@ -32,7 +32,7 @@ class PredictConfig:
     background: tuple[tuple[float, float], ...] = ()  # not-water clicks, XY pixels
     box: tuple[float, float, float, float] | None = None  # XYXY original-image pixels
     device: str | None = None
-    precision: str = AUTO_PRECISION  # the encoder's: fp16 on CUDA, fp32 on a CPU, as embed's
+    precision: str = AUTO_PRECISION  # the encoder's, as embed's: `resolve_precision`
     overwrite: bool = False  # replace an existing `out` file
     max_pixels: int = MAX_PIXELS  # a larger image is refused, never decoded
 
@@ -78,7 +78,7 @@ class FolderConfig:
     out: Path  # another folder: one mask <stem>.png per image (255 = water), and SUMMARY
     overwrite: bool = False  # segment again images whose mask an earlier run wrote
     device: str | None = None
-    precision: str = AUTO_PRECISION  # the encoder's: fp16 on CUDA, fp32 on a CPU, as embed's
+    precision: str = AUTO_PRECISION  # the encoder's, as embed's: `resolve_precision`
     progress: bool = True
     max_pixels: int = MAX_PIXELS  # a larger image is listed as unreadable, never decoded
 
@@ -106,7 +106,7 @@ class SceneConfig:
     overlap: int = 128  # pixels shared by neighbouring tiles, where their logits are blended
     raster: RasterReading = field(default_factory=RasterReading)  # bands and scaling
     device: str | None = None
-    precision: str = AUTO_PRECISION  # the encoder's: fp16 on CUDA, fp32 on a CPU, as embed's
+    precision: str = AUTO_PRECISION  # the encoder's, as embed's: `resolve_precision`
     overwrite: bool = False  # replace existing outputs (a folder's: segment every scene again)
     progress: bool = True
 

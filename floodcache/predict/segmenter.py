@@ -78,8 +78,9 @@ class Segmenter:
 
     The fast image encoder runs in batches (`BatchEncoder`: at most `batch_size` images, what
     fits the device's free memory, halved on running out of it), at embed's default precision
-    (`precision` auto: fp16 on CUDA, fp32 on a CPU), so the decoder sees embeddings made as
-    its cache's were; compiled on CUDA for 10000 images or more, as embed is.
+    (`precision` auto: fp16 on CUDA; on a CPU bf16 where native, else fp32), so the decoder
+    sees embeddings made as its cache's were; compiled on CUDA for 10000 images or more, as
+    embed is.
     """
 
     def __init__(
