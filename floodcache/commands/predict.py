@@ -17,6 +17,7 @@ from floodcache.commands.common import (
     user_errors,
     with_options,
 )
+from floodcache.commands.short_help import ShortHelpCommand
 from floodcache.data.raster import RasterReading
 from floodcache.predict.config import FolderConfig, PredictConfig, SceneConfig
 from floodcache.predict.geotiff import PROBABILITIES
@@ -101,9 +102,12 @@ def scene_options(command):
 
 SCENE_ONLY = ("tile", "overlap", "bands", "scale", "polygons", "min_area", "probabilities")
 SCENE_ONLY += ("probability_dtype",)
+# Rarely changed: the rasters' tiling and reading, and the encoder's device and precision.
+PREDICT_ADVANCED = ("background", "precision", "max_pixels", "device", "tile", "overlap")
+PREDICT_ADVANCED += ("bands", "scale", "min_area", "probability_dtype")
 
 
-@click.command()
+@click.command(cls=ShortHelpCommand, advanced=PREDICT_ADVANCED)
 @CHECKPOINT_OPTION
 @DECODER_OPTION
 @click.option(
@@ -147,19 +151,13 @@ SCENE_ONLY += ("probability_dtype",)
 @scene_options
 @user_errors
 def predict(image, points, background, box, **run) -> None:
-    """Segment the water in a new image, or each image of a folder, with a fine-tuned decoder.
+    """Segment the water in an image, a folder of images, or a georeferenced raster.
 
-    No prompt: prompt-free (train the decoder with `none` among its --train-prompts). A
-    folder's images get no prompt; a rerun keeps the masks already written and goes on.
-
-    A georeferenced raster (a file with a CRS: GeoTIFF, COG...) is read window by window in
-    overlapping tiles, prompt-free, and its mask keeps the raster's CRS and transform; nodata
-    stays nodata.
+    No prompt: prompt-free (train with `none` in --train-prompts). A folder resumes. A raster
+    (GeoTIFF, COG...) is read in overlapping tiles; its mask keeps its CRS and nodata.
 
     Example: python cli.py predict --checkpoint checkpoints/sam_vit_b_01ec64.pth
     --decoder runs/point+box+none --image photo.jpg --out photo_water.png
-    (or --image photos/ --out water/, or --image scene.tif --out water.tif
-    --polygons water.geojson)
     """
     scene_only = {name: run.pop(name) for name in SCENE_ONLY}
     if _georeferenced(image):

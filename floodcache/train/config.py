@@ -20,9 +20,9 @@ class TrainConfig:
     cache: Path = Path("cache/flood.h5")  # the cache written by `embed`
     out: Path | None = None  # the run folder; default runs/<train_prompts joined by +>
     # The training mix: one strategy or several, comma-separated (each view gets one of them
-    # per epoch, in turn)
-    train_prompts: str = "point"
-    epochs: int = 15
+    # per epoch, in turn); by default one decoder for every prompt, prompt-free included
+    train_prompts: str = "point,box,none"
+    epochs: int = 15  # passes over the training views; the best on validation IoU is kept
     lr: float = 1e-4  # Adam
     step_size: int = 5  # StepLR: epochs between learning-rate drops
     gamma: float = 0.5  # StepLR: factor at each drop
