@@ -26,8 +26,14 @@ from floodcache.predict.tiles import MIN_TILE
 CHECKPOINT_OPTION = click.option(
     "--checkpoint",
     type=PATH,
-    required=True,
-    help="The SAM checkpoint the run's cache was embedded with.",
+    help="The SAM checkpoint the run's cache was embedded with [default: the official one "
+    "in ./checkpoints].",
+)
+RANDOM_WEIGHTS_OPTION = click.option(
+    "--random-weights",
+    is_flag=True,
+    help="For a run embedded with --random-weights (the pipeline check): the same untrained "
+    "SAM, rebuilt. Its masks mean nothing.",
 )
 DECODER_OPTION = click.option("--decoder", type=PATH, required=True, help="Fine-tuned run folder.")
 
@@ -109,6 +115,7 @@ PREDICT_ADVANCED += ("bands", "scale", "min_area", "probability_dtype")
 
 @click.command(cls=ShortHelpCommand, advanced=PREDICT_ADVANCED)
 @CHECKPOINT_OPTION
+@RANDOM_WEIGHTS_OPTION
 @DECODER_OPTION
 @click.option(
     "--image",
@@ -135,10 +142,8 @@ PREDICT_ADVANCED += ("bands", "scale", "min_area", "probability_dtype")
     "--out",
     type=PATH,
     required=True,
-    help="Mask PNG (255 = water); for a folder of images, a folder: <stem>.png per image and "
-    "predictions.csv (water fraction per image). For a raster, a GeoTIFF (COG) on its grid: "
-    "1 water, 0 land, 255 no data; for a folder of them, a folder of <stem>.tif and "
-    "predictions.csv (water km2 per scene).",
+    help="Mask PNG (255 = water); a raster's: a COG on its grid (1 water, 0 land, 255 no "
+    "data). A folder's: a folder of masks and predictions.csv (water per file).",
 )
 @click.option(
     "--overwrite",
@@ -153,8 +158,7 @@ PREDICT_ADVANCED += ("bands", "scale", "min_area", "probability_dtype")
 def predict(image, points, background, box, **run) -> None:
     """Segment the water in an image, a folder of images, or a georeferenced raster.
 
-    No prompt: prompt-free (train with `none` in --train-prompts). A folder resumes. A raster
-    (GeoTIFF, COG...) is read in overlapping tiles; its mask keeps its CRS and nodata.
+    No prompt: prompt-free (train with `none`). A raster is read in overlapping tiles.
 
     Example: python cli.py predict --checkpoint checkpoints/sam_vit_b_01ec64.pth
     --decoder runs/point+box+none --image photo.jpg --out photo_water.png
@@ -243,11 +247,12 @@ def scene_line(result) -> str:
 
 @click.command()
 @CHECKPOINT_OPTION
+@RANDOM_WEIGHTS_OPTION
 @DECODER_OPTION
 @click.option("--out", type=PATH, required=True, help="The merged checkpoint (.pth).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @user_errors
-def export(checkpoint, decoder, out, overwrite) -> None:
+def export(checkpoint, random_weights, decoder, out, overwrite) -> None:
     """Write a full SAM checkpoint with the fine-tuned mask decoder merged in.
 
     segment-anything loads it: sam_model_registry["vit_b"](checkpoint=OUT).
@@ -258,7 +263,7 @@ def export(checkpoint, decoder, out, overwrite) -> None:
     from floodcache.export import ExportConfig, run_export
 
     path = run_export(
-        ExportConfig(checkpoint=checkpoint, decoder=decoder, out=out, overwrite=overwrite)
+        ExportConfig(checkpoint, decoder, out, overwrite, random_weights=random_weights)
     )
     click.echo(f"fine-tuned SAM checkpoint {path}")
 

@@ -24,7 +24,9 @@ from floodcache.settings import (
 class PredictConfig:
     """One image to segment with a fine-tuned decoder."""
 
-    checkpoint: Path  # the SAM checkpoint the run's cache was embedded with
+    # the SAM checkpoint the run's cache was embedded with (None: the official one, or with
+    # random_weights the seeded untrained SAM of a random-weights run)
+    checkpoint: Path | None
     decoder: Path  # run folder written by `train`
     image: Path
     out: Path  # the mask as PNG: 255 = water, 0 = not water, the image's size
@@ -35,6 +37,7 @@ class PredictConfig:
     precision: str = AUTO_PRECISION  # the encoder's, as embed's: `resolve_precision`
     overwrite: bool = False  # replace an existing `out` file
     max_pixels: int = MAX_PIXELS  # a larger image is refused, never decoded
+    random_weights: bool = False  # for a run embedded with --random-weights
 
     def __post_init__(self) -> None:
         check_precision(self.precision, "encoder")
@@ -72,7 +75,9 @@ def _shown(values) -> str:
 class FolderConfig:
     """Every file of a folder, segmented prompt-free with a fine-tuned decoder."""
 
-    checkpoint: Path  # the SAM checkpoint the run's cache was embedded with
+    # the SAM checkpoint the run's cache was embedded with (None: the official one, or with
+    # random_weights the seeded untrained SAM of a random-weights run)
+    checkpoint: Path | None
     decoder: Path  # run folder written by `train` (trained on `none`, for prompt-free masks)
     images: Path  # a folder: each visible file in it is read as an image (not subfolders)
     out: Path  # another folder: one mask <stem>.png per image (255 = water), and SUMMARY
@@ -81,6 +86,7 @@ class FolderConfig:
     precision: str = AUTO_PRECISION  # the encoder's, as embed's: `resolve_precision`
     progress: bool = True
     max_pixels: int = MAX_PIXELS  # a larger image is listed as unreadable, never decoded
+    random_weights: bool = False  # for a run embedded with --random-weights
 
     def __post_init__(self) -> None:
         check_precision(self.precision, "encoder")
@@ -92,7 +98,9 @@ class SceneConfig:
     """A georeferenced raster, or a folder of them, segmented prompt-free tile by tile into
     water masks on the same grid."""
 
-    checkpoint: Path  # the SAM checkpoint the run's cache was embedded with
+    # the SAM checkpoint the run's cache was embedded with (None: the official one, or with
+    # random_weights the seeded untrained SAM of a random-weights run)
+    checkpoint: Path | None
     decoder: Path  # run folder written by `train` (trained on `none`, for prompt-free masks)
     image: Path  # a raster with a CRS (GeoTIFF, COG...), or a folder of them
     # The water mask, a COG on the input's grid: 1 water, 0 land, 255 no data. For a folder,
@@ -109,6 +117,7 @@ class SceneConfig:
     precision: str = AUTO_PRECISION  # the encoder's, as embed's: `resolve_precision`
     overwrite: bool = False  # replace existing outputs (a folder's: segment every scene again)
     progress: bool = True
+    random_weights: bool = False  # for a run embedded with --random-weights
 
     def __post_init__(self) -> None:
         check_precision(self.precision, "encoder")

@@ -63,7 +63,12 @@ def run_predict_folder(config: FolderConfig) -> FolderResult:
     files = _image_files(Path(config.images), Path(config.out))
     start = time.perf_counter()
     segmenter = Segmenter(
-        config.checkpoint, config.decoder, config.device, config.precision, images=len(files)
+        config.checkpoint,
+        config.decoder,
+        config.device,
+        config.precision,
+        images=len(files),
+        random_weights=config.random_weights,
     )
     loaded = time.perf_counter() - start
     warn_if_not_prompt_free(segmenter.model, config.decoder)

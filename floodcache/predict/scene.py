@@ -95,6 +95,7 @@ def run_predict_scene(config: SceneConfig) -> SceneResult:
                 group.device(config.device),
                 config.precision,
                 images=plan.count,
+                random_weights=config.random_weights,
             )
             loaded = time.perf_counter() - start
             warn_if_not_prompt_free(segmenter.model, config.decoder)

@@ -67,6 +67,7 @@ def _segment_all(config: SceneConfig, scenes: list[Path], files, problems, group
         group.device(config.device),
         config.precision,
         images=len(scenes),
+        random_weights=config.random_weights,
     )
     warn_if_not_prompt_free(segmenter.model, config.decoder)
     record = {

@@ -64,7 +64,13 @@ def run_predict(config: PredictConfig) -> Prediction:
         raise FileExistsError(f"{out} exists; choose another --out, or pass --overwrite")
     image, _ = decode.read_image(config.image, config.max_pixels)
     config.check_inside(*image.shape[:2])  # before SAM is loaded, for nothing
-    segmenter = Segmenter(config.checkpoint, config.decoder, config.device, config.precision)
+    segmenter = Segmenter(
+        config.checkpoint,
+        config.decoder,
+        config.device,
+        config.precision,
+        random_weights=config.random_weights,
+    )
     prompt = user_prompt(config)
     if prompt.num_points == 0 and prompt.box is None:
         warn_if_not_prompt_free(segmenter.model, config.decoder)
@@ -85,13 +91,14 @@ class Segmenter:
 
     def __init__(
         self,
-        checkpoint: Path,
+        checkpoint: Path | None,
         run: Path,
         device: str | None,
         precision: str = AUTO_PRECISION,
         images: int = 1,
+        random_weights: bool = False,
     ):
-        self.sam, self.model = sam_with_decoder(checkpoint, run)
+        self.sam, self.model = sam_with_decoder(checkpoint, run, random_weights)
         self.device = pick_device(device)
         self.sam.to(self.device)
         model_type = self.model.record["model_type"]
