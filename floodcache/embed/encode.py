@@ -21,6 +21,7 @@ from floodcache.embed.plan import pending_batches
 from floodcache.embed.readers import ReaderTimes, default_workers, described, read_batches
 from floodcache.sam.batch_encoder import BatchEncoder, default_batch_size
 from floodcache.sam.modeling import Sam
+from floodcache.utils.estimate import estimate_line
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +50,17 @@ class Written:
     start: HostClock = field(default_factory=HostClock.now)
     first: HostClock | None = None  # once the first batch is written ...
     readers_at_first: ReaderTimes | None = None  # ... and the readers' times then
+    total: int = 0  # the views this process encodes, for the estimate after the first batch
+    cpu: bool = False
 
     def __call__(self, count: int, finished: float) -> None:
         self.views += count
         self.timing.first_batch(count, finished)
         if self.first is None:
             self.first, self.readers_at_first = HostClock.now(), replace(self.readers)
+            if self.total > self.views:  # said once, before the long part
+                seconds, left = finished - self.start.wall, self.total - self.views
+                log.info("embed: %s", estimate_line("view", count, seconds, left, self.cpu))
         self.bar.update(count)
 
 
@@ -82,6 +88,13 @@ def encode_pending(
         share.batch_size,
         described(share.workers),
     )
+    if done and group.leader:
+        log.info(
+            "resuming: %d of %d views were encoded by an earlier run; %d to go",
+            len(done),
+            len(plan),
+            len(plan) - len(done),
+        )
     if not share.views:
         return 0
     # One process shows the whole cache's progress; under torchrun each shows its own share.
@@ -94,7 +107,7 @@ def encode_pending(
         disable=not config.progress,
         dynamic_ncols=True,
     )
-    written = Written(bar, timing)
+    written = Written(bar, timing, total=share.views, cpu=device.type == "cpu")
     try:
         readers, parts = _stream(sam, share, pairs, config, writer, assembler, device, written)
     finally:
@@ -150,12 +163,12 @@ def _stream(sam, share: Share, pairs, config, writer, assembler, device, written
 def _log_where_time_went(written: Written, readers: WaitClock, parts, workers: int) -> None:
     end = HostClock.now()
     first = written.first or end
-    log.info(
-        "encoded %d views in %.1f s; waited %.1f s for the readers (%.1f s after the first "
+    log.info("encoded %d views in %.1f s", written.views, end.wall - written.start.wall)
+    # Where that time went is for whoever tunes embed (--verbose), not for every run.
+    log.debug(
+        "waited %.1f s for the readers (%.1f s after the first "
         "batch, when %s) and %.1f s for the %d writer processes, which wrote for %.1f s; "
         "after the first batch this process used %s",
-        written.views,
-        end.wall - written.start.wall,
         readers.waited,
         readers.waited - (readers.first or 0.0),
         (written.readers - (written.readers_at_first or written.readers)).line(
