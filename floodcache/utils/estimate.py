@@ -26,8 +26,9 @@ def estimate_line(unit: str, measured: int, seconds: float, remaining: int, cpu:
     `seconds` is what the first `measured` units took, start-up included: the estimate errs
     long. On a CPU the line also says what is quicker."""
     per_unit = seconds / max(measured, 1)
+    article = "an" if unit[0] in "aeiou" else "a"
     line = (
         f"about {duration(per_unit * remaining)} for the {remaining} {unit}s left "
-        f"({per_unit:.3g} s a {unit}, measured on the first {measured})"
+        f"({per_unit:.3g} s {article} {unit}, measured on the first {measured})"
     )
     return f"{line}; {CPU_ALTERNATIVES}" if cpu else line
