@@ -37,16 +37,19 @@ RESIZE_METHODS = {  # --resize -> what the cache's identity records
     "torch": "F.interpolate bilinear antialias as ResizeLongestSide.apply_image_torch, on device",
 }
 
-AUTO_PRECISION = "auto"  # the device's best for the stage (`GPU_PRECISION`; fp32 on a CPU)
+AUTO_PRECISION = "auto"  # the device's best for the stage (`GPU_PRECISION`, `CPU_PRECISION`)
 PRECISIONS = ("fp32", "fp16", "bf16")  # the encoder's (`sam.precision.DTYPES`: their dtypes)
 STAGE_PRECISIONS = {
     "encoder": PRECISIONS,
     "train": ("fp32", "bf16"),  # fp16 training would need loss scaling
 }
 # What `auto` means on a GPU. The encoder: fp16, ~3x fp32's speed at a relative error of
-# ~1e-3, below the float16 rounding of the cache. A CPU has no fast fp16 matrix products,
-# and fp32 keeps full precision there: `auto` is fp32 on a CPU for every stage.
+# ~1e-3, below the float16 rounding of the cache. A CPU has no fast fp16 matrix products.
 GPU_PRECISION = {"encoder": "fp16", "train": "bf16"}
+# What `auto` means on a CPU that does bf16 in hardware (AVX512_BF16, AMX); on any other CPU
+# bf16 is emulated, slower than fp32, and `auto` is fp32. The encoder is where a CPU's time
+# goes; the decoder's training is small, and keeps fp32's exact gradients.
+CPU_PRECISION = {"encoder": "bf16", "train": "fp32"}
 
 SPLITS = ("train", "val", "test")  # the values of a cache's split field
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)  # train/val/test share of the images

@@ -27,6 +27,19 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(skip)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def cpu_without_native_bf16(tmp_path_factory):
+    """Every test in this process sees a CPU without native bf16 (`auto` is fp32), so that its
+    numbers are the same on every CPU; tests/sam/test_precision.py fakes the flags itself."""
+    from floodcache.sam import precision
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(precision, "CPUINFO", tmp_path_factory.mktemp("cpu") / "no-cpuinfo")
+        precision.cpu_flags.cache_clear()
+        yield
+    precision.cpu_flags.cache_clear()
+
+
 # scope="package": the `tests` package holds every test (its subpackages included), so each
 # fixture below is built once per run and shared.
 

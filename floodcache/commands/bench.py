@@ -6,10 +6,14 @@ import click
 
 from floodcache.bench.config import SKIPPABLE, BenchConfig
 from floodcache.commands.common import DEVICE_HELP, PATH, RESIZE_HELP, option, user_errors
+from floodcache.commands.short_help import ShortHelpCommand
 from floodcache.settings import MODEL_TYPES, RESIZE_METHODS
 
 
-@click.command()
+@click.command(
+    cls=ShortHelpCommand,
+    advanced=("embed_views", "reference_views", "free_gpu_memory", "resizes", "skip"),
+)
 @click.option("--device", help=DEVICE_HELP)
 @option(
     "--views",

@@ -193,7 +193,8 @@ def precision_option(source: object, stage: str, help: str) -> Callable:
 
 
 ENCODER_PRECISION_HELP = (
-    "Encoder precision: auto is fp16 on a GPU, fp32 on a CPU (the cache stores float16)."
+    "Encoder precision: auto is fp16 on a GPU; on a CPU bf16 where it has native bf16"
+    " (AVX512_BF16, AMX), else fp32. The cache stores float16."
 )
 RESIZE_HELP = (
     "Resize to SAM's input: pil in the readers (exactly SamPredictor.set_image), or torch on "

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from floodcache.commands.common import PATH, data_options, option, raster_options, user_errors
+from floodcache.commands.short_help import READING_ADVANCED, ShortHelpCommand
 from floodcache.data import download
 from floodcache.data.audit import audit_folder
 from floodcache.data.raster import RasterReading
@@ -43,7 +44,7 @@ def download_command(data_dir, checkpoint_dir, model_type) -> None:
     click.echo(f"checkpoint {path} (sha256 checked)")
 
 
-@click.command()
+@click.command(cls=ShortHelpCommand, advanced=READING_ADVANCED)
 @data_options(audit_folder)
 @raster_options
 @click.option("--out", type=PATH, help="Write the problems as CSV here.")

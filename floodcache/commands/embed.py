@@ -16,6 +16,7 @@ from floodcache.commands.common import (
     resize_option,
     user_errors,
 )
+from floodcache.commands.short_help import READING_ADVANCED, ShortHelpCommand
 from floodcache.data.raster import RasterReading
 from floodcache.embed.config import EmbedConfig
 from floodcache.settings import MODEL_TYPES
@@ -49,7 +50,10 @@ def checkpoint_options(command):
     )(command)
 
 
-@click.command()
+@click.command(
+    cls=ShortHelpCommand,
+    advanced=(*READING_ADVANCED, "seed", "batch_size", "precision", "resize", "workers"),
+)
 @data_options(EmbedConfig)
 @raster_options
 @checkpoint_options

@@ -20,6 +20,7 @@ from floodcache.commands.common import (
     user_errors,
     with_options,
 )
+from floodcache.commands.short_help import ShortHelpCommand
 from floodcache.predict.config import ModelConfig, PhotoConfig, PredictConfig, SceneConfig
 from floodcache.predict.geotiff import PROBABILITIES
 from floodcache.predict.tiles import MIN_TILE
@@ -33,8 +34,14 @@ if TYPE_CHECKING:
 CHECKPOINT_OPTION = click.option(
     "--checkpoint",
     type=PATH,
-    required=True,
-    help="The SAM checkpoint the run's cache was embedded with.",
+    help="The SAM checkpoint the run's cache was embedded with [default: the official one "
+    "in ./checkpoints].",
+)
+RANDOM_WEIGHTS_OPTION = click.option(
+    "--random-weights",
+    is_flag=True,
+    help="For a run embedded with --random-weights (the pipeline check): the same untrained "
+    "SAM, rebuilt. Its masks mean nothing.",
 )
 DECODER_OPTION = click.option("--decoder", type=PATH, required=True, help="Fine-tuned run folder.")
 
@@ -111,8 +118,14 @@ def scene_options(command: Callable) -> Callable:
     )
 
 
-@click.command()
+# Rarely changed: the rasters' tiling and reading, and the encoder's device and precision.
+PREDICT_ADVANCED = ("background", "precision", "max_pixels", "device", "tile", "overlap")
+PREDICT_ADVANCED += ("bands", "scale", "min_area", "probability_dtype")
+
+
+@click.command(cls=ShortHelpCommand, advanced=PREDICT_ADVANCED)
 @CHECKPOINT_OPTION
+@RANDOM_WEIGHTS_OPTION
 @DECODER_OPTION
 @click.option(
     "--image",
@@ -139,10 +152,8 @@ def scene_options(command: Callable) -> Callable:
     "--out",
     type=PATH,
     required=True,
-    help="Mask PNG (255 = water); for a folder of images, a folder: <stem>.png per image and "
-    "predictions.csv (water fraction per image). For a raster, a GeoTIFF (COG) on its grid: "
-    "1 water, 0 land, 255 no data; for a folder of them, a folder of <stem>.tif and "
-    "predictions.csv (water km2 per scene).",
+    help="Mask PNG (255 = water); a raster's: a COG on its grid (1 water, 0 land, 255 no "
+    "data). A folder's: a folder of masks and predictions.csv (water per file).",
 )
 @click.option(
     "--overwrite",
@@ -155,30 +166,24 @@ def scene_options(command: Callable) -> Callable:
 @scene_options
 @user_errors
 def predict(
-    checkpoint: Path,
+    checkpoint: Path | None,
+    random_weights: bool,
     decoder: Path,
     image: Path,
     device: str | None,
     precision: str,
     **options: object,
 ) -> None:
-    """Segment the water in a new image, or each image of a folder, with a fine-tuned decoder.
+    """Segment the water in an image, a folder of images, or a georeferenced raster.
 
-    No prompt: prompt-free (train the decoder with `none` among its --train-prompts). A
-    folder's images get no prompt; a rerun keeps the masks already written and goes on.
-
-    A georeferenced raster (a file with a CRS: GeoTIFF, COG...) is read window by window in
-    overlapping tiles, prompt-free, and its mask keeps the raster's CRS and transform; nodata
-    stays nodata.
+    No prompt: prompt-free (train with `none`). A raster is read in overlapping tiles.
 
     Example: python cli.py predict --checkpoint checkpoints/sam_vit_b_01ec64.pth
     --decoder runs/point+box+none --image photo.jpg --out photo_water.png
-    (or --image photos/ --out water/, or --image scene.tif --out water.tif
-    --polygons water.geojson)
     """
     from floodcache.predict.run import run_predict
 
-    model = ModelConfig(checkpoint, decoder, device, precision)
+    model = ModelConfig(checkpoint, decoder, device, precision, random_weights)
     config = PredictConfig(model, image, **options)
     result = run_predict(config)
     line = LINES[type(result).__name__](result)
@@ -236,11 +241,14 @@ LINES = {
 
 @click.command()
 @CHECKPOINT_OPTION
+@RANDOM_WEIGHTS_OPTION
 @DECODER_OPTION
 @click.option("--out", type=PATH, required=True, help="The merged checkpoint (.pth).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing --out file.")
 @user_errors
-def export(checkpoint: Path, decoder: Path, out: Path, overwrite: bool) -> None:
+def export(
+    checkpoint: Path | None, random_weights: bool, decoder: Path, out: Path, overwrite: bool
+) -> None:
     """Write a full SAM checkpoint with the fine-tuned mask decoder merged in.
 
     segment-anything loads it: sam_model_registry["vit_b"](checkpoint=OUT).
@@ -251,7 +259,7 @@ def export(checkpoint: Path, decoder: Path, out: Path, overwrite: bool) -> None:
     from floodcache.export import ExportConfig, run_export
 
     path = run_export(
-        ExportConfig(checkpoint=checkpoint, decoder=decoder, out=out, overwrite=overwrite)
+        ExportConfig(checkpoint, decoder, out, overwrite, random_weights=random_weights)
     )
     click.echo(f"fine-tuned SAM checkpoint {path}")
 

@@ -16,20 +16,25 @@ from floodcache.commands.common import (
 )
 from floodcache.commands.embed import checkpoint_options, raster_reading
 from floodcache.commands.evaluate import EVAL_PROMPTS_HELP
-from floodcache.commands.train import TRAIN_PROMPTS_HELP
+from floodcache.commands.short_help import READING_ADVANCED, ShortHelpCommand
+from floodcache.commands.train import EPOCHS_HELP, TRAIN_PROMPTS_HELP
 from floodcache.pipeline.config import PipelineConfig
 
 STUDY = PipelineConfig()  # the defaults of `run`: each stage's, as the study sets them
 
 
-@click.command(name="run")
+@click.command(
+    name="run",
+    cls=ShortHelpCommand,
+    advanced=(*READING_ADVANCED, "eval_prompts", "seed", "device", "out_dir"),
+)
 @data_options(STUDY.embed)
 @raster_options
 @checkpoint_options
 @option(
     "--augment", source=STUDY.embed, type=click.IntRange(0), help="Extra views per training image."
 )
-@option("--epochs", source=STUDY.train, type=click.IntRange(1))
+@option("--epochs", source=STUDY.train, type=click.IntRange(1), help=EPOCHS_HELP)
 @option("--train-prompts", source=STUDY.train, help=TRAIN_PROMPTS_HELP)
 @option("--eval-prompts", source=STUDY.report.evaluate, help=EVAL_PROMPTS_HELP)
 @click.option("--limit", type=click.IntRange(1), help="Only the first N usable images.")

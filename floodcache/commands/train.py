@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from floodcache.commands.common import DEVICE_HELP, PATH, option, precision_option, user_errors
+from floodcache.commands.short_help import ShortHelpCommand
 from floodcache.prompts import PROMPTS
 from floodcache.train.config import TrainConfig
 
@@ -13,11 +14,16 @@ TRAIN_PROMPTS_HELP = (
     f"of them per epoch in turn: {', '.join(PROMPTS)}."
 )
 
+EPOCHS_HELP = "Passes over the training views; the epoch with the best validation IoU is kept."
 
-@click.command()
+
+@click.command(
+    cls=ShortHelpCommand,
+    advanced=("step_size", "gamma", "points", "box_jitter", "precision"),
+)
 @option("--cache", source=TrainConfig, type=PATH, help="The cache written by `embed`.")
 @option("--train-prompts", source=TrainConfig, help=TRAIN_PROMPTS_HELP)
-@option("--epochs", source=TrainConfig, type=click.IntRange(1))
+@option("--epochs", source=TrainConfig, type=click.IntRange(1), help=EPOCHS_HELP)
 @option("--lr", source=TrainConfig, type=float, help="Adam learning rate.")
 @option(
     "--step-size",

@@ -114,6 +114,12 @@ def download_checkpoint(
             ) from error
         if not isinstance(error, _NETWORK_ERRORS):
             raise
+        if not got:  # nothing came (offline, refused): no partial file to speak of
+            raise DownloadError(
+                f"Downloading {url} failed: {error}. Nothing was downloaded and {target} was "
+                f"not written. Check the connection (or fetch the file by hand into "
+                f"{target.parent}), then rerun:\n  {command}"
+            ) from error
         raise DownloadError(
             f"Downloading {url} failed: {error}. {target} was not written; {got} of "
             f"{spec.size} bytes are kept in {part}. Check the connection, then rerun the same "

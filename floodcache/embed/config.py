@@ -44,7 +44,7 @@ class EmbedConfig:
     seed: int = setting(0, identity=True)  # split and augmentation seed
     # train/val/test
     fractions: tuple[float, float, float] = setting(DEFAULT_FRACTIONS, identity=True)
-    # fp16 on CUDA, fp32 on a CPU; cache: float16
+    # fp16 on CUDA; on a CPU bf16 where it is native, else fp32; cache: float16
     precision: str = setting(AUTO_PRECISION, identity=True)
     # to SAM's input: "pil" in the readers, "torch" on the device; recorded as the method
     resize: str = setting("pil", identity=True, record=RESIZE_METHODS.get, key="resize_method")

@@ -26,6 +26,7 @@ from floodcache.embed.readers import (
 from floodcache.runtime import Runtime
 from floodcache.sam.batch_encoder import BatchEncoder, default_batch_size
 from floodcache.sam.modeling import Sam
+from floodcache.utils.estimate import estimate_line
 
 log = logging.getLogger(__name__)
 
@@ -67,12 +68,17 @@ class Written:
     start: HostClock = field(default_factory=HostClock.now)
     first: HostClock | None = None  # once the first batch is written ...
     readers_at_first: ReaderTimes | None = None  # ... and the readers' times then
+    total: int = 0  # the views this process encodes, for the estimate after the first batch
+    cpu: bool = False
 
     def __call__(self, count: int, finished: float) -> None:
         self.views += count
         self.timing.first_batch(count, finished)
         if self.first is None:
             self.first, self.readers_at_first = HostClock.now(), replace(self.readers)
+            if self.total > self.views:  # said once, before the long part
+                seconds, left = finished - self.start.wall, self.total - self.views
+                log.info("embed: %s", estimate_line("view", count, seconds, left, self.cpu))
         self.bar.update(count)
 
 
@@ -91,6 +97,13 @@ def encode_pending(job: Job, writer: CacheWriter, assembler: Assembler | None) -
         share.batch_size,
         described(share.workers),
     )
+    if done and group.leader:
+        log.info(
+            "resuming: %d of %d views were encoded by an earlier run; %d to go",
+            len(done),
+            len(job.plan),
+            len(job.plan) - len(done),
+        )
     if not share.views:
         return 0
     # One process shows the whole cache's progress; under torchrun each shows its own share.
@@ -103,7 +116,8 @@ def encode_pending(job: Job, writer: CacheWriter, assembler: Assembler | None) -
         disable=not config.progress,
         dynamic_ncols=True,
     )
-    written = Written(bar, job.timing)
+    cpu = job.runtime.device.type == "cpu"
+    written = Written(bar, job.timing, total=share.views, cpu=cpu)
     try:
         readers, parts = _stream(job, share, writer, assembler, written)
     finally:
@@ -162,12 +176,12 @@ def _stream(
 def _log_where_time_went(written: Written, readers: WaitClock, parts, workers: int) -> None:
     end = HostClock.now()
     first = written.first or end
-    log.info(
-        "encoded %d views in %.1f s; waited %.1f s for the readers (%.1f s after the first "
+    log.info("encoded %d views in %.1f s", written.views, end.wall - written.start.wall)
+    # Where that time went is for whoever tunes embed (--verbose), not for every run.
+    log.debug(
+        "waited %.1f s for the readers (%.1f s after the first "
         "batch, when %s) and %.1f s for the %d writer processes, which wrote for %.1f s; "
         "after the first batch this process used %s",
-        written.views,
-        end.wall - written.start.wall,
         readers.waited,
         readers.waited - (readers.first or 0.0),
         (written.readers - (written.readers_at_first or written.readers)).line(

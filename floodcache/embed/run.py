@@ -93,7 +93,7 @@ def _finish(assembler: Assembler, sam, writer: CacheWriter, timing: Timing) -> N
     state = sam_prompt_state(sam)  # read back by Cache.sam_state
     steps = assembler.finish(writer.part_files(), writer.identity, writer.config, state)
     timing.finalize = time.perf_counter() - assembling
-    log.info(
+    log.debug(
         "finished the cache in %.2f s: %s; before that the assembler added parts for %.1f s",
         timing.finalize,
         ", ".join(f"{name} {seconds:.2f} s" for name, seconds in steps.items()),

@@ -19,8 +19,7 @@ def _study_embed() -> EmbedConfig:
 
 
 def _study_train() -> TrainConfig:
-    # one decoder for every prompt, prompt-free included
-    return TrainConfig(train_prompts="point,box,none")
+    return TrainConfig()  # train's defaults: one decoder for every prompt
 
 
 def _study_report() -> ReportConfig:

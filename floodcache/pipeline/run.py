@@ -24,6 +24,7 @@ from floodcache.cache.reader import Cache
 from floodcache.embed.plan import audit_data
 from floodcache.embed.run import run_embed
 from floodcache.pipeline.config import PipelineConfig, layout
+from floodcache.pipeline.early import refuse_a_changed_cache
 from floodcache.report.material import ReportResult
 from floodcache.report.report import claim_report_folder, run_report
 from floodcache.sam.checkpoints import resolve_checkpoint
@@ -50,6 +51,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     resolve_checkpoint(embed.model_type, embed.checkpoint, embed.random_weights)
     cache, run, report_dir = layout(config)
     claim_report_folder(report_dir, "--name")  # before audit.csv: nothing of the user's replaced
+    refuse_a_changed_cache(embed, "choose another --name (the cache is never replaced)")
     steps: dict[str, str] = {}
 
     tic = time.perf_counter()

@@ -36,13 +36,16 @@ class ModelConfig:
     embedded with (checked), and the device and precision change the masks only up to
     rounding."""
 
-    # the SAM checkpoint the run's cache was embedded with
-    checkpoint: Path = setting(identity=False)
+    # the SAM checkpoint the run's cache was embedded with (None: the official one, or with
+    # random_weights the seeded untrained SAM of a random-weights run)
+    checkpoint: Path | None = setting(identity=False)
     # run folder written by `train` (trained on `none`, for prompt-free masks)
     decoder: Path = setting(identity=False)
     device: str | None = setting(None, identity=False)
-    # the encoder's: fp16 on CUDA, fp32 on a CPU, as embed's
+    # the encoder's, as embed's: fp16 on CUDA; on a CPU bf16 where native, else fp32
     precision: str = setting(AUTO_PRECISION, identity=False)
+    # for a run embedded with --random-weights: the same seeded untrained SAM
+    random_weights: bool = setting(False, identity=False)
 
     def __post_init__(self) -> None:
         check_precision(self.precision, "encoder")

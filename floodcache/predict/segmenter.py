@@ -79,13 +79,15 @@ class Segmenter:
 
     The fast image encoder runs in batches (`BatchEncoder`: at most `batch_size` images, what
     fits the device's free memory, halved on running out of it), at embed's default precision
-    (`runtime.precision`, resolved from auto: fp16 on CUDA, fp32 on a CPU), so the decoder
-    sees embeddings made as its cache's were; compiled on CUDA for 10000 images or more, as
-    embed is.
+    (`runtime.precision`, resolved from auto: fp16 on CUDA; on a CPU bf16 where native, else
+    fp32), so the decoder sees embeddings made as its cache's were; compiled on CUDA for 10000
+    images or more, as embed is.
     """
 
     def __init__(self, config: ModelConfig, runtime: Runtime, images: int = 1):
-        self.sam, self.model = sam_with_decoder(config.checkpoint, config.decoder)
+        self.sam, self.model = sam_with_decoder(
+            config.checkpoint, config.decoder, config.random_weights
+        )
         self.device, self.precision = runtime.device, runtime.precision
         self.sam.to(self.device)
         model_type = self.model.record.model_type

@@ -18,7 +18,7 @@ matplotlib.use("Agg")  # before pyplot: figures are files, there is no display
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import polars as pl  # noqa: E402
-from matplotlib.ticker import MaxNLocator, ScalarFormatter  # noqa: E402
+from matplotlib.ticker import MaxNLocator, NullFormatter, ScalarFormatter  # noqa: E402
 from matplotlib.transforms import offset_copy  # noqa: E402
 
 from floodcache.evaluate.metrics import METRIC_NAMES  # noqa: E402
@@ -101,7 +101,10 @@ def mean_bars(means: pl.DataFrame, models: list[str], path: Path) -> Path:
                 on="prompt",
                 how="left",
             )
-            mean, low, high = (rows[c].fill_null(0).to_numpy() for c in ("mean", "low", "high"))
+            # a mean without an interval (too few views) gets no bar: its ends are the mean
+            rows = rows.with_columns(pl.col("mean").fill_null(0))
+            rows = rows.with_columns(pl.col("low", "high").fill_null(pl.col("mean")))
+            mean, low, high = (rows[c].to_numpy() for c in ("mean", "low", "high"))
             x = np.arange(len(labels)) + (k - (len(models) - 1) / 2) * width
             error = np.stack([mean - low, high - mean])
             ax.bar(x, mean, width, yerr=error, label=model, color=colors[model], capsize=2)
@@ -165,7 +168,7 @@ def training_curves(histories: dict[str, pl.DataFrame], path: Path) -> Path:
                     epochs, values, style, marker=".", color=colors[name], label=f"{name} {split}"
                 )
             ax.axvline(best, color=colors[name], linestyle=":", alpha=0.6)
-    for ax, title in zip(axes, ("loss (BCE + Dice + IoU head)", "IoU"), strict=True):
+    for ax, title in zip(axes, ("loss (BCE + Dice, + IoU-head MSE)", "IoU"), strict=True):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_title(title)
         ax.set_xlabel("epoch")
@@ -207,6 +210,8 @@ def versus(table: pl.DataFrame, scale: Scale, models: list[str], path: Path) -> 
         if log:
             ax.set_xscale("log")
             ax.xaxis.set_major_formatter(ScalarFormatter())  # 1 and 10, not 10^0 and 10^1
+            # the minor ticks unlabelled: "2x10^-1 3x10^-1..." ran into each other
+            ax.xaxis.set_minor_formatter(NullFormatter())
         else:
             ax.set_xlim(0, 100)
         ax.set_ylim(-0.02, 1.02)
@@ -219,7 +224,12 @@ def _binned_means(ax, values: pl.DataFrame, x: str, column: str, color, transfor
     for _, group in values.group_by(column, maintain_order=True):
         interval = bootstrap(group["iou"].to_numpy())
         center = float(group[x].median())
-        error = [[interval.mean - interval.low], [interval.high - interval.mean]]
+        # no error bar where the report shows no interval (too few views)
+        shown = interval.shown
+        error = [
+            [interval.mean - interval.low if shown else 0.0],
+            [interval.high - interval.mean if shown else 0.0],
+        ]
         ax.errorbar(
             center,
             interval.mean,

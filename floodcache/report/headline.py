@@ -19,8 +19,10 @@ def headline_section(material: Material) -> list[str]:
     lines = ["## Headline", ""]
     lines += [_deployable(material), "", _best_oracle(material), ""]
     lines += [
-        f"Means over views with their 95% bootstrap interval in brackets ({statistics.RESAMPLES:,}"
-        f" resamples of the views, seed {statistics.SEED}); change: fine-tuned minus pretrained "
+        f"Means over views, ± the standard deviation of the views' values, with the mean's "
+        f"95% bootstrap interval in brackets ({statistics.RESAMPLES:,} resamples of the views, "
+        f"seed {statistics.SEED}; none on fewer than {statistics.MIN_INTERVAL_VIEWS} views, "
+        "where it would be too narrow); change: fine-tuned minus pretrained "
         "on the same view with the same prompt, averaged over views, with its interval and the "
         "two-sided Wilcoxon signed-rank test's p; relative change: of the two means."
     ]
@@ -129,4 +131,4 @@ def _mean_cell(material: Material, model: str, prompt: str, metric: str) -> str:
     if interval is None:
         return "–"
     std = values.std() if values.len() > 1 else 0.0
-    return f"{interval.mean:.3f} ± {std:.3f} [{interval.low:.3f}, {interval.high:.3f}]"
+    return f"{interval.mean:.3f} ± {std:.3f} {interval.bracket()}"

@@ -65,7 +65,9 @@ def run_report(config: ReportConfig, audit: AuditReport | None = None) -> Report
     report = Path(config.out) / "report.md"
     write_whole(report, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
     _remove_stale_figures(Path(config.out), earlier_figures, material.figures)
-    page = html.write_html(report, material.figures) if config.html else None
+    page = (
+        html.write_html(report, material.figures) if config.html else html.remove_stale_page(report)
+    )
     return ReportResult(report, material.figures, metrics_dir, reused, page)
 
 

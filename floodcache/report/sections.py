@@ -48,7 +48,9 @@ def _means(material: Material) -> pl.DataFrame:
             for metric in ("iou", "dice"):
                 interval = material.interval(model, prompt, metric)
                 if interval is not None:
-                    numbers = {"mean": interval.mean, "low": interval.low, "high": interval.high}
+                    # no bar where the tables show no interval (too few views)
+                    low, high = (interval.low, interval.high) if interval.shown else (None, None)
+                    numbers = {"mean": interval.mean, "low": low, "high": high}
                     oracle = PROMPTS[prompt].oracle
                     rows.append(
                         {"model": model, "prompt": prompt, "oracle": oracle, "metric": metric}

@@ -21,6 +21,9 @@ SEED = 0
 RESAMPLES = 10_000  # enough that another seed moves an interval's ends in the third decimal
 PERCENTILES = (2.5, 97.5)  # of the resampled means: the 95% interval's ends
 FEW_VIEWS = 20  # fewer views than this cannot support a claim about a mean: flagged
+# A percentile bootstrap's interval is too narrow on few views (with 2 it can exclude 0 where
+# the paired test cannot reject anything): below this many, no interval is shown at all.
+MIN_INTERVAL_VIEWS = 10
 
 
 @dataclass(frozen=True)
@@ -32,17 +35,24 @@ class Interval:
     high: float
     n: int
 
+    @property
+    def shown(self) -> bool:
+        """Whether the interval is valid enough to show (MIN_INTERVAL_VIEWS views or more)."""
+        return self.n >= MIN_INTERVAL_VIEWS
+
+    def bracket(self, sign: str = "") -> str:
+        """`[0.430, 0.590]`; `[6 views: no interval]` below MIN_INTERVAL_VIEWS."""
+        if not self.shown:
+            return f"[{self.n} view{'' if self.n == 1 else 's'}: no interval]"
+        return f"[{self.low:{sign}.3f}, {self.high:{sign}.3f}]"
+
     def text(self) -> str:
-        """`0.512 [0.430, 0.590]`; `0.512 [1 view]`: one value has no interval."""
-        if self.n == 1:
-            return f"{self.mean:.3f} [1 view]"
-        return f"{self.mean:.3f} [{self.low:.3f}, {self.high:.3f}]"
+        """`0.512 [0.430, 0.590]`; `0.512 [6 views: no interval]` on few views."""
+        return f"{self.mean:.3f} {self.bracket()}"
 
     def signed(self) -> str:
         """`+0.052 [+0.010, +0.090]`, for a change."""
-        if self.n == 1:
-            return f"{self.mean:+.3f} [1 view]"
-        return f"{self.mean:+.3f} [{self.low:+.3f}, {self.high:+.3f}]"
+        return f"{self.mean:+.3f} {self.bracket('+')}"
 
 
 @dataclass(frozen=True)

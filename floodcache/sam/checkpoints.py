@@ -127,8 +127,9 @@ def fetch_hint(model_type: str) -> str:
     if model_type in CHECKPOINTS:
         return f"fetch it with {command('download', option('model_type'), model_type)}"
     return (
-        f"{model_type} has no official checkpoint: pass the file you made with --checkpoint, "
-        "or --random-weights for a smoke test"
+        f"{model_type} has no official checkpoint: pass --random-weights for a run embedded "
+        "with it (`python cli.py export --random-weights ...` writes that SAM as a file), or "
+        "pass the file you made with --checkpoint"
     )
 
 

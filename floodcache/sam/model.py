@@ -109,8 +109,8 @@ def load_or_random_sam(
 
 def warn_random_weights() -> None:
     """Say loudly that a run uses an untrained SAM."""
-    log.warning(
-        "\n%s\nRANDOM WEIGHTS: this SAM was never trained. Embeddings, masks and metrics "
+    log.warning(  # the banner starts on the WARNING line itself: no empty line before it
+        "%s\nRANDOM WEIGHTS: this SAM was never trained. Embeddings, masks and metrics "
         "computed with it are MEANINGLESS; use it only to test the pipeline.\n%s",
         "!" * 78,
         "!" * 78,

@@ -26,8 +26,9 @@ class TrainConfig:
     # the run folder; default runs/<train_prompts joined by +>
     out: Path | None = setting(None, identity=False)
     # The training mix: one strategy or several, comma-separated (each view gets one of them
-    # per epoch, in turn)
-    train_prompts: str = setting("point", identity=True)
+    # per epoch, in turn); by default one decoder for every prompt, prompt-free included
+    train_prompts: str = setting("point,box,none", identity=True)
+    # passes over the training views; the best on validation IoU is kept
     epochs: int = setting(15, identity=True)
     lr: float = setting(1e-4, identity=True)  # Adam
     step_size: int = setting(5, identity=True)  # StepLR: epochs between learning-rate drops

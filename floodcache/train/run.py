@@ -33,6 +33,7 @@ from floodcache.train.trainer import DecoderTrainer
 from floodcache.train.weights import non_finite, save_run
 from floodcache.utils import outputs
 from floodcache.utils.atomic import write_whole
+from floodcache.utils.estimate import estimate_line
 from floodcache.utils.identity import refuse_other
 
 log = logging.getLogger(__name__)
@@ -256,15 +257,19 @@ def _fit(
         disable=not config.progress,
         dynamic_ncols=True,
     )
-    logged = False
+    logged = estimated = False
     try:
         for epoch in range(len(history) + 1, config.epochs + 1):
             stats = _epoch(training, epoch, bar)
             if not logged:  # read by now: the first epoch used every view
-                log.info("embeddings read: train %s", train_views.load_line())
-                log.info("embeddings read: val %s", training.val_views.load_line())
+                log.debug("embeddings read: train %s", train_views.load_line())
+                log.debug("embeddings read: val %s", training.val_views.load_line())
                 logged = True
             history.append(stats)
+            left = config.epochs - epoch
+            if not estimated and left and trainer.device.type == "cpu":  # minutes an epoch
+                bar.write("train: " + estimate_line("epoch", 1, stats.seconds, left, cpu=True))
+            estimated = True
             bar.write(
                 f"epoch {epoch:3d}  train loss {stats.train_loss:.4f} IoU {stats.train_iou:.3f}"
                 f"  val loss {stats.val_loss:.4f} IoU {stats.val_iou:.3f}  lr {stats.lr:.2e}"

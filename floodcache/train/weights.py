@@ -10,8 +10,8 @@ from pathlib import Path
 import torch
 
 from floodcache.cache.reader import Cache
-from floodcache.sam.checkpoints import RANDOM_WEIGHTS, CheckpointError
-from floodcache.sam.model import load_sam, read_weights, save_weights
+from floodcache.sam.checkpoints import RANDOM_WEIGHTS, CheckpointError, resolve_checkpoint
+from floodcache.sam.model import load_or_random_sam, load_sam, read_weights, save_weights
 from floodcache.sam.modeling import Sam
 from floodcache.train.runs import (
     DECODER,
@@ -132,17 +132,40 @@ def decoder_models(cache: Cache, runs: tuple[Path, ...]) -> list[DecoderModel]:
     return models
 
 
-def sam_with_decoder(checkpoint: Path, run: Path) -> tuple[Sam, DecoderModel]:
+def sam_with_decoder(
+    checkpoint: Path | None, run: Path, random_weights: bool = False
+) -> tuple[Sam, DecoderModel]:
     """The run's SAM (model type from its config.json) with the run's mask decoder loaded.
 
     The checkpoint must be the one the run's cache was embedded with (sha256 checked): the
-    decoder learnt from that image encoder's embeddings. A run made with random weights
-    accepts any checkpoint of its model type, with a warning.
+    decoder learnt from that image encoder's embeddings. Without `checkpoint`, the official
+    file of the model type in the default folder. A run made with random weights accepts any
+    checkpoint of its model type, with a warning; with `random_weights` it gets the same
+    seeded untrained SAM that embedded its cache (`load_or_random_sam`), the only way to use
+    a model type without official weights (vit_tiny) that no file was made for.
     """
     model = load_run(run)
     model_type = model.record.model_type
+    made_random = model.record.checkpoint_sha256 == RANDOM_WEIGHTS
+    if random_weights:
+        if not made_random:
+            raise CheckpointError(
+                f"{run} was trained on embeddings of a real SAM checkpoint, not random "
+                "weights: pass that file with --checkpoint instead of --random-weights"
+            )
+        if checkpoint is not None:
+            raise CheckpointError("pass either --checkpoint or --random-weights, not both")
+        sam, _ = load_or_random_sam(model_type, None, True)
+        sam.mask_decoder.load_state_dict({k: torch.from_numpy(v) for k, v in model.state.items()})
+        return sam.eval(), model
+    if checkpoint is None and made_random:
+        raise CheckpointError(
+            f"{run} was trained on embeddings of an untrained SAM (random weights): pass "
+            "--random-weights to rebuild that same SAM (its masks mean nothing)"
+        )
+    checkpoint = resolve_checkpoint(model_type, checkpoint, False)
     sam = load_sam(model_type, checkpoint)
-    if model.record.checkpoint_sha256 == RANDOM_WEIGHTS:
+    if made_random:
         log.warning(
             "%s was trained on embeddings of an untrained SAM (random weights): its masks mean "
             "nothing, whatever checkpoint it is combined with",

@@ -137,28 +137,38 @@ def test_a_skipped_stage_is_left_out_and_embed_runs_for_each_resize():
 
 def test_the_reference_is_timed_after_one_untimed_view(tiny_data, monkeypatch):
     """Every stage leaves its first batch out (a GPU's first call sets CUDA up, for seconds):
-    the reference must too, or a few reference views make every ratio look better."""
-    import time
+    the reference must too, or a few reference views make every ratio look better. A fake
+    clock: the first set_image takes 100 s, each later one 1 s, each training loss 0.5 s."""
+    from types import SimpleNamespace
 
     from segment_anything import SamPredictor
 
+    from floodcache.bench import encoders as bench_encoders
+    from floodcache.bench import table as bench_table
     from floodcache.bench.encoders import bench_views, reference_stages
     from floodcache.sam.model import build_sam
 
-    calls, set_image = [], SamPredictor.set_image
+    now, calls = [0.0], []
+    set_image, losses = SamPredictor.set_image, bench_encoders.losses
 
-    def first_call_slow(predictor, image, *args, **kwargs):
+    def set_image_on_the_clock(predictor, image, *args, **kwargs):
         calls.append(image.shape)
-        if len(calls) == 1:
-            time.sleep(1.0)
+        now[0] += 100.0 if len(calls) == 1 else 1.0
         return set_image(predictor, image, *args, **kwargs)
 
-    monkeypatch.setattr(SamPredictor, "set_image", first_call_slow)
+    def losses_on_the_clock(*args, **kwargs):
+        now[0] += 0.5
+        return losses(*args, **kwargs)
+
+    monkeypatch.setattr(SamPredictor, "set_image", set_image_on_the_clock)
+    monkeypatch.setattr(bench_encoders, "losses", losses_on_the_clock)
+    monkeypatch.setattr(bench_table, "time", SimpleNamespace(perf_counter=lambda: now[0]))
     views = bench_views(tiny_data, augment=1, count=2)
     encode, step, features = reference_stages(build_sam("vit_tiny"), views, torch.device("cpu"))
     assert len(calls) == 3  # one untimed view, then each view timed
     assert encode.views == step.views == 2 and len(features) == 2
-    assert 0 < encode.seconds < 1.0 and encode.seconds < step.seconds
+    assert encode.seconds == pytest.approx(2 * 1.0)  # the untimed first view's 100 s left out
+    assert step.seconds == pytest.approx(2 * (1.0 + 0.5))  # encoder and decoder step
 
 
 def test_ab_predict_compares_two_predicts_on_the_same_images(tmp_path):

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 
+import click
 import pytest
 from click.testing import CliRunner
 
@@ -173,3 +174,39 @@ def test_training_and_evaluating_import_no_compiler():
     code += "\nassert 'torch._dynamo' not in sys.modules and 'torchvision' not in sys.modules"
     code += "\nfrom segment_anything import SamPredictor, sam_model_registry  # still there"
     heavy_modules_after(code)
+
+
+@pytest.mark.parametrize("command", [[]] + [[name] for name in COMMANDS])
+def test_every_help_fits_one_screen_and_help_all_shows_every_option(command):
+    """--help names every option in at most ~40 lines; --help-all describes each one."""
+    runner = CliRunner()
+    short = runner.invoke(cli.main, [*command, "--help"], terminal_width=80)
+    assert short.exit_code == 0 and len(short.output.splitlines()) <= 41, short.output
+    if not command or "--help-all" not in short.output:  # short enough with every option
+        return
+    full = runner.invoke(cli.main, [*command, "--help-all"], terminal_width=80)
+    assert full.exit_code == 0, full.output
+    options = [p for p in cli.main.commands[command[0]].params if isinstance(p, click.Option)]
+    for param in options:
+        assert param.opts[0] in short.output, param.opts[0]  # named, at least
+        if param.help:
+            assert param.help.split()[0] in full.output, param.opts[0]
+    assert "Advanced options" not in full.output
+    again = runner.invoke(cli.main, [*command, "--help"], terminal_width=80)
+    assert again.output == short.output  # --help-all changes nothing for the next --help
+
+
+def test_train_and_run_train_the_same_prompts_by_default():
+    """`train` alone and `run` make the same decoder unless told otherwise."""
+    from floodcache.pipeline.config import PipelineConfig
+    from floodcache.train.config import TrainConfig
+
+    def default(command: str, name: str):
+        return next(p for p in cli.main.commands[command].params if p.name == name).default
+
+    assert default("train", "train_prompts") == default("run", "train_prompts")
+    assert TrainConfig().train_prompts == PipelineConfig().train.train_prompts == "point,box,none"
+    for command in ("train", "run"):
+        assert "best validation IoU" in (
+            next(p for p in cli.main.commands[command].params if p.name == "epochs").help or ""
+        )

@@ -195,8 +195,9 @@ def test_offline_gives_a_clear_error_and_no_final_file(server, tmp_path):
         download_checkpoint("vit_b", tmp_path, progress=False, base_url=closed_url)
     message = str(raised.value)
     assert message.startswith(f"Downloading {closed_url}/{VIT_B} failed:")
-    assert "rerun the same command to resume" in message
-    assert not (tmp_path / VIT_B).exists()
+    assert "Nothing was downloaded" in message and "python cli.py download" in message
+    assert ".part" not in message  # no partial file is named: none exists
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_dropped_connection_keeps_the_part_and_a_rerun_resumes(server, tmp_path):

@@ -255,6 +255,9 @@ def test_killed_embed_resumes_to_an_identical_cache(tiny_data, tiny_checkpoint, 
     )
     total = len(Cache.open(reference))
     assert f"embedded {total - done} views" in finish.stdout  # finished views not redone
+    resumed = f"resuming: {done} of {total} views were encoded by an earlier run; "
+    assert resumed + f"{total - done} to go" in finish.stderr, finish.stderr
+    assert "waited" not in finish.stderr  # where the time went: --verbose only
     assert not parts.exists()
     assert verify(cache).ok
     assert_same_cache(reference, cache)

@@ -69,11 +69,11 @@ def test_a_view_is_listed_when_every_model_fails_with_every_prompt():
 
 
 def test_a_cause_table_cell_is_its_groups_mean_interval_and_count():
-    ious = {("pretrained", "box", row): row / 10 for row in range(8)}
+    ious = {("pretrained", "box", row): row / 30 for row in range(24)}  # 12 views a group
     table = _views(ious)
     material = SimpleNamespace(prompts=["box"], names=["pretrained"])
     lines = failures.cause_table(material, table, "group", ["g0", "g1", "g2"])
     assert lines[0] == "| model | prompt | g0 | g1 |"  # a group without views is left out
     even = table.filter(pl.col("group") == "g0")["iou"].to_numpy()
     low, high = expected_interval(even)
-    assert f"| `pretrained` | `box`* | {even.mean():.3f} [{low:.3f}, {high:.3f}] (4) |" in lines[2]
+    assert f"| `pretrained` | `box`* | {even.mean():.3f} [{low:.3f}, {high:.3f}] (12) |" in lines[2]

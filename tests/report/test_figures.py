@@ -92,3 +92,28 @@ def _assert_opaque_white(path) -> None:
         rgba = np.asarray(image.convert("RGBA"))
     assert rgba[..., 3].min() == 255  # no transparent pixel for a dark viewer to show through
     assert tuple(rgba[0, 0, :3]) == (255, 255, 255)
+
+
+def test_a_log_axis_labels_only_its_decades_so_that_no_labels_overlap(tmp_path, captured):
+    """Image sizes from 0.2 to 0.9 megapixels: matplotlib's own minor labels (2x10^-1,
+    3x10^-1...) ran into each other; only the major ticks carry a label."""
+    table = _table().with_columns(megapixels=0.2 + 0.1 * pl.col("row"))
+    figures.versus(table, "megapixels", ("bin", ()), "megapixels", MODELS, tmp_path / "v.png", True)
+    (figure,) = captured
+    ax = figure.axes[0]
+    figure.canvas.draw()
+    minor = [label.get_text() for label in ax.xaxis.get_minorticklabels()]
+    assert minor and not any(minor), minor
+    assert any(label.get_text() for label in ax.xaxis.get_majorticklabels())
+
+
+def test_few_views_get_no_error_bar(tmp_path, captured):
+    """Below MIN_INTERVAL_VIEWS views a bin's mean is drawn without an interval, as the tables
+    show none."""
+    figures.versus(
+        _table(), "water_percent", ("bin", (30.0,)), "water (%)", MODELS, tmp_path / "v.png"
+    )
+    (figure,) = captured
+    for container in figure.axes[0].containers[:2]:
+        (bar,) = container.lines[2]
+        assert all(np.ptp(segment[:, 1]) == 0 for segment in bar.get_segments())

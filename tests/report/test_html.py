@@ -1,28 +1,70 @@
-"""report.html from hostile names: image files, a run name and a run's recorded prompts that
-hold HTML. The page, opened in headless Chromium, runs no script and shows no image but the
-figures the report wrote."""
+"""report.html: a size fit to mail, never left stale beside a newer report.md; and, from
+hostile names (image files, a run name and a run's recorded prompts that hold HTML), a page
+that, opened in headless Chromium, runs no script and shows no image but the figures the
+report wrote."""
 
 from __future__ import annotations
 
 import base64
+import io
 import json
+import logging
 import shutil
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from floodcache.data.synthetic import write_scenes
 from floodcache.embed.config import EmbedConfig
 from floodcache.evaluate.config import EvaluateConfig
 from floodcache.pipeline.config import PipelineConfig
 from floodcache.pipeline.run import run_pipeline
+from floodcache.report import html
 from floodcache.report.config import ReportConfig
 from floodcache.report.report import run_report
 from floodcache.train.config import TrainConfig
 from tests.helpers import SIZES
 
-pytestmark = pytest.mark.slow  # a whole `run` and a browser
+
+def _report(folder, figure_name: str, image: Image.Image):
+    (folder / "figures").mkdir()
+    image.save(folder / "figures" / figure_name)
+    report = folder / "report.md"
+    report.write_text(f"# A report\n\n![a figure](figures/{figure_name})\n")
+    return report
+
+
+def test_report_html_holds_its_figures_shrunk_to_the_page(tmp_path):
+    """A photo-like figure twice the page's width is inlined at the page's width, smaller;
+    the figure file itself is untouched."""
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 255, (1100, 2 * html.PAGE_WIDTH, 3), dtype=np.uint8)
+    report = _report(tmp_path, "views.jpg", Image.fromarray(pixels))
+    figure = tmp_path / "figures" / "views.jpg"
+    before = figure.read_bytes()
+    page = html.write_html(report, [figure]).read_text()
+    (source,) = html.image_sources(page)
+    inlined = base64.b64decode(source.split("base64,")[1])
+    with Image.open(io.BytesIO(inlined)) as shown:
+        assert shown.width == html.PAGE_WIDTH and shown.height == 550
+    assert len(inlined) < len(before) / 2 and figure.read_bytes() == before
+
+
+def test_a_report_without_html_removes_the_stale_page_but_not_a_foreign_file(tmp_path, caplog):
+    report = _report(tmp_path, "plot.png", Image.new("RGB", (200, 100), "white"))
+    page = html.write_html(report, [tmp_path / "figures" / "plot.png"])
+    assert page.is_file()
+    html.remove_stale_page(report)  # the next report, without --html
+    assert not page.exists()
+    page.write_text("<html><title>my own notes</title></html>")
+    with caplog.at_level(logging.WARNING):
+        html.remove_stale_page(report)
+    assert page.read_text().startswith("<html><title>my own")  # never a user's file
+    assert "not a floodcache report" in caplog.text
+
 
 HOSTILE_IMAGES = ("{}<img src=x onerror=alert(1)>", "{}<svg onload=alert(2)>")
 HOSTILE_RUN = "x<img src=y onerror=alert(99)>"
@@ -82,6 +124,7 @@ def _browser():
     return webdriver.Chrome(options=options, service=service)
 
 
+@pytest.mark.slow  # a whole `run` and a browser
 def test_hostile_names_run_no_script_in_the_browser(hostile_report):
     from selenium.common.exceptions import NoAlertPresentException
     from selenium.webdriver.common.by import By
@@ -107,6 +150,7 @@ def test_hostile_names_run_no_script_in_the_browser(hostile_report):
         browser.quit()
 
 
+@pytest.mark.slow  # a whole `run` and a browser
 def test_a_recorded_prompt_name_inlines_no_local_file(hostile_report):
     _, pages, _ = hostile_report
     secret = base64.b64encode(SECRET).decode("ascii")

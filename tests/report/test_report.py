@@ -19,6 +19,7 @@ from matplotlib.figure import Figure
 from cli import main
 from floodcache.cache.reader import Cache
 from floodcache.report import html
+from floodcache.report.statistics import MIN_INTERVAL_VIEWS
 from floodcache.train.runs import PRETRAINED
 from tests.helpers import JPEG_MAGIC, PNG_MAGIC, expected_interval, expected_p
 
@@ -133,7 +134,9 @@ def test_the_report_renders_in_a_browser_with_every_figure(report):
     for source, data_url in zip(sources, inline, strict=True):
         kind, data = data_url.split(",", 1)
         assert kind in ("data:image/png;base64", "data:image/jpeg;base64")
-        assert base64.b64decode(data) == (out / source).read_bytes()
+        # each figure as report.html holds it: no wider than the page, never larger than its file
+        assert base64.b64decode(data) == html.compact(out / source)
+        assert len(base64.b64decode(data)) <= (out / source).stat().st_size
 
 
 def test_every_link_is_relative_to_the_report_and_resolves(report, finetuned_run, tmp_path):
@@ -154,14 +157,20 @@ def _per_view(table: pl.DataFrame, model: str, prompt: str, metric: str) -> np.n
     return rows.filter(~pl.col("skipped")).sort("row")[metric].to_numpy()
 
 
-def _mean_cell(values: np.ndarray) -> str:
+def _bracket(values: np.ndarray, sign: str = "") -> str:
+    """The interval as the report writes it: none on fewer than MIN_INTERVAL_VIEWS views."""
+    if len(values) < MIN_INTERVAL_VIEWS:
+        return f"[{len(values)} view{'' if len(values) == 1 else 's'}: no interval]"
     low, high = expected_interval(values)
-    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f} [{low:.3f}, {high:.3f}]"
+    return f"[{low:{sign}.3f}, {high:{sign}.3f}]"
+
+
+def _mean_cell(values: np.ndarray) -> str:
+    return f"{values.mean():.3f} ± {values.std(ddof=1):.3f} {_bracket(values)}"
 
 
 def _signed(values: np.ndarray) -> str:
-    low, high = expected_interval(values)
-    return f"{values.mean():+.3f} [{low:+.3f}, {high:+.3f}]"
+    return f"{values.mean():+.3f} {_bracket(values, '+')}"
 
 
 def test_the_study_tables_are_the_metrics_tables_numbers(
@@ -208,10 +217,7 @@ def test_the_headline_states_the_prompt_free_and_best_oracle_results(
 
 
 def _interval_text(values: np.ndarray) -> str:
-    if len(values) == 1:
-        return f"{values[0]:.3f} [1 view]"
-    low, high = expected_interval(values)
-    return f"{values.mean():.3f} [{low:.3f}, {high:.3f}]"
+    return f"{values.mean():.3f} {_bracket(values)}"
 
 
 def _prompt_title(prompt: str) -> str:

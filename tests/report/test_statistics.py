@@ -28,7 +28,7 @@ def test_a_wider_spread_gives_a_wider_interval():
 
 def test_one_view_has_no_interval_and_none_has_no_mean():
     one = statistics.bootstrap([0.4])
-    assert (one.low, one.high) == (0.4, 0.4) and one.text() == "0.400 [1 view]"
+    assert (one.low, one.high) == (0.4, 0.4) and one.text() == "0.400 [1 view: no interval]"
     assert statistics.bootstrap([]) is None
 
 
@@ -54,3 +54,13 @@ def test_fewer_than_twenty_views_are_flagged_in_bold():
     assert statistics.views_text(19) == "**only 19 views: too few (< 20) for a claim**"
     assert statistics.views_text(1).startswith("**only 1 view:")
     assert statistics.views_text(20) == "20 views"
+
+
+def test_few_views_show_no_interval_that_the_paired_test_contradicts():
+    """Two views that both improve: the bootstrap's interval excludes 0, yet the Wilcoxon
+    test cannot reject anything on 2 views (p = 0.5). Below MIN_INTERVAL_VIEWS no interval."""
+    compared = statistics.paired([0.40, 0.50], [0.42, 0.60])
+    assert compared.difference.low > 0 and compared.p == 0.5  # the contradiction, computed
+    assert compared.difference.signed() == "+0.060 [2 views: no interval]"
+    enough = statistics.bootstrap(VALUES[: statistics.MIN_INTERVAL_VIEWS])
+    assert enough.shown and enough.text().endswith(f"[{enough.low:.3f}, {enough.high:.3f}]")

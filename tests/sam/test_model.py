@@ -53,6 +53,8 @@ def test_no_checkpoint_needs_explicit_random_weights(caplog):
     _, sha = model.load_or_random_sam("vit_tiny", None, random_weights=True)
     assert sha == "random-weights"
     assert "RANDOM WEIGHTS" in caplog.text and "MEANINGLESS" in caplog.text
+    (banner,) = [r.getMessage() for r in caplog.records if "RANDOM WEIGHTS" in r.getMessage()]
+    assert banner.splitlines()[0].strip()  # "WARNING" is never a line of its own
 
 
 def test_a_missing_checkpoint_never_suggests_a_command_that_is_refused(tmp_path):

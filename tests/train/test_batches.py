@@ -100,7 +100,7 @@ def test_training_starts_before_the_embeddings_are_all_read(
     monkeypatch.setattr(DecoderTrainer, "step", noted_step)
     config = TrainConfig(train_cache, tmp_path / "run", "none", epochs=1, batch_size=2)
     config.progress = False
-    with caplog.at_level(logging.INFO):
+    with caplog.at_level(logging.DEBUG):  # how fast the reading went: --verbose
         run_train(config)
     assert read_when_stepping[0] < 8  # 8 training views in train_cache
     said = r"embeddings read: train 8 views, \d+ MiB in \d+\.\d s \(\d+ MiB/s\)"

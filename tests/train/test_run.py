@@ -4,6 +4,7 @@ loads into SAM."""
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import subprocess
 import sys
@@ -23,6 +24,7 @@ from floodcache.sam.model import save_weights
 from floodcache.train.config import TrainConfig
 from floodcache.train.run import Progress, run_train
 from floodcache.train.trainer import DecoderTrainer
+from floodcache.utils import estimate
 from floodcache.utils.identity import identity_fields
 from tests.helpers import PROJECT, RUN_CHANGES, press_ctrl_c, start_interruptible
 
@@ -222,3 +224,26 @@ def test_an_out_name_too_long_for_the_files_made_from_it_is_refused_before_train
     with pytest.raises(ValueError, match="--out .* 248 bytes.*choose a shorter --out"):
         train(train_cache, out, "box", epochs=1)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_training_on_a_cpu_says_its_time_after_the_first_epoch(
+    train_cache, tmp_path, monkeypatch, capsys
+):
+    """A fake clock: every epoch reports 30 s. After the first of 3, the 2 left are
+    announced as about 60 s, once, with what is quicker than a CPU."""
+    from floodcache.train import run as train_run
+
+    epoch = train_run._epoch
+
+    def thirty_seconds(*args, **kwargs):
+        return dataclasses.replace(epoch(*args, **kwargs), seconds=30.0)
+
+    monkeypatch.setattr(train_run, "_epoch", thirty_seconds)
+    config = TrainConfig(train_cache, tmp_path / "run", "none", epochs=3, device="cpu")
+    config.progress = False
+    train_run.run_train(config)
+    said = [line for line in capsys.readouterr().out.splitlines() if "left" in line]
+    assert said == [
+        "train: about 60 s for the 2 epochs left (30 s an epoch, measured on the first 1); "
+        + estimate.CPU_ALTERNATIVES
+    ]

@@ -170,3 +170,47 @@ def test_a_damaged_run_folder_is_named_with_the_fix_not_a_traceback(
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert str(run / name) in result.output and says in result.output
     assert "--overwrite" in result.output  # the fix: train it again
+
+
+def test_a_random_weights_run_is_predicted_and_exported_with_random_weights(
+    finetuned_run, tiny_data, tmp_path
+):
+    """The pipeline check's run (vit_tiny, no official checkpoint) can be used by predict and
+    export: --random-weights rebuilds the seeded SAM that embedded it, export writes that SAM
+    as a file, and predict with that file gives the same mask."""
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from floodcache.sam.checkpoints import RANDOM_WEIGHTS
+
+    run = tmp_path / "smoke-run"
+    shutil.copytree(finetuned_run, run)
+    record = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps(record | {"checkpoint_sha256": RANDOM_WEIGHTS}))
+    image = next((tiny_data / "Image").iterdir())
+    runner = CliRunner()
+
+    def invoke(*args: str):
+        return runner.invoke(cli.main, [*args, "--decoder", str(run)])
+
+    unsaid = invoke("predict", "--image", str(image), "--out", str(tmp_path / "no.png"))
+    assert unsaid.exit_code == 1 and "pass --random-weights" in unsaid.output, unsaid.output
+    mask = tmp_path / "water.png"
+    predicted = invoke("predict", "--random-weights", "--image", str(image), "--out", str(mask))
+    assert predicted.exit_code == 0, predicted.output
+    exported = tmp_path / "sam_tiny_flood.pth"
+    done = invoke("export", "--random-weights", "--out", str(exported))
+    assert done.exit_code == 0 and exported.is_file(), done.output
+    again = tmp_path / "again.png"
+    args = ("predict", "--checkpoint", str(exported), "--image", str(image), "--out", str(again))
+    assert invoke(*args).exit_code == 0
+    assert np.array_equal(np.array(Image.open(mask)), np.array(Image.open(again)))
+    # a run of a real checkpoint is never given a random SAM
+    real = runner.invoke(
+        cli.main,
+        ["predict", "--random-weights", "--decoder", str(finetuned_run), "--image", str(image)]
+        + ["--out", str(tmp_path / "real.png")],
+    )
+    assert real.exit_code == 1 and "pass that file with --checkpoint" in real.output
