@@ -11,7 +11,7 @@ import logging
 
 import click
 
-from floodcache.commands import bench, data, embed, evaluate, predict, run, train
+from floodcache.commands import bench, data, embed, evaluate, explore, predict, run, train
 
 
 @click.group()
@@ -32,6 +32,6 @@ def main(verbose: bool) -> None:
     logging.captureWarnings(True)
 
 
-for module in (data, embed, train, evaluate, run, predict, bench):
+for module in (data, embed, train, evaluate, explore, run, predict, bench):
     for command in module.COMMANDS:
         main.add_command(command)
