@@ -20,6 +20,14 @@ def relative(new: float | None, old: float | None) -> str:
     return f"{100 * (new - old) / old:+.1f} %"
 
 
+def code(text: str) -> str:
+    """`text` as an inline code span, whatever backticks it holds (CommonMark: a longer run of
+    backticks fences it, and a space pads a text that starts or ends with one)."""
+    fence = "`" * (max((len(run) for run in re.findall(r"`+", text)), default=0) + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def slug(text: str) -> str:
     """`text` made safe for a file name."""
     return re.sub(r"[^\w.+-]", "_", text)

@@ -12,6 +12,7 @@ appendix. Figures go to `OUT/figures/`; `html` makes report.html of it.
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -144,8 +145,20 @@ def _header(material: Material, metrics_dir: Path) -> list[str]:
         "",
         f"Per-view table: [{table_link}]({table_link}) (also Parquet), "
         "with each view's exact prompt in original-image pixels.",
+        "",
+        _explore_line(material.cache.path, metrics_dir),
     ]
     return lines
+
+
+def _explore_line(cache: Path, metrics_dir: Path) -> str:
+    """How to open this evaluation in the explorer: a command to paste, paths quoted."""
+    command = f"python cli.py explore --cache {shlex.quote(str(cache))} --eval "
+    command += shlex.quote(str(metrics_dir))
+    return (
+        f"Every view, both models and prompts of your own, on a page of this machine: "
+        f"{markdown.code(command)} (then open the address it prints)."
+    )
 
 
 def _timings(material: Material, reused: bool, report_seconds: float) -> list[str]:

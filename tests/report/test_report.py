@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import base64
 import errno
+import html as html_module
 import re
+import shlex
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ from matplotlib.figure import Figure
 
 from cli import main
 from floodcache.cache.reader import Cache
-from floodcache.report import html
+from floodcache.report import html, markdown
 from floodcache.train.runs import PRETRAINED
 from tests.helpers import JPEG_MAGIC, PNG_MAGIC, expected_interval, expected_p
 
@@ -358,3 +360,23 @@ def test_a_report_from_an_evaluation_decodes_nothing_again(
     galleries = list((tmp_path / "figures").glob("views_*.jpg"))
     assert galleries and all(path.read_bytes().startswith(JPEG_MAGIC) for path in galleries)
     assert not stale.exists()  # figures/ holds this report's figures alone
+
+
+def test_report_says_how_to_explore_its_evaluation(report, train_cache, monkeypatch):
+    from floodcache.explore import run as explore_run
+
+    text = report[1]
+    command = re.search(r"`(python cli.py explore [^`]+)`", text).group(1)
+    served = []
+    monkeypatch.setattr(explore_run, "run_explore", lambda config, announce: served.append(config))
+    ran = CliRunner().invoke(main, shlex.split(command)[2:])
+    assert ran.exit_code == 0, ran.output
+    assert served[0].cache == train_cache and (served[0].evaluation / "metrics.parquet").is_file()
+
+
+@pytest.mark.parametrize("text", ["plain", "a`b", "`start", "a``b`"])
+def test_a_code_span_shows_any_text_as_it_is(text):
+    import markdown_it
+
+    rendered = markdown_it.MarkdownIt().renderInline(markdown.code(text))
+    assert rendered == f"<code>{html_module.escape(text, quote=False)}</code>"
