@@ -7,41 +7,33 @@ is damaged (`check_cache`), an evaluation that is not finished or was made from 
 and a run whose decoder changed since it was evaluated. Everything is opened to be read: the
 explorer writes nothing.
 
-A user's prompt is answered as `evaluate` answers its own (`Decoders`, `masks.full_masks`, the
-pixel counts and previews of `evaluate.batch`): the evaluated prompt gives the table's IoU.
+A user's prompt is answered as `evaluate` answers its own (`answers`): the evaluated prompt
+gives the table's IoU.
 """
 
 from __future__ import annotations
 
-import base64
-import threading
-from collections import OrderedDict
 from pathlib import Path
 
 import cv2
 import numpy as np
 import polars as pl
-import torch
 
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import check_cache
-from floodcache.evaluate.batch import _pixel_counts, _previews
-from floodcache.evaluate.evaluate import Decoders
-from floodcache.evaluate.metrics import METRICS, metrics_from_counts
+from floodcache.evaluate.metrics import METRICS
 from floodcache.evaluate.table import load_evaluation, load_masks, prompt_from_row
+from floodcache.explore.answers import PromptAnswers, overlay, shrink
 from floodcache.explore.config import ExploreConfig
 from floodcache.prompts import Prompt
 from floodcache.sam.checkpoints import RANDOM_WEIGHTS
-from floodcache.sam.masks import full_masks
 from floodcache.train.runs import PRETRAINED, DecoderModel
 from floodcache.train.weights import decoder_models
 
 # RGB of each overlay: the ground truth, then the models in order (pretrained first)
 TRUTH_COLOR = (0, 190, 255)
 MODEL_COLORS = ((255, 150, 0), (235, 40, 200), (60, 220, 90), (250, 240, 60), (160, 110, 255))
-OVERLAY_ALPHA = 120
-KEPT_VIEWS = 8  # embeddings kept in memory: the views a user steps between
 
 
 class Explorer:
@@ -59,7 +51,10 @@ class Explorer:
             self._check_same_cache()
             self.models = self._evaluated_models(config.decoders)
             self.masks = load_masks(config.evaluation)
-            self.decoders = Decoders(self.cache, self.models, config.device)
+            self.colors = {
+                m.name: MODEL_COLORS[i % len(MODEL_COLORS)] for i, m in enumerate(self.models)
+            }
+            self.answers = PromptAnswers(self.cache, self.models, self.colors, config.device)
         except BaseException:
             self.cache.close()
             raise
@@ -67,8 +62,6 @@ class Explorer:
         self.table = self.table.filter(pl.col("model").is_in(names))
         self.rows = frozenset(self.table["row"].to_list())
         self.prompts = list(dict.fromkeys(self.table["prompt"].to_list()))
-        self._lock = threading.Lock()
-        self._embeddings: OrderedDict[int, torch.Tensor] = OrderedDict()
 
     def close(self) -> None:
         self.cache.close()
@@ -110,10 +103,7 @@ class Explorer:
     def summary(self) -> dict:
         """What the page needs first: the models with their colours, the prompts, the warning."""
         return {
-            "models": [
-                {"name": m.name, "color": _css(MODEL_COLORS[i % len(MODEL_COLORS)])}
-                for i, m in enumerate(self.models)
-            ],
+            "models": [{"name": name, "color": _css(color)} for name, color in self.colors.items()],
             "truth_color": _css(TRUTH_COLOR),
             "prompts": self.prompts,
             "random_weights": self.metadata["checkpoint_sha256"] == RANDOM_WEIGHTS,
@@ -171,7 +161,7 @@ class Explorer:
             "original_size": [first["height"], first["width"]],
             "preview_size": list(preview),
             "water_fraction": float(truth.mean()),
-            "truth": _overlay(_shrink(truth, preview), TRUTH_COLOR),
+            "truth": overlay(shrink(truth, preview), TRUTH_COLOR),
             "prompts": prompts,
         }
 
@@ -184,72 +174,13 @@ class Explorer:
         ).filter(pl.col("row") == row)
         mask = cv2.imdecode(np.frombuffer(stored["mask_png"][0], np.uint8), cv2.IMREAD_GRAYSCALE)
         return {name: record[name] for name in (*METRICS, "predicted_iou")} | {
-            "mask": _overlay(_shrink(mask, preview), self._color(record["model"]))
+            "mask": overlay(shrink(mask, preview), self.colors[record["model"]])
         }
-
-    def _color(self, model: str) -> tuple[int, int, int]:
-        index = [m.name for m in self.models].index(model)
-        return MODEL_COLORS[index % len(MODEL_COLORS)]
 
     def answer(self, row: int, prompt: Prompt) -> dict:
         """Every model's mask for `prompt` (original-image pixels) on the view's cached
-        embedding: {model: {"mask": overlay at preview size, "iou", ..., "predicted_iou"}}.
-        One point alone is ambiguous: SAM's best of three masks answers it, as in `evaluate`."""
-        height, width = (int(s) for s in self.cache.column("original_size")[row])
-        views = {
-            "original_size": [(height, width)],
-            "input_size": [tuple(int(s) for s in self.cache.column("input_size")[row])],
-        }
-        multimask = prompt.num_points == 1 and prompt.box is None
-        preview = self.cache.image_preview(row).shape[:2]
-        with self._lock, torch.inference_mode():
-            embedding = self._embedding(row)
-            truth = torch.from_numpy(self.cache.full_mask(row)).to(self.decoders.device)
-            answers = {}
-            for model in self.models:
-                _, lowres, scores = self.decoders.decode(
-                    model.name, embedding, views, [prompt], multimask
-                )
-                mask = full_masks(lowres, views["input_size"], views["original_size"])[0]
-                counts = _pixel_counts([mask], [truth])[0].tolist()
-                shrunk = _previews([mask], [preview])[0]
-                answers[model.name] = metrics_from_counts(*counts) | {
-                    "predicted_iou": float(scores[0]),
-                    "mask": _overlay(shrunk, self._color(model.name)),
-                }
-        return {"row": row, "multimask": multimask, "models": answers}
-
-    def _embedding(self, row: int) -> torch.Tensor:
-        """1x256x64x64 float on the decoders' device, read once and checked against its
-        sha256 as `evaluate` reads it; the last KEPT_VIEWS are kept."""
-        if row not in self._embeddings:
-            loader = self.cache.load_embeddings(np.array([row]))
-            try:
-                loader.wait(1)
-                array = np.array(loader.array[:1])
-            finally:
-                loader.close()
-            self._embeddings[row] = torch.from_numpy(array).float().to(self.decoders.device)
-            while len(self._embeddings) > KEPT_VIEWS:
-                self._embeddings.popitem(last=False)
-        self._embeddings.move_to_end(row)
-        return self._embeddings[row]
-
-
-def _shrink(mask: np.ndarray, size) -> np.ndarray:
-    """HxW {0,1} -> hxw {0,1} (nearest), the size of the view's preview."""
-    if mask.shape[:2] == tuple(size):
-        return mask
-    return cv2.resize(mask, (int(size[1]), int(size[0])), interpolation=cv2.INTER_NEAREST)
-
-
-def _overlay(mask: np.ndarray, color: tuple[int, int, int]) -> str:
-    """hxw {0,1} -> a data: URL of an RGBA PNG, `color` where the mask is set, clear elsewhere."""
-    rgba = np.zeros((*mask.shape[:2], 4), np.uint8)
-    rgba[mask > 0] = (color[2], color[1], color[0], OVERLAY_ALPHA)  # OpenCV writes BGRA
-    ok, png = cv2.imencode(".png", rgba)
-    assert ok, "OpenCV failed to encode an in-memory overlay"
-    return "data:image/png;base64," + base64.b64encode(png.tobytes()).decode("ascii")
+        embedding (`PromptAnswers.answer`)."""
+        return self.answers.answer(row, prompt)
 
 
 def _css(color: tuple[int, int, int]) -> str:
