@@ -1,7 +1,7 @@
 """Every decoder's answer to a prompt on one cached view, as `evaluate` makes its own: the
 decoders of `evaluate.Decoders` (the decoder maths of `sam`, so another model family answers
 through the same interface), SAM's postprocessing to the original size (`masks.full_masks`),
-the pixel counts and the preview-size masks of `evaluate.batch`. No image encoder runs: the
+the pixel counts of `evaluate.batch`. No image encoder runs: the
 view's embedding is read from the cache, checked as `evaluate` checks it, and kept for the next
 prompt on the same view.
 """
@@ -11,13 +11,14 @@ from __future__ import annotations
 import base64
 import threading
 from collections import OrderedDict
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
 
 from floodcache.cache.reader import Cache
-from floodcache.evaluate.batch import _pixel_counts, _previews
+from floodcache.evaluate.batch import _pixel_counts
 from floodcache.evaluate.evaluate import Decoders
 from floodcache.evaluate.metrics import metrics_from_counts
 from floodcache.prompts import Prompt
@@ -26,6 +27,15 @@ from floodcache.train.runs import DecoderModel
 
 OVERLAY_ALPHA = 120  # of 255: the image stays readable under two or three overlays
 KEPT_VIEWS = 8  # embeddings kept in memory: the views a user steps between
+
+
+@dataclass
+class CachedView:
+    """What every prompt on one view needs, read from the cache once."""
+
+    embedding: torch.Tensor  # 1x256x64x64 float on the decoders' device
+    truth: torch.Tensor  # HxW bool, the full-resolution ground truth, on that device
+    preview_size: tuple[int, int]  # (h, w) of the cache's preview: the overlays' size
 
 
 class PromptAnswers:
@@ -47,7 +57,7 @@ class PromptAnswers:
         self.colors = colors  # RGB of each model's overlay
         self.decoders = Decoders(cache, models, device)
         self._lock = threading.Lock()
-        self._embeddings: OrderedDict[int, torch.Tensor] = OrderedDict()
+        self._views: OrderedDict[int, CachedView] = OrderedDict()
 
     def answer(self, row: int, prompt: Prompt) -> dict:
         """{"row", "multimask", "models": {name: {"mask": overlay at preview size, "iou",
@@ -61,43 +71,49 @@ class PromptAnswers:
             "input_size": [tuple(int(s) for s in self.cache.column("input_size")[row])],
         }
         multimask = prompt.num_points == 1 and prompt.box is None
-        preview = self.cache.image_preview(row).shape[:2]
         with self._lock, torch.inference_mode():
-            embedding = self._embedding(row)
-            truth = torch.from_numpy(self.cache.full_mask(row)).to(self.decoders.device)
+            view = self._view(row)
             answers = {}
             for model in self.models:
                 _, lowres, scores = self.decoders.decode(
-                    model.name, embedding, views, [prompt], multimask
+                    model.name, view.embedding, views, [prompt], multimask
                 )
                 mask = full_masks(lowres, views["input_size"], views["original_size"])[0]
-                counts = _pixel_counts([mask], [truth])[0].tolist()
-                shrunk = _previews([mask], [preview])[0]
+                counts = _pixel_counts([mask], [view.truth])[0].tolist()
                 answers[model.name] = metrics_from_counts(*counts) | {
                     "predicted_iou": float(scores[0]),
-                    "mask": overlay(shrunk, self.colors[model.name]),
+                    "mask": overlay(
+                        shrink(mask.cpu().numpy(), view.preview_size), self.colors[model.name]
+                    ),
                 }
         return {"row": row, "multimask": multimask, "models": answers}
 
-    def _embedding(self, row: int) -> torch.Tensor:
-        """1x256x64x64 float on the decoders' device, read once and checked against its
-        sha256 as `evaluate` reads it; the last KEPT_VIEWS are kept."""
-        if row not in self._embeddings:
+    def _view(self, row: int) -> CachedView:
+        """The view's embedding, checked against its sha256 as `evaluate` reads it, and its
+        ground truth, read once for all the prompts on it; the last KEPT_VIEWS are kept."""
+        if row not in self._views:
             loader = self.cache.load_embeddings(np.array([row]))
             try:
                 loader.wait(1)
                 array = np.array(loader.array[:1])
             finally:
                 loader.close()
-            self._embeddings[row] = torch.from_numpy(array).float().to(self.decoders.device)
-            while len(self._embeddings) > KEPT_VIEWS:
-                self._embeddings.popitem(last=False)
-        self._embeddings.move_to_end(row)
-        return self._embeddings[row]
+            device = self.decoders.device
+            self._views[row] = CachedView(
+                torch.from_numpy(array).float().to(device),
+                torch.from_numpy(self.cache.full_mask(row)).bool().to(device),
+                self.cache.image_preview(row).shape[:2],
+            )
+            while len(self._views) > KEPT_VIEWS:
+                self._views.popitem(last=False)
+        self._views.move_to_end(row)
+        return self._views[row]
 
 
 def shrink(mask: np.ndarray, size) -> np.ndarray:
-    """HxW {0,1} -> hxw {0,1} (nearest), the size of the view's preview."""
+    """HxW {0,1} (uint8 or bool) -> hxw uint8 {0,1} (nearest), the size of the view's preview;
+    OpenCV's nearest resize, as a full-resolution mask can hold ten million pixels."""
+    mask = mask.view(np.uint8) if mask.dtype == bool else mask
     if mask.shape[:2] == tuple(size):
         return mask
     return cv2.resize(mask, (int(size[1]), int(size[0])), interpolation=cv2.INTER_NEAREST)
