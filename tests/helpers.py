@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,6 +31,8 @@ from floodcache.cache.writer import CacheWriter
 from floodcache.data.synthetic import write_scenes
 from floodcache.data.views import ViewKey
 from floodcache.embed.config import EmbedConfig
+from floodcache.explore.config import ExploreConfig
+from floodcache.explore.run import close_explorer, open_explorer
 from floodcache.prompts import PROMPTS, Prompt, PromptOptions, make_prompt
 from floodcache.sam.model import build_sam
 
@@ -497,3 +500,18 @@ RUN_CHANGES = {
     "box_jitter": 0.2,
     "precision": "bf16",
 }
+
+
+@contextmanager
+def serving(config: ExploreConfig) -> Iterator[str]:
+    """The URL of an explorer serving `config`, in a thread of this process, until the block
+    ends."""
+    server = open_explorer(config)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        thread.join()
+        close_explorer(server)

@@ -15,6 +15,7 @@ SKIPPABLE = {  # stages `bench --skip` can leave out, and what they are
     "geotiff": "predict on a GeoTIFF scene made of the bench's images",
     "reading": "the cache's embeddings read as train reads them, against a plain read",
     "iterate": "train, evaluate and report on a cache of the bench's views",
+    "explore": "the explorer's answer to a prompt, both decoders, on the bench's cache",
 }
 
 

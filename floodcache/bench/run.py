@@ -17,6 +17,8 @@ Stages, each timed on the same views (views/s, peak memory, ratio to the referen
     predict (GeoTIFF)        the `predict` command on a GeoTIFF of about `views` tiles made
                              of those images
     train from cache         floodcache.train's own step on the cached embeddings (here)
+    explore                  the explorer's answer to one prompt: both decoders, masks at
+                             preview size, IoUs (`bench.explore`)
 
 then the cache's bytes per view, write and read times, with and without compression, and
 embed's writing side alone, in line and in the background (`bench.io`). `bench.table` holds
@@ -80,6 +82,8 @@ def run_bench(config: BenchConfig) -> Bench:
             if "iterate" not in config.skip:
                 settings = embed_settings(config, data_dir, augment, cache, device, "pil")
                 bench.add(_iterate(settings, Path(tmp), device))
+            if "explore" not in config.skip:
+                bench.add(_explore(cache, device))
             if "compression" not in config.skip:
                 bench.compression = io.compression(cache, Path(tmp) / "compression.h5")
             if "writing" not in config.skip:
@@ -97,3 +101,10 @@ def _iterate(settings, folder: Path, device) -> Row:
     from floodcache.bench.iterate import iterate_row
 
     return iterate_row(settings, folder, device)
+
+
+def _explore(cache: Path, device) -> Row:
+    """The explore row; imported here, since the explorer reads its evaluation with polars."""
+    from floodcache.bench.explore import explore_row
+
+    return explore_row(cache, device)

@@ -60,7 +60,7 @@ class Bench:
         self.rows += rows
         reference, training = self.rows[0], self.rows[min(1, len(self.rows) - 1)]
         for row in rows:
-            if row.stage not in ("embed readers alone", "cache read"):  # no encoder there
+            if row.stage not in ("embed readers alone", "cache read", "explore"):  # no encoder
                 base = training if row.stage.startswith(("train", "iterate")) else reference
                 row.ratio = row.views_per_second / base.views_per_second
             log.info("measured: %s", row.line())

@@ -11,7 +11,7 @@ import logging
 
 import click
 
-from floodcache.commands import bench, data, embed, evaluate, predict, run, train
+from floodcache.commands import bench, data, embed, evaluate, explore, predict, run, train
 from floodcache.utils import program
 
 
@@ -35,6 +35,6 @@ def main(verbose: bool) -> None:
     program.started_as(click.get_current_context().info_name)
 
 
-for module in (data, embed, train, evaluate, run, predict, bench):
+for module in (data, embed, train, evaluate, explore, run, predict, bench):
     for command in module.COMMANDS:
         main.add_command(command)

@@ -100,7 +100,8 @@ def _read_table(path: Path, schema: dict, rows: bool) -> pl.DataFrame:
 def damaged(path: Path, why: str) -> DamagedEvaluation:
     return DamagedEvaluation(
         f"{path} is damaged ({why}): evaluate again with --overwrite, which rebuilds it "
-        "(`python cli.py evaluate ... --overwrite`, or `report --cache ... --overwrite`)"
+        f"({command('evaluate', '...', option('overwrite'))}, or "
+        f"{command('report', option('cache'), '...', option('overwrite'))})"
     )
 
 

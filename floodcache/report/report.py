@@ -13,6 +13,7 @@ appendix. Figures go to `OUT/figures/`; `html` makes report.html of it.
 from __future__ import annotations
 
 import re
+import shlex
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -32,7 +33,7 @@ from floodcache.sam.checkpoints import RANDOM_WEIGHTS
 from floodcache.train.runs import PRETRAINED, DecoderModel, describe_run, pretrained, read_history
 from floodcache.utils import outputs
 from floodcache.utils.atomic import write_whole
-from floodcache.utils.program import command, option
+from floodcache.utils.program import command, option, typed
 
 
 def run_report(config: ReportConfig, audit: AuditReport | None = None) -> ReportResult:
@@ -191,8 +192,20 @@ def _header(material: Material, metrics_dir: Path) -> list[str]:
         "",
         f"Per-view table: {markdown.link(table_link, table_link)} (also Parquet), "
         "with each view's exact prompt in original-image pixels.",
+        "",
+        _explore_line(material.cache.path, metrics_dir),
     ]
     return lines
+
+
+def _explore_line(cache: Path, metrics_dir: Path) -> str:
+    """How to open this evaluation in the explorer: a command to paste, paths quoted."""
+    command = typed("explore", "--cache", shlex.quote(str(cache)))
+    command += " --eval " + shlex.quote(str(metrics_dir))
+    return (
+        f"Every view, both models and prompts of your own, on a page of this machine: "
+        f"{markdown.code(command)} (then open the address it prints)."
+    )
 
 
 def _timings(material: Material, reused: bool, report_seconds: float) -> list[str]:

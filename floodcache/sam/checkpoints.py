@@ -128,7 +128,8 @@ def fetch_hint(model_type: str) -> str:
         return f"fetch it with {command('download', option('model_type'), model_type)}"
     return (
         f"{model_type} has no official checkpoint: pass --random-weights for a run embedded "
-        "with it (`python cli.py export --random-weights ...` writes that SAM as a file), or "
+        f"with it ({command('export', option('random_weights'), '...')} writes that SAM as a "
+        "file), or "
         "pass the file you made with --checkpoint"
     )
 

@@ -233,5 +233,5 @@ def read_history(run: Path) -> pl.DataFrame:
         return history
     raise ValueError(
         f"{path} is damaged ({problem or 'its seconds are not numbers'}): train the run again "
-        f"(`python cli.py train --cache FILE.h5 --out {run} --overwrite`)"
+        f"({command('train', option('cache'), 'FILE.h5', option('out'), run, option('overwrite'))})"
     )

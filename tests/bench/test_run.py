@@ -31,6 +31,7 @@ def test_every_stage_is_measured(tiny_bench):
     stages = [row.stage for row in result.rows]
     assert stages[:2] == ["reference SamPredictor", "reference train step"]
     expected = {"encoder SAM attention", "encoder fast", "embed readers alone", "train from cache"}
+    expected.add("explore")
     assert expected <= set(stages)
     assert "embed (whole run)" in stages  # 2 views: one batch, no steady part to time
     encoders = [row for row in result.rows if row.stage.startswith("encoder")]

@@ -46,7 +46,7 @@ def cli_code(args: list[str]) -> str:
 
 
 COMMANDS = ["download", "audit", "embed", "verify", "train", "evaluate", "report", "run"]
-COMMANDS += ["predict", "export", "bench"]
+COMMANDS += ["predict", "export", "bench", "explore"]
 
 
 @pytest.mark.parametrize("command", [[]] + [[name] for name in COMMANDS])

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import base64
 import errno
+import html as html_module
 import json
 import re
+import shlex
 import shutil
 from pathlib import Path
 
@@ -18,7 +20,7 @@ from matplotlib.figure import Figure
 
 from cli import main
 from floodcache.cache.reader import Cache
-from floodcache.report import html
+from floodcache.report import html, markdown
 from floodcache.report.statistics import MIN_INTERVAL_VIEWS
 from floodcache.train.runs import PRETRAINED
 from tests.helpers import JPEG_MAGIC, PNG_MAGIC, expected_interval, expected_p
@@ -407,3 +409,24 @@ def test_an_edited_view_count_in_evaluation_json_is_not_repeated(finetuned_evalu
     assert result.exit_code == 0, result.output
     text = (metrics / "report.md").read_text()
     assert "999 views" not in text and f": {views} views, each evaluated" in text
+
+
+def test_report_says_how_to_explore_its_evaluation(report, train_cache, monkeypatch):
+    from floodcache.explore import run as explore_run
+
+    text = report[1]
+    command = re.search(r"`((?:floodcache|python cli\.py) explore [^`]+)`", text).group(1)
+    served = []
+    monkeypatch.setattr(explore_run, "run_explore", lambda config, announce: served.append(config))
+    words = shlex.split(command)
+    ran = CliRunner().invoke(main, words[words.index("explore") :])
+    assert ran.exit_code == 0, ran.output
+    assert served[0].cache == train_cache and (served[0].evaluation / "metrics.parquet").is_file()
+
+
+@pytest.mark.parametrize("text", ["plain", "a`b", "`start", "a``b`"])
+def test_a_code_span_shows_any_text_as_it_is(text):
+    import markdown_it
+
+    rendered = markdown_it.MarkdownIt().renderInline(markdown.code(text))
+    assert rendered == f"<code>{html_module.escape(text, quote=False)}</code>"
