@@ -32,7 +32,6 @@ from floodcache.data.synthetic import write_scenes
 from floodcache.data.views import ViewKey
 from floodcache.embed.config import EmbedConfig
 from floodcache.explore.config import ExploreConfig
-from floodcache.explore.run import close_explorer, open_explorer
 from floodcache.prompts import PROMPTS, Prompt, PromptOptions, make_prompt
 from floodcache.sam.model import build_sam
 
@@ -506,6 +505,10 @@ RUN_CHANGES = {
 def serving(config: ExploreConfig) -> Iterator[str]:
     """The URL of an explorer serving `config`, in a thread of this process, until the block
     ends."""
+    # polars comes with the explorer: imported here, so that the modules that import these
+    # helpers do not (the GPU check runs some of them without polars)
+    from floodcache.explore.run import close_explorer, open_explorer
+
     server = open_explorer(config)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()

@@ -37,7 +37,7 @@ def test_an_unfinished_evaluation_is_refused_as_report_refuses_it(explore_config
     with pytest.raises(FileNotFoundError) as by_explore:
         Explorer(config)
     assert str(by_explore.value) == str(by_report.value)
-    assert "python cli.py evaluate" in str(by_explore.value)
+    assert "floodcache evaluate" in str(by_explore.value)
 
 
 def test_an_evaluation_of_another_cache_is_refused(explore_config, tiny_cache):
@@ -69,7 +69,7 @@ def test_a_run_the_evaluation_lacks_is_refused_naming_the_fix(
     )
     with pytest.raises(ValueError, match="is not in the evaluation") as refused:
         Explorer(config)
-    assert "python cli.py evaluate" in str(refused.value)
+    assert "floodcache evaluate" in str(refused.value)
 
 
 def test_without_decoder_every_evaluated_run_answers(explore_config, finetuned_run):
