@@ -211,7 +211,10 @@ function drawPrompt() {
 
 function renderMetrics(live) {
   const head = element("tr");
-  for (const name of ["model", "evaluated IoU", "Dice", "predicted IoU", "your prompt: IoU"]) {
+  // a large view's live IoU is counted at its preview size (explore.answers): say so
+  const mine = live && live.iou_at === "preview" ? "your prompt: IoU (at preview size)"
+    : "your prompt: IoU";
+  for (const name of ["model", "evaluated IoU", "Dice", "predicted IoU", mine]) {
     head.append(element("th", name));
   }
   $("metrics").tHead.replaceChildren(head);
