@@ -1,9 +1,15 @@
 """Every decoder's answer to a prompt on one cached view, as `evaluate` makes its own: the
 decoders of `evaluate.Decoders` (the decoder maths of `sam`, so another model family answers
-through the same interface), SAM's postprocessing to the original size (`masks.full_masks`),
-the pixel counts of `evaluate.batch`. No image encoder runs: the
-view's embedding is read from the cache, checked as `evaluate` checks it, and kept for the next
-prompt on the same view.
+through the same interface), SAM's postprocessing (`masks.full_masks`), the pixel counts of
+`evaluate.batch`. No image encoder runs: the view's embedding is read from the cache, checked
+as `evaluate` checks it, and kept for the next prompt on the same view.
+
+What does not depend on the model is done once: the prompt is encoded once for all decoders
+(they share the cache's prompt encoder) and its dense positional encoding once for all prompts.
+The live IoU is counted at the original size when the view has at most FULL_SIZE_PIXELS
+pixels, so the evaluated prompt gives the evaluation's IoU; a larger view is answered at its
+preview size (SAM's logits resized to it, against the ground truth shrunk to it), as counting
+ten million pixels per click would keep the user waiting.
 """
 
 from __future__ import annotations
@@ -22,11 +28,15 @@ from floodcache.evaluate.batch import _pixel_counts
 from floodcache.evaluate.evaluate import Decoders
 from floodcache.evaluate.metrics import metrics_from_counts
 from floodcache.prompts import Prompt
-from floodcache.sam.masks import full_masks
+from floodcache.sam.decoder import EncodedPrompts, decode_encoded, encode_prompts, pick_by_iou
+from floodcache.sam.masks import full_masks, input_prompt
 from floodcache.train.runs import DecoderModel
 
 OVERLAY_ALPHA = 120  # of 255: the image stays readable under two or three overlays
 KEPT_VIEWS = 8  # embeddings kept in memory: the views a user steps between
+# larger views get their live IoU at preview size: SAM's padded 1024 square, which every
+# answer is upsampled to anyway, bounds the cost of the full-size masks and counts
+FULL_SIZE_PIXELS = 1024 * 1024
 
 
 @dataclass
@@ -34,8 +44,11 @@ class CachedView:
     """What every prompt on one view needs, read from the cache once."""
 
     embedding: torch.Tensor  # 1x256x64x64 float on the decoders' device
-    truth: torch.Tensor  # HxW bool, the full-resolution ground truth, on that device
+    # hxw bool on that device: the ground truth at `iou_size`, what live IoUs count against
+    truth: torch.Tensor
     preview_size: tuple[int, int]  # (h, w) of the cache's preview: the overlays' size
+    iou_size: tuple[int, int]  # (h, w): the original size, or the preview's for a large view
+    iou_at: str  # "original" or "preview", said on the page
 
 
 class PromptAnswers:
@@ -56,37 +69,44 @@ class PromptAnswers:
         self.models = models
         self.colors = colors  # RGB of each model's overlay
         self.decoders = Decoders(cache, models, device)
+        with torch.inference_mode():
+            # 1x256x64x64, the same for every view and prompt
+            self._image_pe = self.decoders.prompt_encoder.get_dense_pe()
         self._lock = threading.Lock()
         self._views: OrderedDict[int, CachedView] = OrderedDict()
 
     def answer(self, row: int, prompt: Prompt) -> dict:
-        """{"row", "multimask", "models": {name: {"mask": overlay at preview size, "iou",
-        "dice", "precision", "recall", "water_fraction", "predicted_fraction",
+        """{"row", "multimask", "iou_at", "models": {name: {"mask": overlay at preview size,
+        "iou", "dice", "precision", "recall", "water_fraction", "predicted_fraction",
         "predicted_iou"}}} for `prompt` in original-image pixels. Metrics are against the
-        view's full-resolution ground truth; one point alone is ambiguous, so SAM's best of its
-        three masks answers it, as in `evaluate`."""
-        height, width = (int(s) for s in self.cache.column("original_size")[row])
-        views = {
-            "original_size": [(height, width)],
-            "input_size": [tuple(int(s) for s in self.cache.column("input_size")[row])],
-        }
+        view's ground truth at the size "iou_at" names (module docstring); one point alone is
+        ambiguous, so SAM's best of its three masks answers it, as in `evaluate`."""
+        original_size = tuple(int(s) for s in self.cache.column("original_size")[row])
+        input_size = tuple(int(s) for s in self.cache.column("input_size")[row])
         multimask = prompt.num_points == 1 and prompt.box is None
         with self._lock, torch.inference_mode():
             view = self._view(row)
+            encoded = self._encode(input_prompt(prompt, original_size))
             answers = {}
             for model in self.models:
-                _, lowres, scores = self.decoders.decode(
-                    model.name, view.embedding, views, [prompt], multimask
-                )
-                mask = full_masks(lowres, views["input_size"], views["original_size"])[0]
+                decoder = self.decoders.mask_decoders[model.name]
+                logits, iou = decode_encoded(decoder, view.embedding, encoded, multimask)
+                lowres, scores = pick_by_iou(logits, iou)
+                mask = full_masks(lowres, [input_size], [view.iou_size])[0]
                 counts = _pixel_counts([mask], [view.truth])[0].tolist()
                 answers[model.name] = metrics_from_counts(*counts) | {
-                    "predicted_iou": float(scores[0]),
+                    "predicted_iou": float(scores[0, 0]),
                     "mask": overlay(
                         shrink(mask.cpu().numpy(), view.preview_size), self.colors[model.name]
                     ),
                 }
-        return {"row": row, "multimask": multimask, "models": answers}
+        return {"row": row, "multimask": multimask, "iou_at": view.iou_at, "models": answers}
+
+    def _encode(self, prompt: Prompt) -> EncodedPrompts:
+        """One prompt in SAM's 1024 frame, encoded as `sam.decoder.encode` does, for every
+        decoder."""
+        sparse, dense = encode_prompts(self.decoders.prompt_encoder, [prompt], pad_points=True)
+        return EncodedPrompts(sparse, dense, self._image_pe)
 
     def _view(self, row: int) -> CachedView:
         """The view's embedding, checked against its sha256 as `evaluate` reads it, and its
@@ -99,10 +119,16 @@ class PromptAnswers:
             finally:
                 loader.close()
             device = self.decoders.device
+            truth = self.cache.full_mask(row)
+            preview = tuple(self.cache.image_preview(row).shape[:2])
+            small = truth.size <= FULL_SIZE_PIXELS
+            iou_size = tuple(truth.shape[:2]) if small else preview
             self._views[row] = CachedView(
                 torch.from_numpy(array).float().to(device),
-                torch.from_numpy(self.cache.full_mask(row)).bool().to(device),
-                self.cache.image_preview(row).shape[:2],
+                torch.from_numpy(shrink(truth, iou_size)).bool().to(device),
+                preview,
+                iou_size,
+                "original" if small or iou_size == tuple(truth.shape[:2]) else "preview",
             )
             while len(self._views) > KEPT_VIEWS:
                 self._views.popitem(last=False)

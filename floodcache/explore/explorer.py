@@ -26,6 +26,7 @@ from floodcache.evaluate.metrics import METRICS
 from floodcache.evaluate.table import load_evaluation, load_masks, prompt_from_row
 from floodcache.explore.answers import PromptAnswers, overlay, shrink
 from floodcache.explore.config import ExploreConfig
+from floodcache.explore.findings import finding_text, view_findings
 from floodcache.prompts import Prompt
 from floodcache.sam.checkpoints import RANDOM_WEIGHTS
 from floodcache.train.runs import PRETRAINED, DecoderModel
@@ -125,12 +126,16 @@ class Explorer:
         }
 
     def table_rows(self) -> dict:
-        """Every evaluated view: {"columns": [...], "rows": [[...], ...]}; per model and prompt
-        its IoU, and per run and prompt its IoU minus pretrained's (null where skipped)."""
+        """Every evaluated view: {"columns": [...], "rows": [[...], ...]}; its audit finding
+        (`findings.view_findings`), per model and prompt its IoU, and per run and prompt its IoU
+        minus pretrained's (null where skipped)."""
         first = self.table.filter(
             pl.col("model") == PRETRAINED, pl.col("prompt") == self.prompts[0]
         )
         wide = first.select("row", "image_id", "view", "split", "water_fraction").sort("row")
+        findings = view_findings(self.cache, self.table)
+        texts = [finding_text(findings[row]) for row in wide["row"].to_list()]
+        wide = wide.with_columns(pl.Series("audit finding", texts, pl.String))
         for prompt in self.prompts:
             for model in self.models:
                 wide = wide.join(self._iou(model.name, prompt), on="row", how="left")

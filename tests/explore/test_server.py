@@ -98,7 +98,7 @@ def test_summary_names_models_prompts_and_random_weights(explorer_url):
 def test_table_has_every_view_with_each_model_and_prompt_and_the_change(explorer_url, table):
     listed = get_json(explorer_url, "/api/table")
     columns = listed["columns"]
-    assert columns[:5] == ["row", "image_id", "view", "split", "water_fraction"]
+    assert columns[:6] == ["row", "image_id", "view", "split", "water_fraction", "audit finding"]
     for prompt in ("point", "box", "none"):
         assert {f"{PRETRAINED} {prompt}", f"{RUN} {prompt}", f"change {RUN} {prompt}"} <= set(
             columns
@@ -109,6 +109,8 @@ def test_table_has_every_view_with_each_model_and_prompt_and_the_change(explorer
         pretrained_iou = evaluated(table, PRETRAINED, "box", r["row"])["iou"]
         assert r[f"{PRETRAINED} box"] == pretrained_iou
         assert r[f"change {RUN} box"] == pytest.approx(r[f"{RUN} box"] - pretrained_iou)
+        # neither this cache nor its evaluation records the audit: said, not re-audited
+        assert r["audit finding"] == "not recorded"
 
 
 def test_view_holds_its_truth_evaluated_prompts_metrics_and_masks(

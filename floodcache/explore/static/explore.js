@@ -34,20 +34,26 @@ function number(value) {
 function visibleColumns() {
   const prompt = $("prompt-filter").value;
   return state.columns.filter((name, i) => {
-    if (i < 5) return true; // row, image_id, view, split, water_fraction
+    if (i < 6) return true; // row, image_id, view, split, water_fraction, audit finding
     return !prompt || name.endsWith(" " + prompt);
   });
 }
 
 function isChange(name) { return name.startsWith("change "); }
 
+// a view's finding cell lists its labels, comma-separated ("none", "not recorded" alone)
+function findingLabels(text) { return text.split(", "); }
+
 function filteredRows() {
   const columns = visibleColumns();
   const changes = columns.filter(isChange).map((name) => state.columns.indexOf(name));
   const how = $("change-filter").value;
   const text = $("text-filter").value.trim().toLowerCase();
+  const finding = $("finding-filter").value;
+  const findingAt = state.columns.indexOf("audit finding");
   return state.rows.filter((row) => {
     if (text && !String(row[1]).toLowerCase().includes(text)) return false;
+    if (finding && !findingLabels(row[findingAt]).includes(finding)) return false;
     if (how === "worse") return changes.some((i) => row[i] !== null && row[i] < 0);
     if (how === "better") return changes.some((i) => row[i] !== null && row[i] > 0);
     return true;
@@ -211,7 +217,10 @@ function drawPrompt() {
 
 function renderMetrics(live) {
   const head = element("tr");
-  for (const name of ["model", "evaluated IoU", "Dice", "predicted IoU", "your prompt: IoU"]) {
+  // a large view's live IoU is counted at its preview size (explore.answers): say so
+  const mine = live && live.iou_at === "preview" ? "your prompt: IoU (at preview size)"
+    : "your prompt: IoU";
+  for (const name of ["model", "evaluated IoU", "Dice", "predicted IoU", mine]) {
     head.append(element("th", name));
   }
   $("metrics").tHead.replaceChildren(head);
@@ -325,8 +334,11 @@ async function start() {
   const table = await getJSON("/api/table");
   state.columns = table.columns;
   state.rows = table.rows;
+  const findingAt = state.columns.indexOf("audit finding");
+  const labels = new Set(state.rows.flatMap((row) => findingLabels(row[findingAt])));
+  for (const label of [...labels].sort()) $("finding-filter").append(new Option(label, label));
   renderTable();
-  for (const id of ["prompt-filter", "change-filter", "text-filter"]) {
+  for (const id of ["prompt-filter", "change-filter", "text-filter", "finding-filter"]) {
     $(id).addEventListener("input", renderTable);
   }
   $("view-prompt").addEventListener("change", () => showEvaluated($("view-prompt").value));
