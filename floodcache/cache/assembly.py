@@ -19,6 +19,7 @@ import h5py
 import numpy as np
 
 from floodcache.cache.format import (
+    CONFIG_SHA256,
     FIELDS,
     METADATA_FIELDS,
     METADATA_SHA256,
@@ -26,6 +27,7 @@ from floodcache.cache.format import (
     SCHEMA_VERSION,
     CacheError,
     column,
+    config_digest,
     fingerprint,
     metadata_digest,
     parts_folder,
@@ -187,6 +189,7 @@ class Assembly:
         out.attrs["model_type"] = identity["model_type"]
         out.attrs["checkpoint_sha256"] = identity["checkpoint_sha256"]
         out.attrs["config"] = json.dumps(config, sort_keys=True)
+        out.attrs[CONFIG_SHA256] = config_digest(out.attrs["config"])
         out.attrs["fingerprint"] = fingerprint(identity, digests)
         out.attrs["complete"] = True
         out.close()

@@ -14,12 +14,14 @@ Layout of a complete cache (N views, one row each, in plan order):
     view_sha256     N str, sha256 of the view's embedding, lowres_mask and mask_png bytes
     sam/prompt_encoder/*, sam/mask_decoder/*   the pretrained weights of SAM's prompt side
     attrs: schema_version, model_type, checkpoint_sha256, config (JSON), fingerprint, complete,
-           metadata_sha256 (every other per-view field), sam_sha256 (the sam/ weights)
+           metadata_sha256 (every other per-view field), sam_sha256 (the sam/ weights),
+           config_sha256 (the config attr: the settings, command and audit a report shows)
 
 Every byte that changes a result is under a checksum `verify` checks: a view's numbers under
 its view_sha256, the other fields under metadata_sha256, the weights under sam_sha256, and
-the identity and view checksums under the fingerprint. Caches written before the last two
-existed are refused with the command that rebuilds them.
+the identity and view checksums under the fingerprint, the whole config under config_sha256.
+Caches written before metadata_sha256 and sam_sha256 existed are refused with the command that
+rebuilds them; those written before config_sha256 are read, with no audit recorded.
 
 Written crash-safely by `writer` and `assembly`: whole or absent, never half written.
 """
@@ -67,6 +69,7 @@ FIELDS: dict[str, tuple[tuple[int, ...], Any]] = {  # dtype: numpy's or h5py's
 VIEW_FIELDS = ("embeddings", "lowres_mask", "mask_png")  # under each view's view_sha256
 METADATA_FIELDS = tuple(name for name in FIELDS if name not in (*VIEW_FIELDS, "view_sha256"))
 METADATA_SHA256, SAM_SHA256 = "metadata_sha256", "sam_sha256"  # the attrs of their digests
+CONFIG_SHA256 = "config_sha256"  # the attr of the config attr's digest
 
 
 class CacheError(RuntimeError):
@@ -161,6 +164,11 @@ def sam_prompt_state(sam) -> dict[str, np.ndarray]:
         for module in ("prompt_encoder", "mask_decoder")
         for name, tensor in getattr(sam, module).state_dict().items()
     }
+
+
+def config_digest(config: str) -> str:
+    """sha256 of the config attr as stored (its JSON text)."""
+    return hashlib.sha256(config.encode()).hexdigest()
 
 
 def fingerprint(identity: dict, digests: list[str]) -> str:

@@ -9,12 +9,14 @@ from pathlib import Path
 import numpy as np
 
 from floodcache.cache.format import (
+    CONFIG_SHA256,
     FIELDS,
     METADATA_FIELDS,
     METADATA_SHA256,
     SAM_SHA256,
     VIEW_FIELDS,
     CacheError,
+    config_digest,
     fingerprint,
     metadata_digest,
     sam_digest,
@@ -100,7 +102,7 @@ def _header_problems(cache: Cache) -> list[str]:
         views = cache.column("view_sha256").tolist()
     except (CacheError, KeyError, OSError) as err:
         return [f"its config or view checksums cannot be read ({err})"]
-    problems = []
+    problems = config_problems(cache)
     if fingerprint(identity, views) != cache.fingerprint:
         problems.append("fingerprint does not match the config and view checksums")
     for name in ("model_type", "checkpoint_sha256"):
@@ -118,6 +120,20 @@ def _header_problems(cache: Cache) -> list[str]:
     if sam_digest(cache.file["sam"]) != attrs[SAM_SHA256]:
         problems.append("the stored SAM weights (sam/) do not match their sha256 (damaged)")
     return problems
+
+
+def config_problems(cache: Cache) -> list[str]:
+    """Whether the config attr (settings, command, the data's audit: what a report says) is
+    what its sha256 says. A cache written before config_sha256 existed has no audit in its
+    config, and its report says so; one with an audit and no checksum was tampered with."""
+    attrs = cache.file.attrs
+    config = str(attrs["config"])
+    if CONFIG_SHA256 not in attrs:
+        recorded = "audit" in cache.config
+        return ["its config records an audit but has no config_sha256 (edited)"] if recorded else []
+    if config_digest(config) != attrs[CONFIG_SHA256]:
+        return ["its config (settings, command, audit) does not match its sha256 (edited)"]
+    return []
 
 
 def _view_problems(cache: Cache, rows: np.ndarray, block: int = 64) -> list[str]:

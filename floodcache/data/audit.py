@@ -86,28 +86,36 @@ class AuditReport:
 
     def summary(self) -> str:
         """Terminal text: pair counts, rows per problem code, excluded pairs with their codes."""
-        lines = [
-            f"{len(self.pairs)} pairs found, {len(self.usable)} usable, "
-            f"{len(self.excluded)} excluded (on_mismatch={self.on_mismatch})"
-        ]
         counts = Counter(row.problem for row in self.problems)
-        order = list(PROBLEMS) + sorted(set(counts) - set(PROBLEMS))
-        width = max(map(len, counts), default=0)
-        lines += ["problems (rows per code):"] if counts else ["no problems found"]
-        for code in (code for code in order if counts[code]):
-            lines.append(f"  {code:<{width}} {counts[code]:>5}  {PROBLEMS.get(code, '')}")
-        if self.excluded:
-            lines.append("excluded:")
-            lines += [
-                f"  {path_str(key)}: {', '.join(codes)}" for key, codes in self.excluded.items()
-            ]
-        resizable = [key for key, codes in self.excluded.items() if codes == ["size_mismatch"]]
-        if resizable:
-            lines.append(
-                f"{len(resizable)} of them only differ in size from their image: "
-                "--on-mismatch resize would keep them"
-            )
-        return "\n".join(lines)
+        excluded = {path_str(key): codes for key, codes in self.excluded.items()}
+        return summary(len(self.pairs), len(self.usable), excluded, counts, self.on_mismatch)
+
+
+def summary(
+    pairs: int, usable: int, excluded: dict[str, list[str]], counts: dict, on_mismatch: str
+) -> str:
+    """An audit's terminal text from its counts: pairs, rows per problem code (`counts`),
+    excluded pairs (image -> codes); an `AuditReport`'s and a cache's record of one alike."""
+    counts = Counter(counts)
+    lines = [
+        f"{pairs} pairs found, {usable} usable, "
+        f"{len(excluded)} excluded (on_mismatch={on_mismatch})"
+    ]
+    order = list(PROBLEMS) + sorted(set(counts) - set(PROBLEMS))
+    width = max(map(len, counts), default=0)
+    lines += ["problems (rows per code):"] if counts else ["no problems found"]
+    for code in (code for code in order if counts[code]):
+        lines.append(f"  {code:<{width}} {counts[code]:>5}  {PROBLEMS.get(code, '')}")
+    if excluded:
+        lines.append("excluded:")
+        lines += [f"  {key}: {', '.join(codes)}" for key, codes in excluded.items()]
+    resizable = [key for key, codes in excluded.items() if codes == ["size_mismatch"]]
+    if resizable:
+        lines.append(
+            f"{len(resizable)} of them only differ in size from their image: "
+            "--on-mismatch resize would keep them"
+        )
+    return "\n".join(lines)
 
 
 def audit(

@@ -18,11 +18,12 @@ from dataclasses import asdict, replace
 from floodcache.cache.format import CacheError, sam_prompt_state
 from floodcache.cache.writer import CacheWriter
 from floodcache.data.audit import AuditReport
+from floodcache.data.audit_record import record_of
 from floodcache.embed.clocks import Timing
 from floodcache.embed.config import EmbedConfig, EmbedResult
 from floodcache.embed.encode import Job, encode_pending
 from floodcache.embed.part_writer import Assembler
-from floodcache.embed.plan import identity_of, plan_embed
+from floodcache.embed.plan import audit_data, identity_of, plan_embed
 from floodcache.runtime import joined
 from floodcache.sam.checkpoints import resolve_checkpoint
 from floodcache.sam.model import load_or_random_sam
@@ -41,12 +42,14 @@ def run_embed(config: EmbedConfig, audit: AuditReport | None = None) -> EmbedRes
     resolve_checkpoint(config.model_type, config.checkpoint, config.random_weights)
     with joined(config.device, config.precision) as runtime:
         config = replace(config, precision=runtime.precision)
+        audit = audit if audit is not None else audit_data(config)
         plan, pairs, excluded = plan_embed(config, audit)
         sam, checkpoint_sha = load_or_random_sam(
             config.model_type, config.checkpoint, config.random_weights
         )
         identity = identity_of(config, checkpoint_sha, plan)
         full_config = {"identity": identity, "run": _run_fields(config), "command": config.command}
+        full_config["audit"] = record_of(audit, len(pairs))  # what the report says of the data
         timing = Timing(start)
         with _open_writer(runtime.group, config, identity, full_config) as writer:
             embedded = 0

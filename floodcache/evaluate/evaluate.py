@@ -27,14 +27,17 @@ from __future__ import annotations
 import json
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import polars as pl
 import torch
 from tqdm import tqdm
 
 from floodcache.cache.format import CacheError
+from floodcache.cache.loading import LoadStats
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import check_cache
 from floodcache.evaluate.batch import (
@@ -207,26 +210,55 @@ class Decoders:
 
 def _evaluate_views(cache: Cache, models, strategies, rows, config: EvaluateConfig) -> Outcome:
     """Every view of `rows` (ascending) in batches: its embeddings read once, in the
-    background and in large reads (`Cache.load_embeddings`)."""
+    background and in large reads (`Cache.load_embeddings`), a window of whole batches at a
+    time (the next window read while this one is evaluated): memory holds two windows, however
+    many views the split has."""
     decoders = Decoders(cache, models, config.device)
     trial = Trial(models, strategies, config.seed, PromptOptions(points=config.points))
     columns = read_columns(cache, rows)
-    loader = cache.load_embeddings(rows)
-    outcome = Outcome()
+    windows = _windows(len(rows), _window_views(cache, config.batch_size))
+    loaders = deque([(windows[0], cache.load_embeddings(rows[windows[0]]))] if windows else [])
+    outcome, read = Outcome(), LoadStats()
     bar = tqdm(total=len(rows), unit="view", desc="evaluate", disable=not config.progress)
     try:
-        for start in range(0, len(rows), config.batch_size):
-            part = slice(start, min(start + config.batch_size, len(rows)))
-            loader.wait(part.stop)  # checked as read: nothing of a damaged view is used
-            views = batch_views(cache, columns, part)
-            embeddings = torch.from_numpy(loader.array[part]).to(decoders.device).float()
-            evaluate_batch(decoders, trial, views, embeddings, outcome)
-            bar.update(part.stop - part.start)
+        for number in range(len(windows)):
+            if number + 1 < len(windows):  # read ahead while this window is evaluated
+                ahead = windows[number + 1]
+                loaders.append((ahead, cache.load_embeddings(rows[ahead])))
+            window, loader = loaders[0]
+            for start in range(window.start, window.stop, config.batch_size):
+                part = slice(start, min(start + config.batch_size, window.stop))
+                held = slice(part.start - window.start, part.stop - window.start)
+                loader.wait(held.stop)  # checked as read: nothing of a damaged view is used
+                views = batch_views(cache, columns, part)
+                embeddings = torch.from_numpy(loader.array[held]).to(decoders.device).float()
+                evaluate_batch(decoders, trial, views, embeddings, outcome)
+                bar.update(part.stop - part.start)
+            loaders.popleft()[1].close()
+            stats = loader.stats
+            read = LoadStats(
+                read.views + stats.views, read.bytes + stats.bytes, read.seconds + stats.seconds
+            )
     finally:
         bar.close()
-        loader.close()
-    log.info("embeddings read: %s", loader.stats.line())
+        for _, loader in loaders:
+            loader.close()
+    log.info("embeddings read: %s", read.line())
     return outcome
+
+
+WINDOW_BYTES = 256 << 20  # embeddings read per window: large reads, memory bounded
+
+
+def _window_views(cache: Cache, batch_size: int) -> int:
+    """Views a window holds: about WINDOW_BYTES of embeddings, in whole batches."""
+    dataset = cache.file["embeddings"]
+    view_bytes = dataset.dtype.itemsize * int(np.prod(dataset.shape[1:]))
+    return max(1, WINDOW_BYTES // view_bytes // batch_size) * batch_size
+
+
+def _windows(count: int, size: int) -> list[slice]:
+    return [slice(start, min(start + size, count)) for start in range(0, count, size)]
 
 
 def _metadata(config, cache: Cache, models, identity, table: pl.DataFrame, seconds) -> dict:

@@ -68,7 +68,7 @@ def run_pipeline(config: PipelineConfig) -> PipelineResult:
     steps["train"] = _done(_train(config.train), tic)
 
     tic = time.perf_counter()
-    report = run_report(config.report, audit=audit)
+    report = run_report(config.report)  # the audit as the cache recorded it
     kept = "evaluation kept" if report.reused else "evaluated"
     steps["evaluate + report"] = _done(f"{kept}; {report.report}", tic)
     return PipelineResult(cache, run, report, steps)

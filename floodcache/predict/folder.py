@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from floodcache.data import decode, pairs
 from floodcache.predict.config import FolderConfig
+from floodcache.predict.mask_score import score_of
 from floodcache.predict.output_folder import SUMMARY, claim, read_summary, record_of, write_summary
 from floodcache.predict.segmenter import Segmenter, warn_if_not_prompt_free, write_mask
 from floodcache.prompts import NO_PROMPT
@@ -205,7 +206,7 @@ def _read_for_sam(path: Path, max_pixels: int) -> tuple[np.ndarray, tuple[int, i
 
 def _write(image: Path, mask_path: Path, mask: np.ndarray, score: float) -> dict:
     """Write an image's mask (a writer thread's work) -> its summary row."""
-    write_mask(mask_path, mask)
+    write_mask(mask_path, mask, score)
     return _row(image, mask_path, mask, score)
 
 
@@ -221,8 +222,10 @@ def _row(image: Path, mask_path: Path, mask: np.ndarray, score: float | None) ->
 
 def _kept(image: Path, mask_path: Path, earlier: dict[str, dict]) -> dict | None:
     """The summary row of a mask an earlier run wrote (its own row, where its summary has
-    one), or None if there is no such mask to keep."""
+    one; else its score from the mask itself), or None if there is no such mask to keep."""
     if decode.path_str(image.name) in earlier and mask_path.is_file():
         return earlier[decode.path_str(image.name)]
     mask = cv2.imread(str(mask_path), cv2.IMREAD_GRAYSCALE) if mask_path.is_file() else None
-    return None if mask is None else _row(image, mask_path, mask >= 128, None)
+    if mask is None:
+        return None
+    return _row(image, mask_path, mask >= 128, None) | {"sam_iou": score_of(mask_path)}

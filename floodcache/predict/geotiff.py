@@ -18,7 +18,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from floodcache.predict.tiles import NODATA, Strip
-from floodcache.utils.atomic import replace_synced, write_whole
+from floodcache.utils.atomic import replace_synced, temporary_name, write_whole
 
 # GDAL's block cache, unless the user sets GDAL_CACHEMAX: ample for blocks 512 a side,
 # bounded whatever the scene (GDAL's own default grows with the machine's RAM).
@@ -108,8 +108,10 @@ class PartWriter:
         self.start, self.stop = start, stop
         self.paths = [part_path(folder, raster, start, stop) for raster in rasters]
         self.rasters = rasters
+        # one name per writer: a second run writing the same part never truncates this one's
+        self.tmps = [temporary_name(path) for path in self.paths]
         self.files = []
-        for raster, path in zip(rasters, self.paths, strict=True):
+        for raster, tmp in zip(rasters, self.tmps, strict=True):
             profile = dict(
                 driver="GTiff",
                 width=grid.width,
@@ -126,7 +128,7 @@ class PartWriter:
                 zlevel=1,
                 bigtiff="if_safer",
             )
-            self.files.append(rasterio.open(_tmp(path), "w", **profile))
+            self.files.append(rasterio.open(tmp, "w", **profile))
 
     def values(self, strip: Strip) -> list[np.ndarray]:
         """A strip's values for each part (`write` takes them)."""
@@ -142,16 +144,12 @@ class PartWriter:
 
     def close(self, keep: bool = True) -> None:
         """Close the parts; put them in place if `keep`, else remove them."""
-        for file, path in zip(self.files, self.paths, strict=True):
+        for file, tmp, path in zip(self.files, self.tmps, self.paths, strict=True):
             file.close()
             if keep:
-                replace_synced(_tmp(path), path)
+                replace_synced(tmp, path)
             else:
-                _tmp(path).unlink(missing_ok=True)
-
-
-def _tmp(path: Path) -> Path:
-    return path.with_name(f".{path.name}.tmp")
+                tmp.unlink(missing_ok=True)
 
 
 def assemble(

@@ -21,6 +21,7 @@ import numpy as np
 
 from floodcache.data import decode
 from floodcache.predict.config import ModelConfig, PhotoConfig
+from floodcache.predict.mask_score import with_score
 from floodcache.prompts import NO_PROMPT, Prompt
 from floodcache.runtime import Runtime
 from floodcache.sam.batch_encoder import BatchEncoder, default_batch_size
@@ -153,8 +154,10 @@ def warn_if_not_prompt_free(model: DecoderModel, run: Path) -> None:
         )
 
 
-def write_mask(out: Path, mask: np.ndarray) -> None:
-    """Write an HxW bool mask as a PNG (255 = water), whole or not at all (`write_whole`)."""
+def write_mask(out: Path, mask: np.ndarray, score: float | None = None) -> None:
+    """Write an HxW bool mask as a PNG (255 = water), whole or not at all (`write_whole`);
+    with SAM's predicted IoU `score` inside it (`mask_score`), where given."""
     ok, png = cv2.imencode(".png", mask.astype(np.uint8) * 255)
     assert ok, "OpenCV failed to encode an in-memory mask"
-    write_whole(out, lambda tmp: tmp.write_bytes(png.tobytes()))
+    data = png.tobytes() if score is None else with_score(png.tobytes(), score)
+    write_whole(out, lambda tmp: tmp.write_bytes(data))

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from floodcache.data.decode import path_str
+from floodcache.data import audit_record
 from floodcache.report import figures, galleries, markdown, overlays, statistics
 from floodcache.report.material import Material
 from floodcache.train.runs import PRETRAINED, DecoderModel
@@ -215,24 +215,17 @@ def _causes(material: Material, table: pl.DataFrame) -> list[str]:
 
 def findings_of(material: Material) -> dict[str, list[str]]:
     """image_id -> the FINDINGS labels the audit gave its image (not its mask), in order."""
-    audit = material.audit
-    ids = {path_str(pair.image_path): pair.image_id for pair in audit.pairs if pair.image_path}
-    found: dict[str, list[str]] = {}
-    for problem in audit.problems:
-        image_id, label = ids.get(problem.image), FINDINGS.get(problem.problem)
-        if image_id is None or label is None or problem.detail.startswith("mask:"):
-            continue
-        if label not in found.setdefault(image_id, []):
-            found[image_id].append(label)
+    found = audit_record.image_findings(material.audit)
     return {
-        image_id: [v for v in FINDINGS.values() if v in labels]
-        for image_id, labels in found.items()
+        image_id: [label for code, label in FINDINGS.items() if code in codes]
+        for image_id, codes in found.items()
+        if any(code in FINDINGS for code in codes)
     }
 
 
 def _findings(material: Material, table: pl.DataFrame) -> list[str]:
     if material.audit is None:
-        return ["The data folder is not here: no audit, no findings to group the views by."]
+        return ["The cache records no audit of its data: no findings to group the views by."]
     found = findings_of(material)
     groups = [found.get(image_id) or [NO_FINDING] for image_id in table["image_id"]]
     table = table.with_columns(finding=pl.Series(groups, dtype=pl.List(pl.String)))

@@ -15,7 +15,6 @@ import numpy as np
 import polars as pl
 
 from floodcache.cache.reader import Cache
-from floodcache.data.audit import AuditReport
 from floodcache.report import markdown, statistics
 from floodcache.report.config import ReportConfig
 from floodcache.train.runs import PRETRAINED, DecoderModel
@@ -39,7 +38,7 @@ class Material:
     table: pl.DataFrame
     metadata: dict
     models: list[DecoderModel]
-    audit: AuditReport | None  # None: the data folder is not here to audit
+    audit: dict | None  # the cache's record of its data's audit (`audit_record`); None: none
     masks: pl.DataFrame  # the evaluation's masks (`evaluate.table.MASKS_SCHEMA`)
     figures: list[Path] = field(default_factory=list)
     _index: dict | None = None  # (model, prompt, row) -> PNG bytes

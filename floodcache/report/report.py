@@ -23,8 +23,7 @@ import polars as pl
 
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
-from floodcache.data.audit import AuditReport, audit_folder
-from floodcache.data.raster import RasterReading
+from floodcache.cache.verify import config_problems
 from floodcache.evaluate.table import load_evaluation, load_masks
 from floodcache.report import failures, headline, html, markdown, sections
 from floodcache.report.config import ReportConfig
@@ -36,11 +35,10 @@ from floodcache.utils.atomic import write_whole
 from floodcache.utils.program import command, option, typed
 
 
-def run_report(config: ReportConfig, audit: AuditReport | None = None) -> ReportResult:
+def run_report(config: ReportConfig) -> ReportResult:
     """Evaluate when given a cache (reusing a matching evaluation), then write report.md.
 
-    `audit`: the data's audit, when the caller has one; else the data folder named in the
-    cache's config is audited again.
+    What it says of the data comes from the audit recorded in the cache when it was embedded.
     """
     metrics_dir = Path(config.metrics)
     earlier_figures = claim_report_folder(Path(config.out))
@@ -56,7 +54,7 @@ def run_report(config: ReportConfig, audit: AuditReport | None = None) -> Report
     start = time.perf_counter()  # the report's own time: the evaluation has its own row
     with _open_cache(cache_path, metadata) as cache:
         models, masks = _models(cache, metadata), load_masks(metrics_dir)
-        audit = audit if audit is not None else _audit_again(cache)
+        audit = cache.config.get("audit")  # None: embedded before the audit was recorded
         material = Material(config, cache, table, metadata, models, audit, masks)
         lines = _header(material, metrics_dir)
         for section in SECTIONS:
@@ -112,20 +110,6 @@ def _remove_stale_figures(out: Path, earlier: set[Path], written: list[Path]) ->
     write_whole(out / outputs.FIGURES_WRITTEN, lambda tmp: tmp.write_text(names))
 
 
-def _audit_again(cache: Cache) -> AuditReport | None:
-    """The audit of the data folder the cache was embedded from; None when it is not here."""
-    run = cache.config.get("run", {})
-    folders = [run.get(k) for k in ("data_dir", "images", "masks")]
-    if not any(folder and Path(folder).exists() for folder in folders):
-        return None
-    paths = [Path(f) if f else None for f in folders]
-    as_embedded = {k: run[k] for k in ("allow_outside_paths", "max_pixels") if k in run}
-    if run.get("raster"):  # JSON's lists back into the tuples a config holds
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in run["raster"].items()}
-        as_embedded["reading"] = RasterReading(**fields)
-    return audit_folder(*paths, run.get("on_mismatch", "exclude"), **as_embedded)
-
-
 def _open_cache(path: Path, metadata: dict) -> Cache:
     if not path.exists():
         raise FileNotFoundError(
@@ -137,6 +121,14 @@ def _open_cache(path: Path, metadata: dict) -> Cache:
         raise CacheError(
             f"{path} is not the cache this evaluation was made from (fingerprints differ): "
             "pass the right --cache, or evaluate again with --overwrite"
+        )
+    edited = config_problems(cache)
+    if edited:
+        cache.close()
+        raise CacheError(
+            f"{path}: {edited[0]}: the report would repeat what is not so. "
+            f"{command('verify', option('cache'), path)} lists every problem; rebuild it with "
+            f"{command('embed', option('overwrite'), '...')}"
         )
     return cache
 

@@ -9,11 +9,13 @@ import json
 
 import polars as pl
 
+from floodcache.data import audit_record
 from floodcache.evaluate.metrics import METRIC_NAMES, METRICS
 from floodcache.prompts import PROMPTS
 from floodcache.report import figures, markdown
 from floodcache.report.material import Material
 from floodcache.train.runs import PRETRAINED, read_history
+from floodcache.utils.program import command, option
 
 
 def strategies_section(material: Material) -> list[str]:
@@ -81,10 +83,12 @@ def data_section(material: Material) -> list[str]:
 
 def _audit_summary(material: Material) -> str:
     if material.audit is not None:
-        return material.audit.summary()
-    run = material.cache.config.get("run", {})
-    folder = run.get("data_dir") or run.get("images")
-    return f"the data folder {folder} is not here: audit not repeated"
+        return audit_record.summary(material.audit)
+    return (
+        "the audit is not recorded in this cache (embedded by an older floodcache): "
+        f"{command('audit', '...')} on its data shows it, or "
+        f"{command('embed', option('overwrite'), '...')} records it"
+    )
 
 
 def distributions_section(material: Material) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ from click.testing import CliRunner
 
 import cli
 from floodcache.cache import verify as verify_module
-from floodcache.cache.format import METADATA_SHA256, SAM_SHA256, CacheError
+from floodcache.cache.format import CONFIG_SHA256, METADATA_SHA256, SAM_SHA256, CacheError
 from floodcache.cache.reader import Cache
 from floodcache.cache.verify import verify
 from floodcache.evaluate.config import EvaluateConfig
@@ -128,8 +129,22 @@ def _zero_mask_decoder(f: h5py.File) -> None:
     )
 
 
+def _edit_config(edit):
+    """The config attr's JSON changed as a text editor would, through HDF5."""
+
+    def change(f: h5py.File) -> None:
+        config = json.loads(f.attrs["config"])
+        edit(config)
+        f.attrs["config"] = json.dumps(config, sort_keys=True)
+
+    return change
+
+
 DAMAGE = {
     "a view's numbers, rewritten": _rewrite_embedding,
+    "the recorded data folder": _edit_config(lambda c: c["run"].update(data_dir="elsewhere")),
+    "the recorded command": _edit_config(lambda c: c.update(command="floodcache embed --x")),
+    "the recorded audit's count": _edit_config(lambda c: c["audit"].update(pairs=290)),
     "the fingerprint": lambda f: f.attrs.__setitem__("fingerprint", "0" * 64),
     "an emptied config": lambda f: f.attrs.__setitem__("config", "{}"),
     "a config that is not JSON": lambda f: f.attrs.__setitem__("config", "{garbage"),
@@ -226,6 +241,30 @@ def test_a_cache_without_the_newer_checksums_is_refused_with_the_rebuild(cache_c
     assert "written by an older floodcache" in " ".join(verify(cache_copy).problems)
     with pytest.raises(CacheError, match="cannot be checked: .* embed --overwrite"):
         run_train(TrainConfig(cache=cache_copy, out=tmp_path / "run", epochs=1, progress=False))
+
+
+def _as_written_before_the_config_checksum(f: h5py.File) -> None:
+    config = json.loads(f.attrs["config"])
+    del config["audit"], f.attrs[CONFIG_SHA256]
+    f.attrs["config"] = json.dumps(config, sort_keys=True)
+
+
+def test_a_cache_written_before_the_config_checksum_is_still_verified(cache_copy, tmp_path):
+    with h5py.File(cache_copy, "r+") as f:
+        _as_written_before_the_config_checksum(f)
+    assert verify(cache_copy).ok
+    run_train(TrainConfig(cache=cache_copy, out=tmp_path / "run", epochs=1, progress=False))
+    with h5py.File(cache_copy, "r+") as f:  # its views are still checked
+        _rewrite_embedding(f)
+    assert not verify(cache_copy).ok
+
+
+def test_an_audit_recorded_without_the_config_checksum_is_refused(cache_copy):
+    with h5py.File(cache_copy, "r+") as f:
+        del f.attrs[CONFIG_SHA256]
+    assert verify(cache_copy).problems == [
+        "its config records an audit but has no config_sha256 (edited)"
+    ]
 
 
 def test_a_cache_without_a_fingerprint_is_named_with_the_rebuild(cache_copy):

@@ -15,9 +15,11 @@ import torch
 from PIL import Image
 from segment_anything import SamPredictor
 
+from floodcache.cache import loading
 from floodcache.cache.reader import Cache
 from floodcache.data import decode
 from floodcache.embed.run import run_embed
+from floodcache.evaluate import evaluate as evaluate_module
 from floodcache.evaluate.config import EvaluateConfig
 from floodcache.evaluate.evaluate import run_evaluate, writing_evaluation
 from floodcache.evaluate.metrics import mask_metrics
@@ -211,3 +213,33 @@ def test_every_identity_field_of_an_evaluation_makes_another_one(finetuned_evalu
     for key, change in changed.items():
         with pytest.raises(FileExistsError, match=f"\n  {key}: earlier"):
             run_evaluate(replace(config, **change))
+
+
+def test_evaluate_holds_a_bounded_window_of_embeddings(tiny_cache, tmp_path, monkeypatch):
+    """The embeddings held at once are two windows, not the whole split (2 MiB a view, as
+    many as the split has); the metrics are those of the whole split at once."""
+    view_bytes = 256 * 64 * 64 * 2
+    held, peak = [0], [0]
+    real_init, real_close = loading.RowLoader.__init__, loading.RowLoader.close
+
+    def counted_init(loader, *args, **kwargs):
+        real_init(loader, *args, **kwargs)
+        held[0] += loader.array.nbytes
+        peak[0] = max(peak[0], held[0])
+
+    def counted_close(loader):
+        real_close(loader)
+        held[0] -= loader.array.nbytes
+        loader.array = None  # what the loader held is let go with it
+
+    config = EvaluateConfig(tiny_cache, tmp_path / "whole", split="train", progress=False)
+    config.batch_size = 2
+    whole = run_evaluate(config).table
+    monkeypatch.setattr(evaluate_module, "WINDOW_BYTES", 2 * view_bytes, raising=False)
+    monkeypatch.setattr(loading.RowLoader, "__init__", counted_init)
+    monkeypatch.setattr(loading.RowLoader, "close", counted_close)
+    windowed = run_evaluate(replace(config, out=tmp_path / "windowed")).table
+    assert len(whole.filter(pl.col("model") == PRETRAINED)["row"].unique()) == 10
+    assert peak[0] <= 4 * view_bytes  # two windows of two views, of 10 views
+    assert held[0] == 0
+    assert windowed.drop("seconds", strict=False).equals(whole.drop("seconds", strict=False))

@@ -64,9 +64,9 @@ def test_predict_folder_writes_masks_while_sam_goes_on(
     """PNG encoding and writing is not the main thread's work: on a GPU it would wait."""
     write_mask, threads = segmenter.write_mask, []
 
-    def noted(out, mask):
+    def noted(out, mask, *score):
         threads.append(threading.current_thread().name)
-        return write_mask(out, mask)
+        return write_mask(out, mask, *score)
 
     monkeypatch.setattr(folder, "write_mask", noted)
     photos = photo_folder(tiny_data, tmp_path / "photos")
@@ -80,10 +80,10 @@ def _stop_at_the_second_image(monkeypatch) -> None:
     (3.png; masks are written in threads, so not necessarily the second written)."""
     write_mask = segmenter.write_mask
 
-    def stopped_at_the_second(out, mask):
+    def stopped_at_the_second(out, mask, *score):
         if out.name == "3.png":
             raise KeyboardInterrupt
-        return write_mask(out, mask)
+        return write_mask(out, mask, *score)
 
     monkeypatch.setattr(folder, "write_mask", stopped_at_the_second)
 
@@ -113,6 +113,8 @@ def test_predict_folder_goes_on_where_a_stopped_run_stopped(
     (config.out / "predictions.csv").unlink()  # stopped before its summary: read back
     result = run_predict_folder(config)
     assert (result.predicted, len(result.kept)) == (0, 3)
+    kept = read_predictions(config.out)  # each mask's score, read back from the mask
+    assert [kept[name]["sam_iou"] for name in rows] == [rows[name]["sam_iou"] for name in rows]
     mask = mask_png(config.out / "3.png")
     assert float(read_predictions(config.out)["3.jpg"]["water_fraction"]) == pytest.approx(
         mask.mean()

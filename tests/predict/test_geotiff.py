@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from floodcache.predict.geotiff import PROBABILITY_MAX, values_of
+from floodcache.predict.geotiff import MASK, PROBABILITY_MAX, Grid, PartWriter, part_path, values_of
 from floodcache.predict.tiles import Strip
 from floodcache.utils.hashing import sha256_file
 from tests.rasters import GEO_SCENE, read_scene
@@ -50,3 +50,22 @@ def test_uint8_probabilities_scale_to_254_and_keep_255_for_no_data():
     strip = Strip(0, logits, np.array([[True, True, True, False]]))
     assert values_of(strip, PROBABILITIES["uint8"]).tolist() == [[0, 127, PROBABILITY_MAX, 255]]
     assert strip.mask.tolist() == [[0, 0, 1, 255]]
+
+
+def test_two_writers_of_one_part_never_share_a_temporary_file(tmp_path):
+    """A second run writing the same part (here: given up) took over the first one's
+    temporary file, one fixed name per part: the first then failed to put its part in place."""
+    import rasterio
+    from affine import Affine
+    from rasterio.crs import CRS
+
+    grid = Grid(8, 16, CRS.from_epsg(32618), Affine(10, 0, 500000, 0, -10, 4000000))
+    first = PartWriter(tmp_path, grid, 0, 8, [MASK])
+    first.write(0, [np.full((8, 16), 1, np.uint8)])
+    second = PartWriter(tmp_path, grid, 0, 8, [MASK])
+    second.write(0, [np.full((8, 16), 0, np.uint8)])
+    second.close(keep=False)
+    first.close()
+    with rasterio.open(part_path(tmp_path, MASK, 0, 8)) as part:
+        assert (part.read(1) == 1).all()
+    assert [path.name for path in tmp_path.iterdir()] == ["mask-000000-000008.tif"]

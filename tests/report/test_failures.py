@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import polars as pl
 
+from floodcache.data import audit_record
 from floodcache.report import failures
 from tests.helpers import expected_interval
 
@@ -32,7 +33,8 @@ def test_image_size_bins_are_open_above():
 
 
 def test_the_audits_findings_are_named_per_image(zoo_report):
-    found = failures.findings_of(SimpleNamespace(audit=zoo_report))
+    recorded = audit_record.record_of(zoo_report, len(zoo_report.usable))
+    found = failures.findings_of(SimpleNamespace(audit=recorded))
     assert found["exif"] == ["EXIF-rotated"]
     assert found["rgba"] == found["palette"] == found["cmyk"] == ["converted"]
     assert found["dup_a"] == found["dup_b"] == ["duplicate image"]

@@ -12,6 +12,7 @@ import shlex
 import shutil
 from pathlib import Path
 
+import h5py
 import numpy as np
 import polars as pl
 import pytest
@@ -19,11 +20,21 @@ from click.testing import CliRunner
 from matplotlib.figure import Figure
 
 from cli import main
+from floodcache.cache.format import CONFIG_SHA256
 from floodcache.cache.reader import Cache
+from floodcache.embed.run import run_embed
 from floodcache.report import html, markdown
 from floodcache.report.statistics import MIN_INTERVAL_VIEWS
 from floodcache.train.runs import PRETRAINED
-from tests.helpers import JPEG_MAGIC, PNG_MAGIC, expected_interval, expected_p
+from tests.helpers import (
+    JPEG_MAGIC,
+    PNG_MAGIC,
+    SIZES,
+    embed_config,
+    expected_interval,
+    expected_p,
+    write_dataset,
+)
 
 SECTIONS = [
     "## Headline",
@@ -430,3 +441,46 @@ def test_a_code_span_shows_any_text_as_it_is(text):
 
     rendered = markdown_it.MarkdownIt().renderInline(markdown.code(text))
     assert rendered == f"<code>{html_module.escape(text, quote=False)}</code>"
+
+
+def test_the_report_says_what_the_cache_recorded_of_its_data(
+    tiny_checkpoint, tmp_path, monkeypatch
+):
+    """The data folder was named relative to where embed ran; report runs elsewhere, where the
+    same name is other data (it once said "290 pairs found" for a 12-image cache). A cache
+    written before the audit was recorded gets a report that says so, no audit of a path."""
+    write_dataset(tmp_path / "embedded_here" / "data", SIZES[:5])
+    write_dataset(tmp_path / "reported_here" / "data", SIZES[:7])
+    cache = tmp_path / "five.h5"
+    monkeypatch.chdir(tmp_path / "embedded_here")
+    run_embed(embed_config(Path("data"), tiny_checkpoint, cache, augment=0))
+    monkeypatch.chdir(tmp_path / "reported_here")
+    common = ["report", "--cache", str(cache), "--eval-prompts", "box", "--split", "train"]
+    reported = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "report")])
+    assert reported.exit_code == 0, reported.output
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert "5 pairs found, 5 usable" in text and "7 pairs" not in text
+
+    with h5py.File(cache, "r+") as f:  # as embedded before the audit was recorded
+        config = json.loads(f.attrs["config"])
+        del config["audit"], f.attrs[CONFIG_SHA256]
+        f.attrs["config"] = json.dumps(config, sort_keys=True)
+    reported = CliRunner().invoke(main, [*common, "--out", str(tmp_path / "older")])
+    assert reported.exit_code == 0, reported.output
+    text = (tmp_path / "older" / "report.md").read_text()
+    assert "the audit is not recorded in this cache" in text and "pairs found" not in text
+    assert "The cache records no audit of its data" in text
+
+
+def test_a_report_refuses_a_cache_whose_recorded_settings_were_edited(train_cache, tmp_path):
+    edited = tmp_path / "edited.h5"
+    shutil.copy(train_cache, edited)
+    with h5py.File(edited, "r+") as f:
+        config = json.loads(f.attrs["config"])
+        config["run"]["data_dir"] = "/somewhere/else"
+        f.attrs["config"] = json.dumps(config, sort_keys=True)
+    command = ["report", "--cache", str(edited), "--eval-prompts", "box", "--split", "val"]
+    reported = CliRunner().invoke(main, [*command, "--out", str(tmp_path / "report")])
+    assert reported.exit_code != 0
+    assert "does not match its sha256 (edited)" in reported.output
+    assert not (tmp_path / "report" / "report.md").exists()
