@@ -28,6 +28,7 @@ from floodcache.sam.fast_encoder import (
     fast_image_encoder,
 )
 from floodcache.sam.modeling import Sam
+from floodcache.sam.precision import NATIVE_BF16_FLAGS, cpu_flags, resolve_precision
 from floodcache.sam.preprocess import lowres_target, resize_to_input, valid_lowres
 from floodcache.train.trainer import losses
 
@@ -47,6 +48,20 @@ class View:
 def _fast_precision(device: torch.device) -> str:
     """fp16 on CUDA; fp32 on a CPU, which has no fast fp16 matmul."""
     return "fp16" if device.type == "cuda" else "fp32"
+
+
+def cpu_precision_note(device: torch.device) -> str:
+    """On a CPU, what `--precision auto` picks for the encoder here and why, so that the
+    encoder rows fp32 against bf16 show whether that pick is the faster one; '' elsewhere."""
+    if device.type != "cpu":
+        return ""
+    native = sorted(NATIVE_BF16_FLAGS & cpu_flags())
+    picked = resolve_precision("auto", device)
+    why = f"native bf16 ({', '.join(native)})" if native else "no native bf16 (bf16 emulated)"
+    return (
+        f"CPU with {why}: --precision auto picks {picked} for the encoder; "
+        "the encoder rows fp32 and bf16 below show whether it is the faster one here"
+    )
 
 
 def bench_views(data_dir: Path, augment: int, count: int) -> list[View]:

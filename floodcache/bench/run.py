@@ -36,7 +36,12 @@ from pathlib import Path
 from floodcache.bench import io
 from floodcache.bench.config import BenchConfig
 from floodcache.bench.embed import compare_embed, dataset, embed_settings, embed_stage
-from floodcache.bench.encoders import bench_views, encoders, reference_stages
+from floodcache.bench.encoders import (
+    bench_views,
+    cpu_precision_note,
+    encoders,
+    reference_stages,
+)
 from floodcache.bench.predict import geotiff_stage, predict_folder, predict_stage
 from floodcache.bench.reading import reading_row
 from floodcache.bench.table import Bench, Row, hold_gpu_memory
@@ -61,6 +66,7 @@ def run_bench(config: BenchConfig) -> Bench:
             data_dir, augment = dataset(config, Path(tmp))
             views = bench_views(data_dir, augment, config.views)
             bench = Bench(f"{device}{card}", config.model_type, weights, len(views))
+            bench.precision_note = cpu_precision_note(device)
             reference, ref_train, features = reference_stages(
                 sam, views[: config.reference_views], device
             )

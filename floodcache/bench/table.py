@@ -53,6 +53,7 @@ class Bench:
     rows: list[Row] = field(default_factory=list)
     compression: list[dict] = field(default_factory=list)
     writing: dict = field(default_factory=dict)
+    precision_note: str = ""  # on a CPU, what --precision auto picks there and why
 
     def add(self, *rows: Row) -> None:
         """Keep measured rows (the reference's two come first), with their ratio to the
@@ -71,6 +72,7 @@ class Bench:
             f"{'stage':26s} {'prec':5s} {'batch':>5s} {'views/s':>9s} {'peak MB':>8s} "
             f"{'x ref':>8s} {'rel err':>8s} {'IoU':>6s}  note",
         ]
+        lines[1:1] = [self.precision_note] if self.precision_note else []
         lines += [row.line() for row in self.rows]
         lines.append("cache: float16 embeddings, one HDF5 chunk per view")
         for c in self.compression:

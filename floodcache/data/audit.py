@@ -14,7 +14,7 @@ import hashlib
 import io
 import os
 import threading
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,6 +33,7 @@ from floodcache.data.decode import (
     read_image,
     read_mask,
 )
+from floodcache.data.findings import ranked, ranked_rows
 from floodcache.data.pairs import (
     PROBLEMS,
     Pair,
@@ -78,7 +79,8 @@ class AuditReport:
         table = io.StringIO(newline="")
         writer = csv.writer(table)
         writer.writerow(CSV_COLUMNS)
-        writer.writerows((p.image, p.mask, p.problem, p.detail) for p in self.problems)
+        rows = ranked_rows(self.problems, len(self.pairs), BLOCKING)
+        writer.writerows((p.image, p.mask, p.problem, p.detail) for p in rows)
         content = table.getvalue().encode("utf-8", "backslashreplace")
         write_whole(
             Path(path), lambda tmp: tmp.write_bytes(content), "give --out a path you can write"
@@ -86,26 +88,35 @@ class AuditReport:
 
     def summary(self) -> str:
         """Terminal text: pair counts, rows per problem code, excluded pairs with their codes."""
-        counts = Counter(row.problem for row in self.problems)
         excluded = {path_str(key): codes for key, codes in self.excluded.items()}
-        return summary(len(self.pairs), len(self.usable), excluded, counts, self.on_mismatch)
+        found = ranked(self.problems, len(self.pairs), BLOCKING)
+        return summary(len(self.pairs), len(self.usable), excluded, found, self.on_mismatch)
 
 
 def summary(
-    pairs: int, usable: int, excluded: dict[str, list[str]], counts: dict, on_mismatch: str
+    pairs: int, usable: int, excluded: dict[str, list[str]], found: list, on_mismatch: str
 ) -> str:
-    """An audit's terminal text from its counts: pairs, rows per problem code (`counts`),
+    """An audit's terminal text: pairs, the `found` findings (`findings.ranked`: those that
+    exclude a pair first, then the rarest; those on nearly every pair last, a line each), the
     excluded pairs (image -> codes); an `AuditReport`'s and a cache's record of one alike."""
-    counts = Counter(counts)
     lines = [
         f"{pairs} pairs found, {usable} usable, "
         f"{len(excluded)} excluded (on_mismatch={on_mismatch})"
     ]
-    order = list(PROBLEMS) + sorted(set(counts) - set(PROBLEMS))
-    width = max(map(len, counts), default=0)
-    lines += ["problems (rows per code):"] if counts else ["no problems found"]
-    for code in (code for code in order if counts[code]):
-        lines.append(f"  {code:<{width}} {counts[code]:>5}  {PROBLEMS.get(code, '')}")
+    rare = [finding for finding in found if not finding.common]
+    common = [finding for finding in found if finding.common]
+    width = max((len(finding.code) for finding in found), default=0)
+    if rare:
+        lines.append("problems (rows per code; those that exclude a pair first, then rarest):")
+    lines += [f"  {f.code:<{width}} {f.rows:>5}  {PROBLEMS.get(f.code, '')}" for f in rare]
+    if common:
+        lines.append("on every pair or nearly, a trait of the data set rather than of a file:")
+    lines += [
+        f"  {f.code:<{width}} {f.rows:>5}  on {f.pairs} of {pairs} pairs: "
+        f"{PROBLEMS.get(f.code, '')}"
+        for f in common
+    ]
+    lines += [] if found else ["no problems found"]
     if excluded:
         lines.append("excluded:")
         lines += [f"  {key}: {', '.join(codes)}" for key, codes in excluded.items()]

@@ -8,8 +8,9 @@ from __future__ import annotations
 from collections import Counter
 
 from floodcache.data import audit as audit_module
-from floodcache.data.audit import AuditReport
+from floodcache.data.audit import BLOCKING, AuditReport
 from floodcache.data.decode import path_str
+from floodcache.data.findings import ranked_counts
 from floodcache.data.pairs import PROBLEMS
 
 
@@ -41,12 +42,14 @@ def record_of(report: AuditReport, cached: int) -> dict:
 def summary(record: dict) -> str:
     """The audit's terminal text (`AuditReport.summary`) from its record, with how many of the
     usable pairs the cache holds where that is fewer."""
+    pairs_with = Counter(
+        code
+        for sides in record["findings"].values()
+        for code in set(sides["image"] + sides["mask"])
+    )
+    found = ranked_counts(record["problem_rows"], pairs_with, record["pairs"], BLOCKING)
     text = audit_module.summary(
-        record["pairs"],
-        record["usable"],
-        record["excluded"],
-        record["problem_rows"],
-        record["on_mismatch"],
+        record["pairs"], record["usable"], record["excluded"], found, record["on_mismatch"]
     )
     if record["cached"] < record["usable"]:
         text += f"\nthe cache holds the first {record['cached']} usable pairs (--limit)"

@@ -27,6 +27,7 @@ from floodcache.runtime import Runtime
 from floodcache.sam.preprocess import resize_to_input
 from floodcache.utils import outputs
 from floodcache.utils.ahead import submit_ahead
+from floodcache.utils.estimate import FirstPart
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +124,8 @@ class _FolderRun:
     def segment_all(self) -> None:
         """Every image not kept, in batches; then the summary, however the run ends."""
         todo = [path for path in self.files if path.name not in self.rows]
+        cpu = self.segmenter.device.type == "cpu"
+        self.estimate = FirstPart("image", len(todo), cpu)  # said after the first batch
         readers = ThreadPoolExecutor(min(READERS, os.cpu_count() or 1), "predict-reader")
         finished = False  # else the summary's own error gives way to what stopped the run
         try:
@@ -156,6 +159,8 @@ class _FolderRun:
 
     def _segment(self, batch: list[tuple[Path, tuple[np.ndarray, tuple[int, int]]]]) -> None:
         made = self.segmenter([read for _, read in batch], [NO_PROMPT] * len(batch))
+        if line := self.estimate.add(len(batch)):
+            log.info("predict: %s", line)
         for (path, _), (mask, score) in zip(batch, made, strict=True):
             written = self.writers.submit(_write, path, self.masks[path.name], mask, score)
             self.writing.append((path, written))

@@ -40,6 +40,7 @@ from floodcache.predict.tiles import RowBlender, TilePlan, plan_tiles
 from floodcache.runtime import Group, joined
 from floodcache.sam.preprocess import resize_to_input
 from floodcache.utils.ahead import submit_ahead
+from floodcache.utils.estimate import FirstPart
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,8 @@ class TileRows:
             total=len(tiles), unit="tile", desc=self.scene.path.name, disable=not self.progress
         )
         self.writing: deque[Future] = deque()
+        cpu = self.segmenter.device.type == "cpu"  # said once the first tile row is blended
+        self.estimate = FirstPart("tile", len(tiles), cpu, part=len(self.plan.cols))
         with (
             ThreadPoolExecutor(min(READERS, cpus), "scene-reader") as readers,
             ThreadPoolExecutor(1, "scene-writer") as self.writer,
@@ -258,6 +261,8 @@ class TileRows:
         for read in reads:
             self.blender.add(read.tile, None if read.resized is None else next(made), read.valid)
             self.bar.update()
+            if line := self.estimate.add(1):
+                log.info("predict: %s: %s", self.scene.path.name, line)
             if read.tile.col == self.plan.cols[-1]:
                 strip = self.blender.finish_row()
                 if strip.row >= self.owned_from:

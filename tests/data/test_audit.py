@@ -16,6 +16,7 @@ from PIL import Image
 
 from floodcache.data import audit, decode
 from floodcache.data import pairs as data
+from floodcache.data.findings import ranked_rows
 from floodcache.data.raster import RasterReading
 from tests.helpers import REAL_DATA, picture, save, water
 from tests.rasters import write_chips
@@ -184,7 +185,9 @@ def test_csv_has_one_row_per_problem(zoo_report, tmp_path):
         reader = csv.DictReader(lines)
         rows = list(reader)
     assert tuple(reader.fieldnames) == ("image", "mask", "problem", "detail")
-    assert [data.Problem(**row) for row in rows] == zoo_report.problems
+    ranked = ranked_rows(zoo_report.problems, len(zoo_report.pairs), audit.BLOCKING)
+    assert [data.Problem(**row) for row in rows] == ranked
+    assert sorted(ranked, key=str) == sorted(zoo_report.problems, key=str)
 
 
 def test_summary_counts_codes_and_names_excluded_pairs(zoo_report):
@@ -195,6 +198,31 @@ def test_summary_counts_codes_and_names_excluded_pairs(zoo_report):
     assert re.search(r"\n  unreadable_image +3  the image file cannot be decoded", text)
     assert "  turned_mask: size_mismatch, aspect_mismatch" in text
     assert "1 of them only differ in size from their image: --on-mismatch resize" in text
+
+
+def test_a_finding_on_nearly_every_pair_is_one_line_after_the_rare_ones(tmp_path):
+    """10 of 11 masks have grey (anti-aliased) edges: one line with its count, after the
+    missing mask and the mislabelled image, which are what a user must act on; in the CSV
+    too, the grey masks' rows come last."""
+    for seed in range(11):
+        image_format = "JPEG" if seed == 7 else "PNG"  # a JPEG named .png
+        save(tmp_path / "images" / f"{seed}.png", picture(seed), image_format)
+        if seed != 3:  # no mask
+            grey = water(seed)
+            grey[0, 0] = 128
+            save(tmp_path / "masks" / f"{seed}.png", grey, "PNG")
+    report = audit.audit_folder(images=tmp_path / "images", masks=tmp_path / "masks")
+    lines = report.summary().splitlines()
+    codes = [line.split()[0] for line in lines if line.startswith("  ")]
+    assert codes[:3] == ["missing_mask", "format_mismatch", "non_binary_mask"]
+    assert (
+        lines.index("on every pair or nearly, a trait of the data set rather than of a file:") == 4
+    )
+    assert lines[5].split()[:7] == ["non_binary_mask", "10", "on", "10", "of", "11", "pairs:"]
+    report.write_csv(tmp_path / "audit.csv")
+    with open(tmp_path / "audit.csv", newline="") as table:
+        problems = [row["problem"] for row in csv.DictReader(table)]
+    assert problems == ["missing_mask", "format_mismatch"] + ["non_binary_mask"] * 10
 
 
 def test_progress_bar_does_not_change_the_report(zoo, zoo_report, capsys):
@@ -248,6 +276,25 @@ def test_real_data_file_problems(real):
     ]
     grey = [float(r.detail.split()[1]) for r in rows if r.problem == "non_binary_mask"]
     assert len(grey) == 290 and 0 < min(grey) and max(grey) < 0.05  # anti-aliased edges only
+
+
+def test_real_data_findings_are_ranked_and_the_grey_masks_are_one_line_last(real, tmp_path):
+    """Every one of the 290 masks has grey edges: one line at the end, not 290 rows first;
+    the missing and misfit files come first, then the rarest findings."""
+    lines = real.summary().splitlines()
+    codes = [line.split()[0] for line in lines if line.startswith("  ") and ":" not in line[:20]]
+    blocking, others = codes[:3], codes[3:]
+    assert blocking == ["missing_image", "size_mismatch", "aspect_mismatch"]
+    assert others[:2] == ["exif_orientation", "converted_mode"]  # one file each
+    assert others.index("duplicate_image") < others.index("format_mismatch")
+    assert others[-1] == "non_binary_mask" and codes.count("non_binary_mask") == 1
+    (grey,) = [line for line in lines if "non_binary_mask" in line]
+    assert "290  on 290 of 290 pairs" in grey
+    real.write_csv(tmp_path / "audit.csv")
+    with open(tmp_path / "audit.csv", newline="") as table:
+        problems = [row["problem"] for row in csv.DictReader(table)]
+    assert problems[:4] == ["missing_image"] * 4
+    assert problems[-290:] == ["non_binary_mask"] * 290
 
 
 def test_real_data_masks_that_belong_to_other_images(real):

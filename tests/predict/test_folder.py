@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import shutil
 import threading
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ from floodcache.predict import folder, segmenter
 from floodcache.predict.config import FolderConfig, ModelConfig, PhotoConfig
 from floodcache.predict.folder import run_predict_folder
 from floodcache.predict.segmenter import run_predict_photo
-from floodcache.utils import outputs
+from floodcache.utils import estimate, outputs
 from tests.helpers import (
     full_disk_at,
     held_by_another_process,
@@ -240,3 +241,23 @@ def test_a_second_predict_into_one_folder_stops_at_once(
     assert list(config.out.iterdir()) == []
     run_predict_folder(config)  # the lock went with the process that held it
     assert not list(config.out.glob(".*lock")) and (config.out / "0.png").is_file()
+
+
+def test_predict_folder_says_its_time_after_the_first_batch_on_a_fake_clock(
+    tiny_data, tiny_checkpoint, finetuned_run, tmp_path, monkeypatch, caplog
+):
+    """The first batch took 12 s (fake clock): the images left are estimated from it, and on
+    a CPU the line says what is quicker, before the rest is segmented."""
+    ticks = iter([100.0, 112.0])
+    monkeypatch.setattr(estimate, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    config = photo_config(tiny_data, tiny_checkpoint, finetuned_run, tmp_path)
+    (config.images / "notes.txt").unlink()
+    for stem in ("11", "12"):  # 5 images: more than a CPU batch
+        shutil.copy(config.images / "3.jpg", config.images / f"{stem}.jpg")
+    with caplog.at_level("INFO", logger="floodcache.predict.folder"):
+        result = run_predict_folder(config)
+    batch = result.batch_size
+    assert result.predicted == 5 and batch < 5
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("predict: ")]
+    assert said == ["predict: " + estimate.estimate_line("image", batch, 12.0, 5 - batch, True)]
+    assert "on a GPU" in said[0]

@@ -14,6 +14,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+import torch
 from click.testing import CliRunner
 
 from cli import main
@@ -26,6 +27,7 @@ from floodcache.prompts import NO_PROMPT
 from floodcache.runtime import Runtime
 from floodcache.sam.preprocess import resize_to_input
 from floodcache.train.runs import RunRecord
+from floodcache.utils import estimate
 from tests.helpers import PROJECT, torchrun
 from tests.rasters import GEO_SCENE, read_scene, write_mosaic, write_raster
 
@@ -163,7 +165,7 @@ class SmoothSegmenter:
     """SAM's place for measuring predict's own memory: water where a pixel is bluer than red,
     smoothed (a few polygons a copy of the scene, as a flood map has)."""
 
-    batch_size, precision = 2, "fp32"
+    batch_size, precision, device = 2, "fp32", torch.device("cpu")
 
     def __init__(self, *args, **kwargs):
         record = RunRecord("vit_tiny", "0" * 64, {"none": {"oracle": False, "multimask": False}})
@@ -274,3 +276,30 @@ def test_a_stopped_scene_says_nothing_of_it_is_kept(
     assert result.exit_code == 130
     assert f"nothing of {crop} is kept" in result.output
     assert "finished work is kept" not in result.output
+
+
+def test_a_scene_says_its_time_after_the_first_tile_row_on_a_fake_clock(
+    geo_prediction, tmp_path, monkeypatch, caplog
+):
+    """2 rows of 3 tiles; the first row took 30 s (fake clock): about 30 s for the 3 tiles
+    left, said once, with what a GPU would take on a CPU."""
+    config, _ = geo_prediction
+    values, _ = read_scene()
+    path = write_raster(tmp_path / "six.tif", np.ascontiguousarray(values[:, :512, :768]))
+    ticks = iter([100.0, 130.0])
+    monkeypatch.setattr(estimate, "time", SimpleNamespace(perf_counter=lambda: next(ticks)))
+    six = replace(
+        config,
+        image=path,
+        out=tmp_path / "six_water.tif",
+        polygons=None,
+        probabilities=None,
+        tile=256,
+        overlap=0,
+    )
+    with caplog.at_level("INFO", logger="floodcache.predict.scene"):
+        assert run_predict_scene(six).tiles == 6
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("predict: ")]
+    line = estimate.estimate_line("tile", 3, 30.0, 3, cpu=True)
+    assert said == [f"predict: six.tif: {line}"]
+    assert "about 30 s for the 3 tiles left" in line
