@@ -185,18 +185,21 @@ def _header(material: Material, metrics_dir: Path) -> list[str]:
         f"Per-view table: {markdown.link(table_link, table_link)} (also Parquet), "
         "with each view's exact prompt in original-image pixels.",
         "",
-        _explore_line(material.cache.path, metrics_dir),
+        _explore_line(material, metrics_dir),
     ]
     return lines
 
 
-def _explore_line(cache: Path, metrics_dir: Path) -> str:
-    """How to open this evaluation in the explorer: a command to paste, paths quoted."""
-    command = typed("explore", "--cache", shlex.quote(str(cache)))
-    command += " --eval " + shlex.quote(str(metrics_dir))
+def _explore_line(material: Material, metrics_dir: Path) -> str:
+    """How to open this evaluation in the explorer: a command to paste in the report's folder,
+    paths relative to it and quoted (a report names no absolute path: it is sent around)."""
+    cache = shlex.quote(material.relative(material.cache.path))
+    command = typed(
+        "explore", "--cache", cache, "--eval", shlex.quote(material.relative(metrics_dir))
+    )
     return (
-        f"Every view, both models and prompts of your own, on a page of this machine: "
-        f"{markdown.code(command)} (then open the address it prints)."
+        f"Every view, both models and prompts of your own, on a page of this machine, from this "
+        f"folder: {markdown.code(command)} (then open the address it prints)."
     )
 
 

@@ -248,6 +248,8 @@ def test_torchrun_two_processes_share_the_tile_rows_of_a_scene(geo_prediction, t
         "32",
         "--device",
         "cpu",
+        "--precision",  # as this process resolves auto (conftest: no native bf16)
+        "fp32",
     ]
     done = subprocess.run(torchrun(command, 29621), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

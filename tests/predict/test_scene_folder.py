@@ -125,6 +125,8 @@ def test_torchrun_two_processes_share_the_scenes_of_a_folder(
         str(two / "polygons"),
         "--device",
         "cpu",
+        "--precision",  # as this process resolves auto (conftest: no native bf16)
+        "fp32",
     ]
     done = subprocess.run(torchrun(command, 29631), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

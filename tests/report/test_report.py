@@ -430,9 +430,11 @@ def test_report_says_how_to_explore_its_evaluation(report, train_cache, monkeypa
     served = []
     monkeypatch.setattr(explore_run, "run_explore", lambda config, announce: served.append(config))
     words = shlex.split(command)
+    monkeypatch.chdir(report[0])  # the command is given for the report's folder
     ran = CliRunner().invoke(main, words[words.index("explore") :])
     assert ran.exit_code == 0, ran.output
-    assert served[0].cache == train_cache and (served[0].evaluation / "metrics.parquet").is_file()
+    assert Path(served[0].cache).resolve() == Path(train_cache).resolve()
+    assert (served[0].evaluation / "metrics.parquet").is_file()
 
 
 @pytest.mark.parametrize("text", ["plain", "a`b", "`start", "a``b`"])
