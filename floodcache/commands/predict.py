@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -165,15 +165,7 @@ PREDICT_ADVANCED += ("bands", "scale", "min_area", "probability_dtype")
 @click.option("--device", help=DEVICE_HELP)
 @scene_options
 @user_errors
-def predict(
-    checkpoint: Path | None,
-    random_weights: bool,
-    decoder: Path,
-    image: Path,
-    device: str | None,
-    precision: str,
-    **options: object,
-) -> None:
+def predict(image: Path, **options: Any) -> None:
     """Segment the water in an image, a folder of images, or a georeferenced raster.
 
     No prompt: prompt-free (train with `none`). A raster is read in overlapping tiles.
@@ -183,7 +175,8 @@ def predict(
     """
     from floodcache.predict.run import run_predict
 
-    model = ModelConfig(checkpoint, decoder, device, precision, random_weights)
+    model_fields = ("checkpoint", "decoder", "device", "precision", "random_weights")
+    model = ModelConfig(**{name: options.pop(name) for name in model_fields})
     config = PredictConfig(model, image, **options)
     result = run_predict(config)
     line = LINES[type(result).__name__](result)

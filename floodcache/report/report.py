@@ -23,7 +23,7 @@ import polars as pl
 
 from floodcache.cache.format import CacheError
 from floodcache.cache.reader import Cache
-from floodcache.data.audit import AuditReport, audit_folder
+from floodcache.data.audit import AuditReport, Reading, audit_folder
 from floodcache.data.raster import RasterReading
 from floodcache.evaluate.table import load_evaluation, load_masks
 from floodcache.report import failures, headline, html, markdown, sections
@@ -122,8 +122,10 @@ def _audit_again(cache: Cache) -> AuditReport | None:
     as_embedded = {k: run[k] for k in ("allow_outside_paths", "max_pixels") if k in run}
     if run.get("raster"):  # JSON's lists back into the tuples a config holds
         fields = {k: tuple(v) if isinstance(v, list) else v for k, v in run["raster"].items()}
-        as_embedded["reading"] = RasterReading(**fields)
-    return audit_folder(*paths, run.get("on_mismatch", "exclude"), **as_embedded)
+        as_embedded["raster"] = RasterReading(**fields)
+    data_dir, images, masks = paths
+    on_mismatch = run.get("on_mismatch", "exclude")
+    return audit_folder(data_dir, images, masks, on_mismatch, reading=Reading(**as_embedded))
 
 
 def _open_cache(path: Path, metadata: dict) -> Cache:
