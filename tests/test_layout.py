@@ -1,4 +1,4 @@
-"""The package's functions read at once: few long parameter lists."""
+"""The package's functions read at once: few long parameter lists, every public one typed."""
 
 from __future__ import annotations
 
@@ -57,3 +57,14 @@ def test_at_most_three_functions_take_seven_parameters_and_each_says_why():
         if function.name == "__init__" and owner is not None:
             doc += ast.get_docstring(owner) or ""
         assert "parameters" in doc.lower(), f"{name}: say in its docstring why it takes so many"
+
+
+def test_public_functions_annotate_every_parameter():
+    untyped = [
+        f"{name}({arg.arg})"
+        for name, function, owner in _functions()
+        if not function.name.startswith("_")
+        for arg in _parameters(function, owner)
+        if arg.annotation is None
+    ]
+    assert not untyped, f"annotate these parameters: {untyped}"

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from floodcache.bench.table import PeakMemory, Row
 from floodcache.data.synthetic import write_scenes
@@ -20,10 +21,13 @@ from floodcache.settings import DEFAULT_FRACTIONS
 from floodcache.train.config import TrainConfig
 from floodcache.train.run import run_train
 
+if TYPE_CHECKING:
+    import torch
+
 EPOCHS = TrainConfig.epochs  # a default run's
 
 
-def iterate_row(settings: EmbedConfig, folder: Path, device) -> Row:
+def iterate_row(settings: EmbedConfig, folder: Path, device: torch.device) -> Row:
     """Embed bench's views with the default split (not timed), then time train, evaluate and
     report as `run` does them. views/s: training view-steps a second over the whole loop."""
     cache = folder / "iterate.h5"

@@ -29,10 +29,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
+
+if TYPE_CHECKING:
+    from floodcache.sam.modeling import Sam
 
 SCHEMA_VERSION = 1
 
@@ -153,7 +156,7 @@ def sam_digest(group: h5py.Group) -> str:
     return digest.hexdigest()
 
 
-def sam_prompt_state(sam) -> dict[str, np.ndarray]:
+def sam_prompt_state(sam: Sam) -> dict[str, np.ndarray]:
     """Pretrained prompt encoder and mask decoder weights, keyed `module/param/path` as the
     cache stores them under sam/ (`Cache.sam_state` reads them back)."""
     return {

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -110,7 +111,7 @@ class PromptAnswers:
         return self._views[row]
 
 
-def shrink(mask: np.ndarray, size) -> np.ndarray:
+def shrink(mask: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """HxW {0,1} (uint8 or bool) -> hxw uint8 {0,1} (nearest), the size of the view's preview;
     OpenCV's nearest resize, as a full-resolution mask can hold ten million pixels."""
     mask = mask.view(np.uint8) if mask.dtype == bool else mask

@@ -21,6 +21,7 @@ import logging
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from typing import Any
 
 from floodcache.explore.checks import BadRequest, read_json, user_prompt, view_row
 from floodcache.explore.explorer import Explorer
@@ -123,7 +124,7 @@ class ExploreHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args) -> None:
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("explore: " + format, *args)
 
 

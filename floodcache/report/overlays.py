@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from matplotlib.patches import Patch
 
+from floodcache.prompts import Prompt
 from floodcache.report.figures import plt, save  # pyplot, with the Agg backend set
 
 # RGB 0..255. Right water, false alarm and missed water take the usual green, red and yellow;
@@ -58,7 +59,7 @@ def prediction_overlay(image: np.ndarray, prediction: np.ndarray, truth: np.ndar
     )
 
 
-def draw_prompt(image: np.ndarray, prompt, scale: float) -> np.ndarray:
+def draw_prompt(image: np.ndarray, prompt: Prompt, scale: float) -> np.ndarray:
     """A copy of `image` with a Prompt drawn so that it shows on any background: the box white
     on black, kept inside the image (a box along the border would be cut in half); clicks as
     filled discs ringed white and black."""

@@ -12,6 +12,7 @@ from torch.nn import functional as F
 
 from floodcache.prompts import Prompt
 from floodcache.sam.decoder import decode, pick_by_iou
+from floodcache.sam.modeling import MaskDecoder, PromptEncoder
 from floodcache.sam.preprocess import IMAGE_SIZE, input_size
 
 
@@ -40,7 +41,12 @@ def _to_original(padded: torch.Tensor, input_size, original_size) -> torch.Tenso
 
 @torch.inference_mode()
 def decode_views(
-    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
+    prompt_encoder: PromptEncoder,
+    mask_decoder: MaskDecoder,
+    embeddings: torch.Tensor,
+    views: dict,
+    prompts: list[Prompt | None],
+    multimask: bool,
 ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
     """The views whose prompt is not None, decoded in one batch: (their indices, Kx1x256x256
     low-res logits of the mask SAM picks, K predicted IoU).
@@ -84,7 +90,12 @@ def full_masks(lowres: torch.Tensor, input_sizes: list, original_sizes: list) ->
 
 @torch.inference_mode()
 def view_logits(
-    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
+    prompt_encoder: PromptEncoder,
+    mask_decoder: MaskDecoder,
+    embeddings: torch.Tensor,
+    views: dict,
+    prompts: list[Prompt | None],
+    multimask: bool,
 ) -> list[tuple[torch.Tensor, float] | None]:
     """SAM's mask logits for each view whose prompt is not None: (HxW float32 at the original
     size, on the device; predicted IoU), else None. For callers that blend logits (predict's
@@ -104,7 +115,12 @@ def view_logits(
 
 
 def predict_views(
-    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
+    prompt_encoder: PromptEncoder,
+    mask_decoder: MaskDecoder,
+    embeddings: torch.Tensor,
+    views: dict,
+    prompts: list[Prompt | None],
+    multimask: bool,
 ) -> list[tuple[np.ndarray, float] | None]:
     """SAM's mask for each view whose prompt is not None: (HxW bool, predicted IoU), else None:
     `view_logits` thresholded at SAM's 0."""
