@@ -134,7 +134,7 @@ def metadata_digest(columns: dict[str, np.ndarray]) -> str:
                 digest.update(len(data).to_bytes(8, "little"))
                 digest.update(data)
         else:
-            little_endian = np.dtype(dtype).newbyteorder("<")  # type: ignore[call-overload]
+            little_endian = np.dtype(dtype).newbyteorder("<")
             digest.update(np.ascontiguousarray(column, little_endian).data)
     return digest.hexdigest()
 

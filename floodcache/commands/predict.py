@@ -55,7 +55,7 @@ def _numbers(text: str) -> tuple[float, ...]:
 
 
 def _coordinates(count: int):
-    def parse(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    def parse(ctx: click.Context, param: click.Parameter, value: Any) -> object:
         texts = value if param.multiple else [value] if value else []
         values = [_numbers(text) for text in texts]
         for v in values:
@@ -119,7 +119,14 @@ def scene_options(command: Callable) -> Callable:
 
 
 # Rarely changed: the rasters' tiling and reading, and the encoder's device and precision.
-PREDICT_ADVANCED = ("background", "precision", "max_pixels", "device", "tile", "overlap")
+PREDICT_ADVANCED: tuple[str, ...] = (
+    "background",
+    "precision",
+    "max_pixels",
+    "device",
+    "tile",
+    "overlap",
+)
 PREDICT_ADVANCED += ("bands", "scale", "min_area", "probability_dtype")
 
 
@@ -224,7 +231,7 @@ def scene_line(result: SceneResult) -> str | None:
 
 
 # Each result's line, by its class's name (the classes import torch; --help must not).
-LINES = {
+LINES: dict[str, Callable[[Any], str | None]] = {
     "Prediction": photo_line,
     "FolderResult": folder_line,
     "SceneResult": scene_line,

@@ -72,6 +72,7 @@ def pipeline_config(**options: Any) -> PipelineConfig:
     seed and device reach every stage; the options no other stage takes are embed's."""
     shared = {"seed": options.pop("seed"), "device": options.pop("device")}
     train = {name: options.pop(name) for name in ("epochs", "train_prompts")}
+    assert STUDY.report.evaluate is not None, "a pipeline's report always evaluates first"
     evaluate = replace(STUDY.report.evaluate, eval_prompts=options.pop("eval_prompts"), **shared)
     whole = {name: options.pop(name) for name in ("out_dir", "name", "overwrite")}
     raster = raster_reading(options)

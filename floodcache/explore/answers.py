@@ -67,7 +67,7 @@ class PromptAnswers:
         view's full-resolution ground truth; one point alone is ambiguous, so SAM's best of its
         three masks answers it, as in `evaluate`."""
         height, width = (int(s) for s in self.cache.column("original_size")[row])
-        views = {
+        views: dict[str, list[tuple[int, ...]]] = {
             "original_size": [(height, width)],
             "input_size": [tuple(int(s) for s in self.cache.column("input_size")[row])],
         }

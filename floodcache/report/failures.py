@@ -201,7 +201,7 @@ def _causes(material: Material, table: pl.DataFrame) -> list[str]:
         "only, since an oracle prompt needs water."
     )
     for binning in BINNINGS:
-        path = material.config.out / "figures" / f"{binning.figure}.png"
+        path = material.config.folder / "figures" / f"{binning.figure}.png"
         scale = figures.Scale(
             binning.column, binning.bin_column, binning.boundaries, binning.label, binning.log
         )
@@ -216,6 +216,7 @@ def _causes(material: Material, table: pl.DataFrame) -> list[str]:
 def findings_of(material: Material) -> dict[str, list[str]]:
     """image_id -> the FINDINGS labels the audit gave its image (not its mask), in order."""
     audit = material.audit
+    assert audit is not None, "findings are read only where the data was audited again"
     ids = {path_str(pair.image_path): pair.image_id for pair in audit.pairs if pair.image_path}
     found: dict[str, list[str]] = {}
     for problem in audit.problems:

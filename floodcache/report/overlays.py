@@ -67,7 +67,9 @@ def draw_prompt(image: np.ndarray, prompt: Prompt, scale: float) -> np.ndarray:
     thickness = _thickness(out)
     if prompt.box is not None:
         _draw_box(out, [v * scale for v in prompt.box], thickness)
-    points = [] if prompt.points is None else zip(prompt.points, prompt.labels, strict=True)
+    points = []
+    if prompt.points is not None and prompt.labels is not None:  # both or neither: Prompt
+        points = list(zip(prompt.points, prompt.labels, strict=True))
     radius = 3 * thickness
     height, width = out.shape[:2]
     for (x, y), label in points:
@@ -130,7 +132,7 @@ def gallery(rows: list[list[tuple[str, np.ndarray]]], path: Path) -> Path:
             ax.axis("off")
     fig.legend(
         handles=[
-            Patch(facecolor=np.array(rgb) / 255, edgecolor="black", label=text)
+            Patch(facecolor="#{:02x}{:02x}{:02x}".format(*rgb), edgecolor="black", label=text)
             for text, rgb in LEGEND
         ],
         loc="upper center",

@@ -17,6 +17,7 @@ import shlex
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import polars as pl
@@ -42,8 +43,8 @@ def run_report(config: ReportConfig, audit: AuditReport | None = None) -> Report
     `audit`: the data's audit, when the caller has one; else the data folder named in the
     cache's config is audited again.
     """
-    metrics_dir = Path(config.metrics)
-    earlier_figures = claim_report_folder(Path(config.out))
+    metrics_dir = config.metrics_folder
+    earlier_figures = claim_report_folder(config.folder)
     if config.evaluate is not None:
         from floodcache.evaluate.evaluate import run_evaluate  # torch: only to evaluate
 
@@ -63,12 +64,12 @@ def run_report(config: ReportConfig, audit: AuditReport | None = None) -> Report
             lines += ["", *section(material)]
         lines += ["", *_timings(material, reused, time.perf_counter() - start)]
         lines += ["", *sections.appendix(material)]
-    report = Path(config.out) / "report.md"
+    report = config.folder / "report.md"
     write_whole(report, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
-    _remove_stale_figures(Path(config.out), earlier_figures, material.figures)
-    page = (
-        html.write_html(report, material.figures) if config.html else html.remove_stale_page(report)
-    )
+    _remove_stale_figures(config.folder, earlier_figures, material.figures)
+    page = html.write_html(report, material.figures) if config.html else None
+    if not config.html:
+        html.remove_stale_page(report)
     return ReportResult(report, material.figures, metrics_dir, reused, page)
 
 
@@ -121,7 +122,9 @@ def _audit_again(cache: Cache) -> AuditReport | None:
     paths = [Path(f) if f else None for f in folders]
     as_embedded = {k: run[k] for k in ("allow_outside_paths", "max_pixels") if k in run}
     if run.get("raster"):  # JSON's lists back into the tuples a config holds
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in run["raster"].items()}
+        fields: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in run["raster"].items()
+        }
         as_embedded["raster"] = RasterReading(**fields)
     data_dir, images, masks = paths
     on_mismatch = run.get("on_mismatch", "exclude")
@@ -222,7 +225,7 @@ def _timings(material: Material, reused: bool, report_seconds: float) -> list[st
         ],
     ]
     for model in material.runs:
-        history = read_history(model.run)
+        history = read_history(model.folder)
         epochs = f"{history.height} epoch" + ("s" if history.height != 1 else "")
         seconds = f"{history['seconds'].sum():.1f}"
         rows.append([f"train {markdown.code(model.name)}", seconds, epochs])

@@ -6,6 +6,8 @@ there, and only counts (and small previews) come back to the host."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch.nn import functional as F
@@ -45,7 +47,7 @@ def decode_views(
     mask_decoder: MaskDecoder,
     embeddings: torch.Tensor,
     views: dict,
-    prompts: list[Prompt | None],
+    prompts: Sequence[Prompt | None],
     multimask: bool,
 ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
     """The views whose prompt is not None, decoded in one batch: (their indices, Kx1x256x256
@@ -59,7 +61,8 @@ def decode_views(
     if not kept:
         empty = embeddings.new_zeros((0, 1, 256, 256))
         return kept, empty, embeddings.new_zeros((0,))
-    inputs = [input_prompt(prompts[i], views["original_size"][i]) for i in kept]
+    sizes = views["original_size"]
+    inputs = [input_prompt(p, sizes[i]) for i, p in enumerate(prompts) if p is not None]
     logits, iou = decode(prompt_encoder, mask_decoder, embeddings[kept], inputs, multimask)
     best, score = pick_by_iou(logits, iou)
     return kept, best, score[:, 0]
@@ -94,7 +97,7 @@ def view_logits(
     mask_decoder: MaskDecoder,
     embeddings: torch.Tensor,
     views: dict,
-    prompts: list[Prompt | None],
+    prompts: Sequence[Prompt | None],
     multimask: bool,
 ) -> list[tuple[torch.Tensor, float] | None]:
     """SAM's mask logits for each view whose prompt is not None: (HxW float32 at the original
@@ -119,7 +122,7 @@ def predict_views(
     mask_decoder: MaskDecoder,
     embeddings: torch.Tensor,
     views: dict,
-    prompts: list[Prompt | None],
+    prompts: Sequence[Prompt | None],
     multimask: bool,
 ) -> list[tuple[np.ndarray, float] | None]:
     """SAM's mask for each view whose prompt is not None: (HxW bool, predicted IoU), else None:
