@@ -144,7 +144,9 @@ def _reads_mask(make: Callable) -> Callable:
     """Wrap an oracle strategy: check and binarise its mask, and give None when it has no water."""
 
     @functools.wraps(make)
-    def checked(mask: np.ndarray, rng, options: PromptOptions) -> Prompt | None:
+    def checked(
+        mask: np.ndarray, rng: np.random.Generator, options: PromptOptions
+    ) -> Prompt | None:
         mask = _binary_mask(mask)
         return make(mask, rng, options) if mask.any() else None
 
@@ -358,6 +360,10 @@ def make_prompt(
 
     None when an oracle strategy meets a mask without water: skip the view and record it.
     mask may be None only for a strategy that does not read it (`none`).
+
+    Seven parameters: besides the strategy, the mask and the options, the four that key the
+    prompt's random stream (`prompt_rng`), which training, evaluation and the tests each
+    vary on their own.
     """
     if mask is None and strategy.oracle:
         raise ValueError(f"prompt strategy {strategy.name!r} needs the view's water mask")

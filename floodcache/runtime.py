@@ -13,11 +13,14 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from floodcache.sam.precision import pick_device, resolve_precision
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,7 @@ class Group:
         if self.world > 1:
             dist.barrier()
 
-    def from_leader(self, value: object) -> object:
+    def from_leader(self, value: T) -> T:
         """The leader's `value`, on every process (pickled through the process group)."""
         if self.world == 1:
             return value
@@ -59,7 +62,7 @@ class Group:
         """Every process's `value`, in rank order, on every process."""
         if self.world == 1:
             return [value]
-        values = [None] * self.world
+        values: list[object] = [None] * self.world
         dist.all_gather_object(values, value)
         return values
 

@@ -140,6 +140,7 @@ def _readers(settings: EmbedConfig, batch_size: int, workers: int) -> Row:
     seconds = end - start
     used = [after - earlier for after, earlier in zip(os.times(), before, strict=True)]
     readers_cpu = used[2] + used[3] if workers else used[0] + used[1]  # reaped children
+    assert first is not None, "the bench's data holds one batch of views at least"
     counted, counted_seconds = views - first[0], end - first[1]
     rate = "the rate they can feed it"
     if counted:

@@ -6,6 +6,7 @@ and decoded-mask IoU against the reference."""
 from __future__ import annotations
 
 import copy
+import functools
 from dataclasses import astuple, dataclass
 from pathlib import Path
 
@@ -74,7 +75,8 @@ def bench_views(data_dir: Path, augment: int, count: int) -> list[View]:
             resized = resize_to_input(view_image)
             (h, w), (new_h, new_w) = view_image.shape[:2], resized.shape[:2]
             box = make_prompt(PROMPTS["box"], view_mask, 0, pair.image_id, index, 0)
-            whole = Prompt(None, None, [0, 0, new_w, new_h])  # a view with no water
+            # the whole view: a view with no water
+            whole = Prompt(None, None, np.array([0, 0, new_w, new_h], np.float32))
             box = box.scaled(new_w / w, new_h / h) if box else whole
             views.append(View(view_image, view_mask, resized, box))
             if len(views) == count:
@@ -91,14 +93,14 @@ def reference_stages(
     mask_decoder = copy.deepcopy(sam.mask_decoder).train()
     optimizer = torch.optim.Adam(mask_decoder.parameters(), lr=1e-4)
     encode_s = step_s = 0.0
-    features = []
+    features: list[torch.Tensor] = []
     # The first view once untimed, as each stage's first batch: on a GPU the first call pays
     # for CUDA's set-up (seconds), which a few reference views would take for its speed.
     predictor.set_image(views[0].image)
     _reference_step(sam, mask_decoder, optimizer, predictor.features, views[0])()
     with PeakMemory(device) as peak:
         for view in views:
-            _, seconds = timed(device, lambda v=view: predictor.set_image(v.image))
+            _, seconds = timed(device, functools.partial(predictor.set_image, view.image))
             encode_s += seconds
             if len(features) < ACCURACY_VIEWS:
                 features.append(predictor.features.clone())
@@ -157,9 +159,9 @@ def encoders(
         if device.type == "cuda":  # the folded attention, CUDA's default (slower on a CPU)
             variants.append(Variant(low, True, False, "folded"))
     if compiled:  # each way of adding the relative-position term, compiled
-        attentions = ATTENTIONS
+        attentions: tuple[str, ...] = ATTENTIONS
         if "mask-encoders" in config.skip:
-            attentions = [default_attention(device)]
+            attentions = (default_attention(device),)
         variants += [Variant(low, True, True, attention) for attention in attentions]
     for variant in variants:
         bench.add(_encoder_row(sam, views, reference, device, config, variant))

@@ -60,7 +60,7 @@ COLORS = {"pretrained": (255, 150, 0), "fine-tuned": (235, 40, 200)}
 def _two_decoders(cache: Cache) -> list[DecoderModel]:
     """The cache's decoder and a changed copy of it: a fine-tuned run's shape and cost."""
     base = pretrained(cache)
-    changed = {name: value * np.float32(1.01) for name, value in base.state.items()}
+    changed = {name: value * np.float32(1.01) for name, value in base.weights.items()}
     return [base, DecoderModel("fine-tuned", changed, "bench")]
 
 
@@ -73,10 +73,10 @@ def _prompt(cache: Cache, row: int, i: int, rng: np.random.Generator) -> Prompt:
 
     kind = i % 4
     if kind == 0:
-        return Prompt(points=points(1), labels=[1], box=None)
+        return Prompt(points=points(1), labels=np.array([1]), box=None)
     if kind == 1:
-        return Prompt(points=points(3), labels=[1, 0, 1], box=None)
+        return Prompt(points=points(3), labels=np.array([1, 0, 1]), box=None)
     corners = np.sort(points(2), axis=0).reshape(4)  # [[x0, y0], [x1, y1]] -> XYXY
     if kind == 2:
         return Prompt(points=None, labels=None, box=corners)
-    return Prompt(points=points(1), labels=[1], box=corners)
+    return Prompt(points=points(1), labels=np.array([1]), box=corners)

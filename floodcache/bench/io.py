@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -22,7 +23,9 @@ from floodcache.data.views import ViewKey
 from floodcache.embed.part_writer import Assembler, PartWriter
 
 COMPRESSION_VIEWS = 64  # views written with each filter: enough for bytes and ms per view
-COMPRESSIONS = {  # name -> h5py create_dataset keywords for the float16 embeddings
+COMPRESSIONS: dict[
+    str, dict[str, Any]
+] = {  # name -> h5py create_dataset keywords for the float16 embeddings
     "none": {},
     "lzf": {"compression": "lzf"},
     "gzip-1": {"compression": "gzip", "compression_opts": 1},
@@ -35,7 +38,8 @@ def compression(cache: Path, path: Path) -> list[dict]:
     """Write and read the cache's float16 embeddings with each filter: bytes and times."""
     with Cache.open(cache) as opened:
         embeddings = opened.embeddings(np.arange(min(len(opened), COMPRESSION_VIEWS)))
-    n, results = len(embeddings), []
+    n = len(embeddings)
+    results: list[dict[str, Any]] = []
     for name, options in COMPRESSIONS.items():
         start = time.perf_counter()
         with h5py.File(path, "w") as f:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from floodcache.bench.table import PeakMemory, Row
 from floodcache.data.synthetic import write_scenes
@@ -20,14 +21,18 @@ from floodcache.settings import DEFAULT_FRACTIONS
 from floodcache.train.config import TrainConfig
 from floodcache.train.run import run_train
 
+if TYPE_CHECKING:
+    import torch
+
 EPOCHS = TrainConfig.epochs  # a default run's
 
 
-def iterate_row(settings: EmbedConfig, folder: Path, device) -> Row:
+def iterate_row(settings: EmbedConfig, folder: Path, device: torch.device) -> Row:
     """Embed bench's views with the default split (not timed), then time train, evaluate and
     report as `run` does them. views/s: training view-steps a second over the whole loop."""
     cache = folder / "iterate.h5"
     # three images at least: one each for training, validation and the test
+    assert settings.data_dir is not None, "the bench's settings name the folder it generates"
     data_dir, limit = Path(settings.data_dir), max(settings.limit or 0, 3)
     if len(list((data_dir / "Image").iterdir())) < limit:
         data_dir = write_scenes(folder / "iterate-data", limit)
@@ -36,7 +41,9 @@ def iterate_row(settings: EmbedConfig, folder: Path, device) -> Row:
     mix = "point,box,none"
     train = TrainConfig(cache, folder / "iterate-run", mix, epochs=EPOCHS, device=str(device))
     train.progress = False
-    evaluate = EvaluateConfig(cache, folder / "iterate-report", (train.out,), device=str(device))
+    evaluate = EvaluateConfig(
+        cache, folder / "iterate-report", (train.run_folder,), device=str(device)
+    )
     evaluate.progress = False
     with PeakMemory(device) as peak:
         start = time.perf_counter()

@@ -27,14 +27,14 @@ def train_row(config: BenchConfig, cache: Path, device: torch.device, precision:
         index = np.arange(batch) % len(views)
         prompts = [lowres_prompt(strategy, views, int(i), 0, 1, options) for i in index]
         index = index[[p is not None for p in prompts]]
-        prompts = [p for p in prompts if p is not None]
+        kept = [p for p in prompts if p is not None]
         settings = TrainConfig(cache, cache.parent, device=str(device), precision=precision)
         trainer = DecoderTrainer(opened, settings, Runtime(device, precision))
-        trainer.step(strategy, views, index, prompts, train=True)  # warm-up, untimed
+        trainer.step(strategy, views, index, kept, train=True)  # warm-up, untimed
 
         def run() -> None:
             for _ in range(config.train_steps):
-                trainer.step(strategy, views, index, prompts, train=True)
+                trainer.step(strategy, views, index, kept, train=True)
 
         with PeakMemory(device) as peak:
             seconds = timed(device, run)[1]

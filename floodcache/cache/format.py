@@ -31,10 +31,13 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
+
+if TYPE_CHECKING:
+    from floodcache.sam.modeling import Sam
 
 SCHEMA_VERSION = 1
 
@@ -134,7 +137,7 @@ def metadata_digest(columns: dict[str, np.ndarray]) -> str:
                 digest.update(len(data).to_bytes(8, "little"))
                 digest.update(data)
         else:
-            little_endian = np.dtype(dtype).newbyteorder("<")  # type: ignore[call-overload]
+            little_endian = np.dtype(dtype).newbyteorder("<")
             digest.update(np.ascontiguousarray(column, little_endian).data)
     return digest.hexdigest()
 
@@ -156,7 +159,7 @@ def sam_digest(group: h5py.Group) -> str:
     return digest.hexdigest()
 
 
-def sam_prompt_state(sam) -> dict[str, np.ndarray]:
+def sam_prompt_state(sam: Sam) -> dict[str, np.ndarray]:
     """Pretrained prompt encoder and mask decoder weights, keyed `module/param/path` as the
     cache stores them under sam/ (`Cache.sam_state` reads them back)."""
     return {

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from floodcache.bench.config import SKIPPABLE, BenchConfig
@@ -78,7 +80,7 @@ from floodcache.settings import MODEL_TYPES, RESIZE_METHODS
 )
 @click.option("--json", "json_path", type=PATH, help="Also write JSON here.")
 @user_errors
-def bench(resizes, skip, **options) -> None:
+def bench(resizes: tuple[str, ...], skip: tuple[str, ...], **options: Any) -> None:
     """Time the reference SAM workflow against floodcache's, on the same views.
 
     Stages: SamPredictor (fp32, one image at a time) and the reference training step (that

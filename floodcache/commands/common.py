@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -112,7 +113,7 @@ def default(source: object, name: str) -> object:
 
 
 def option(
-    *flags: str, source: object, name: str | None = None, unset: bool = False, **settings: object
+    *flags: str, source: object, name: str | None = None, unset: bool = False, **settings: Any
 ):
     """A click option whose default is `source`'s (see `default`), shown in --help. `name`:
     the config field, when it is not the option's own name. `unset`: the option is None

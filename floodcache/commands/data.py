@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
 from floodcache.commands.common import PATH, data_options, option, raster_options, user_errors
 from floodcache.commands.short_help import READING_ADVANCED, ShortHelpCommand
 from floodcache.data import download
-from floodcache.data.audit import audit_folder
+from floodcache.data.audit import Reading, audit_folder
 from floodcache.data.raster import RasterReading
+from floodcache.embed.config import EmbedConfig
 from floodcache.sam.checkpoints import CHECKPOINTS
 
 
@@ -33,7 +35,7 @@ from floodcache.sam.checkpoints import CHECKPOINTS
     help="Which official SAM checkpoint to fetch.",
 )
 @user_errors
-def download_command(data_dir, checkpoint_dir, model_type) -> None:
+def download_command(data_dir: Path | None, checkpoint_dir: Path | None, model_type: str) -> None:
     """Fetch the official SAM checkpoint (sha256-checked, resumable) and, with --data, the data set.
 
     Example: python cli.py download --data data/flood --model-type vit_b
@@ -45,24 +47,23 @@ def download_command(data_dir, checkpoint_dir, model_type) -> None:
 
 
 @click.command(cls=ShortHelpCommand, advanced=READING_ADVANCED)
-@data_options(audit_folder)
+@data_options(EmbedConfig)  # the audit reads the data as embed does
 @raster_options
 @click.option("--out", type=PATH, help="Write the problems as CSV here.")
 @user_errors
-def audit(
-    data_dir, images, masks, on_mismatch, allow_outside_paths, max_pixels, bands, scale, out
-) -> None:
+def audit(out: Path | None, **options: Any) -> None:
     """Read every image and mask for real and report every problem found.
 
     One CSV row per (file, problem): image, mask, problem, detail.
 
     Example: python cli.py audit --data ../shared/flood_dataset --out reports/audit.csv
     """
+    data_dir = options["data_dir"]
     if out and data_dir and Path(out).resolve() == (Path(data_dir) / "metadata.csv").resolve():
         raise click.UsageError(f"--out {out} is the data's metadata.csv: write elsewhere")
-    reading = {"allow_outside_paths": allow_outside_paths, "max_pixels": max_pixels}
-    reading["reading"] = RasterReading(bands, scale)
-    report = audit_folder(data_dir, images, masks, on_mismatch, True, **reading)
+    raster = RasterReading(options.pop("bands"), options.pop("scale"))
+    reading = Reading(options.pop("allow_outside_paths"), options.pop("max_pixels"), raster)
+    report = audit_folder(**options, progress=True, reading=reading)
     click.echo(report.summary())
     if out:
         report.write_csv(out)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import click
 
 from floodcache.cache.verify import verify
@@ -28,7 +32,7 @@ def raster_reading(options: dict) -> RasterReading:
     return RasterReading(options.pop("bands"), options.pop("scale"))
 
 
-def checkpoint_options(command):
+def checkpoint_options(command: Callable) -> Callable:
     """--checkpoint / --random-weights / --model-type, shared by embed and run."""
     command = option(
         "--model-type",
@@ -82,7 +86,7 @@ def checkpoint_options(command):
     help="Replace an existing cache (or unfinished run) that was built differently.",
 )
 @user_errors
-def embed(**options) -> None:
+def embed(**options: Any) -> None:
     """Run SAM's image encoder once per view and store everything in one HDF5 cache.
 
     Killed part way, the same command resumes without redoing finished views.
@@ -116,7 +120,7 @@ def _verified(cache) -> None:
 @click.command(name="verify")
 @option("--cache", source=EmbedConfig, type=PATH, help="The cache written by `embed`.")
 @user_errors
-def verify_command(cache) -> None:
+def verify_command(cache: Path) -> None:
     """Check a cache: structure, checksums, finite values, fingerprint, counts per split.
 
     Exits with status 1 when the cache is damaged.

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
 import click
 
 from floodcache.commands.common import DEVICE_HELP, PATH, option, user_errors, with_options
@@ -12,7 +16,7 @@ from floodcache.settings import SPLITS
 EVAL_PROMPTS_HELP = "The evaluated prompt strategies, comma-separated: each is reported."
 
 
-def evaluation_options(command):
+def evaluation_options(command: Callable) -> Callable:
     """The options of an evaluation, shared by evaluate and report."""
     options = [
         click.option(
@@ -58,7 +62,7 @@ def evaluation_options(command):
 @evaluation_options
 @click.option("--out", type=PATH, help="Folder [default: reports/<cache name>].")
 @user_errors
-def evaluate(**options) -> None:
+def evaluate(**options: Any) -> None:
     """Evaluate the pretrained decoder and each --decoder on every view of a split.
 
     Writes metrics.parquet and metrics.csv (one row per model, prompt and view, with the
@@ -99,7 +103,14 @@ def evaluate(**options) -> None:
     "--out", type=PATH, help="Report folder [default: reports/<cache name>, or --metrics]."
 )
 @user_errors
-def report(cache, metrics, gallery, html, out, **evaluation) -> None:
+def report(
+    cache: Path | None,
+    metrics: Path | None,
+    gallery: int,
+    html: bool,
+    out: Path | None,
+    **evaluation: Any,
+) -> None:
     """Write report.md and its figures: pretrained vs fine-tuned, per prompt, with failures.
 
     With --cache (and --decoder runs) it evaluates first; without, it reads --metrics.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from floodcache.commands.common import DEVICE_HELP, PATH, option, user_errors
@@ -33,7 +35,7 @@ from floodcache.explore.config import ExploreConfig
 @option("--port", source=ExploreConfig, type=click.IntRange(0, 65535), help="Port (0: a free one).")
 @click.option("--device", help=DEVICE_HELP)
 @user_errors
-def explore(**options) -> None:
+def explore(**options: Any) -> None:
     """Serve a page to explore an evaluation, and print its address.
 
     The table lists every evaluated view with each model x prompt IoU, sortable and

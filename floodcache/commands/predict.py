@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -55,7 +55,7 @@ def _numbers(text: str) -> tuple[float, ...]:
 
 
 def _coordinates(count: int):
-    def parse(ctx: click.Context, param: click.Parameter, value: object) -> object:
+    def parse(ctx: click.Context, param: click.Parameter, value: Any) -> object:
         texts = value if param.multiple else [value] if value else []
         values = [_numbers(text) for text in texts]
         for v in values:
@@ -119,7 +119,14 @@ def scene_options(command: Callable) -> Callable:
 
 
 # Rarely changed: the rasters' tiling and reading, and the encoder's device and precision.
-PREDICT_ADVANCED = ("background", "precision", "max_pixels", "device", "tile", "overlap")
+PREDICT_ADVANCED: tuple[str, ...] = (
+    "background",
+    "precision",
+    "max_pixels",
+    "device",
+    "tile",
+    "overlap",
+)
 PREDICT_ADVANCED += ("bands", "scale", "min_area", "probability_dtype")
 
 
@@ -165,15 +172,7 @@ PREDICT_ADVANCED += ("bands", "scale", "min_area", "probability_dtype")
 @click.option("--device", help=DEVICE_HELP)
 @scene_options
 @user_errors
-def predict(
-    checkpoint: Path | None,
-    random_weights: bool,
-    decoder: Path,
-    image: Path,
-    device: str | None,
-    precision: str,
-    **options: object,
-) -> None:
+def predict(image: Path, **options: Any) -> None:
     """Segment the water in an image, a folder of images, or a georeferenced raster.
 
     No prompt: prompt-free (train with `none`). A raster is read in overlapping tiles.
@@ -183,7 +182,8 @@ def predict(
     """
     from floodcache.predict.run import run_predict
 
-    model = ModelConfig(checkpoint, decoder, device, precision, random_weights)
+    model_fields = ("checkpoint", "decoder", "device", "precision", "random_weights")
+    model = ModelConfig(**{name: options.pop(name) for name in model_fields})
     config = PredictConfig(model, image, **options)
     result = run_predict(config)
     line = LINES[type(result).__name__](result)
@@ -231,7 +231,7 @@ def scene_line(result: SceneResult) -> str | None:
 
 
 # Each result's line, by its class's name (the classes import torch; --help must not).
-LINES = {
+LINES: dict[str, Callable[[Any], str | None]] = {
     "Prediction": photo_line,
     "FolderResult": folder_line,
     "SceneResult": scene_line,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import click
 
@@ -53,7 +54,7 @@ STUDY = PipelineConfig()  # the defaults of `run`: each stage's, as the study se
     help="Retrain and re-evaluate where settings changed (the cache is never replaced).",
 )
 @user_errors
-def run_command(**options) -> None:
+def run_command(**options: Any) -> None:
     """audit -> embed -> train -> evaluate -> report, skipping steps already complete.
 
     Example: python cli.py run --data ../shared/flood_dataset
@@ -66,22 +67,20 @@ def run_command(**options) -> None:
         click.echo(f"{step:18s} {what}")
 
 
-def pipeline_config(
-    augment, epochs, train_prompts, eval_prompts, seed, device, out_dir, name, overwrite, **embed
-) -> PipelineConfig:
+def pipeline_config(**options: Any) -> PipelineConfig:
     """The nested configs of `run`'s options: each stage gets the options it takes, and the
-    seed and device reach every stage."""
-    shared = {"seed": seed, "device": device}
-    evaluate = replace(STUDY.report.evaluate, eval_prompts=eval_prompts, **shared)
+    seed and device reach every stage; the options no other stage takes are embed's."""
+    shared = {"seed": options.pop("seed"), "device": options.pop("device")}
+    train = {name: options.pop(name) for name in ("epochs", "train_prompts")}
+    assert STUDY.report.evaluate is not None, "a pipeline's report always evaluates first"
+    evaluate = replace(STUDY.report.evaluate, eval_prompts=options.pop("eval_prompts"), **shared)
+    whole = {name: options.pop(name) for name in ("out_dir", "name", "overwrite")}
+    raster = raster_reading(options)
     return PipelineConfig(
-        embed=replace(
-            STUDY.embed, augment=augment, raster=raster_reading(embed), **embed, **shared
-        ),
-        train=replace(STUDY.train, epochs=epochs, train_prompts=train_prompts, **shared),
+        embed=replace(STUDY.embed, raster=raster, **options, **shared),
+        train=replace(STUDY.train, **train, **shared),
         report=replace(STUDY.report, evaluate=evaluate),
-        out_dir=out_dir,
-        name=name,
-        overwrite=overwrite,
+        **whole,
     )
 
 

@@ -56,5 +56,11 @@ class ShortHelpCommand(click.Command):
 
 
 # The reading options of every command that reads a data set: rarer than --data itself.
-READING_ADVANCED = ("images", "masks", "on_mismatch", "allow_outside_paths", "max_pixels")
+READING_ADVANCED: tuple[str, ...] = (
+    "images",
+    "masks",
+    "on_mismatch",
+    "allow_outside_paths",
+    "max_pixels",
+)
 READING_ADVANCED += ("bands", "scale")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from floodcache.commands.common import DEVICE_HELP, PATH, option, precision_option, user_errors
@@ -60,7 +62,7 @@ EPOCHS_HELP = "Passes over the training views; the epoch with the best validatio
 @click.option("--out", type=PATH, help="Run folder [default: runs/<train prompts joined by +>].")
 @click.option("--overwrite", is_flag=True, help="Replace an earlier run in --out.")
 @user_errors
-def train(**options) -> None:
+def train(**options: Any) -> None:
     """Fine-tune SAM's mask decoder from the cache (image and prompt encoders frozen).
 
     Writes decoder.pt (a MaskDecoder state dict), config.json and history.csv to --out,

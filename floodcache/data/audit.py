@@ -171,21 +171,27 @@ def audit(
     )
 
 
+@dataclass(frozen=True)
+class Reading:
+    """How audit_folder reads a data folder, beside which files it reads."""
+
+    allow_outside_paths: bool = False  # metadata.csv may name files outside the data folder
+    max_pixels: int = MAX_PIXELS  # a larger file is unreadable (a decompression bomb guard)
+    raster: raster.RasterReading | None = None  # georeferenced images' bands and scale
+
+
 def audit_folder(
     data_dir: Path | None = None,
     images: Path | None = None,
     masks: Path | None = None,
     on_mismatch: str = "exclude",
     progress: bool = False,
-    *,
-    allow_outside_paths: bool = False,
-    max_pixels: int = MAX_PIXELS,
-    reading: raster.RasterReading | None = None,
+    reading: Reading = Reading(),  # noqa: B008 (frozen, so sharing it is safe)
 ) -> AuditReport:
     """find_pairs then audit: the whole audit of a data folder (see both)."""
     check_on_mismatch(on_mismatch)
-    pairs, problems = find_pairs(data_dir, images, masks, allow_outside_paths)
-    return audit(pairs, problems, on_mismatch, progress, max_pixels, reading)
+    pairs, problems = find_pairs(data_dir, images, masks, reading.allow_outside_paths)
+    return audit(pairs, problems, on_mismatch, progress, reading.max_pixels, reading.raster)
 
 
 @dataclass

@@ -202,7 +202,7 @@ def dtype_range(dtype: np.dtype) -> tuple[float, float]:
     return float(info.min), float(info.max)
 
 
-def pick_bands(dataset, bands: tuple[int, ...] | None, path: Path) -> tuple[int, int, int]:
+def pick_bands(dataset: Any, bands: tuple[int, ...] | None, path: Path) -> tuple[int, int, int]:
     """The three 1-based band numbers to read as R, G, B (one band given: it, three times)."""
     count = dataset.count
     if bands is None:

@@ -3,6 +3,7 @@ shore line, and its mask. The same (seed, index) gives the same scene in any pro
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
@@ -36,7 +37,13 @@ def write_scene(root: Path, index: int, size: tuple[int, int] | None = None, see
     return path
 
 
-def write_scenes(root: Path, count: int, sizes=None, seed: int = 0, metadata: bool = False) -> Path:
+def write_scenes(
+    root: Path,
+    count: int,
+    sizes: Sequence[tuple[int, int]] | None = None,
+    seed: int = 0,
+    metadata: bool = False,
+) -> Path:
     """A Kaggle-layout data folder of `count` generated scenes (sizes: one (H, W) each, or
     SCENE_SIZES in turn); with `metadata`, a metadata.csv listing them. Returns `root`."""
     (root / "Image").mkdir(parents=True, exist_ok=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 
-from floodcache.data.audit import AuditReport, audit_folder
+from floodcache.data.audit import AuditReport, Reading, audit_folder
 from floodcache.data.decode import path_str
 from floodcache.data.pairs import Pair
 from floodcache.data.views import (
@@ -43,9 +43,7 @@ def audit_data(config: EmbedConfig) -> AuditReport:
         config.masks,
         config.on_mismatch,
         config.progress,
-        allow_outside_paths=config.allow_outside_paths,
-        max_pixels=config.max_pixels,
-        reading=config.raster,
+        Reading(config.allow_outside_paths, config.max_pixels, config.raster),
     )
 
 

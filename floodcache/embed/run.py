@@ -79,8 +79,9 @@ def _fill(job: Job, writer: CacheWriter) -> int:
     parts as they are written, its own and earlier runs'; the others' are added at the end."""
     group = job.runtime.group
     with Assembler(job.config.cache, job.plan) if group.leader else nullcontext() as assembler:
-        for part in writer.part_files() if assembler else []:
-            assembler.add(part)
+        if assembler is not None:
+            for part in writer.part_files():
+                assembler.add(part)
         embedded = encode_pending(job, writer, assembler)
         group.barrier()  # every share is written
         if assembler:

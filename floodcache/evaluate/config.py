@@ -51,3 +51,9 @@ class EvaluateConfig:
         self.decoders = tuple(Path(run) for run in self.decoders)
         if self.out is None:
             self.out = Path("reports") / Path(self.cache).stem
+
+    @property
+    def folder(self) -> Path:
+        """The evaluation folder: `out`, or its default."""
+        assert self.out is not None, "__post_init__ resolves out"
+        return Path(self.out)

@@ -102,7 +102,7 @@ def run_evaluate(config: EvaluateConfig) -> EvaluateResult:
     `config.out` (`<out>.lock` beside it); a folder holding files floodcache did not write is
     refused.
     """
-    out = Path(config.out)
+    out = config.folder
     outputs.refuse_foreign(out, _ours, "--out")
     with writing_evaluation(out):
         return _run_evaluate(config, out)
@@ -187,7 +187,7 @@ class Decoders:
             sam_decoder.build_prompt_encoder(), cache.sam_state("prompt_encoder")
         )
         self.mask_decoders = {
-            m.name: self._ready(sam_decoder.build_mask_decoder(), m.state) for m in models
+            m.name: self._ready(sam_decoder.build_mask_decoder(), m.weights) for m in models
         }
 
     def _ready(self, module: torch.nn.Module, state: dict) -> torch.nn.Module:

@@ -6,6 +6,7 @@ them; written whole, metadata last."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import polars as pl
@@ -113,7 +114,7 @@ def write_evaluation(out: Path, table: pl.DataFrame, masks: pl.DataFrame, metada
     """
     out.mkdir(parents=True, exist_ok=True)
     (out / METADATA).unlink(missing_ok=True)
-    writers = {
+    writers: dict[str, Callable[[Path], object]] = {
         TABLE: table.write_parquet,
         CSV: table.write_csv,
         MASKS: masks.write_parquet,

@@ -17,7 +17,9 @@ from __future__ import annotations
 import base64
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -71,7 +73,8 @@ class PromptAnswers:
         self.decoders = Decoders(cache, models, device)
         with torch.inference_mode():
             # 1x256x64x64, the same for every view and prompt
-            self._image_pe = self.decoders.prompt_encoder.get_dense_pe()
+            prompt_encoder: Any = self.decoders.prompt_encoder  # segment-anything's: untyped
+            self._image_pe = prompt_encoder.get_dense_pe()
         self._lock = threading.Lock()
         self._views: OrderedDict[int, CachedView] = OrderedDict()
 
@@ -81,7 +84,8 @@ class PromptAnswers:
         "predicted_iou"}}} for `prompt` in original-image pixels. Metrics are against the
         view's ground truth at the size "iou_at" names (module docstring); one point alone is
         ambiguous, so SAM's best of its three masks answers it, as in `evaluate`."""
-        original_size = tuple(int(s) for s in self.cache.column("original_size")[row])
+        height, width = (int(s) for s in self.cache.column("original_size")[row])
+        original_size = (height, width)
         input_size = tuple(int(s) for s in self.cache.column("input_size")[row])
         multimask = prompt.num_points == 1 and prompt.box is None
         with self._lock, torch.inference_mode():
@@ -136,7 +140,7 @@ class PromptAnswers:
         return self._views[row]
 
 
-def shrink(mask: np.ndarray, size) -> np.ndarray:
+def shrink(mask: np.ndarray, size: Sequence[int]) -> np.ndarray:
     """HxW {0,1} (uint8 or bool) -> hxw uint8 {0,1} (nearest), the size of the view's preview;
     OpenCV's nearest resize, as a full-resolution mask can hold ten million pixels."""
     mask = mask.view(np.uint8) if mask.dtype == bool else mask

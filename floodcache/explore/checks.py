@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+
 from floodcache.prompts import Prompt
 
 
@@ -66,9 +68,10 @@ def user_prompt(asked: dict, size: tuple[int, int], max_points: int) -> Prompt:
         box = _coordinates(box, 4, width, height, "box")
         if box[0] > box[2] or box[1] > box[3]:
             raise BadRequest(f"box {box} must be [x0, y0, x1, y1] with x0 <= x1 and y0 <= y1")
+    corners = None if box is None else np.asarray(box, np.float32)
     if not xy:
-        return Prompt(points=None, labels=None, box=box)
-    return Prompt(points=xy, labels=labels, box=box)
+        return Prompt(points=None, labels=None, box=corners)
+    return Prompt(points=np.asarray(xy, np.float32), labels=np.asarray(labels), box=corners)
 
 
 def _coordinates(value, count: int, width: int, height: int, what: str) -> list[float]:

@@ -191,6 +191,7 @@ class Explorer:
             pl.col("model") == record["model"], pl.col("prompt") == record["prompt"]
         ).filter(pl.col("row") == row)
         mask = cv2.imdecode(np.frombuffer(stored["mask_png"][0], np.uint8), cv2.IMREAD_GRAYSCALE)
+        assert mask is not None, "the evaluation wrote each mask as a PNG"
         return {name: record[name] for name in (*METRICS, "predicted_iou")} | {
             "mask": overlay(shrink(mask, preview), self.colors[record["model"]])
         }

@@ -21,6 +21,7 @@ import logging
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from typing import Any
 
 from floodcache.explore.checks import BadRequest, read_json, user_prompt, view_row
 from floodcache.explore.explorer import Explorer
@@ -36,7 +37,7 @@ STATIC = {
 
 def static_file(name: str) -> bytes:
     """A file of the page as installed with the package."""
-    return resources.files("floodcache.explore").joinpath("static", name).read_bytes()
+    return resources.files("floodcache.explore").joinpath("static").joinpath(name).read_bytes()
 
 
 class ExploreServer(ThreadingHTTPServer):
@@ -52,6 +53,7 @@ class ExploreServer(ThreadingHTTPServer):
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
+        host = host if isinstance(host, str) else host.decode()  # a str for an IP socket
         return f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
 
@@ -89,8 +91,8 @@ class ExploreHandler(BaseHTTPRequestHandler):
         explorer = self.server.explorer
         asked = read_json(self._body(explorer.config.max_body))
         row = view_row(str(asked.get("row")), explorer.rows)
-        size = tuple(int(s) for s in explorer.cache.column("original_size")[row])
-        prompt = user_prompt(asked, size, explorer.config.max_points)
+        height, width = (int(s) for s in explorer.cache.column("original_size")[row])
+        prompt = user_prompt(asked, (height, width), explorer.config.max_points)
         return _json(explorer.answer(row, prompt))
 
     def _body(self, limit: int) -> bytes:
@@ -123,7 +125,7 @@ class ExploreHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def log_message(self, format: str, *args) -> None:
+    def log_message(self, format: str, *args: Any) -> None:
         log.debug("explore: " + format, *args)
 
 

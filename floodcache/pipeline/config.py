@@ -41,12 +41,15 @@ class PipelineConfig:
     def __post_init__(self) -> None:
         """Place each stage's files (`layout`) and pass on `overwrite` and `progress`."""
         cache, run, report_dir = layout(self)
-        shown = {"progress": self.progress}
-        self.embed = replace(self.embed, cache=cache, **shown)
-        again = {"overwrite": self.overwrite, **shown}
-        self.train = replace(self.train, cache=cache, out=run, **again)
+        shown, again = self.progress, self.overwrite
+        self.embed = replace(self.embed, cache=cache, progress=shown)
+        self.train = replace(self.train, cache=cache, out=run, overwrite=again, progress=shown)
         evaluate = replace(
-            self.report.evaluate or EvaluateConfig(), cache=cache, decoders=(run,), **again
+            self.report.evaluate or EvaluateConfig(),
+            cache=cache,
+            decoders=(run,),
+            overwrite=again,
+            progress=shown,
         )
         evaluate = replace(evaluate, out=report_dir)
         self.report = replace(self.report, out=report_dir, metrics=report_dir, evaluate=evaluate)

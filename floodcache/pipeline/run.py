@@ -83,7 +83,7 @@ def _done(what: str, tic: float) -> str:
 def _train(config: TrainConfig) -> str:
     """Train unless the run folder holds a decoder of this cache and these settings; what was
     done."""
-    run = Path(config.out)
+    run = config.run_folder
     if runs.is_finished(run):
         old, new = runs.RunRecord.read(run).identity, _asked(config)
         if old == new:

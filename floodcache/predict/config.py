@@ -158,7 +158,15 @@ class SceneConfig:
 
 
 # The options of scenes alone, in the order the refusal names them; None: not given.
-SCENE_ONLY = ("tile", "overlap", "bands", "scale", "polygons", "min_area", "probabilities")
+SCENE_ONLY: tuple[str, ...] = (
+    "tile",
+    "overlap",
+    "bands",
+    "scale",
+    "polygons",
+    "min_area",
+    "probabilities",
+)
 SCENE_ONLY += ("probability_dtype",)
 PROMPTS_FOR_PHOTOS = "--point, --background and --box are for photos"
 

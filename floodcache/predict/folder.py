@@ -104,7 +104,7 @@ class _FolderRun:
         out = Path(config.out)
         self.config, self.files, self.segmenter, self.start = config, files, segmenter, start
         self.masks = {path.name: out / f"{path.stem}.png" for path in files}
-        record = record_of(config, segmenter.model.run, segmenter.model.sha256)
+        record = record_of(config, segmenter.model.folder, segmenter.model.sha256)
         claim(out, record, list(self.masks.values()), config.overwrite)
         self.result = FolderResult(
             out, out / SUMMARY, 0, precision=segmenter.precision, load_seconds=loaded

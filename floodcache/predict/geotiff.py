@@ -61,7 +61,7 @@ class Grid:
     transform: Any  # affine.Affine
 
     @classmethod
-    def of(cls, scene) -> Grid:
+    def of(cls, scene: Any) -> Grid:
         return cls(scene.height, scene.width, scene.crs, scene.transform)
 
 

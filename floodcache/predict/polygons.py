@@ -11,7 +11,7 @@ the parts that share an edge are merged, so no polygon is cut at a strip boundar
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -147,7 +147,7 @@ def _write_geojson(tmp: Path, strips, areas: Areas, min_area: float, summary: Ma
         out.write("\n]}\n")
 
 
-def water_polygons(strips, height: int) -> Iterator[np.ndarray]:
+def water_polygons(strips: Iterable[tuple[int, np.ndarray]], height: int) -> Iterator[np.ndarray]:
     """Arrays of shapely polygons in pixel coordinates: the water (value 1) of (start row,
     hxW values) strips that cover `height` rows in order; each polygon complete, never cut at
     a strip boundary (one that reaches a strip's last row waits for the next strip)."""

@@ -97,7 +97,10 @@ def run_predict_scene(config: SceneConfig) -> SceneResult:
             warn_if_not_prompt_free(segmenter.model, config.model.decoder)
             result = predict_scene(segmenter, config, scene, outputs, runtime.group)
     except KeyboardInterrupt as stop:  # Ctrl-C or SIGTERM: its tiles are not kept
-        stop.kept = f"nothing of {config.image} is kept: a rerun segments it from its first tile"
+        # read by the command layer's message (getattr), which KeyboardInterrupt does not declare
+        vars(stop)["kept"] = (
+            f"nothing of {config.image} is kept: a rerun segments it from its first tile"
+        )
         raise
     result.seconds, result.load_seconds = time.perf_counter() - start, loaded
     return result
@@ -179,7 +182,7 @@ def _segment_share(rows: TileRows, parts: Path, rasters: list, group: Group) -> 
 
 def scene_tags(segmenter: Segmenter, config: SceneConfig, scene: Scene, plan: TilePlan) -> dict:
     """What made a scene's outputs, for their GeoTIFF tags."""
-    record = segmenter.model.record
+    record = segmenter.model.run_record
     return {
         "software": "floodcache predict",
         "source": scene.path.name,

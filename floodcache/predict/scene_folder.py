@@ -66,7 +66,7 @@ def _segment_all(config: SceneConfig, scenes: list[Path], files, problems, runti
     group = runtime.group
     segmenter = Segmenter(config.model, runtime, images=len(scenes))
     warn_if_not_prompt_free(segmenter.model, config.model.decoder)
-    record = record_of(config, segmenter.model.run, segmenter.model.sha256)
+    record = record_of(config, segmenter.model.folder, segmenter.model.sha256)
     outputs = {path.name: outputs_of(path, config) for path in scenes}
     _claim_together(group, config, record, outputs)
     out = Path(config.out)
@@ -161,6 +161,8 @@ def _segment(segmenter: Segmenter, config: SceneConfig, path: Path, outputs: Sce
     except raster.UnreadableRaster as error:
         log.warning("%s", error)
         return {"image": path.name, "problem": str(error)}
+    # one process here: the leader, which summarizes the scene
+    assert result.summary is not None, "the leader summarizes its scene"
     return _row(path.name, outputs, result.summary)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -33,6 +34,7 @@ from floodcache.utils.atomic import write_whole
 from floodcache.utils.program import option
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -49,8 +51,8 @@ def user_prompt(config: PhotoConfig) -> Prompt:
     labels = [1] * len(config.points) + [0] * len(config.background)
     return Prompt(
         points=np.array(clicks, np.float32) if clicks else None,
-        labels=labels if clicks else None,
-        box=config.box,
+        labels=np.array(labels) if clicks else None,
+        box=None if config.box is None else np.array(config.box, np.float32),
     )
 
 
@@ -91,7 +93,7 @@ class Segmenter:
         )
         self.device, self.precision = runtime.device, runtime.precision
         self.sam.to(self.device)
-        model_type = self.model.record.model_type
+        model_type = self.model.run_record.model_type
         batch = default_batch_size(self.device, model_type, self.precision)
         self.encoder = BatchEncoder(
             self.sam, self.device, model_type, self.precision, batch_size=batch, views=images
@@ -116,7 +118,7 @@ class Segmenter:
         if len(multimask) != 1:
             raise ValueError("segment single clicks and other prompts in separate calls")
         embeddings, views = self._encode(images)
-        return predict_views(
+        made = predict_views(
             self.sam.prompt_encoder,
             self.sam.mask_decoder,
             embeddings,
@@ -124,6 +126,7 @@ class Segmenter:
             prompts,
             multimask.pop(),
         )
+        return [_prompted(each) for each in made]
 
     def logits(self, images: list[tuple[np.ndarray, tuple[int, int]]]) -> list[np.ndarray]:
         """Prompt-free: (hxwx3 uint8 resized to SAM's input, (H, W) original size) per image ->
@@ -131,7 +134,7 @@ class Segmenter:
         embeddings, views = self._encode(images)
         decoder = self.sam.prompt_encoder, self.sam.mask_decoder
         made = view_logits(*decoder, embeddings, views, [NO_PROMPT] * len(images), False)
-        return [logits.cpu().numpy() for logits, _ in made]
+        return [_prompted(each)[0].cpu().numpy() for each in made]
 
     def _encode(self, images: list[tuple[np.ndarray, tuple[int, int]]]) -> tuple:
         """The images' embeddings, and their input and original sizes as the decoder's
@@ -161,3 +164,9 @@ def write_mask(out: Path, mask: np.ndarray, score: float | None = None) -> None:
     assert ok, "OpenCV failed to encode an in-memory mask"
     data = png.tobytes() if score is None else with_score(png.tobytes(), score)
     write_whole(out, lambda tmp: tmp.write_bytes(data))
+
+
+def _prompted(made: T | None) -> T:
+    """A view's mask: never None here, as every image has a prompt (empty: prompt-free)."""
+    assert made is not None, "every image is given a prompt"
+    return made

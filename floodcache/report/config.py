@@ -35,6 +35,18 @@ class ReportConfig:
             self.metrics = self.out
 
     @property
+    def folder(self) -> Path:
+        """The report folder: `out`, or its default."""
+        assert self.out is not None, "__post_init__ resolves out"
+        return Path(self.out)
+
+    @property
+    def metrics_folder(self) -> Path:
+        """The evaluation folder read: `metrics`, or its default."""
+        assert self.metrics is not None, "__post_init__ resolves metrics"
+        return Path(self.metrics)
+
+    @property
     def device(self) -> str | None:
         """Where the galleries' masks are decoded: the evaluation's device."""
         return self.evaluate.device if self.evaluate else None

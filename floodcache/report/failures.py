@@ -201,7 +201,7 @@ def _causes(material: Material, table: pl.DataFrame) -> list[str]:
         "only, since an oracle prompt needs water."
     )
     for binning in BINNINGS:
-        path = material.config.out / "figures" / f"{binning.figure}.png"
+        path = material.config.folder / "figures" / f"{binning.figure}.png"
         scale = figures.Scale(
             binning.column, binning.bin_column, binning.boundaries, binning.label, binning.log
         )
@@ -215,6 +215,8 @@ def _causes(material: Material, table: pl.DataFrame) -> list[str]:
 
 def findings_of(material: Material) -> dict[str, list[str]]:
     """image_id -> the FINDINGS labels the audit gave its image (not its mask), in order."""
+    if material.audit is None:  # a cache from before the audit was recorded in it
+        return {}
     found = audit_record.image_findings(material.audit)
     return {
         image_id: [label for code, label in FINDINGS.items() if code in codes]

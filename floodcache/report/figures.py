@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import matplotlib
 
@@ -51,7 +52,7 @@ def _grid(count: int, columns: int, size: tuple[float, float]):
     return fig, list(axes.flat[:count])
 
 
-def save(fig: plt.Figure, path: Path, **options: object) -> Path:
+def save(fig: plt.Figure, path: Path, **options: Any) -> Path:
     """`fig` saved at `path` in the format its suffix names, whole or not at all
     (`write_whole`: a full disk leaves no truncated image), then closed. `options` go to
     `savefig`. Its name is recorded first (`record_written`)."""
@@ -223,7 +224,8 @@ def _binned_means(ax, values: pl.DataFrame, x: str, column: str, color, transfor
     """Per bin: a diamond at (the bin's median x, its mean IoU) with the interval's bar."""
     for _, group in values.group_by(column, maintain_order=True):
         interval = bootstrap(group["iou"].to_numpy())
-        center = float(group[x].median())
+        assert interval is not None, "a group of group_by holds one view at least"
+        center = float(np.median(group[x].to_numpy()))
         # no error bar where the report shows no interval (too few views)
         shown = interval.shown
         error = [

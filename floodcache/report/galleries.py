@@ -101,7 +101,7 @@ def _heading(choice: Choice, model: str) -> str:
 
 def gallery_path(material: Material, kind: str, model: str, prompt: str):
     name = f"{kind}_{markdown.slug(model)}_{markdown.slug(prompt)}.jpg"
-    return material.config.out / "figures" / name
+    return material.config.folder / "figures" / name
 
 
 def view_panels(material: Material, record: dict, heading: str) -> list:

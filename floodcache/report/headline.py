@@ -49,6 +49,8 @@ def _claim(material: Material, model: DecoderModel, prompt: str) -> str:
     else:
         base = material.interval(PRETRAINED, prompt, "iou")
         change = material.paired(model.name, prompt, "iou")
+        # the pretrained decoder is evaluated on the same views as every run
+        assert base is not None and change is not None, "pretrained has the run's views"
         text = (
             f"fine-tuned {markdown.code(model.name)} reaches mean IoU {mine.text()} "
             f"against {base.text()} "
@@ -116,6 +118,7 @@ def _study_row(material: Material, prompt: str, metric: str) -> list[str]:
         if change is None:
             row += ["–", "–", "–"]
             continue
+        assert mine is not None and base is not None, "a change needs both intervals"
         row += [
             change.difference.signed(),
             markdown.relative(mine.mean, base.mean),

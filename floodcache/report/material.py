@@ -60,9 +60,7 @@ class Material:
 
     def relative(self, path: Path | str) -> str:
         """`path` as a link from the report's folder."""
-        return Path(
-            os.path.relpath(Path(path).resolve(), Path(self.config.out).resolve())
-        ).as_posix()
+        return Path(os.path.relpath(Path(path).resolve(), self.config.folder.resolve())).as_posix()
 
     def evaluated(self, model: str, prompt: str) -> pl.DataFrame:
         """`model`'s rows for `prompt` that were evaluated (not skipped), in view order."""
@@ -111,4 +109,6 @@ class Material:
             keys = zip(*(self.masks[name] for name in ("model", "prompt", "row")), strict=True)
             self._index = dict(zip(keys, self.masks["mask_png"], strict=True))
         png = np.frombuffer(self._index[(model, record["prompt"], record["row"])], np.uint8)
-        return cv2.imdecode(png, cv2.IMREAD_GRAYSCALE) > 0
+        mask = cv2.imdecode(png, cv2.IMREAD_GRAYSCALE)
+        assert mask is not None, "the evaluation wrote each mask as a PNG"
+        return mask > 0

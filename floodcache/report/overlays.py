@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 from matplotlib.patches import Patch
 
+from floodcache.prompts import Prompt
 from floodcache.report.figures import plt, save  # pyplot, with the Agg backend set
 
 # RGB 0..255. Right water, false alarm and missed water take the usual green, red and yellow;
@@ -58,7 +59,7 @@ def prediction_overlay(image: np.ndarray, prediction: np.ndarray, truth: np.ndar
     )
 
 
-def draw_prompt(image: np.ndarray, prompt, scale: float) -> np.ndarray:
+def draw_prompt(image: np.ndarray, prompt: Prompt, scale: float) -> np.ndarray:
     """A copy of `image` with a Prompt drawn so that it shows on any background: the box white
     on black, kept inside the image (a box along the border would be cut in half); clicks as
     filled discs ringed white and black."""
@@ -66,7 +67,9 @@ def draw_prompt(image: np.ndarray, prompt, scale: float) -> np.ndarray:
     thickness = _thickness(out)
     if prompt.box is not None:
         _draw_box(out, [v * scale for v in prompt.box], thickness)
-    points = [] if prompt.points is None else zip(prompt.points, prompt.labels, strict=True)
+    points = []
+    if prompt.points is not None and prompt.labels is not None:  # both or neither: Prompt
+        points = list(zip(prompt.points, prompt.labels, strict=True))
     radius = 3 * thickness
     height, width = out.shape[:2]
     for (x, y), label in points:
@@ -129,7 +132,7 @@ def gallery(rows: list[list[tuple[str, np.ndarray]]], path: Path) -> Path:
             ax.axis("off")
     fig.legend(
         handles=[
-            Patch(facecolor=np.array(rgb) / 255, edgecolor="black", label=text)
+            Patch(facecolor="#{:02x}{:02x}{:02x}".format(*rgb), edgecolor="black", label=text)
             for text, rgb in LEGEND
         ],
         loc="upper center",

@@ -40,8 +40,8 @@ def run_report(config: ReportConfig) -> ReportResult:
 
     What it says of the data comes from the audit recorded in the cache when it was embedded.
     """
-    metrics_dir = Path(config.metrics)
-    earlier_figures = claim_report_folder(Path(config.out))
+    metrics_dir = config.metrics_folder
+    earlier_figures = claim_report_folder(config.folder)
     if config.evaluate is not None:
         from floodcache.evaluate.evaluate import run_evaluate  # torch: only to evaluate
 
@@ -61,12 +61,12 @@ def run_report(config: ReportConfig) -> ReportResult:
             lines += ["", *section(material)]
         lines += ["", *_timings(material, reused, time.perf_counter() - start)]
         lines += ["", *sections.appendix(material)]
-    report = Path(config.out) / "report.md"
+    report = config.folder / "report.md"
     write_whole(report, lambda tmp: tmp.write_text("\n".join(lines) + "\n"))
-    _remove_stale_figures(Path(config.out), earlier_figures, material.figures)
-    page = (
-        html.write_html(report, material.figures) if config.html else html.remove_stale_page(report)
-    )
+    _remove_stale_figures(config.folder, earlier_figures, material.figures)
+    page = html.write_html(report, material.figures) if config.html else None
+    if not config.html:
+        html.remove_stale_page(report)
     return ReportResult(report, material.figures, metrics_dir, reused, page)
 
 
@@ -215,7 +215,7 @@ def _timings(material: Material, reused: bool, report_seconds: float) -> list[st
         ],
     ]
     for model in material.runs:
-        history = read_history(model.run)
+        history = read_history(model.folder)
         epochs = f"{history.height} epoch" + ("s" if history.height != 1 else "")
         seconds = f"{history['seconds'].sum():.1f}"
         rows.append([f"train {markdown.code(model.name)}", seconds, epochs])

@@ -62,7 +62,7 @@ def _means(material: Material) -> pl.DataFrame:
 
 
 def _figure(material: Material, name: str):
-    return material.config.out / "figures" / f"{name}.png"
+    return material.config.folder / "figures" / f"{name}.png"
 
 
 def data_section(material: Material) -> list[str]:
@@ -104,15 +104,15 @@ def training_section(material: Material) -> list[str]:
     runs = material.runs
     if not runs:
         return ["## Training", "", "No fine-tuned run was evaluated."]
-    histories = {m.name: read_history(m.run) for m in runs}
+    histories = {m.name: read_history(m.folder) for m in runs}
     rows = [
         [
             markdown.text(m.name),
             markdown.text(", ".join(m.trained_prompts)),
             histories[m.name].height,
-            m.record.best_epoch,
-            f"{_or_nan(m.record.best_val_iou):.3f}",
-            markdown.link(material.relative(m.run), material.relative(m.run)),
+            m.run_record.best_epoch,
+            f"{_or_nan(m.run_record.best_val_iou):.3f}",
+            markdown.link(material.relative(m.folder), material.relative(m.folder)),
         ]
         for m in runs
     ]

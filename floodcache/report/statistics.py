@@ -16,6 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numpy.typing import ArrayLike
 
 SEED = 0
 RESAMPLES = 10_000  # enough that another seed moves an interval's ends in the third decimal
@@ -77,7 +78,7 @@ class Paired:
         return f"Wilcoxon p {text}" if text.startswith("<") else f"Wilcoxon p = {text}"
 
 
-def bootstrap(values, seed: int = SEED, resamples: int = RESAMPLES) -> Interval | None:
+def bootstrap(values: ArrayLike, seed: int = SEED, resamples: int = RESAMPLES) -> Interval | None:
     """The mean of 1-D `values` (one per view) and its percentile bootstrap interval; None
     for no values. One value gives a zero-width interval: nothing to resample."""
     values = np.asarray(values, dtype=np.float64)
@@ -89,7 +90,7 @@ def bootstrap(values, seed: int = SEED, resamples: int = RESAMPLES) -> Interval 
     return Interval(float(values.mean()), float(low), float(high), int(values.size))
 
 
-def paired(before, after, seed: int = SEED) -> Paired | None:
+def paired(before: ArrayLike, after: ArrayLike, seed: int = SEED) -> Paired | None:
     """Compare two models' values of the same views (equal-length, same order)."""
     from scipy.stats import wilcoxon  # scipy is slow to import: only when comparing
 

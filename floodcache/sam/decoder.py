@@ -57,7 +57,7 @@ def load_module(module: torch.nn.Module, state: dict[str, np.ndarray]) -> torch.
 
 
 def to_sam_inputs(
-    prompts: list[Prompt], device=None, pad_points: bool = False
+    prompts: list[Prompt], device: torch.device | None = None, pad_points: bool = False
 ) -> tuple[tuple[torch.Tensor, torch.Tensor] | None, torch.Tensor | None]:
     """Batch prompts of one strategy for `PromptEncoder.forward(points=, boxes=, masks=None)`.
 

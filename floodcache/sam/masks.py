@@ -6,12 +6,15 @@ there, and only counts (and small previews) come back to the host."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from torch.nn import functional as F
 
 from floodcache.prompts import Prompt
 from floodcache.sam.decoder import decode, pick_by_iou
+from floodcache.sam.modeling import MaskDecoder, PromptEncoder
 from floodcache.sam.preprocess import IMAGE_SIZE, input_size
 
 
@@ -40,7 +43,12 @@ def _to_original(padded: torch.Tensor, input_size, original_size) -> torch.Tenso
 
 @torch.inference_mode()
 def decode_views(
-    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
+    prompt_encoder: PromptEncoder,
+    mask_decoder: MaskDecoder,
+    embeddings: torch.Tensor,
+    views: dict,
+    prompts: Sequence[Prompt | None],
+    multimask: bool,
 ) -> tuple[list[int], torch.Tensor, torch.Tensor]:
     """The views whose prompt is not None, decoded in one batch: (their indices, Kx1x256x256
     low-res logits of the mask SAM picks, K predicted IoU).
@@ -53,7 +61,8 @@ def decode_views(
     if not kept:
         empty = embeddings.new_zeros((0, 1, 256, 256))
         return kept, empty, embeddings.new_zeros((0,))
-    inputs = [input_prompt(prompts[i], views["original_size"][i]) for i in kept]
+    sizes = views["original_size"]
+    inputs = [input_prompt(p, sizes[i]) for i, p in enumerate(prompts) if p is not None]
     logits, iou = decode(prompt_encoder, mask_decoder, embeddings[kept], inputs, multimask)
     best, score = pick_by_iou(logits, iou)
     return kept, best, score[:, 0]
@@ -84,7 +93,12 @@ def full_masks(lowres: torch.Tensor, input_sizes: list, original_sizes: list) ->
 
 @torch.inference_mode()
 def view_logits(
-    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
+    prompt_encoder: PromptEncoder,
+    mask_decoder: MaskDecoder,
+    embeddings: torch.Tensor,
+    views: dict,
+    prompts: Sequence[Prompt | None],
+    multimask: bool,
 ) -> list[tuple[torch.Tensor, float] | None]:
     """SAM's mask logits for each view whose prompt is not None: (HxW float32 at the original
     size, on the device; predicted IoU), else None. For callers that blend logits (predict's
@@ -104,7 +118,12 @@ def view_logits(
 
 
 def predict_views(
-    prompt_encoder, mask_decoder, embeddings: torch.Tensor, views: dict, prompts, multimask: bool
+    prompt_encoder: PromptEncoder,
+    mask_decoder: MaskDecoder,
+    embeddings: torch.Tensor,
+    views: dict,
+    prompts: Sequence[Prompt | None],
+    multimask: bool,
 ) -> list[tuple[np.ndarray, float] | None]:
     """SAM's mask for each view whose prompt is not None: (HxW bool, predicted IoU), else None:
     `view_logits` thresholded at SAM's 0."""

@@ -169,7 +169,7 @@ def make_batches(
         windows = [s + rng.permutation(min(STREAM_WINDOW, count - s)) for s in starts]
     else:
         windows = [rng.permutation(count)]
-    batches: list[np.ndarray] = []
+    batches: list[Batch] = []
     skipped, position = 0, 0
     for order in windows:
         made, missed = _window_batches(strategies, views, order, position, draw, batch_size)

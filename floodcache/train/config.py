@@ -67,3 +67,9 @@ class TrainConfig:
             raise ValueError(f"--box-jitter must be a finite number, not {self.box_jitter!r}")
         if self.out is None:
             self.out = Path("runs") / "+".join(names)
+
+    @property
+    def run_folder(self) -> Path:
+        """The run folder: `out`, or its default."""
+        assert self.out is not None, "__post_init__ resolves out"
+        return Path(self.out)

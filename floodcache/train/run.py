@@ -110,14 +110,14 @@ def run_train(config: TrainConfig) -> TrainResult:
     After every epoch the training state goes to `<out>.partial/`: a run stopped by Ctrl-C or
     a crash resumes from there when the same command runs again, and ends as it would have.
     """
-    with runs.writing_run(config.out):
+    with runs.writing_run(config.run_folder):
         return _train(config)
 
 
 def _train(config: TrainConfig) -> TrainResult:
-    runs.refuse_to_replace(config.out, config.overwrite)
+    runs.refuse_to_replace(config.run_folder, config.overwrite)
     # `.<out>.tmp-<pid>-<12 hex>` (the run folder written whole) is the longest made from it
-    outputs.check_name_room(Path(config.out), 32, "--out")
+    outputs.check_name_room(config.run_folder, 32, "--out")
     strategies = parse_prompts(config.train_prompts)
     # Recorded resolved: config.json and a resumed run say what actually ran.
     runtime = Runtime.resolve(config.device, config.precision, "train")
@@ -138,7 +138,7 @@ def _train(config: TrainConfig) -> TrainResult:
                     f"{len(views[0])} and {len(views[1])}"
                 )
             trainer = DecoderTrainer(cache, config, runtime)
-            training = Training(trainer, strategies, *views, config)
+            training = Training(trainer, strategies, views[0], views[1], config)
             progress = Progress(config, cache)
             history, best = progress.resume(training.trainer)
             history, best = _fit(training, progress, history, best)
@@ -149,7 +149,7 @@ def _train(config: TrainConfig) -> TrainResult:
                 split.close()
         _save_run(config, cache, history, best, strategies)
         progress.remove()
-    return TrainResult(config.out, best.epoch, history)
+    return TrainResult(config.run_folder, best.epoch, history)
 
 
 def _keep_before(
@@ -193,7 +193,7 @@ class Progress:
     precision resolved)."""
 
     def __init__(self, config: TrainConfig, cache: Cache):
-        out = Path(config.out)
+        out = config.run_folder
         self.folder = out.with_name(out.name + ".partial")
         self.identity = runs.run_identity(config, cache.fingerprint)
         self.overwrite = config.overwrite
@@ -324,4 +324,6 @@ def _save_run(
         best_val_iou=best.val_iou,
         diverged_epoch=diverged,
     )
-    save_run(config.out, best.decoder, record, [asdict(h) for h in history])
+    # one epoch sets it: any IoU (>= 0) beats Best's -1; a divergence saves only when set
+    assert best.decoder is not None, "a run is saved after an epoch that set the best decoder"
+    save_run(config.run_folder, best.decoder, record, [asdict(h) for h in history])

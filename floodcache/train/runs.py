@@ -122,7 +122,7 @@ def _train_config(recorded: dict) -> TrainConfig:
     setting existed) takes its default, one no longer a setting is dropped."""
     known = {f.name for f in dataclasses.fields(TrainConfig)}
     config = TrainConfig(**{k: v for k, v in recorded.items() if k in known})
-    return dataclasses.replace(config, cache=Path(config.cache), out=Path(config.out))
+    return dataclasses.replace(config, cache=Path(config.cache), out=config.run_folder)
 
 
 @dataclass
@@ -138,6 +138,24 @@ class DecoderModel:
     @property
     def trained_prompts(self) -> list[str]:
         return [] if self.record is None else list(self.record.prompts)
+
+    @property
+    def run_record(self) -> RunRecord:
+        """The record of a fine-tuned run (not `pretrained`, which has none)."""
+        assert self.record is not None, f"{self.name} is not a fine-tuned run"
+        return self.record
+
+    @property
+    def folder(self) -> Path:
+        """The folder of a fine-tuned run (not `pretrained`, which has none)."""
+        assert self.run is not None, f"{self.name} is not a fine-tuned run"
+        return self.run
+
+    @property
+    def weights(self) -> dict[str, np.ndarray]:
+        """The state dict, for a model read with its weights (not `describe_run`'s)."""
+        assert self.state is not None, f"{self.name}'s weights were not read"
+        return self.state
 
 
 def checkpoint_sha256(cache: Cache) -> str:
@@ -203,7 +221,7 @@ def check_same_sam(model: DecoderModel, model_type: str, checkpoint: str, other:
 
     `other` names what the model is combined with, for the message (a cache or checkpoint file).
     """
-    record = model.record
+    record = model.run_record
     refuse_other(
         {"model_type": record.model_type, "checkpoint_sha256": record.checkpoint_sha256},
         {"model_type": model_type, "checkpoint_sha256": checkpoint},
@@ -225,13 +243,16 @@ def read_history(run: Path) -> pl.DataFrame:
     try:
         history = pl.read_csv(path)
     except (OSError, pl.exceptions.PolarsError) as error:
-        history, problem = None, str(error).splitlines()[0]
+        problem = str(error).splitlines()[0]
     else:
         columns = {"epoch", "seconds", "train_loss", "val_loss", "val_iou"}
-        problem = None if columns <= set(history.columns) else "it lacks epoch columns"
-    if problem is None and history["seconds"].dtype.is_numeric():
-        return history
+        if not columns <= set(history.columns):
+            problem = "it lacks epoch columns"
+        elif history["seconds"].dtype.is_numeric():
+            return history
+        else:
+            problem = "its seconds are not numbers"
     raise ValueError(
-        f"{path} is damaged ({problem or 'its seconds are not numbers'}): train the run again "
+        f"{path} is damaged ({problem}): train the run again "
         f"({command('train', option('cache'), 'FILE.h5', option('out'), run, option('overwrite'))})"
     )

@@ -8,9 +8,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 from torch.nn import functional as F
+from tqdm import tqdm
 
 from floodcache.cache.reader import Cache
-from floodcache.prompts import PromptOptions, PromptStrategy
+from floodcache.prompts import Prompt, PromptOptions, PromptStrategy
 from floodcache.runtime import Runtime
 from floodcache.sam import decoder as sam_decoder
 from floodcache.sam.precision import DTYPES, autocast
@@ -18,7 +19,9 @@ from floodcache.train.batches import PromptDraw, Views, make_batches
 from floodcache.train.config import TrainConfig
 
 
-def losses(logits, iou_pred, target, valid) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def losses(
+    logits: torch.Tensor, iou_pred: torch.Tensor, target: torch.Tensor, valid: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Per-sample, per-mask BCE + Dice, IoU-head MSE and real IoU.
 
     logits: BxCx256x256; iou_pred: BxC; target, valid: Bx1x256x256 float {0,1}.
@@ -81,7 +84,12 @@ class DecoderTrainer:
         self.views_per_pass = views_per_pass(self.device, self.precision)
 
     def step(
-        self, strategy: PromptStrategy, views: Views, index: np.ndarray, prompts, train: bool
+        self,
+        strategy: PromptStrategy,
+        views: Views,
+        index: np.ndarray,
+        prompts: list[Prompt],
+        train: bool,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """One batch: (summed loss, summed IoU) over its views, 0-dim tensors left on the
         device (reading them waits for the GPU); updates the decoder when `train`.
@@ -141,7 +149,13 @@ class DecoderTrainer:
         return seg[rows, best] + iou_loss.mean(dim=1), iou[rows, picked]
 
     def run_epoch(
-        self, strategies, views: Views, config: TrainConfig, epoch: int, train: bool, bar=None
+        self,
+        strategies: list[PromptStrategy],
+        views: Views,
+        config: TrainConfig,
+        epoch: int,
+        train: bool,
+        bar: tqdm | None = None,
     ) -> tuple[float, float, int, int]:
         """Mean loss, mean IoU, views used and views skipped over one pass."""
         options = PromptOptions(

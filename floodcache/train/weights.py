@@ -74,7 +74,7 @@ def save_run(
 def load_run(run: Path) -> DecoderModel:
     """The decoder of a finished run folder; FileNotFoundError naming the fix otherwise."""
     described = describe_run(run)  # FileNotFoundError naming the fix for an unfinished run
-    run, weights = described.run, described.run / DECODER
+    run, weights = described.folder, described.folder / DECODER
     again = command("train", option("cache"), "FILE.h5", option("out"), run, option("overwrite"))
     fix = f"train it again: {again}"
     state = read_weights(weights, "a mask decoder's weights (a state dict)", fix)
@@ -115,7 +115,7 @@ def decoder_models(cache: Cache, runs: tuple[Path, ...]) -> list[DecoderModel]:
     for run in runs:
         model = load_run(run)
         check_same_sam(model, cache.model_type, checkpoint_sha256(cache), str(cache.path))
-        if model.record.cache_fingerprint != cache.fingerprint:
+        if model.run_record.cache_fingerprint != cache.fingerprint:
             log.warning(
                 "%s was trained from another cache than %s: its training images may be in "
                 "the evaluated split",
@@ -145,8 +145,8 @@ def sam_with_decoder(
     a model type without official weights (vit_tiny) that no file was made for.
     """
     model = load_run(run)
-    model_type = model.record.model_type
-    made_random = model.record.checkpoint_sha256 == RANDOM_WEIGHTS
+    model_type = model.run_record.model_type
+    made_random = model.run_record.checkpoint_sha256 == RANDOM_WEIGHTS
     if random_weights:
         if not made_random:
             raise CheckpointError(
@@ -156,7 +156,7 @@ def sam_with_decoder(
         if checkpoint is not None:
             raise CheckpointError("pass either --checkpoint or --random-weights, not both")
         sam, _ = load_or_random_sam(model_type, None, True)
-        sam.mask_decoder.load_state_dict({k: torch.from_numpy(v) for k, v in model.state.items()})
+        sam.mask_decoder.load_state_dict({k: torch.from_numpy(v) for k, v in model.weights.items()})
         return sam.eval(), model
     if checkpoint is None and made_random:
         raise CheckpointError(
@@ -164,6 +164,7 @@ def sam_with_decoder(
             "--random-weights to rebuild that same SAM (its masks mean nothing)"
         )
     checkpoint = resolve_checkpoint(model_type, checkpoint, False)
+    assert checkpoint is not None, "without random weights a checkpoint is resolved to a file"
     sam = load_sam(model_type, checkpoint)
     if made_random:
         log.warning(
@@ -173,5 +174,5 @@ def sam_with_decoder(
         )
     else:
         check_same_sam(model, model_type, sha256_file(checkpoint), str(checkpoint))
-    sam.mask_decoder.load_state_dict({k: torch.from_numpy(v) for k, v in model.state.items()})
+    sam.mask_decoder.load_state_dict({k: torch.from_numpy(v) for k, v in model.weights.items()})
     return sam.eval(), model

@@ -4,9 +4,13 @@ is held in memory."""
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import torch
 
 
-def free_memory(device) -> int:
+def free_memory(device: torch.device) -> int:
     """Bytes free on `device` (a torch.device): CUDA's free memory with what PyTorch holds
     cached but unused, or the RAM Linux says is available."""
     if device.type == "cuda":

@@ -125,7 +125,9 @@ def test_audit_decodes_at_most_max_pixels_at_once(tmp_path, monkeypatch, max_pix
     monkeypatch.setattr(audit, "read_image", slow(decode.read_image))
     monkeypatch.setattr(audit, "read_mask", slow(decode.read_mask))
     images, masks = tmp_path / "images", tmp_path / "masks"
-    report = audit.audit_folder(images=images, masks=masks, max_pixels=max_pixels)
+    report = audit.audit_folder(
+        images=images, masks=masks, reading=audit.Reading(max_pixels=max_pixels)
+    )
     assert len(report.usable) == 4 and most[0] == min(at_once, audit.os.cpu_count() or 1)
 
 
@@ -134,7 +136,7 @@ def test_audit_leaves_out_a_file_over_the_pixel_limit(tmp_path):
         save(tmp_path / "images" / f"{seed}.png", picture(seed, *size), "PNG")
         save(tmp_path / "masks" / f"{seed}.png", water(seed, *size), "PNG")
     images, masks = tmp_path / "images", tmp_path / "masks"
-    report = audit.audit_folder(images=images, masks=masks, max_pixels=1000)
+    report = audit.audit_folder(images=images, masks=masks, reading=audit.Reading(max_pixels=1000))
     assert report.excluded == {"1": ["unreadable_image", "unreadable_mask"]}
     assert "--max-pixels" in report.problems[0].detail
 
@@ -335,13 +337,19 @@ def test_georeferenced_chips_are_read_with_the_bands_and_scaling_asked(tmp_path)
     import rasterio
 
     images, masks = write_chips(tmp_path)
-    report = audit.audit_folder(images=images, masks=masks, reading=RasterReading(bands=(3, 2, 1)))
+    report = audit.audit_folder(
+        images=images, masks=masks, reading=audit.Reading(raster=RasterReading(bands=(3, 2, 1)))
+    )
     assert len(report.usable) == 3 and not report.excluded
     details = [row.detail for row in report.problems if row.problem == "converted_mode"]
     assert sum("bands 3,2,1 of 4 (uint16), percentile 2-98" in d for d in details) == 3
     assert any("without data or negative, read as not water" in d for d in details)
     with pytest.raises(ValueError, match=r"chip_0.tif has 4 bands, so --bands 5,3,2 .* 1 to 4"):
-        audit.audit_folder(images=images, masks=masks, reading=RasterReading(bands=(5, 3, 2)))
+        audit.audit_folder(
+            images=images,
+            masks=masks,
+            reading=audit.Reading(raster=RasterReading(bands=(5, 3, 2))),
+        )
     with rasterio.open(masks / "chip_1.tif", "r+") as mask:
         mask.crs = "EPSG:32617"  # the next UTM zone: the mask lies elsewhere
     report = audit.audit_folder(images=images, masks=masks)
