@@ -29,6 +29,7 @@ from rasterio.windows import Window
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from floodcache.sam.model import build_sam  # noqa: E402
+from floodcache.train.runs import RunRecord  # noqa: E402
 from floodcache.train.weights import save_run  # noqa: E402
 from floodcache.utils.hashing import sha256_file  # noqa: E402
 
@@ -63,11 +64,8 @@ def random_run(folder: Path, model_type: str) -> tuple[Path, Path]:
     sam = build_sam(model_type)
     checkpoint = folder / "sam.pth"
     torch.save(sam.state_dict(), checkpoint)
-    record = {
-        "model_type": model_type,
-        "checkpoint_sha256": sha256_file(checkpoint),
-        "prompts": {"none": 1.0},
-    }
+    prompt_free = {"none": {"oracle": False, "multimask": False}}
+    record = RunRecord(model_type, sha256_file(checkpoint), prompt_free)
     save_run(folder / "run", sam.mask_decoder.state_dict(), record, [{"epoch": 0}])
     return checkpoint, folder / "run"
 

@@ -169,7 +169,9 @@ class SmoothSegmenter:
 
     def __init__(self, *args, **kwargs):
         record = RunRecord("vit_tiny", "0" * 64, {"none": {"oracle": False, "multimask": False}})
-        self.model = SimpleNamespace(record=record, sha256="0" * 64, trained_prompts=["none"])
+        self.model = SimpleNamespace(
+            record=record, run_record=record, sha256="0" * 64, trained_prompts=["none"]
+        )
 
     def logits(self, images):
         blurred = [

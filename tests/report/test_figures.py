@@ -98,7 +98,8 @@ def test_a_log_axis_labels_only_its_decades_so_that_no_labels_overlap(tmp_path, 
     """Image sizes from 0.2 to 0.9 megapixels: matplotlib's own minor labels (2x10^-1,
     3x10^-1...) ran into each other; only the major ticks carry a label."""
     table = _table().with_columns(megapixels=0.2 + 0.1 * pl.col("row"))
-    figures.versus(table, "megapixels", ("bin", ()), "megapixels", MODELS, tmp_path / "v.png", True)
+    scale = figures.Scale("megapixels", "bin", (), "megapixels", log=True)
+    figures.versus(table, scale, MODELS, tmp_path / "v.png")
     (figure,) = captured
     ax = figure.axes[0]
     figure.canvas.draw()
@@ -110,9 +111,8 @@ def test_a_log_axis_labels_only_its_decades_so_that_no_labels_overlap(tmp_path, 
 def test_few_views_get_no_error_bar(tmp_path, captured):
     """Below MIN_INTERVAL_VIEWS views a bin's mean is drawn without an interval, as the tables
     show none."""
-    figures.versus(
-        _table(), "water_percent", ("bin", (30.0,)), "water (%)", MODELS, tmp_path / "v.png"
-    )
+    scale = figures.Scale("water_percent", "bin", (30.0,), "water (%)")
+    figures.versus(_table(), scale, MODELS, tmp_path / "v.png")
     (figure,) = captured
     for container in figure.axes[0].containers[:2]:
         (bar,) = container.lines[2]
