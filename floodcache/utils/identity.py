@@ -93,17 +93,10 @@ def _default(f: dataclasses.Field) -> Any:
     return f.default
 
 
-def refuse_other(
-    recorded: dict,
-    identity: dict,
-    what: str,
-    fix: str,
-    error: type[Exception] = ValueError,
-    names: tuple[str, str] = ("has", "asked"),
-) -> None:
-    """Raise `error` naming each difference between a recorded identity and this one; nothing
-    when they are the same artifact."""
-    refuse_if_different(recorded, identity, what, fix, error, names)
+# The refusal of an artifact whose recorded identity differs from this one's, naming each
+# difference: the differences module's own, named here so that identity, comparison and
+# refusal are all had from this module.
+refuse_other = refuse_if_different
 
 
 def plain(value: Any) -> Any:
