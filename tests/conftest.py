@@ -27,9 +27,10 @@ def pytest_collection_modifyitems(config, items) -> None:
             item.add_marker(skip)
 
 
-@pytest.fixture(scope="session", autouse=True)
+@pytest.fixture(scope="package", autouse=True)
 def cpu_without_native_bf16(tmp_path_factory):
-    """Every test in this process sees a CPU without native bf16 (`auto` is fp32), so that its
+    """(Once for each test package: the patch is undone between them.) Every test in this
+    process sees a CPU without native bf16 (`auto` is fp32), so that its
     numbers are the same on every CPU; tests/sam/test_precision.py fakes the flags itself."""
     from floodcache.sam import precision
 
